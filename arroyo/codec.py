@@ -1,0 +1,326 @@
+"""Avro encoding of messages, framed so that a reader knows the writer's schema.
+
+Two framings, as DESIGN.md says:
+
+- Avro single-object encoding (the default): ``C3 01``, the writer schema's 8-byte
+  CRC-64-AVRO fingerprint (little-endian), then the Avro binary body;
+- Confluent framing, with a schema registry: ``00``, the 4-byte big-endian schema id,
+  then the body.
+
+A decoder resolves the writer's schema to its reader schema by the Avro rules (fastavro
+does the resolution), so a reader one version behind or ahead still decodes. Everything
+that goes wrong while decoding raises :class:`~arroyo.errors.DecodeError`, except an
+unreachable registry, which raises the retryable :class:`~arroyo.errors.RegistryError`.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError, validate
+
+from arroyo.errors import DecodeError, EncodeError, RegistryError
+from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop
+from arroyo.registry import Registry
+from arroyo.schema import Schema, SchemaStore, builtin, envelope
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _zigzag_varint(n: int) -> bytes:
+    """Avro's encoding of a long (zig-zag, then base-128 varint)."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _wrap(value: Any, path: str) -> dict[str, Any]:
+    """A JSON-like value as the ``arroyo.Value`` record, refusing what would not round-trip."""
+    if value is None or isinstance(value, bool | float | str | bytes):
+        return {"v": value}
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise EncodeError(f"{path}: integer {value} does not fit in 64 bits", path)
+        return {"v": value}
+    if isinstance(value, list | tuple):
+        return {"v": [_wrap(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, dict):
+        return {"v": _wrap_map(value, path)}
+    if isinstance(value, bytearray | memoryview):
+        return {"v": bytes(value)}
+    raise EncodeError(
+        f"{path}: {type(value).__name__} is not a JSON-like value "
+        "(null, bool, int, float, str, bytes, list, dict)",
+        path,
+    )
+
+
+def _wrap_map(values: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise EncodeError(f"{path}: map keys must be str, got {key!r}", path)
+        out[key] = _wrap(value, f"{path}.{key}")
+    return out
+
+
+def _unwrap(value: dict[str, Any]) -> JSON:
+    v = value["v"]
+    if isinstance(v, list):
+        return [_unwrap(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _unwrap(x) for k, x in v.items()}
+    return v  # type: ignore[no-any-return]
+
+
+def _is_generic(metadata_type: Any) -> bool:
+    return isinstance(metadata_type, dict) and metadata_type.get("type") == "map"
+
+
+class Codec:
+    """Turns messages into framed Avro bytes and back.
+
+    ``writer``: the envelope to encode with (default: the built-in ``arroyo.Message``;
+    a facility metadata record is turned into its envelope). ``reader``: the envelope
+    decoded messages are resolved to (default: the built-in envelope for generic data,
+    the writer's own schema for facility data). ``store``: the writer schemas known by
+    fingerprint. ``registry``: when given, encode with Confluent framing under
+    ``subject`` and look unknown schema ids up in the registry.
+    """
+
+    def __init__(
+        self,
+        *,
+        writer: Schema | None = None,
+        reader: Schema | None = None,
+        store: SchemaStore | None = None,
+        registry: Registry | None = None,
+        subject: str | None = None,
+    ) -> None:
+        self.writer = envelope(writer)
+        self.reader = envelope(reader) if reader is not None else None
+        self.store = store if store is not None else SchemaStore()
+        self.store.add(self.writer)
+        if self.reader is not None:
+            self.store.add(self.reader)
+        self.registry = registry
+        self.subject = subject
+        self._writer_generic = _is_generic(self.writer.event_metadata())
+        self._writer_metadata = self.writer.event_metadata()
+        self._readers: dict[bytes, tuple[Schema, bool]] = {}
+
+    # -- encoding ------------------------------------------------------------------
+
+    def _prefix(self) -> bytes:
+        if self.registry is None:
+            return SINGLE_OBJECT_MAGIC + self.writer.fingerprint
+        subject = self.subject or "arroyo-value"
+        schema_id = self.registry.register(subject, self.writer)
+        return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+
+    def _metadata(self, metadata: dict[str, Any]) -> Any:
+        if self._writer_generic:
+            return _wrap_map(metadata, "metadata")
+        try:
+            validate(metadata, self._writer_metadata, field="metadata", raise_errors=True)
+        except ValidationError as exc:
+            record = str(self._writer_metadata.get("name"))
+            paths = [
+                "metadata" + e.field[len(record) :] if e.field.startswith(record) else e.field
+                for e in exc.errors
+            ]
+            problems = "; ".join(
+                f"{path}: expected {_type_name(e.schema)}, got {e.datum!r}"
+                for path, e in zip(paths, exc.errors, strict=True)
+            )
+            first = paths[0] if paths else None
+            raise EncodeError(
+                f"metadata does not conform to {self._writer_metadata.get('name')}: {problems}",
+                first,
+            ) from None
+        return metadata
+
+    def encode(self, message: Message) -> bytes:
+        """Frame and encode ``message``; the payload of an Event is copied exactly once.
+
+        Raises EncodeError (with the field path) when a value cannot be carried or breaks
+        the writer schema; RegistryError when the registry cannot be reached.
+        """
+        record: dict[str, Any] = {
+            "id": message.id,
+            "stream": message.stream,
+            "seq": message.seq,
+            "timestamp": message.timestamp,
+        }
+        payload: Buffer = b""
+        if isinstance(message, Event):
+            array = message.array
+            payload = message.payload
+            record["body"] = (
+                "arroyo.Event",
+                {
+                    "metadata": self._metadata(message.metadata),
+                    "array": None
+                    if array is None
+                    else {"dtype": array.dtype, "shape": list(array.shape)},
+                    "payload": b"",
+                },
+            )
+        elif isinstance(message, Start | Stop):
+            record["body"] = (
+                f"arroyo.{type(message).__name__}",
+                {"data": _wrap_map(message.data, "data")},
+            )
+        else:
+            raise EncodeError(f"cannot encode {type(message).__name__}: not a Start, Event or Stop")
+        out = io.BytesIO()
+        try:
+            schemaless_writer(out, self.writer.parsed, record)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise EncodeError(f"cannot encode {message.kind} {message.id}: {exc}") from exc
+        head = out.getbuffer()
+        if not isinstance(message, Event):
+            return b"".join((self._prefix(), head))
+        # The payload is the envelope's last value and was written as b"" (a single 0 byte):
+        # write its real length instead and append it, so that it is copied only once.
+        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        return b"".join((self._prefix(), head[:-1], _zigzag_varint(size), payload))
+
+    # -- decoding ------------------------------------------------------------------
+
+    def _writer_for(self, data: Buffer) -> tuple[Schema, int]:
+        head = bytes(data[:10])
+        if head[:2] == SINGLE_OBJECT_MAGIC:
+            if len(head) < 10:
+                raise DecodeError(f"truncated: {len(data)} bytes, shorter than the 10-byte header")
+            schema = self.store.get(head[2:10])
+            if schema is None:
+                raise DecodeError(
+                    f"unknown writer schema: fingerprint {head[2:10].hex()} is not among the "
+                    f"{len(self.store)} known schemas (add the writer's .avsc, or use a registry)"
+                )
+            return schema, 10
+        if head[:1] == CONFLUENT_MAGIC:
+            if len(head) < 5:
+                raise DecodeError(f"truncated: {len(data)} bytes, shorter than the 5-byte header")
+            schema_id = int.from_bytes(head[1:5], "big")
+            if self.registry is None:
+                raise DecodeError(
+                    f"Confluent-framed data (schema id {schema_id}) but no schema registry is "
+                    "configured"
+                )
+            return self.registry.schema(schema_id), 5
+        raise DecodeError(
+            "not Arroyo data: expected Avro single-object (C3 01) or Confluent (00) framing, "
+            f"found bytes {head[:4].hex(' ') or '(empty)'}"
+        )
+
+    def _reader_for(self, writer: Schema) -> tuple[Schema, bool]:
+        found = self._readers.get(writer.fingerprint)
+        if found is None:
+            reader = self.reader
+            if reader is None:
+                reader = builtin() if _is_generic(writer.event_metadata()) else writer
+            found = (reader, _is_generic(reader.event_metadata()))
+            self._readers[writer.fingerprint] = found
+        return found
+
+    def decode(self, data: Buffer) -> Message:
+        """Decode framed bytes into a Start, Event or Stop.
+
+        Raises DecodeError for unknown framing, an unknown or unresolvable writer schema,
+        truncated, trailing or garbage bytes; RegistryError when the registry is down.
+        """
+        writer, offset = self._writer_for(data)
+        reader, generic = self._reader_for(writer)
+        source = io.BytesIO(data)
+        source.seek(offset)
+        try:
+            record = schemaless_reader(
+                source,
+                writer.parsed,
+                None if reader.fingerprint == writer.fingerprint else reader.parsed,
+                return_record_name=True,
+                return_record_name_override=True,
+            )
+        except EOFError as exc:
+            raise DecodeError(f"truncated message ({len(data)} bytes): {exc}") from None
+        except RegistryError:
+            raise
+        except Exception as exc:
+            name = type(exc).__name__
+            if name == "SchemaResolutionError":
+                raise DecodeError(
+                    f"writer schema {writer.source} cannot be read as {reader.source}: {exc}"
+                ) from None
+            raise DecodeError(f"corrupt Avro data ({name}: {exc})") from None
+        if source.tell() != len(data):
+            raise DecodeError(f"{len(data) - source.tell()} unexpected bytes after the message")
+        if not isinstance(record, dict):
+            raise DecodeError(f"decoded a {type(record).__name__}, not a message record")
+        try:
+            return _message(record, generic)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"decoded record does not make a message: {exc!r}") from None
+
+
+def _message(record: dict[str, Any], generic: bool) -> Message:
+    identity = {
+        "id": record["id"],
+        "stream": record["stream"],
+        "seq": record["seq"],
+        "timestamp": record["timestamp"],
+    }
+    name, body = record["body"]
+    if name == "arroyo.Event":
+        array = body["array"]
+        metadata = body["metadata"]
+        return Event(
+            metadata={k: _unwrap(v) for k, v in metadata.items()} if generic else metadata,
+            payload=body["payload"],
+            array=None if array is None else ArrayInfo(array["dtype"], tuple(array["shape"])),
+            **identity,
+        )
+    data = {k: _unwrap(v) for k, v in body["data"].items()}
+    if name == "arroyo.Start":
+        return Start(data=data, **identity)
+    if name == "arroyo.Stop":
+        return Stop(data=data, **identity)
+    raise DecodeError(f"unknown message kind {name!r}")
+
+
+def _type_name(schema: Any) -> str:
+    if isinstance(schema, dict):
+        return str(schema.get("name") or schema.get("type"))
+    if isinstance(schema, list):
+        return " | ".join(_type_name(s) for s in schema)
+    return str(schema)
+
+
+_default: Codec | None = None
+
+
+def default_codec() -> Codec:
+    """The codec of :func:`encode` and :func:`decode`: built-in schemas, single-object framing."""
+    global _default
+    if _default is None:
+        _default = Codec()
+    return _default
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message with the built-in schema and single-object framing."""
+    return default_codec().encode(message)
+
+
+def decode(data: Buffer) -> Message:
+    """Decode bytes written by :func:`encode` (or by a known older or newer writer schema)."""
+    return default_codec().decode(data)

@@ -1,0 +1,163 @@
+"""The messages of a run (``Start``, ``Event``, ``Stop``) and :class:`Run`, which numbers them.
+
+A run of an instrument is ``Start, Event*, Stop``. Every message carries its identity:
+``id`` (unique, for de-duplication under at-least-once delivery), ``stream`` (the run or
+scan id: the partition key that keeps a run in order), ``seq`` (its place in the run) and
+``timestamp`` (nanoseconds since the Unix epoch, when it was made).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+
+from arroyo._optional import require
+from arroyo.errors import DecodeError, EncodeError
+
+if TYPE_CHECKING:
+    import numpy
+
+JSON: TypeAlias = bool | int | float | str | bytes | list["JSON"] | dict[str, "JSON"] | None
+"""A value that Start.data, Stop.data and Event.metadata can hold, and that round-trips exactly."""
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+"""An Event payload: any contiguous byte buffer (a memoryview is sent without copying)."""
+
+Kind = Literal["start", "event", "stop"]
+
+
+def new_id() -> str:
+    """Return a fresh 128-bit random message id as 32 hex digits."""
+    return os.urandom(16).hex()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Identity:
+    stream: str = ""
+    seq: int = 0
+    id: str = field(default_factory=new_id)
+    timestamp: int = field(default_factory=time.time_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Start(_Identity):
+    """The start of a run; ``data`` describes it (sample, energy, scan plan...)."""
+
+    kind: ClassVar[Kind] = "start"
+    data: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop(_Identity):
+    """The end of a run; ``data`` summarises it (exit status, counts...)."""
+
+    kind: ClassVar[Kind] = "stop"
+    data: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayInfo:
+    """How to read an Event payload as an array: numpy ``dtype.str`` (with byte order) and shape."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Event(_Identity):
+    """One datum of a run: ``metadata`` about it and the raw ``payload`` bytes.
+
+    When the payload is an array, ``array`` says its dtype and shape; use
+    :meth:`from_array` and :meth:`to_array` rather than filling it in by hand.
+    """
+
+    kind: ClassVar[Kind] = "event"
+    metadata: dict[str, JSON] = field(default_factory=dict)
+    payload: Buffer = b""
+    array: ArrayInfo | None = None
+
+    @classmethod
+    def from_array(
+        cls, array: Any, metadata: dict[str, JSON] | None = None, **identity: Any
+    ) -> Event:
+        """Make an Event whose payload is the array's raw buffer (not copied if C-contiguous).
+
+        The dtype keeps its byte order (``>u2`` stays big-endian). Object and structured
+        dtypes are refused: they have no portable raw form. The array must not be changed
+        while the Event is alive, since the payload is a view of its memory.
+        """
+        np = require("numpy", "numpy", "Event.from_array")
+        arr = np.asarray(array)
+        if arr.dtype.hasobject or arr.dtype.fields is not None:
+            raise EncodeError(f"cannot send an array of dtype {arr.dtype}: only plain dtypes")
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")
+        payload = memoryview(arr.reshape(-1).view(np.uint8))
+        info = ArrayInfo(dtype=arr.dtype.str, shape=tuple(int(n) for n in arr.shape))
+        return cls(metadata=metadata or {}, payload=payload, array=info, **identity)
+
+    def to_array(self) -> numpy.ndarray[Any, Any]:
+        """Return the payload as a read-only, zero-copy ``numpy.frombuffer`` view.
+
+        Raises DecodeError when the Event carries no array description or when the payload
+        size does not match dtype and shape.
+        """
+        np = require("numpy", "numpy", "Event.to_array")
+        if self.array is None:
+            raise DecodeError(f"event {self.id} carries no array (its 'array' field is null)")
+        try:
+            dtype = np.dtype(self.array.dtype)
+        except TypeError as exc:
+            raise DecodeError(f"event {self.id}: unknown dtype {self.array.dtype!r}") from exc
+        if dtype.hasobject:
+            raise DecodeError(f"event {self.id}: refusing object dtype {self.array.dtype!r}")
+        count = 1
+        for n in self.array.shape:
+            count *= n
+        if count * dtype.itemsize != len(self.payload) or any(n < 0 for n in self.array.shape):
+            raise DecodeError(
+                f"event {self.id}: payload has {len(self.payload)} bytes but dtype "
+                f"{self.array.dtype} and shape {self.array.shape} need {count * dtype.itemsize}"
+            )
+        flat = np.frombuffer(self.payload, dtype=dtype, count=count)
+        array: numpy.ndarray[Any, Any] = flat.reshape(self.array.shape)
+        return array
+
+
+Message: TypeAlias = Start | Event | Stop
+"""Any of the three messages."""
+
+
+class Run:
+    """Makes the messages of one run: same ``stream``, ``seq`` counting up from 0.
+
+    >>> run = Run("scan-42")
+    >>> run.start({"sample": "Si"}).seq, run.event({"i": 0}).seq, run.stop().seq
+    (0, 1, 2)
+    """
+
+    def __init__(self, stream: str | None = None) -> None:
+        self.stream = stream if stream is not None else new_id()
+        self._seq = 0
+
+    def _next(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    def start(self, data: dict[str, JSON] | None = None) -> Start:
+        """The run's Start."""
+        return Start(data=data or {}, stream=self.stream, seq=self._next())
+
+    def event(self, metadata: dict[str, JSON] | None = None, payload: Buffer = b"") -> Event:
+        """The next Event with a raw payload."""
+        return Event(metadata=metadata or {}, payload=payload, stream=self.stream, seq=self._next())
+
+    def array_event(self, array: Any, metadata: dict[str, JSON] | None = None) -> Event:
+        """The next Event carrying a numpy array (see :meth:`Event.from_array`)."""
+        return Event.from_array(array, metadata, stream=self.stream, seq=self._next())
+
+    def stop(self, data: dict[str, JSON] | None = None) -> Stop:
+        """The run's Stop."""
+        return Stop(data=data or {}, stream=self.stream, seq=self._next())

@@ -1,0 +1,221 @@
+"""Avro schemas: Arroyo's own (shipped in ``schemas/``), facility schemas, and compatibility.
+
+The envelope ``arroyo.Message`` carries one ``arroyo.Start``, ``arroyo.Event`` or
+``arroyo.Stop``. A facility may declare an Avro record for its Event metadata; the
+envelope it writes is then the built-in one with ``Event.metadata`` of that record type
+(see :func:`envelope`), so a partner can resolve it with the Avro rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fastavro.schema import (
+    SchemaParseException,
+    UnknownType,
+    fingerprint,
+    load_schema,
+    parse_schema,
+    to_parsing_canonical_form,
+)
+
+from arroyo.errors import SchemaError
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+"""Where the built-in ``.avsc`` files are (inside the installed package)."""
+
+ENVELOPE = "arroyo.Message"
+
+
+@dataclass(frozen=True, eq=False)
+class Schema:
+    """A parsed, self-contained Avro schema and its CRC-64-AVRO fingerprint.
+
+    ``definition`` is plain JSON with every named type written out where first used, so it
+    can be given to any Avro implementation. ``fingerprint`` is the 8 little-endian bytes
+    of single-object encoding.
+    """
+
+    name: str
+    definition: dict[str, Any]
+    parsed: Any = field(repr=False)
+    canonical: str = field(repr=False)
+    fingerprint: bytes
+    source: str = "<memory>"
+
+    @classmethod
+    def from_definition(cls, definition: dict[str, Any], source: str = "<memory>") -> Schema:
+        """Parse a JSON schema (a record) that defines every named type it uses."""
+        try:
+            parsed = parse_schema(copy.deepcopy(definition), _write_hint=False)
+        except (SchemaParseException, UnknownType, ValueError, TypeError, KeyError) as exc:
+            raise SchemaError(f"{source}: not a valid Avro schema: {exc}") from exc
+        if not isinstance(parsed, dict) or parsed.get("type") != "record":
+            raise SchemaError(f"{source}: expected an Avro record schema")
+        canonical = to_parsing_canonical_form(parsed)
+        return cls(
+            name=parsed["name"],
+            definition=parsed,
+            parsed=parse_schema(copy.deepcopy(parsed)),
+            canonical=canonical,
+            fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
+            source=source,
+        )
+
+    @property
+    def is_envelope(self) -> bool:
+        """True for an ``arroyo.Message`` envelope (built-in or derived)."""
+        return self.name == ENVELOPE
+
+    def event_metadata(self) -> Any:
+        """The type of ``Event.metadata`` in this envelope (a map of Value, or a record)."""
+        for branch in _body(self.definition):
+            if isinstance(branch, dict) and branch.get("name") in ("arroyo.Event", "Event"):
+                for f in branch["fields"]:
+                    if f["name"] == "metadata":
+                        return f["type"]
+        raise SchemaError(f"{self.source}: envelope has no Event.metadata field")
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The self-contained schema as JSON text."""
+        return json.dumps(self.definition, indent=indent)
+
+
+def _body(definition: dict[str, Any]) -> list[Any]:
+    for f in definition["fields"]:
+        if f["name"] == "body":
+            return list(f["type"])
+    raise SchemaError(f"{definition.get('name')}: an envelope needs a 'body' field")
+
+
+def load(path: str | Path) -> Schema:
+    """Load a schema from an ``.avsc`` file.
+
+    Named types it references are looked up as ``<full name>.avsc`` beside it, then among
+    the built-in schemas. Raises SchemaError naming the file when it is missing or invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"schema file not found: {path}")
+    try:
+        parsed = load_schema(str(path), _write_hint=False)
+    except UnknownType as exc:
+        raise SchemaError(
+            f"{path}: uses the type {exc.name!r}, which is neither defined in it nor in a file "
+            f"{exc.name}.avsc beside it"
+        ) from exc
+    except (SchemaParseException, ValueError, TypeError, KeyError) as exc:
+        raise SchemaError(f"{path}: not a valid Avro schema: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise SchemaError(f"{path}: expected an Avro record schema, found {parsed!r}")
+    return Schema.from_definition(parsed, source=str(path))
+
+
+@cache
+def builtin(name: str = ENVELOPE) -> Schema:
+    """One of Arroyo's own schemas by full name (``arroyo.Message``, ``arroyo.Event``...)."""
+    path = SCHEMA_DIR / f"{name}.avsc"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc")))
+        raise SchemaError(f"no built-in schema named {name!r}; known: {known}")
+    return load(path)
+
+
+def builtin_names() -> list[str]:
+    """Full names of the built-in schemas."""
+    return sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))
+
+
+def envelope(metadata: Schema | None = None) -> Schema:
+    """The envelope whose ``Event.metadata`` is ``metadata`` (a facility record).
+
+    Without ``metadata`` it is the built-in ``arroyo.Message``. A schema that already is
+    an envelope is returned as it is.
+    """
+    if metadata is None:
+        return builtin()
+    if metadata.is_envelope:
+        return metadata
+    definition = copy.deepcopy(builtin().definition)
+    for branch in _body(definition):
+        if isinstance(branch, dict) and branch.get("name") == "arroyo.Event":
+            for f in branch["fields"]:
+                if f["name"] == "metadata":
+                    f["type"] = copy.deepcopy(metadata.definition)
+                    f.pop("default", None)
+    return Schema.from_definition(definition, source=f"envelope of {metadata.source}")
+
+
+class SchemaStore:
+    """The writer schemas a decoder knows, by fingerprint. Always knows the built-in envelope."""
+
+    def __init__(self, schemas: list[Schema] | tuple[Schema, ...] = ()) -> None:
+        self._by_fingerprint: dict[bytes, Schema] = {}
+        self.add(builtin())
+        for schema in schemas:
+            self.add(schema)
+
+    def add(self, schema: Schema) -> Schema:
+        """Know ``schema`` (a facility record is added as its envelope). Returns what was added."""
+        env = envelope(schema)
+        self._by_fingerprint[env.fingerprint] = env
+        return env
+
+    def get(self, fp: bytes) -> Schema | None:
+        """The envelope with this fingerprint, or None."""
+        return self._by_fingerprint.get(fp)
+
+    def __iter__(self) -> Iterator[Schema]:
+        return iter(self._by_fingerprint.values())
+
+    def __len__(self) -> int:
+        return len(self._by_fingerprint)
+
+
+class Compatibility(StrEnum):
+    """How two versions of a schema must relate, as schema registries define it."""
+
+    BACKWARD = "backward"  # the new schema reads data written with the old one
+    FORWARD = "forward"  # the old schema reads data written with the new one
+    FULL = "full"  # both
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer of :func:`check_compatibility`: ``compatible``, and why not."""
+
+    compatible: bool
+    problems: list[str]
+
+
+def _can_read(reader: Schema, writer: Schema, direction: str) -> list[str]:
+    import avro.schema
+    from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(
+        avro.schema.parse(reader.to_json(None)), avro.schema.parse(writer.to_json(None))
+    )
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    kinds = sorted(k.value for k in result.incompatibilities)
+    where = ", ".join(sorted(result.locations))
+    what = ", ".join(sorted(str(m) for m in result.messages))
+    return [f"{direction}: {'; '.join(kinds)} at {where} ({what})"]
+
+
+def check_compatibility(old: Schema, new: Schema, mode: Compatibility) -> Verdict:
+    """Whether ``new`` may replace ``old`` under ``mode`` (Apache Avro's compatibility rules)."""
+    problems: list[str] = []
+    if mode in (Compatibility.BACKWARD, Compatibility.FULL):
+        problems += _can_read(new, old, "new schema cannot read old data")
+    if mode in (Compatibility.FORWARD, Compatibility.FULL):
+        problems += _can_read(old, new, "old schema cannot read new data")
+    return Verdict(compatible=not problems, problems=problems)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: install Arroyo with every extra into .venv,
+# start Kafka, Redis and RabbitMQ (compose/brokers.sh), lint, type-check, run pytest.
+# Extra arguments go to pytest (e.g. ./test.sh tests/unit -x). The brokers stay up
+# afterwards for fast re-runs; stop them with: compose/brokers.sh down
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ ! -x .venv/bin/python ]; then
+    if ! python3 -m venv .venv 2>/dev/null; then
+        # Debian keeps venv in its own package.
+        apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv .venv
+    fi
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+eval "$(compose/brokers.sh up)"
+
+echo "--- lint and types" >&2
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+
+echo "--- tests" >&2
+.venv/bin/pytest "$@"
