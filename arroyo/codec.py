@@ -148,11 +148,11 @@ class Codec:
             ) from None
         return metadata
 
-    def encode(self, message: Message) -> bytes:
-        """Frame and encode ``message``; the payload of an Event is copied exactly once.
+    def to_record(self, message: Message, *, payload: bool = True) -> dict[str, Any]:
+        """The Avro record (a dict) of ``message`` in the writer schema.
 
-        Raises EncodeError (with the field path) when a value cannot be carried or breaks
-        the writer schema; RegistryError when the registry cannot be reached.
+        With ``payload=False`` an Event's payload is left empty (encode() appends it).
+        Raises EncodeError when a value cannot be carried or breaks the writer schema.
         """
         record: dict[str, Any] = {
             "id": message.id,
@@ -160,10 +160,8 @@ class Codec:
             "seq": message.seq,
             "timestamp": message.timestamp,
         }
-        payload: Buffer = b""
         if isinstance(message, Event):
             array = message.array
-            payload = message.payload
             record["body"] = (
                 "arroyo.Event",
                 {
@@ -171,16 +169,23 @@ class Codec:
                     "array": None
                     if array is None
                     else {"dtype": array.dtype, "shape": list(array.shape)},
-                    "payload": b"",
+                    "payload": message.payload if payload else b"",
                 },
             )
         elif isinstance(message, Start | Stop):
-            record["body"] = (
-                f"arroyo.{type(message).__name__}",
-                {"data": _wrap_map(message.data, "data")},
-            )
+            body = {"data": _wrap_map(message.data, "data")}
+            record["body"] = (f"arroyo.{type(message).__name__}", body)
         else:
             raise EncodeError(f"cannot encode {type(message).__name__}: not a Start, Event or Stop")
+        return record
+
+    def encode(self, message: Message) -> bytes:
+        """Frame and encode ``message``; the payload of an Event is copied exactly once.
+
+        Raises EncodeError (with the field path) when a value cannot be carried or breaks
+        the writer schema; RegistryError when the registry cannot be reached.
+        """
+        record = self.to_record(message, payload=False)
         out = io.BytesIO()
         try:
             schemaless_writer(out, self.writer.parsed, record)
@@ -191,6 +196,7 @@ class Codec:
             return b"".join((self._prefix(), head))
         # The payload is the envelope's last value and was written as b"" (a single 0 byte):
         # write its real length instead and append it, so that it is copied only once.
+        payload = message.payload
         size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
         return b"".join((self._prefix(), head[:-1], _zigzag_varint(size), payload))
 
@@ -264,12 +270,26 @@ class Codec:
             raise DecodeError(f"corrupt Avro data ({name}: {exc})") from None
         if source.tell() != len(data):
             raise DecodeError(f"{len(data) - source.tell()} unexpected bytes after the message")
-        if not isinstance(record, dict):
-            raise DecodeError(f"decoded a {type(record).__name__}, not a message record")
-        try:
-            return _message(record, generic)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DecodeError(f"decoded record does not make a message: {exc!r}") from None
+        return from_record(record, generic)
+
+
+def from_record(record: Any, generic: bool) -> Message:
+    """The message of an envelope record as fastavro reads it (``return_record_name``).
+
+    ``generic``: Event metadata is a map of ``arroyo.Value`` (else a facility record).
+    Raises DecodeError when the record does not make a message.
+    """
+    if not isinstance(record, dict):
+        raise DecodeError(f"decoded a {type(record).__name__}, not a message record")
+    try:
+        return _message(record, generic)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DecodeError(f"decoded record does not make a message: {exc!r}") from None
+
+
+def is_generic(schema: Schema) -> bool:
+    """True when the envelope's Event metadata is the generic map of ``arroyo.Value``."""
+    return _is_generic(schema.event_metadata())
 
 
 def _message(record: dict[str, Any], generic: bool) -> Message:

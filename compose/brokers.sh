@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # compose/brokers.sh: start, stop or check the brokers Arroyo's tests talk to.
 #
-#   compose/brokers.sh up|down|status [kafka] [redis] [rabbitmq]   (no names = all)
+#   compose/brokers.sh up|down|status [kafka] [redis] [rabbitmq] [registry]   (no names = all)
 #   eval "$(compose/brokers.sh up)"     # exports ARROYO_KAFKA, ARROYO_REDIS, ...
 #
-# Apache Kafka 4.1.2 (KRaft, one combined broker+controller node), Redis and RabbitMQ
-# on 127.0.0.1. Where a Docker engine answers, the containers of
-# compose/docker-compose.yml; elsewhere native processes: Kafka from its jars on Maven
-# Central (run with the machine's Java 17), Redis and RabbitMQ from Debian packages.
+# Apache Kafka 4.1.2 (KRaft, one combined broker+controller node), Redis, RabbitMQ and
+# a schema registry (Apicurio Registry, whose /apis/ccompat/v7 speaks the Confluent
+# Schema Registry API) on 127.0.0.1. Where a Docker engine answers, the containers of
+# compose/docker-compose.yml; elsewhere native processes: Kafka and Apicurio from
+# Maven Central (run with the machine's Java 17), Redis and RabbitMQ from Debian
+# packages.
 # Data, logs, pid files and the test TLS certificates live in one folder,
 # ARROYO_BROKERS_DIR. See compose/README.md for the environment variables.
 #
@@ -19,7 +21,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
 readonly KAFKA_VERSION=4.1.2
 readonly HOST=127.0.0.1
-readonly ALL_BROKERS=(kafka redis rabbitmq)
+readonly REGISTRY_VERSION=3.0.9 # Apicurio Registry; 3.0.x runs on Java 17 (3.3.x needs 21)
+readonly ALL_BROKERS=(kafka redis rabbitmq registry)
 
 readonly CACHE_DIR="${ARROYO_CACHE_DIR:-$HOME/.cache/arroyo}"
 BROKERS_DIR="${ARROYO_BROKERS_DIR:-$CACHE_DIR/brokers}"
@@ -33,15 +36,21 @@ readonly AMQP_PORT="${ARROYO_AMQP_PORT:-5672}"
 readonly AMQPS_PORT="${ARROYO_AMQPS_PORT:-5671}"
 readonly RABBITMQ_DIST_PORT="${ARROYO_RABBITMQ_DIST_PORT:-25672}"
 readonly RABBITMQ_NODE="${ARROYO_RABBITMQ_NODENAME:-arroyo@localhost}"
+readonly REGISTRY_PORT="${ARROYO_REGISTRY_PORT:-8081}"
 
 # Seconds to wait for a broker to accept work, and for a stopped one to go away.
 readonly KAFKA_START_TIMEOUT="${ARROYO_KAFKA_START_TIMEOUT:-120}"
 readonly REDIS_START_TIMEOUT=20
 readonly RABBITMQ_START_TIMEOUT="${ARROYO_RABBITMQ_START_TIMEOUT:-60}"
+readonly REGISTRY_START_TIMEOUT="${ARROYO_REGISTRY_START_TIMEOUT:-90}"
 readonly STOP_GRACE=30
 
 readonly KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
 readonly KAFKA_READY_TOPIC=arroyo-readiness
+readonly REGISTRY_APP="$CACHE_DIR/apicurio-$REGISTRY_VERSION"
+readonly REGISTRY_ARTIFACT="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all"
+readonly REGISTRY_JAR="apicurio-registry-app-$REGISTRY_VERSION-runner.jar"
+readonly REGISTRY_READY_SUBJECT=arroyo-readiness-value
 
 # ---------------------------------------------------------------------------
 # small helpers
@@ -55,7 +64,7 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: $0 up|down|status [kafka] [redis] [rabbitmq]
+usage: $0 up|down|status [kafka] [redis] [rabbitmq] [registry]
 
   up      start the brokers (no-op for those already running), wait until each
           accepts work, print their addresses as shell export lines:
@@ -67,7 +76,8 @@ Environment: ARROYO_BROKERS_DIR (data, logs, TLS files; default
 ~/.cache/arroyo/brokers), ARROYO_KAFKA_PORT, ARROYO_KAFKA_CONTROLLER_PORT,
 ARROYO_KAFKA_TLS_PORT, ARROYO_REDIS_PORT, ARROYO_REDIS_TLS_PORT, ARROYO_AMQP_PORT,
 ARROYO_AMQPS_PORT, ARROYO_RABBITMQ_DIST_PORT, ARROYO_RABBITMQ_NODENAME,
-ARROYO_BROKERS_MODE (auto, docker or native). See compose/README.md.
+ARROYO_REGISTRY_PORT, ARROYO_BROKERS_MODE (auto, docker or native).
+See compose/README.md.
 EOF
     exit 2
 }
@@ -257,7 +267,7 @@ java_cmd() {
     if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
         printf '%s' "$JAVA_HOME/bin/java"
     else
-        command -v java 2>/dev/null || die "kafka: java not found (Java 17 or newer is needed)"
+        command -v java 2>/dev/null || die "java not found (Kafka and the schema registry need Java 17 or newer)"
     fi
 }
 
@@ -786,6 +796,224 @@ rabbitmq_status() {
 }
 
 # ---------------------------------------------------------------------------
+# Schema registry (native): Apicurio Registry, whose /apis/ccompat/v7 API is the
+# Confluent Schema Registry API. One JVM (Quarkus), the release tarball from Maven
+# Central, schemas in an H2 database file in $REGISTRY_DIR/data.
+
+registry_set_paths() {
+    REGISTRY_DIR="$BROKERS_DIR/registry"
+    REGISTRY_PID_FILE="$REGISTRY_DIR/registry.pid"
+    REGISTRY_LOG="$REGISTRY_DIR/registry.log"
+    REGISTRY_URL="http://$HOST:$REGISTRY_PORT"
+}
+
+registry_app_cached() {
+    [[ -f "$REGISTRY_APP/.arroyo-complete" && "$(cat "$REGISTRY_APP/.arroyo-complete")" == "$REGISTRY_ARTIFACT" ]]
+}
+
+# Fetch and unpack the app (runner jar + lib/) once; later starts need no network.
+# Through a throwaway Maven local repository: nothing is left in ~/.m2, and this
+# mvn never writes into the same repository as the Kafka fetch running beside it.
+registry_ensure_app() {
+    registry_app_cached && return 0
+    mkdir -p "$(dirname "$REGISTRY_APP")"
+    exec 7>"$REGISTRY_APP.lock"
+    flock -w 600 7 || die "registry: timed out waiting for another download of Apicurio Registry"
+    if registry_app_cached; then
+        exec 7>&-
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || die "registry: Apicurio Registry is not cached in $REGISTRY_APP and Maven (mvn) is not installed (apt-get install maven)"
+    local tmp="$REGISTRY_APP.partial.$$" mvn_log="$REGISTRY_APP.mvn.log"
+    rm -rf "$tmp"
+    mkdir -p "$tmp/app"
+    # From inside $tmp: no pom.xml there, so mvn runs without a project.
+    if ! (cd "$tmp" && mvn -B -Dstyle.color=never -Dmaven.repo.local="$tmp/m2" \
+        dependency:copy -Dartifact="$REGISTRY_ARTIFACT" -DoutputDirectory="$tmp") >"$mvn_log" 2>&1; then
+        rm -rf "$tmp"
+        fail_broker registry "mvn dependency:copy of $REGISTRY_ARTIFACT failed (is Maven Central reachable?)" "$mvn_log"
+    fi
+    rm -rf "$tmp/m2"
+    if ! tar --no-same-owner -xzf "$tmp"/apicurio-registry-app-*.tar.gz -C "$tmp/app" 2>>"$mvn_log" ||
+        [[ ! -f "$tmp/app/$REGISTRY_JAR" ]]; then
+        rm -rf "$tmp"
+        fail_broker registry "unpacking the Apicurio Registry tarball failed (no $REGISTRY_JAR)" "$mvn_log"
+    fi
+    rm -rf "$REGISTRY_APP"
+    mv "$tmp/app" "$REGISTRY_APP"
+    rm -rf "$tmp"
+    printf '%s\n' "$REGISTRY_ARTIFACT" >"$REGISTRY_APP/.arroyo-complete"
+    exec 7>&-
+}
+
+# On first use, fetch the app in the background while the other brokers are fetched
+# and launched (registry_start waits for it). Its output goes to a file, and it keeps
+# no other descriptor (our lock, a caller's pipes) should this script exit first.
+registry_prefetch() {
+    REGISTRY_FETCH_PID=
+    registry_app_cached && return 0
+    log "registry: fetching Apicurio Registry $REGISTRY_VERSION (about 110 MB) from Maven Central into $REGISTRY_APP, in the background ..."
+    mkdir -p "$(dirname "$REGISTRY_APP")"
+    : >"$REGISTRY_APP.fetch.log"
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd="${fd##*/}"
+            ((fd > 2)) && eval "exec $fd>&-"
+        done
+        registry_ensure_app
+    ) </dev/null >>"$REGISTRY_APP.fetch.log" 2>&1 &
+    REGISTRY_FETCH_PID=$!
+}
+
+# One HTTP request; prints the response body; fails on no answer or a status >= 400.
+# curl where installed, else Python's urllib (python3 is always there).
+registry_http() {
+    local method="$1" url="$2" body="${3:-}"
+    if command -v curl >/dev/null 2>&1; then
+        local args=(-sS --fail --connect-timeout 2 --max-time 10 -X "$method")
+        [[ -n "$body" ]] && args+=(-H "Content-Type: application/vnd.schemaregistry.v1+json" --data-binary "$body")
+        curl "${args[@]}" "$url"
+    else
+        python3 -c '
+import sys, urllib.request
+method, url, body = sys.argv[1:4]
+headers = {"Content-Type": "application/vnd.schemaregistry.v1+json"} if body else {}
+req = urllib.request.Request(url, data=body.encode() if body else None, headers=headers, method=method)
+try:
+    with urllib.request.urlopen(req, timeout=10) as response:
+        sys.stdout.write(response.read().decode())
+except Exception as e:
+    sys.exit(f"{method} {url}: {e}")
+' "$method" "$url" "$body"
+    fi
+}
+
+registry_healthy() {
+    registry_http GET "$REGISTRY_URL/health/ready" >/dev/null 2>&1
+}
+
+# Register a tiny Avro schema through the Confluent API and read it back by its id.
+# The same schema every time: on a registry that has it, the same id comes back.
+registry_round_trip() {
+    local schema='{\"type\":\"record\",\"name\":\"Readiness\",\"namespace\":\"arroyo\",\"fields\":[{\"name\":\"ok\",\"type\":\"boolean\"}]}'
+    local out id
+    out="$(registry_http POST "$REGISTRY_URL/apis/ccompat/v7/subjects/$REGISTRY_READY_SUBJECT/versions" \
+        "{\"schema\":\"$schema\"}" 2>&1)" || { REGISTRY_LAST_ERROR="register: $out"; return 1; }
+    [[ "$out" =~ \"id\":([0-9]+) ]] || { REGISTRY_LAST_ERROR="register: no id in '$out'"; return 1; }
+    id="${BASH_REMATCH[1]}"
+    out="$(registry_http GET "$REGISTRY_URL/apis/ccompat/v7/schemas/ids/$id" 2>&1)" ||
+        { REGISTRY_LAST_ERROR="get schema $id: $out"; return 1; }
+    [[ "$out" == *Readiness* ]] ||
+        { REGISTRY_LAST_ERROR="get schema $id: unexpected '$out'"; return 1; }
+}
+
+# The java pid of our registry (from this data folder), or nothing.
+registry_pid() {
+    local pid
+    pid="$(read_pid "$REGISTRY_PID_FILE")"
+    if [[ -n "$pid" ]] && pid_alive "$pid" && [[ "$(cmdline_of "$pid")" == *" -Darroyo.registry.dir=$REGISTRY_DIR "*"$REGISTRY_JAR"* ]]; then
+        printf '%s' "$pid"
+    fi
+}
+
+registry_start() {
+    REGISTRY_STARTED=0
+    if [[ -n "${REGISTRY_FETCH_PID:-}" ]]; then
+        wait "$REGISTRY_FETCH_PID" ||
+            fail_broker registry "fetching Apicurio Registry $REGISTRY_VERSION failed" "$REGISTRY_APP.fetch.log"
+        REGISTRY_FETCH_PID=
+    fi
+    local pid
+    pid="$(registry_pid)"
+    if [[ -n "$pid" ]] && registry_healthy; then
+        log "registry: already running (pid $pid) on $REGISTRY_URL"
+        return 0
+    fi
+    if [[ -n "$pid" ]]; then
+        log "registry: pid $pid does not answer $REGISTRY_URL/health/ready; restarting it"
+        stop_pid "$pid" registry
+    elif [[ -f "$REGISTRY_PID_FILE" ]]; then
+        log "registry: stale pid file (process $(read_pid "$REGISTRY_PID_FILE") is gone); starting it again"
+    fi
+    rm -f "$REGISTRY_PID_FILE"
+    require_free_ports registry "$REGISTRY_PORT"
+    registry_ensure_app
+    local java
+    java="$(java_cmd)" || exit 1
+    mkdir -p "$REGISTRY_DIR/data"
+    : >"$REGISTRY_LOG"
+    log "registry: starting Apicurio Registry $REGISTRY_VERSION on $REGISTRY_URL"
+    # Working directory: our folder (Quarkus reads .env and config/ from it, not from
+    # wherever the script was called). -Darroyo.registry.dir marks the process as ours.
+    # Global compatibility rule NONE: nothing is refused for compatibility unless a
+    # subject sets its own level (PUT /config/<subject>). WRITE_DELAY=0: every
+    # registration is on disk at once, so a kill -9 loses no schema (ids in Kafka
+    # records keep pointing at the right schema after a restart).
+    spawn_detached "$REGISTRY_LOG" env -C "$REGISTRY_DIR" "$java" \
+        -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+        -Darroyo.registry.dir="$REGISTRY_DIR" \
+        -Dquarkus.http.host="$HOST" -Dquarkus.http.port="$REGISTRY_PORT" \
+        -Dapicurio.rules.global.compatibility=NONE \
+        -Dapicurio.datasource.url="jdbc:h2:file:$REGISTRY_DIR/data/registry;WRITE_DELAY=0" \
+        -jar "$REGISTRY_APP/$REGISTRY_JAR"
+    echo "$!" >"$REGISTRY_PID_FILE"
+    REGISTRY_STARTED=1
+}
+
+registry_wait() {
+    ((REGISTRY_STARTED)) || return 0
+    local pid deadline=$((SECONDS + REGISTRY_START_TIMEOUT)) t0=$SECONDS
+    pid="$(read_pid "$REGISTRY_PID_FILE")"
+    REGISTRY_LAST_ERROR="no answer from $REGISTRY_URL/health/ready"
+    until registry_healthy && registry_round_trip; do
+        if ! pid_alive "$pid"; then
+            rm -f "$REGISTRY_PID_FILE"
+            fail_broker registry "the registry process (pid $pid) exited during startup" "$REGISTRY_LOG"
+        fi
+        if ((SECONDS >= deadline)); then
+            registry_stop_quietly
+            fail_broker registry "not ready after ${REGISTRY_START_TIMEOUT}s ($REGISTRY_LAST_ERROR)" "$REGISTRY_LOG"
+        fi
+        sleep 0.25
+    done
+    log "registry: ready after $((SECONDS - t0))s (pid $pid)"
+}
+
+registry_stop_quietly() {
+    local pid
+    pid="$(registry_pid)"
+    [[ -n "$pid" ]] && stop_pid "$pid" registry
+    rm -f "$REGISTRY_PID_FILE"
+}
+
+registry_stop() {
+    local pid
+    pid="$(registry_pid)"
+    if [[ -z "$pid" ]]; then
+        log "registry: not running"
+    else
+        log "registry: stopping pid $pid"
+        stop_pid "$pid" registry
+    fi
+    rm -f "$REGISTRY_PID_FILE"
+}
+
+registry_status() {
+    local pid
+    pid="$(registry_pid)"
+    if [[ -n "$pid" ]] && registry_healthy; then
+        echo "registry: running (pid $pid) on $REGISTRY_URL, Confluent API $REGISTRY_URL/apis/ccompat/v7"
+    elif [[ -n "$pid" ]]; then
+        echo "registry: not answering (pid $pid alive, $REGISTRY_URL/health/ready not ready)"
+        return 1
+    else
+        echo "registry: not running"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------
 # Docker Compose (where a Docker engine answers)
 
 docker_engine_answers() {
@@ -801,7 +1029,7 @@ compose() {
     ARROYO_BROKERS_DIR="$BROKERS_DIR" ARROYO_KAFKA_PORT="$KAFKA_PORT" \
         ARROYO_KAFKA_TLS_PORT="$KAFKA_TLS_PORT" ARROYO_REDIS_PORT="$REDIS_PORT" \
         ARROYO_REDIS_TLS_PORT="$REDIS_TLS_PORT" ARROYO_AMQP_PORT="$AMQP_PORT" \
-        ARROYO_AMQPS_PORT="$AMQPS_PORT" \
+        ARROYO_AMQPS_PORT="$AMQPS_PORT" ARROYO_REGISTRY_PORT="$REGISTRY_PORT" \
         docker compose -p "$project" -f "$SCRIPT_DIR/docker-compose.yml" "$@"
 }
 
@@ -865,6 +1093,9 @@ print_exports() {
             echo "export ARROYO_AMQP=amqp://guest:guest@$HOST:$AMQP_PORT/"
             echo "export ARROYO_AMQPS=amqps://guest:guest@$HOST:$AMQPS_PORT/"
             ;;
+        registry)
+            echo "export ARROYO_REGISTRY=http://$HOST:$REGISTRY_PORT/apis/ccompat/v7"
+            ;;
         esac
     done
     echo "export ARROYO_TLS_CA=$TLS_DIR/ca.pem"
@@ -879,15 +1110,16 @@ cmd_up() {
     else
         tls_ensure
         local broker
-        # Launch everything first, then wait: the JVM and the Erlang VM start together.
-        for broker in redis rabbitmq kafka; do
+        [[ " $* " == *" registry "* ]] && registry_prefetch
+        # Launch everything first, then wait: the JVMs and the Erlang VM start together.
+        for broker in redis rabbitmq kafka registry; do
             if [[ " $* " == *" $broker "* ]]; then
                 "${broker}_start"
             fi
         done
         # Wait for them side by side; each wait reports its own failure and log.
         local pids=() failed=0 pid
-        for broker in redis rabbitmq kafka; do
+        for broker in redis rabbitmq kafka registry; do
             if [[ " $* " == *" $broker "* ]]; then
                 "${broker}_wait" &
                 pids+=("$!")
@@ -937,8 +1169,8 @@ main() {
     local brokers=() name
     for name in "$@"; do
         case "$name" in
-        kafka | redis | rabbitmq) [[ " ${brokers[*]-} " == *" $name "* ]] || brokers+=("$name") ;;
-        *) log "unknown broker '$name' (expected kafka, redis or rabbitmq)"; usage ;;
+        kafka | redis | rabbitmq | registry) [[ " ${brokers[*]-} " == *" $name "* ]] || brokers+=("$name") ;;
+        *) log "unknown broker '$name' (expected kafka, redis, rabbitmq or registry)"; usage ;;
         esac
     done
     ((${#brokers[@]})) || brokers=("${ALL_BROKERS[@]}")
@@ -949,6 +1181,7 @@ main() {
     kafka_set_paths
     redis_set_paths
     rabbitmq_set_paths
+    registry_set_paths
 
     case "${ARROYO_BROKERS_MODE:-auto}" in
     docker) MODE=docker ;;

@@ -15,6 +15,7 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -140,3 +141,20 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return "-".join(p for p in ("t", test, tag, uuid.uuid4().hex[:8]) if p)
 
     return make
+
+
+async def _until(condition: Callable[[], object], within: float = 10.0, what: str = "") -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within} s: {what or condition}")
+        await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+def until() -> Callable[..., Any]:
+    """``await until(condition, within=10, what="...")``: poll with a deadline."""
+    return _until

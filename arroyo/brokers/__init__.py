@@ -1,0 +1,170 @@
+"""Connectors, one module per broker, all of the same shape.
+
+Each module ``arroyo.brokers.<broker>`` provides a Listener and a Publisher class and two
+factories, ``listener(url, options, parser)`` and ``publisher(url, options, codec)``,
+which check their options (raising ConfigError) but do not connect: connecting happens
+in ``start()``. Importing a module whose client library is missing raises
+MissingDependencyError naming the extra to install.
+
+URLs (see DESIGN.md): ``kafka://HOST:PORT/TOPIC?group=G``, ``redis://HOST:PORT/STREAM?group=G``,
+``redis+pubsub://HOST:PORT/CHANNEL``, ``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``,
+``zmq+pull://HOST:PORT`` (and ``zmq+push``, ``zmq+sub``, ``zmq+pub``; ``*`` binds),
+``memory://NAME``, ``file:///path/to/file.avro``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from arroyo.errors import ConfigError
+from arroyo.runtime.logs import redact
+
+if TYPE_CHECKING:
+    from arroyo.codec import Codec
+    from arroyo.runtime.listener import Listener
+    from arroyo.runtime.parser import Parser
+    from arroyo.runtime.publisher import Publisher
+
+SCHEMES: dict[str, str] = {
+    "kafka": "kafka",
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+pubsub": "redis",
+    "rediss+pubsub": "redis",
+    "amqp": "rabbitmq",
+    "amqps": "rabbitmq",
+    "zmq+pub": "zmq",
+    "zmq+sub": "zmq",
+    "zmq+push": "zmq",
+    "zmq+pull": "zmq",
+    "memory": "memory",
+    "file": "file",
+}
+"""URL scheme -> module of ``arroyo.brokers``."""
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    """A parsed broker URL. ``path`` has no leading slash; ``query`` holds its parameters."""
+
+    raw: str
+    scheme: str
+    host: str | None
+    port: int | None
+    path: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    query: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return redact(self.raw)
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+
+def parse_url(url: str) -> BrokerURL:
+    """Parse ``url``; raise ConfigError for an unknown scheme or a malformed URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"unknown URL scheme {scheme or '(none)'!r} in {redact(url)!r}; "
+            f"known: {', '.join(sorted(SCHEMES))}"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad port in {redact(url)!r}: {exc}") from None
+    host = parts.hostname
+    if scheme.startswith("zmq") and parts.netloc.startswith("*"):
+        host = "*"
+    return BrokerURL(
+        raw=url,
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=unquote(parts.path.lstrip("/")),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        query=dict(parse_qsl(parts.query)),
+    )
+
+
+def _module(scheme: str) -> Any:
+    return importlib.import_module(f"arroyo.brokers.{SCHEMES[scheme]}")
+
+
+def open_listener(
+    url: str | BrokerURL, options: Mapping[str, Any] | None = None, parser: Parser | None = None
+) -> Listener:
+    """A listener for ``url``; ``options`` are the settings next to it in the YAML."""
+    from arroyo.runtime.parser import AvroParser
+
+    parsed = url if isinstance(url, BrokerURL) else parse_url(url)
+    listener: Listener = _module(parsed.scheme).listener(
+        parsed, dict(options or {}), parser or AvroParser()
+    )
+    return listener
+
+
+def open_publisher(
+    url: str | BrokerURL, options: Mapping[str, Any] | None = None, codec: Codec | None = None
+) -> Publisher:
+    """A publisher for ``url``; ``options`` are the settings next to it in the YAML."""
+    from arroyo.codec import default_codec
+
+    parsed = url if isinstance(url, BrokerURL) else parse_url(url)
+    publisher: Publisher = _module(parsed.scheme).publisher(
+        parsed, dict(options or {}), codec or default_codec()
+    )
+    return publisher
+
+
+def take_options(
+    url: BrokerURL, options: dict[str, Any], known: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merge URL query parameters and YAML options; refuse keys not in ``known``.
+
+    ``known`` maps each accepted key to its default; values given as strings in the URL
+    are converted to the default's type (int, float, bool). Returns every known key.
+    """
+    merged: dict[str, Any] = {**url.query, **options}
+    unknown = sorted(set(merged) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{url}: unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known)) or '(none)'}"
+        )
+    out = dict(known)
+    for key, value in merged.items():
+        default = known[key]
+        out[key] = _convert(url, key, value, default)
+    return out
+
+
+def _convert(url: BrokerURL, key: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or default is None or isinstance(default, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        raise ConfigError(
+            f"{url}: option {key!r} must be a {type(default).__name__}, got {value!r}"
+        ) from None
+    return value

@@ -1,0 +1,203 @@
+"""``memory://NAME``: an in-process broker, for the demo and for unit tests of the runtime.
+
+A topic is a log of encoded messages. Listeners read it through a consumer group
+(``?group=G``, default ``default``): listeners of one group share the messages, each
+message is delivered until it is acknowledged, and what a listener leaves unacknowledged
+when it closes is delivered again (with its delivery count raised), as a real broker
+would. ``?stop_at_end=true`` makes a listener stop once it has read everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from arroyo.brokers import BrokerURL, take_options
+from arroyo.codec import Codec, default_codec
+from arroyo.errors import ConfigError
+from arroyo.message import Message
+from arroyo.runtime.listener import Intake, Listener, Received
+from arroyo.runtime.parser import AvroParser, Parser
+from arroyo.runtime.publisher import Publisher
+
+
+@dataclass
+class _Group:
+    next: int = 0
+    redeliver: deque[int] = field(default_factory=deque)
+    deliveries: dict[int, int] = field(default_factory=dict)
+    acked: set[int] = field(default_factory=set)
+
+
+class MemoryTopic:
+    """A named in-process log of encoded messages with consumer groups."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.entries: list[bytes] = []
+        self.groups: dict[str, _Group] = {}
+        self.retain = True
+        """When False, an entry's bytes are dropped once every group acknowledged it."""
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def append(self, data: bytes) -> int:
+        """Add encoded bytes; returns their index."""
+        self.entries.append(data)
+        self._wake()
+        return len(self.entries) - 1
+
+    def put(self, message: Message, codec: Codec | None = None) -> int:
+        """Encode and add ``message``."""
+        return self.append((codec or default_codec()).encode(message))
+
+    def messages(self, codec: Codec | None = None) -> list[Message]:
+        """Everything in the topic, decoded."""
+        codec = codec or default_codec()
+        return [codec.decode(data) for data in self.entries]
+
+    def acked(self, group: str = "default") -> set[int]:
+        """Indexes acknowledged by ``group``."""
+        return set(self.groups[group].acked) if group in self.groups else set()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+
+    async def wait(self) -> None:
+        """Wait until something is appended, taken or redelivered."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def wait_backlog(self, group: _Group, limit: int) -> None:
+        """Wait until ``group`` has at most ``limit`` entries left to read."""
+        while len(self.entries) - group.next > limit:
+            await self.wait()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+_TOPICS: dict[str, MemoryTopic] = {}
+
+
+def topic(name: str) -> MemoryTopic:
+    """The topic called ``name`` (created when new)."""
+    if name not in _TOPICS:
+        _TOPICS[name] = MemoryTopic(name)
+    return _TOPICS[name]
+
+
+def delete(name: str) -> None:
+    """Forget the topic called ``name``."""
+    _TOPICS.pop(name, None)
+
+
+class MemoryListener(Listener):
+    """Reads a memory topic through a consumer group."""
+
+    def __init__(
+        self,
+        name: str,
+        group: str = "default",
+        stop_at_end: bool = False,
+        parser: Parser | None = None,
+    ) -> None:
+        super().__init__(parser)
+        self.topic = topic(name)
+        self.group = self.topic.groups.setdefault(group, _Group())
+        self.stop_at_end = stop_at_end
+        self._pending: set[int] = set()
+        self._stopping = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return f"memory://{self.topic.name}"
+
+    def _take(self) -> int | None:
+        group = self.group
+        if group.redeliver:
+            return group.redeliver.popleft()
+        if group.next < len(self.topic.entries):
+            group.next += 1
+            self.topic._wake()
+            return group.next - 1
+        return None
+
+    async def start(self, intake: Intake) -> None:
+        """Hand over entries as they come; at the end, wait for more (or return)."""
+        while not self._stopping.is_set():
+            index = self._take()
+            if index is None:
+                if self.stop_at_end:
+                    return
+                waiting = asyncio.ensure_future(self.topic.wait())
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                stopping.cancel()
+                continue
+            deliveries = self.group.deliveries.get(index, 0) + 1
+            self.group.deliveries[index] = deliveries
+            self._pending.add(index)
+            source = {"url": self.name, "index": index}
+            await intake.put(Received(self.topic.entries[index], source, index, deliveries))
+
+    async def stop(self) -> None:
+        """Stop handing over entries."""
+        self._stopping.set()
+
+    async def ack(self, received: Received) -> None:
+        """Mark the entry done for this group."""
+        self._pending.discard(received.handle)
+        self.group.acked.add(received.handle)
+        topic = self.topic
+        if not topic.retain and all(received.handle in g.acked for g in topic.groups.values()):
+            topic.entries[received.handle] = b""
+
+    async def close(self) -> None:
+        """Give what was not acknowledged back to the group, for redelivery."""
+        self.group.redeliver.extend(sorted(self._pending))
+        self._pending.clear()
+        self.topic._wake()
+
+
+class MemoryPublisher(Publisher):
+    """Appends encoded messages to a memory topic (confirmed at once)."""
+
+    def __init__(self, name: str, codec: Codec | None = None) -> None:
+        self.topic = topic(name)
+        self.codec = codec or default_codec()
+
+    @property
+    def name(self) -> str:
+        return f"memory://{self.topic.name}"
+
+    async def publish(self, message: Message) -> None:
+        """Append ``message``."""
+        self.topic.put(message, self.codec)
+
+
+def _name(url: BrokerURL) -> str:
+    name = (url.host or "") + (f"/{url.path}" if url.path else "")
+    if not name:
+        raise ConfigError(f"{url}: a memory URL needs a name, as in memory://frames")
+    return name
+
+
+def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> MemoryListener:
+    """``memory://NAME?group=G&stop_at_end=false``."""
+    opts = take_options(url, options, {"group": "default", "stop_at_end": False})
+    return MemoryListener(_name(url), opts["group"], opts["stop_at_end"], parser or AvroParser())
+
+
+def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> MemoryPublisher:
+    """``memory://NAME``."""
+    take_options(url, options, {})
+    return MemoryPublisher(_name(url), codec)

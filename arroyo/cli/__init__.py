@@ -1,0 +1,25 @@
+"""The ``arroyo`` command line: run pipelines, bridge brokers, look at streams and schemas."""
+
+from __future__ import annotations
+
+import typer
+
+from arroyo.cli import pipeline, schemas
+
+app = typer.Typer(
+    help=(
+        "Stream scientific instrument data through Kafka, Redis, RabbitMQ and ZeroMQ, "
+        "with Avro schemas and at-least-once delivery."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+pipeline.register(app)
+app.add_typer(schemas.app, name="schemas")
+
+
+def main() -> None:
+    """Entry point of the ``arroyo`` console script."""
+    app()

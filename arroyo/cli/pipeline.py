@@ -1,0 +1,242 @@
+"""``arroyo run``, ``bridge``, ``tail`` and ``demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from arroyo.brokers import open_listener, open_publisher, parse_url
+from arroyo.cli.common import fail
+from arroyo.errors import ArroyoError
+from arroyo.message import Event, Message
+from arroyo.runtime import Block, Operator, Output, run_blocks
+from arroyo.runtime.logs import configure
+
+log = logging.getLogger("arroyo.cli")
+
+WORKER_ENV = "ARROYO_WORKER"
+
+
+def _serve_metrics(port: int | None) -> None:
+    if port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="The pipeline's YAML file.", show_default=False)],
+    block: Annotated[
+        list[str] | None, typer.Option("--block", "-b", help="Run only this block (repeatable).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes (consumer group).")
+    ] = 1,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on this port (worker i uses port+i)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
+
+    The config is checked completely before anything starts. With --workers N, N worker
+    processes run the same blocks; a consumer-group broker (Kafka, Redis Streams,
+    RabbitMQ) shares the work between them. A worker that dies does not stop the others.
+
+    Examples:
+
+      arroyo run connectors/kafka-workers.yaml
+
+      arroyo run connectors/kafka-workers.yaml --workers 4 --metrics-port 9400
+    """
+    from arroyo.config import build_file
+
+    configure(logging.DEBUG if verbose else logging.INFO)
+    try:
+        built = build_file(config)
+    except ArroyoError as exc:
+        raise fail(exc) from None
+    names = [b.block.name for b in built]
+    unknown = sorted(set(block or ()) - set(names))
+    if unknown:
+        raise fail(f"{config}: no block named {', '.join(unknown)}; blocks: {', '.join(names)}")
+    if workers > 1:
+        raise typer.Exit(_supervise(config, block, workers, metrics_port, verbose))
+    worker = int(os.environ.get(WORKER_ENV, "0"))
+    _serve_metrics(None if metrics_port is None else metrics_port + worker)
+    selected = [b.block for b in built if not block or b.block.name in block]
+    raise typer.Exit(asyncio.run(run_blocks(selected)))
+
+
+def _supervise(
+    config: Path, blocks: list[str] | None, workers: int, metrics_port: int | None, verbose: bool
+) -> int:
+    """Start ``workers`` processes; forward SIGTERM/SIGINT; wait for all of them."""
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    for index in range(workers):
+        command = [sys.executable, "-m", "arroyo", "run", str(config)]
+        for name in blocks or ():
+            command += ["--block", name]
+        if metrics_port is not None:
+            command += ["--metrics-port", str(metrics_port)]
+        if verbose:
+            command.append("--verbose")
+        env = {**os.environ, WORKER_ENV: str(index)}
+        children[index] = subprocess.Popen(command, env=env)
+        log.info("worker %d started (pid %d)", index, children[index].pid)
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes: dict[int, int] = {}
+    while len(codes) < len(children):
+        for index, child in children.items():
+            if index not in codes and (code := child.poll()) is not None:
+                codes[index] = code
+                level = logging.INFO if code == 0 else logging.ERROR
+                log.log(level, "worker %d (pid %d) exited with %d", index, child.pid, code)
+        time.sleep(0.2)
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+def bridge(
+    source: Annotated[str, typer.Argument(help="Where to read (a broker URL).")],
+    destination: Annotated[str, typer.Argument(help="Where to publish (a broker URL).")],
+    dead_letter: Annotated[
+        str | None, typer.Option(help="Where messages that cannot be read go (a URL).")
+    ] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many messages.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+) -> None:
+    """Forward every message from SOURCE to DESTINATION, with acknowledgements.
+
+    Examples:
+
+      arroyo bridge 'zmq+pull://127.0.0.1:5555?parser=json-frame' kafka://127.0.0.1:9092/frames
+
+      arroyo bridge kafka://127.0.0.1:9092/frames?group=archive file:///data/frames.avro
+    """
+    configure()
+    try:
+        from arroyo.config import parsers
+
+        url = parse_url(source)
+        parser_name = url.query.pop("parser", "arroyo")
+        known = parsers()
+        if parser_name not in known:
+            raise ArroyoError(f"unknown parser {parser_name!r}; known: {', '.join(known)}")
+        listener = open_listener(url, parser=known[parser_name]())
+        publisher = open_publisher(destination)
+        dead = open_publisher(dead_letter) if dead_letter else None
+    except ArroyoError as exc:
+        raise fail(exc) from None
+    block = Block(listener, None, [publisher], name="bridge", dead_letter=dead, max_messages=count)
+    _serve_metrics(metrics_port)
+    raise typer.Exit(asyncio.run(run_blocks([block])))
+
+
+class _Print(Operator):
+    """Prints one line per message; publishes nothing."""
+
+    async def process(self, message: Message) -> Output:
+        typer.echo(describe(message))
+        return None
+
+
+def describe(message: Message) -> str:
+    """One readable line about a message."""
+    head = f"{message.kind:5} stream={message.stream} seq={message.seq} id={message.id[:12]}"
+    if isinstance(message, Event):
+        body = f"metadata={_short(message.metadata)} payload={len(message.payload)} B"
+        if message.array is not None:
+            shape = "x".join(map(str, message.array.shape)) or "scalar"
+            body += f" array={message.array.dtype}[{shape}]"
+    else:
+        body = f"data={_short(message.data)}"
+    return f"{head} {body}"
+
+
+def _short(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def tail(
+    url: Annotated[str, typer.Argument(help="Where to read (a broker URL).")],
+    count: Annotated[
+        int | None, typer.Option("--count", "-n", min=1, help="Stop after this many.")
+    ] = None,
+) -> None:
+    """Print the messages of a stream, one line each (like kcat -C).
+
+    For Kafka and Redis Streams without ?group=, tail reads in a throwaway consumer
+    group of its own, so it takes nothing away from real consumers. (On a RabbitMQ
+    queue, tail consumes: point it at a queue of its own.)
+
+    Examples:
+
+      arroyo tail kafka://127.0.0.1:9092/frames --count 10
+
+      arroyo tail file:///data/run-42.avro
+    """
+    configure(logging.WARNING)
+    try:
+        parsed = parse_url(url)
+        if parsed.scheme in ("kafka", "redis", "rediss") and "group" not in parsed.query:
+            parsed.query["group"] = f"arroyo-tail-{uuid.uuid4().hex[:8]}"
+        listener = open_listener(parsed)
+    except ArroyoError as exc:
+        raise fail(exc) from None
+    block = Block(listener, _Print(), name="tail", max_messages=count)
+    raise typer.Exit(asyncio.run(run_blocks([block])))
+
+
+def demo(
+    frames: Annotated[int, typer.Option(min=1, help="Frames in the simulated run.")] = 1000,
+    shape: Annotated[str, typer.Option(help="Frame shape, ROWSxCOLS.")] = "512x512",
+    output: Annotated[
+        Path | None, typer.Option(help="Avro file for the results (default: a temporary file).")
+    ] = None,
+) -> None:
+    """The main job on an in-process broker (no broker needed).
+
+    A simulated detector emits a run (Start, frames as numpy Events, Stop); an operator
+    integrates each frame; the results are archived to an Avro file, which is then read
+    back and checked. Shows live progress and ends with a summary.
+
+    Example: arroyo demo --frames 2000 --shape 256x256
+    """
+    from arroyo.demo import run_demo
+
+    configure(logging.WARNING)
+    try:
+        rows, cols = (int(n) for n in shape.lower().split("x"))
+    except ValueError:
+        raise fail(f"--shape must look like 512x512, got {shape!r}") from None
+    try:
+        ok = asyncio.run(run_demo(frames, (rows, cols), output))
+    except ArroyoError as exc:
+        raise fail(exc) from None
+    raise typer.Exit(0 if ok else 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to ``app``."""
+    for command in (run, bridge, tail, demo):
+        app.command()(command)

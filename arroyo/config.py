@@ -1,0 +1,400 @@
+"""Pipeline configuration: YAML, validated completely before anything starts.
+
+::
+
+    registry: {url: "http://127.0.0.1:8081/apis/ccompat/v7"}   # optional, for all blocks
+    blocks:
+      - name: workers
+        listener: kafka://127.0.0.1:9092/frames?group=workers  # URL, or {url: ..., <options>}
+        operator: mypackage.ops:Normalize                      # or {class: ..., kwargs: {...}}
+        publishers: [redis://127.0.0.1:6379/results]
+        dead_letter: kafka://127.0.0.1:9092/frames.dlq
+        concurrency: 4
+
+Strings may use ``${VAR}`` and ``${VAR:-default}``. The folder of the config file is
+importable, so ``ops.py`` next to it can hold the operators. Every error names the file,
+the block and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from arroyo.brokers import open_listener, open_publisher, parse_url
+from arroyo.codec import Codec
+from arroyo.errors import ArroyoError, ConfigError
+from arroyo.registry import Registry
+from arroyo.runtime.block import Block
+from arroyo.runtime.listener import Listener
+from arroyo.runtime.operator import FunctionOperator, Operator, Passthrough
+from arroyo.runtime.parser import AvroParser, Parser
+from arroyo.runtime.publisher import Publisher
+from arroyo.runtime.retry import RetryPolicy
+from arroyo.schema import SchemaStore, load
+
+BUILTIN_OPERATORS: dict[str, Callable[[], Operator]] = {"passthrough": Passthrough}
+"""Operators usable by short name in a config."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RegistrySettings(BaseModel):
+    """A schema registry: ``url`` plus settings for confluent-kafka's client."""
+
+    model_config = ConfigDict(extra="allow")
+    url: str
+    subject: str | None = None
+
+
+class Endpoint(BaseModel):
+    """A listener or publisher: a URL, Arroyo's schema settings, and broker options.
+
+    ``schema``: an ``.avsc`` file with the facility's Event metadata record (publishers
+    write with it and refuse what does not conform; listeners resolve to it).
+    ``schemas``: more writer schemas a listener should know. ``parser``: how a listener
+    reads bytes (default ``arroyo``). Every other key goes to the broker connector.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    url: str
+    schema_: str | None = Field(default=None, alias="schema")
+    schemas: list[str] = Field(default_factory=list)
+    registry: RegistrySettings | None = None
+    parser: str | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The broker options (every key that is not Arroyo's own)."""
+        return dict(self.model_extra or {})
+
+
+class OperatorSpec(_Strict):
+    """``class``: ``module:attr`` (a class, or a function run in a pool) or a built-in name."""
+
+    class_: str = Field(alias="class")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    executor: Literal["thread", "process"] = "thread"
+
+
+class RetrySettings(_Strict):
+    """How often to try (null: until it works) and how long to wait between tries."""
+
+    attempts: int | None = 3
+    initial: float = 0.1
+    maximum: float = 5.0
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.attempts, self.initial, self.maximum)
+
+
+class BlockConfig(_Strict):
+    """One block: listener -> operator -> publishers (see :class:`~arroyo.runtime.Block`)."""
+
+    name: str
+    listener: Endpoint
+    operator: OperatorSpec = Field(
+        default_factory=lambda: OperatorSpec.model_validate({"class": "passthrough"})
+    )
+    publishers: list[Endpoint] = Field(default_factory=list)
+    dead_letter: Endpoint | None = None
+    concurrency: int = Field(default=1, ge=1)
+    queue_size: int = Field(default=1000, ge=1)
+    max_bytes: int = Field(default=256 << 20, ge=1)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    publish_retry: RetrySettings = Field(default_factory=lambda: RetrySettings(attempts=None))
+    max_deliveries: int | None = Field(default=5, ge=1)
+    grace_period: float = Field(default=30.0, ge=0)
+
+    @field_validator("listener", "dead_letter", mode="before")
+    @classmethod
+    def _url_alone(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("publishers", mode="before")
+    @classmethod
+    def _urls_alone(cls, value: Any) -> Any:
+        if isinstance(value, str | dict):
+            value = [value]
+        return [{"url": v} if isinstance(v, str) else v for v in value]
+
+    @field_validator("operator", mode="before")
+    @classmethod
+    def _class_alone(cls, value: Any) -> Any:
+        return {"class": value} if isinstance(value, str) else value
+
+
+class PipelineConfig(_Strict):
+    """A whole config file."""
+
+    registry: RegistrySettings | None = None
+    blocks: list[BlockConfig] = Field(min_length=1)
+
+
+# -- loading ---------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def expand(value: Any, where: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``."""
+    if isinstance(value, str):
+
+        def one(match: re.Match[str]) -> str:
+            name, default = match["name"], match["default"]
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable ${{{name}}} is not set (no default)")
+
+        return _VAR.sub(one, value)
+    if isinstance(value, list):
+        return [expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    return value
+
+
+def _location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    out = ""
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            name = node[part].get("name") if isinstance(node, list) and part < len(node) else None
+            if isinstance(name, str) and out.startswith("blocks["):
+                out += f" ({name})"
+        else:
+            out += f".{part}" if out else str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return out
+
+
+def _explain(exc: ValidationError, raw: dict[str, Any], source: str) -> ConfigError:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+        where = _location(loc, raw)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            known = _known_keys(loc[:-1])
+            close = difflib.get_close_matches(key, known, n=1)
+            message = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            message += f"; known keys: {', '.join(known)}"
+        lines.append(f"{source}: {where}: {message}")
+    return ConfigError("\n".join(lines))
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = PipelineConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        inner = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not None]
+        candidates = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            break
+        model = candidates[0]
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def parse_config(text: str, source: str = "<config>") -> PipelineConfig:
+    """Parse and validate YAML text (structure only; see :func:`build` for the rest)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping with a 'blocks' list at the top")
+    raw = expand(raw)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(exc, raw, source) from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read, expand and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    return parse_config(text, str(path))
+
+
+# -- building --------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    """A block ready to run, built from its config (nothing connected yet)."""
+
+    config: BlockConfig
+    block: Block
+
+
+def import_object(spec: str) -> Any:
+    """Import ``module:attr`` (or ``module.attr``)."""
+    module, sep, attr = spec.partition(":")
+    if not sep:
+        module, _, attr = spec.rpartition(".")
+    if not module or not attr:
+        raise ImportError(f"{spec!r} is not of the form 'module:attr'")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def make_operator(spec: OperatorSpec) -> Operator:
+    """The operator a spec names. Raises ImportError or TypeError with a clear message."""
+    if spec.class_ in BUILTIN_OPERATORS:
+        return BUILTIN_OPERATORS[spec.class_](**spec.kwargs)
+    try:
+        target = import_object(spec.class_)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"cannot import {spec.class_!r}: {exc}") from None
+    if inspect.isclass(target) and issubclass(target, Operator):
+        try:
+            inspect.signature(target).bind(**spec.kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{spec.class_} does not accept these kwargs: {exc}") from None
+        return target(**spec.kwargs)
+    if callable(target) and not inspect.isclass(target):
+        if spec.kwargs:
+            raise TypeError(f"{spec.class_} is a function: it takes no kwargs")
+        return FunctionOperator(target, executor=spec.executor)
+    raise TypeError(f"{spec.class_} is neither an Operator subclass nor a function")
+
+
+def parsers() -> dict[str, Callable[[], Parser]]:
+    """Parsers by name: the built-in ones and those of the ``arroyo.parsers`` entry points."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, Callable[[], Parser]] = {"arroyo": AvroParser}
+    for entry in entry_points(group="arroyo.parsers"):
+        found.setdefault(entry.name, entry.load())
+    return found
+
+
+def _codec(endpoint: Endpoint, registry: RegistrySettings | None, base: Path) -> Codec:
+    def schema_path(path: str) -> Path:
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else base / candidate
+
+    schema = load(schema_path(endpoint.schema_)) if endpoint.schema_ else None
+    store = SchemaStore([load(schema_path(p)) for p in endpoint.schemas])
+    settings = endpoint.registry or registry
+    client = None
+    subject = None
+    if settings is not None:
+        client = Registry(settings.url, **dict(settings.model_extra or {}))
+        subject = settings.subject
+    if subject is None and settings is not None:
+        subject = f"{parse_url(endpoint.url).path or 'arroyo'}-value"
+    return Codec(writer=schema, reader=schema, store=store, registry=client, subject=subject)
+
+
+def _listener(endpoint: Endpoint, codec: Codec) -> Listener:
+    url = parse_url(endpoint.url)
+    name = endpoint.parser or url.query.pop("parser", None) or "arroyo"
+    known = parsers()
+    if name not in known:
+        raise ConfigError(f"unknown parser {name!r}; known: {', '.join(sorted(known))}")
+    make = known[name]
+    parser = AvroParser(codec) if make is AvroParser else make()
+    return open_listener(url, endpoint.options, parser)
+
+
+def build(
+    config: PipelineConfig, source: str = "<config>", base: Path | None = None
+) -> list[Built]:
+    """Make every block: import operators, check URLs and options, load schemas.
+
+    Nothing connects yet. Raises ConfigError naming the file, block and key.
+    """
+    base = base or Path.cwd()
+    if str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+    built = []
+    names = [b.name for b in config.blocks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: block names must be unique; repeated: {duplicates}")
+    for index, block in enumerate(config.blocks):
+        where = f"{source}: blocks[{index}] ({block.name})"
+
+        def endpoint_error(key: str, exc: Exception, where: str = where) -> ConfigError:
+            return ConfigError(f"{where}.{key}: {exc}")
+
+        try:
+            listener = _listener(block.listener, _codec(block.listener, config.registry, base))
+        except (ArroyoError, OSError) as exc:
+            raise endpoint_error("listener", exc) from None
+        publishers: list[Publisher] = []
+        for i, endpoint in enumerate(block.publishers):
+            try:
+                codec = _codec(endpoint, config.registry, base)
+                publishers.append(open_publisher(endpoint.url, endpoint.options, codec))
+            except (ArroyoError, OSError) as exc:
+                raise endpoint_error(f"publishers[{i}]", exc) from None
+        dead_letter = None
+        if block.dead_letter is not None:
+            try:
+                codec = _codec(block.dead_letter, config.registry, base)
+                dead_letter = open_publisher(
+                    block.dead_letter.url, block.dead_letter.options, codec
+                )
+            except (ArroyoError, OSError) as exc:
+                raise endpoint_error("dead_letter", exc) from None
+        try:
+            operator = make_operator(block.operator)
+        except (ImportError, TypeError, ArroyoError) as exc:
+            raise endpoint_error("operator", exc) from None
+        built.append(
+            Built(
+                block,
+                Block(
+                    listener,
+                    operator,
+                    publishers,
+                    name=block.name,
+                    dead_letter=dead_letter,
+                    queue_size=block.queue_size,
+                    max_bytes=block.max_bytes,
+                    concurrency=block.concurrency,
+                    retry=block.retry.policy(),
+                    publish_retry=block.publish_retry.policy(),
+                    max_deliveries=block.max_deliveries,
+                    grace_period=block.grace_period,
+                ),
+            )
+        )
+    return built
+
+
+def build_file(path: str | Path) -> list[Built]:
+    """Load, validate and build a config file (its folder becomes importable)."""
+    path = Path(path)
+    return build(load_config(path), str(path), path.resolve().parent)

@@ -1,0 +1,465 @@
+"""Block: one listener, one operator, its publishers, and the delivery contract between them.
+
+listener -> bounded intake -> operator (``concurrency`` calls at once) -> publishers.
+Outputs are published in input order. A source message is acknowledged only after the
+operator returned and every publisher confirmed every output (or after it went to the
+dead-letter destination). Failures are retried with backoff; what still fails goes to
+the dead letter with the reason, its source coordinates and the original bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+from arroyo.errors import PermanentError
+from arroyo.message import Message
+from arroyo.runtime import metrics
+from arroyo.runtime.intake import BoundedIntake
+from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.logs import current_block
+from arroyo.runtime.operator import Operator, Passthrough
+from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.retry import RetryPolicy
+
+log = logging.getLogger("arroyo.block")
+T = TypeVar("T")
+
+
+class InvalidOutput(PermanentError, TypeError):
+    """The operator returned something other than a message, a list of them, or None."""
+
+
+def _outputs(value: Any) -> list[Message]:
+    from arroyo.message import Event, Start, Stop
+
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, Start | Event | Stop):
+            raise InvalidOutput(
+                f"operator returned {type(item).__name__}; expected a Start, Event or Stop, "
+                "a list of them, or None"
+            )
+    return items
+
+
+class Block:
+    """Runs ``listener -> operator -> publishers`` with at-least-once delivery.
+
+    - ``queue_size`` / ``max_bytes``: at most this many messages (and bytes) are held
+      between the listener and their acknowledgement; a full Block pauses the listener.
+    - ``concurrency``: how many ``operator.process`` calls run at once.
+    - ``retry``: for operator failures; ``publish_retry``: for publisher failures
+      (default: until the destination is back). Then the dead letter.
+    - ``dead_letter``: where bad messages go. Without one, they are logged and dropped.
+    - ``max_deliveries``: a message the broker has delivered this many times (it keeps
+      crashing workers) goes to the dead letter instead of being processed again.
+    - ``grace_period``: after :meth:`stop`, how long in-flight work may take to finish;
+      what is not finished then is left unacknowledged, for redelivery.
+    - ``max_messages``: stop after this many source messages (``--count``).
+    """
+
+    def __init__(
+        self,
+        listener: Listener,
+        operator: Operator | None = None,
+        publishers: Iterable[Publisher] = (),
+        *,
+        name: str = "block",
+        dead_letter: Publisher | None = None,
+        queue_size: int = 1000,
+        max_bytes: int = 256 << 20,
+        concurrency: int = 1,
+        retry: RetryPolicy | None = None,
+        publish_retry: RetryPolicy | None = None,
+        max_deliveries: int | None = 5,
+        grace_period: float = 30.0,
+        max_messages: int | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.name = name
+        self.listener = listener
+        self.operator = operator if operator is not None else Passthrough()
+        for publisher in publishers:
+            self.operator.add_publisher(publisher)
+        self.dead_letter = dead_letter
+        self.concurrency = concurrency
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.publish_retry = publish_retry if publish_retry is not None else RetryPolicy(None)
+        self.max_deliveries = max_deliveries
+        self.grace_period = grace_period
+        self.max_messages = max_messages
+        self.intake = BoundedIntake(queue_size, max_bytes)
+        self.stats = metrics.BlockStats()
+        self._stop_requested: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._confirming: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- running -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the Block to stop: take no more input, finish in-flight work, acknowledge,
+        close. Safe to call from a signal handler (on the loop thread), and more than once."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def run(self) -> metrics.BlockStats:
+        """Run until the source ends or :meth:`stop` is called; return what was done.
+
+        Raises what the listener raised (after finishing in-flight work), or what
+        starting a publisher raised (before taking any input).
+        """
+        token = current_block.set(self.name)
+        self._stop_requested = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self.listener.operator = self.operator
+        started: list[Publisher | Operator] = []
+        try:
+            for part in [*self.operator.publishers, *filter(None, [self.dead_letter])]:
+                await part.start()
+                started.append(part)
+            await self.operator.start()
+            started.append(self.operator)
+            log.info(
+                "started: %s -> %s -> %s",
+                self.listener.name,
+                type(self.operator).__name__,
+                ", ".join(p.name for p in self.operator.publishers) or "(no publishers)",
+            )
+            await self._run()
+        finally:
+            await self._close(started)
+            current_block.reset(token)
+        log.info(
+            "stopped: %d received, %d published, %d acknowledged, %d dead-lettered",
+            self.stats.received,
+            self.stats.published,
+            self.stats.acknowledged,
+            self.stats.dead_lettered,
+        )
+        return self.stats
+
+    async def _run(self) -> None:
+        assert self._stop_requested is not None
+        listen = asyncio.create_task(self._listen(), name=f"{self.name}-listen")
+        work = asyncio.create_task(self._work(), name=f"{self.name}-work")
+        stop = asyncio.create_task(self._stop_requested.wait())
+        try:
+            await asyncio.wait({listen, stop}, return_when=asyncio.FIRST_COMPLETED)
+            deadline: float | None = None
+            if not listen.done():
+                log.info("stopping: no more input; finishing in-flight work")
+                deadline = time.monotonic() + self.grace_period
+                await self.listener.stop()
+                await asyncio.wait({listen}, timeout=self.grace_period)
+            self.intake.close()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            await asyncio.wait({work}, timeout=timeout)
+            if not work.done():
+                log.warning(
+                    "grace period of %.1f s is over: %d messages left unacknowledged "
+                    "(they will be redelivered)",
+                    self.grace_period,
+                    self.intake.held,
+                )
+            if listen.done() and not listen.cancelled() and listen.exception() is not None:
+                raise listen.exception()  # type: ignore[misc]
+            if work.done() and not work.cancelled() and work.exception() is not None:
+                raise work.exception()  # type: ignore[misc]
+        finally:
+            tasks = (stop, listen, work, *self._tasks, *self._confirming)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        try:
+            await self.listener.start(_CountingIntake(self))
+        except Exception:
+            log.exception("listener %s failed", self.listener.name)
+            raise
+        finally:
+            self.intake.close()
+
+    async def _close(self, started: Sequence[Publisher | Operator]) -> None:
+        try:
+            await self.listener.close()
+        except Exception:
+            log.exception("closing listener %s failed", self.listener.name)
+        for part in reversed(started):
+            try:
+                await part.close()
+            except Exception:
+                log.exception("closing %s failed", getattr(part, "name", type(part).__name__))
+
+    # -- the pipeline --------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """Start processing each message in arrival order; emit results in that order."""
+        order: asyncio.Queue[tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None]
+        order = asyncio.Queue()
+        emitter = self._task(self._emit(order))
+        try:
+            while (received := await self.intake.get()) is not None:
+                metrics.QUEUE_DEPTH.labels(self.name).set(self.intake.depth)
+                order.put_nowait((received, self._task(self._process(received))))
+        finally:
+            order.put_nowait(None)
+        await emitter
+        if self._confirming:
+            await asyncio.gather(*self._confirming)
+
+    def _task(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task of this Block, cancelled if the Block is cancelled."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _process(self, received: Received) -> list[Message] | DeadLetter:
+        """Parse and run the operator on one received message (never raises)."""
+        attempts = 1
+        try:
+            if self.max_deliveries is not None and received.deliveries > self.max_deliveries:
+                raise _TooManyDeliveries(
+                    f"delivered {received.deliveries} times (more than max_deliveries="
+                    f"{self.max_deliveries}): it keeps failing or crashing workers"
+                )
+            messages = received.messages
+            if messages is None:
+                # Bad bytes are a DecodeError (permanent); an unreachable schema registry is
+                # retried until it is back, like a publisher.
+                parsed = await self.publish_retry.call(
+                    lambda: self._parse(received), lambda n, e: self._retried("parse", n, e)
+                )
+                messages = parsed if isinstance(parsed, list) else [parsed]
+            outputs: list[Message] = []
+            for message in messages:
+                attempts = 1
+
+                async def call(message: Message = message) -> Any:
+                    nonlocal attempts
+                    assert self._slots is not None
+                    async with self._slots:
+                        began = time.perf_counter()
+                        try:
+                            return _outputs(await self.operator.process(message))
+                        finally:
+                            metrics.PROCESSING.labels(self.name).observe(
+                                time.perf_counter() - began
+                            )
+
+                def retried(n: int, error: BaseException) -> None:
+                    nonlocal attempts
+                    attempts = n + 1
+                    self._retried("operator", n, error)
+
+                outputs.extend(await self.retry.call(call, retried))
+            return outputs
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return DeadLetter.from_exception(
+                exc, received.data, received.source, attempts, self.name
+            )
+
+    async def _parse(self, received: Received) -> Message | list[Message]:
+        return self.listener.parser.parse(received.data)
+
+    def _retried(self, step: str, attempt: int, error: BaseException) -> None:
+        self.stats.retried += 1
+        metrics.RETRIED.labels(self.name, step).inc()
+        log.warning("%s failed (attempt %d), retrying: %r", step, attempt, error)
+
+    async def _emit(
+        self,
+        order: asyncio.Queue[tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None],
+    ) -> None:
+        """Take results in input order and start their publication, without waiting for
+        the confirmations of earlier ones."""
+        while (entry := await order.get()) is not None:
+            received, task = entry
+            result = await task
+            if isinstance(result, DeadLetter):
+                confirm = self._dead_letter(received, result)
+            else:
+                sends = [
+                    (publisher, message, _send(publisher, message))
+                    for message in result
+                    for publisher in list(self.operator.publishers)
+                ]
+                confirm = self._confirm(received, sends)
+            confirming = asyncio.create_task(confirm)
+            self._confirming.add(confirming)
+            confirming.add_done_callback(self._confirming.discard)
+
+    async def _confirm(
+        self, received: Received, sends: list[tuple[Publisher, Message, Awaitable[None]]]
+    ) -> None:
+        """Wait for every publisher's confirmation (retrying failures), then acknowledge."""
+        failure: DeadLetter | None = None
+        for publisher, message, sent in sends:
+            try:
+                await sent
+            except asyncio.CancelledError:
+                raise
+            except Exception as first:
+                if failure is not None:
+                    continue
+                try:
+                    if isinstance(first, PermanentError):
+                        raise first
+                    self._retried("publish", 1, first)
+                    await self.publish_retry.call(
+                        lambda p=publisher, m=message: p.publish(m),  # type: ignore[misc]
+                        lambda n, e: self._retried("publish", n + 1, e),
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.error(
+                        "publisher %s could not publish %s: %s", publisher.name, message.id, exc
+                    )
+                    failure = DeadLetter.from_exception(
+                        exc, received.data, received.source, 1, self.name
+                    )
+                    continue
+            self.stats.published += 1
+            metrics.PUBLISHED.labels(self.name).inc()
+            metrics.LATENCY.labels(self.name).observe(
+                max(0.0, time.time() - message.timestamp / 1e9)
+            )
+        if failure is not None:
+            await self._dead_letter(received, failure)
+        else:
+            await self._ack(received)
+
+    async def _dead_letter(self, received: Received, letter: DeadLetter) -> None:
+        """Send ``letter`` to the dead-letter destination (until it confirms), then ack."""
+        source = ", ".join(f"{k}={v}" for k, v in letter.source.items())
+        destination = self.dead_letter
+        if destination is None:
+            self.stats.dropped += 1
+            metrics.DROPPED.labels(self.name).inc()
+            log.error(
+                "dropped a bad message (no dead-letter destination configured) from %s: %s: %s",
+                source,
+                letter.error,
+                letter.reason,
+            )
+        else:
+            log.warning("dead letter from %s: %s: %s", source, letter.error, letter.reason)
+            await RetryPolicy(None).call(
+                lambda: destination.publish_dead_letter(letter),
+                lambda n, e: self._retried("dead-letter", n, e),
+            )
+            self.stats.dead_lettered += 1
+            metrics.DEAD_LETTERED.labels(self.name).inc()
+        await self._ack(received)
+
+    async def _ack(self, received: Received) -> None:
+        try:
+            await self.listener.ack(received)
+        except Exception as exc:
+            log.warning("could not acknowledge a message from %s: %r", dict(received.source), exc)
+        else:
+            self.stats.acknowledged += 1
+            metrics.ACKNOWLEDGED.labels(self.name).inc()
+        finally:
+            self.intake.done(received)
+            metrics.IN_FLIGHT.labels(self.name).set(self.intake.held)
+
+
+class _TooManyDeliveries(PermanentError):
+    """The broker delivered this message more often than max_deliveries."""
+
+
+def _send(publisher: Publisher, message: Message) -> Awaitable[None]:
+    """publisher.send(message), with a synchronous failure turned into a failed future."""
+    try:
+        return publisher.send(message)
+    except Exception as exc:
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        return failed
+
+
+class _CountingIntake:
+    """The intake as the listener sees it: counts what comes in, stops at max_messages."""
+
+    def __init__(self, block: Block) -> None:
+        self._block = block
+        self._intake = block.intake
+
+    def _count(self, received: Received) -> None:
+        block = self._block
+        block.stats.received += 1
+        block.stats.received_bytes += received.size
+        metrics.RECEIVED.labels(block.name).inc()
+        metrics.RECEIVED_BYTES.labels(block.name).inc(received.size)
+        metrics.IN_FLIGHT.labels(block.name).set(self._intake.held)
+        if block.max_messages is not None and block.stats.received >= block.max_messages:
+            self._intake.close()
+            asyncio.get_running_loop().create_task(block.listener.stop())
+
+    async def put(self, received: Received) -> None:
+        if self._intake.offer(received):
+            self._count(received)
+            return
+        if await self._intake.put(received):
+            self._count(received)
+
+    def offer(self, received: Received) -> bool:
+        if self._intake.offer(received):
+            self._count(received)
+            return True
+        return False
+
+    def full(self) -> bool:
+        return self._intake.full()
+
+
+async def run_blocks(blocks: Sequence[Block], handle_signals: bool = True) -> int:
+    """Run blocks until all end; SIGTERM/SIGINT stop them gracefully (a second signal
+    cancels at once). Returns 0 when every block ended cleanly, 1 otherwise."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    tasks = [asyncio.create_task(block.run(), name=block.name) for block in blocks]
+    count = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            log.info("received %s: stopping gracefully", signal.Signals(signum).name)
+            for block in blocks:
+                block.stop()
+        else:
+            log.warning("received %s again: stopping now", signal.Signals(signum).name)
+            for task in tasks:
+                task.cancel()
+
+    if handle_signals:
+        for signum in signals:
+            loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if handle_signals:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+    failed = 0
+    for block, result in zip(blocks, results, strict=True):
+        if isinstance(result, BaseException):
+            failed += 1
+            if not isinstance(result, asyncio.CancelledError):
+                log.error("block %s failed: %s", block.name, result, exc_info=result)
+    return 1 if failed else 0

@@ -1,0 +1,118 @@
+"""The Block's bounded queue: admission control for everything received and not yet done."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from arroyo.runtime.listener import Received
+
+
+class BoundedIntake:
+    """Holds what a listener handed over until the Block has finished with it.
+
+    A message counts against the bounds from :meth:`put` until :meth:`done` (acked or
+    abandoned), whether it waits in the queue or is being processed or published. So
+    memory stays bounded by ``size`` messages and ``max_bytes`` bytes whatever the input
+    rate (a single message larger than ``max_bytes`` is still admitted, alone).
+    """
+
+    def __init__(self, size: int, max_bytes: int) -> None:
+        if size < 1:
+            raise ValueError(f"queue size must be at least 1, got {size}")
+        self.size = size
+        self.max_bytes = max_bytes
+        self._queue: deque[Received] = deque()
+        self._count = 0
+        self._bytes = 0
+        self._closed = False
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self.peak = 0
+        """The largest number of messages ever held at once (for tests and metrics)."""
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting to be processed."""
+        return len(self._queue)
+
+    @property
+    def held(self) -> int:
+        """Messages received and not yet done (waiting, processing or publishing)."""
+        return self._count
+
+    def full(self) -> bool:
+        """True when a put() would wait."""
+        return self._count >= self.size or (self._count > 0 and self._bytes >= self.max_bytes)
+
+    def _fits(self, received: Received) -> bool:
+        if self._count == 0:
+            return True
+        return self._count < self.size and self._bytes + received.size <= self.max_bytes
+
+    def _admit(self, received: Received) -> None:
+        self._queue.append(received)
+        self._count += 1
+        self._bytes += received.size
+        self.peak = max(self.peak, self._count)
+        _wake(self._getters)
+
+    def offer(self, received: Received) -> bool:
+        """Queue ``received`` if it fits now. After close() it is refused (returns False)."""
+        if self._closed or self._putters or not self._fits(received):
+            return False
+        self._admit(received)
+        return True
+
+    async def put(self, received: Received) -> bool:
+        """Queue ``received``, waiting for room; True when queued. After close() it returns
+        False at once: the message is then never acknowledged, and the source redelivers it."""
+        while not self._closed and (self._putters or not self._fits(received)):
+            waiter = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._putters:
+                    self._putters.remove(waiter)
+            if self._fits(received):
+                break
+        admitted = not self._closed
+        if admitted:
+            self._admit(received)
+        _wake(self._putters)
+        return admitted
+
+    async def get(self) -> Received | None:
+        """The next message to process; None once closed and empty."""
+        while not self._queue and not self._closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._getters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._getters:
+                    self._getters.remove(waiter)
+        return self._queue.popleft() if self._queue else None
+
+    def done(self, received: Received) -> None:
+        """``received`` is finished: free its room."""
+        self._count -= 1
+        self._bytes -= received.size
+        _wake(self._putters)
+
+    def close(self) -> None:
+        """Take no more messages; get() drains what is queued, then returns None."""
+        self._closed = True
+        for waiters in (self._getters, self._putters):
+            while waiters:
+                _wake(waiters)
+
+
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    """Wake the first waiter that is still waiting."""
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return

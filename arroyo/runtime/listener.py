@@ -1,0 +1,109 @@
+"""Listener: a source connector. It receives from the outside world and feeds a Block."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from arroyo.runtime.parser import AvroParser, Parser
+
+if TYPE_CHECKING:
+    from arroyo.message import Message
+    from arroyo.runtime.operator import Operator
+
+Raw = bytes | list[bytes]
+"""What a listener received: one byte string, or the parts of a multipart message."""
+
+
+@dataclass(slots=True, eq=False)
+class Received:
+    """One message as a listener received it, before parsing.
+
+    ``source`` holds its coordinates (``url``, and e.g. ``topic``/``partition``/``offset``),
+    which go into logs and dead letters. ``handle`` is the listener's own: whatever it
+    needs to acknowledge this message. ``deliveries`` counts how often the broker has
+    delivered it (1 the first time), so a message that keeps failing can be dead-lettered.
+    ``messages``, when set, are already parsed (sources such as Avro files parse as they
+    read) and ``data`` is then only kept for dead letters.
+    """
+
+    data: Raw
+    source: Mapping[str, Any]
+    handle: Any = None
+    deliveries: int = 1
+    messages: list[Message] | None = None
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def size(self) -> int:
+        """Bytes received (all parts)."""
+        if isinstance(self.data, list):
+            return sum(len(part) for part in self.data)
+        return len(self.data)
+
+
+class Intake(Protocol):
+    """Where a listener hands what it received (the Block's bounded queue)."""
+
+    async def put(self, received: Received) -> None:
+        """Queue ``received``; wait while the Block is full (this is the backpressure)."""
+
+    def offer(self, received: Received) -> bool:
+        """Queue ``received`` if there is room now; False (and nothing queued) when full."""
+
+    def full(self) -> bool:
+        """True when a put() would wait."""
+
+
+class Listener(ABC):
+    """Receives messages from a source and hands them to a Block, which acknowledges them.
+
+    The Block calls, in order: :meth:`start` (as a task), :meth:`ack` for every message
+    once it has been fully handled (in any order, possibly concurrently with start),
+    :meth:`stop` when it wants no more input, and finally :meth:`close`.
+    ``operator`` is the operator this listener feeds (set by the Block).
+    """
+
+    def __init__(self, parser: Parser | None = None) -> None:
+        self.parser: Parser = parser or AvroParser()
+        self.operator: Operator | None = None
+
+    @property
+    def name(self) -> str:
+        """Where this listener reads from, for logs (never with a password)."""
+        return type(self).__name__
+
+    @abstractmethod
+    async def start(self, intake: Intake) -> None:
+        """Receive until the source ends or :meth:`stop` is called, handing each message to
+        ``await intake.put(received)`` in the order the source gave them.
+
+        Returns when no more messages will be handed over. Raises only for errors the
+        listener cannot recover from (connection losses it should retry by itself).
+        """
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop taking input: :meth:`start` returns soon after. Must not wait for acks."""
+
+    @abstractmethod
+    async def ack(self, received: Received) -> None:
+        """Acknowledge ``received``: every output was confirmed or it was dead-lettered.
+
+        May be called in any order. A listener whose source needs ordered acks (Kafka
+        offsets) commits only below its lowest unacknowledged message
+        (:class:`~arroyo.runtime.offsets.OffsetTracker`).
+        """
+
+    async def close(self) -> None:
+        """Commit what was acknowledged and disconnect. Unacknowledged messages are left
+        for redelivery. Called once, after start() returned."""
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,116 @@
+"""Publisher: a sink connector. It sends messages out and says when they are confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from arroyo.message import Event, Message
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not be handled, with why and where it came from.
+
+    ``data`` is exactly what the listener received (all parts), so it can be replayed.
+    """
+
+    data: bytes | list[bytes]
+    reason: str
+    error: str
+    source: Mapping[str, Any]
+    attempts: int
+    block: str
+    timestamp: int = field(default_factory=time.time_ns)
+
+    @classmethod
+    def from_exception(
+        cls,
+        exc: BaseException,
+        data: bytes | list[bytes],
+        source: Mapping[str, Any],
+        attempts: int,
+        block: str,
+    ) -> DeadLetter:
+        """The dead letter for ``exc``: its message is the reason, its type the error."""
+        reason = str(exc) or "".join(traceback.format_exception_only(exc)).strip()
+        return cls(data, reason, type(exc).__name__, source, attempts, block)
+
+    def headers(self) -> dict[str, str]:
+        """The reason and the source coordinates as flat string headers (``arroyo.*``)."""
+        headers = {
+            "arroyo.dead-letter.reason": self.reason,
+            "arroyo.dead-letter.error": self.error,
+            "arroyo.dead-letter.attempts": str(self.attempts),
+            "arroyo.dead-letter.block": self.block,
+            "arroyo.dead-letter.timestamp": str(self.timestamp),
+        }
+        for key, value in self.source.items():
+            headers[f"arroyo.source.{key}"] = str(value)
+        return headers
+
+    def to_event(self) -> Event:
+        """The dead letter as an Event: headers as metadata, the original bytes as payload
+        (the parts of a multipart message, in ``parts``, when there were several)."""
+        metadata: dict[str, Any] = dict(self.headers())
+        if isinstance(self.data, list):
+            metadata["parts"] = list(self.data)
+            payload = b""
+        else:
+            payload = self.data
+        return Event(metadata=metadata, payload=payload, stream="dead-letter")
+
+
+class Publisher(ABC):
+    """Sends messages to a destination and reports when the destination has them.
+
+    The Block calls :meth:`start` once, then :meth:`send` for each output in order (the
+    next send may come before the previous one is confirmed), and :meth:`close` at the
+    end. Implement :meth:`publish`; override :meth:`send` to pipeline sends while keeping
+    their order.
+    """
+
+    @property
+    def name(self) -> str:
+        """Where this publisher writes to, for logs (never with a password)."""
+        return type(self).__name__
+
+    async def start(self) -> None:
+        """Connect. Raises when the destination cannot be reached or refuses the settings."""
+
+    @abstractmethod
+    async def publish(self, message: Message) -> None:
+        """Send ``message`` and return once the destination confirmed it (Kafka delivery
+        report, RabbitMQ publisher confirm, Redis reply...). Raises when it was not
+        confirmed: a PermanentError when retrying cannot help (too large, breaks the
+        schema), anything else when a retry may."""
+
+    def send(self, message: Message) -> Awaitable[None]:
+        """Start sending ``message`` now and return what completes once it is confirmed.
+
+        Messages must reach the destination in the order of send() calls. The default
+        runs :meth:`publish` as a task (tasks start in creation order); connectors that
+        can enqueue synchronously override this.
+        """
+        return asyncio.ensure_future(self.publish(message))
+
+    async def publish_dead_letter(self, letter: DeadLetter) -> None:
+        """Send a dead letter and return once confirmed. The default sends
+        :meth:`DeadLetter.to_event`; brokers with headers send the original bytes with the
+        reason and source in headers instead."""
+        await self.publish(letter.to_event())
+
+    async def close(self) -> None:
+        """Send what is buffered, wait for its confirmations, disconnect."""
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,66 @@
+"""How failures are retried: attempts and exponential backoff (tenacity does the work)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_never,
+    wait_exponential_jitter,
+)
+
+from arroyo.errors import PermanentError
+
+T = TypeVar("T")
+
+
+def _retryable(error: BaseException) -> bool:
+    """Exceptions are retried, but not PermanentErrors, nor cancellation (a BaseException)."""
+    return isinstance(error, Exception) and not isinstance(error, PermanentError)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """``attempts`` in all (None: until it works), waiting ``initial`` seconds after the
+    first failure, doubling up to ``maximum``, with jitter. PermanentErrors are not retried."""
+
+    attempts: int | None = 3
+    initial: float = 0.1
+    maximum: float = 5.0
+
+    async def call(
+        self,
+        func: Callable[[], Awaitable[T]],
+        on_retry: Callable[[int, BaseException], None] | None = None,
+    ) -> T:
+        """Call ``func`` until it succeeds or the attempts are used up (then re-raise).
+
+        ``on_retry(attempt, error)`` is called before each wait.
+        """
+
+        def before_sleep(state: RetryCallState) -> None:
+            if on_retry is not None and state.outcome is not None:
+                error = state.outcome.exception()
+                if error is not None:
+                    on_retry(state.attempt_number, error)
+
+        retrying = AsyncRetrying(
+            stop=stop_never if self.attempts is None else stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.initial, max=self.maximum, jitter=self.initial
+            ),
+            retry=retry_if_exception(_retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+        async def attempt() -> T:
+            return await func()
+
+        return await retrying(attempt)

@@ -1,0 +1,393 @@
+"""The delivery contract of a Block, on memory connectors (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from arroyo import DecodeError, Event, Run, Start, decode
+from arroyo.brokers import memory
+from arroyo.brokers.memory import MemoryListener, MemoryPublisher
+from arroyo.message import Message
+from arroyo.runtime import Block, Operator, Output, Publisher, RetryPolicy, run_blocks
+from arroyo.runtime.publisher import DeadLetter
+
+FAST = RetryPolicy(attempts=3, initial=0.001, maximum=0.002)
+
+
+@pytest.fixture
+def topic(unique_name: Callable[[str], str]) -> Callable[[str], str]:
+    names: list[str] = []
+
+    def make(tag: str) -> str:
+        names.append(unique_name(tag))
+        return names[-1]
+
+    yield make  # type: ignore[misc]
+    for name in names:
+        memory.delete(name)
+
+
+def fill(name: str, count: int, stream: str = "run") -> list[Message]:
+    run = Run(stream)
+    messages: list[Message] = [run.start({"n": count})]
+    messages += [run.event({"i": i}, f"frame {i}".encode()) for i in range(count)]
+    messages.append(run.stop())
+    for message in messages:
+        memory.topic(name).put(message)
+    return messages
+
+
+class Recorder(Publisher):
+    """Keeps what it published, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[Message] = []
+
+    async def publish(self, message: Message) -> None:
+        self.published.append(message)
+
+
+class Held(Publisher):
+    """Confirms only when the test says so."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Message, asyncio.Future[None]]] = []
+
+    def send(self, message: Message) -> asyncio.Future[None]:
+        done = asyncio.get_running_loop().create_future()
+        self.pending.append((message, done))
+        return done
+
+    async def publish(self, message: Message) -> None:
+        await self.send(message)
+
+
+class Flaky(Recorder):
+    """Fails its first ``failures`` publishes, then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def publish(self, message: Message) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("destination unavailable")
+        await super().publish(message)
+
+
+class DeadLetters(Publisher):
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def publish(self, message: Message) -> None:
+        raise AssertionError("dead letters go through publish_dead_letter")
+
+    async def publish_dead_letter(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+
+async def test_passthrough_publishes_everything_in_order_and_acks_it(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    sent = fill(source, 100)
+    out = Recorder()
+    block = Block(MemoryListener(source, stop_at_end=True), publishers=[out], concurrency=4)
+    stats = await block.run()
+    assert out.published == sent
+    assert memory.topic(source).acked() == set(range(len(sent)))
+    assert (stats.received, stats.published, stats.acknowledged) == (102, 102, 102)
+
+
+async def test_no_ack_before_every_publisher_confirmed(
+    topic: Callable[[str], str], until: Callable[..., Any]
+) -> None:
+    source = topic("src")
+    fill(source, 0)  # Start, Stop
+    held, recorder = Held(), Recorder()
+    block = Block(MemoryListener(source, stop_at_end=True), publishers=[held, recorder])
+    running = asyncio.create_task(block.run())
+    await until(lambda: len(held.pending) == 2 and len(recorder.published) == 2)
+    assert memory.topic(source).acked() == set()  # the recorder confirmed, the held one not
+    held.pending[1][1].set_result(None)
+    await until(lambda: memory.topic(source).acked() == {1}, what="stop acked")
+    assert memory.topic(source).acked() == {1}
+    held.pending[0][1].set_result(None)
+    await asyncio.wait_for(running, 5)
+    assert memory.topic(source).acked() == {0, 1}
+
+
+async def test_operator_failure_goes_to_dead_letter_after_retries_and_the_next_is_processed(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    sent = fill(source, 3)
+
+    class FailOnSecondEvent(Operator):
+        calls: int = 0
+
+        async def process(self, message: Message) -> Output:
+            if isinstance(message, Event) and message.metadata["i"] == 1:
+                self.calls += 1
+                raise ValueError("cannot integrate frame 1")
+            return message
+
+    operator, out, dead = FailOnSecondEvent(), Recorder(), DeadLetters()
+    block = Block(
+        MemoryListener(source, stop_at_end=True), operator, [out], dead_letter=dead, retry=FAST
+    )
+    stats = await block.run()
+    assert operator.calls == 3
+    assert [m.id for m in out.published] == [m.id for m in sent if m is not sent[2]]
+    [letter] = dead.letters
+    assert letter.error == "ValueError"
+    assert letter.reason == "cannot integrate frame 1"
+    assert letter.attempts == 3
+    assert letter.source == {"url": f"memory://{source}", "index": 2}
+    assert decode(letter.data) == sent[2]  # the original bytes
+    assert memory.topic(source).acked() == set(range(len(sent)))
+    assert (stats.retried, stats.dead_lettered) == (2, 1)
+
+
+async def test_undecodable_bytes_go_to_dead_letter_with_the_reason(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    memory.topic(source).append(b"not avro at all")
+    memory.topic(source).put(Start({"ok": True}))
+    out, dead = Recorder(), DeadLetters()
+    block = Block(MemoryListener(source, stop_at_end=True), publishers=[out], dead_letter=dead)
+    await block.run()
+    [letter] = dead.letters
+    assert letter.data == b"not avro at all"
+    assert letter.error == DecodeError.__name__
+    assert "not Arroyo data" in letter.reason
+    assert len(out.published) == 1
+    assert memory.topic(source).acked() == {0, 1}
+
+
+async def test_publisher_that_fails_then_recovers_loses_nothing(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    sent = fill(source, 20)
+    flaky = Flaky(failures=7)
+    block = Block(
+        MemoryListener(source, stop_at_end=True),
+        publishers=[flaky],
+        publish_retry=RetryPolicy(None, 0.001, 0.002),
+    )
+    stats = await block.run()
+    assert sorted(m.id for m in flaky.published) == sorted(m.id for m in sent)
+    assert stats.retried == 7
+    assert stats.dead_lettered == stats.dropped == 0
+    assert memory.topic(source).acked() == set(range(len(sent)))
+
+
+async def test_slow_operator_with_fast_source_keeps_the_queue_within_its_size(
+    topic: Callable[[str], str], until: Callable[..., Any]
+) -> None:
+    source = topic("src")
+    fill(source, 300)
+    gate = asyncio.Event()
+
+    class Slow(Operator):
+        async def process(self, message: Message) -> Output:
+            await gate.wait()
+            return message
+
+    out = Recorder()
+    block = Block(
+        MemoryListener(source, stop_at_end=True), Slow(), [out], queue_size=10, concurrency=2
+    )
+    running = asyncio.create_task(block.run())
+    await until(lambda: block.intake.held == 10)
+    await asyncio.sleep(0.05)  # give the source every chance to overrun the queue
+    assert block.intake.held == 10
+    # The listener holds the 11th message, waiting for room: it took no more.
+    assert memory.topic(source).groups["default"].next == 11
+    gate.set()
+    await asyncio.wait_for(running, 10)
+    assert block.intake.peak == 10
+    assert len(out.published) == 302
+
+
+async def test_none_from_process_publishes_nothing(topic: Callable[[str], str]) -> None:
+    source = topic("src")
+    sent = fill(source, 10)
+
+    class OnlyStarts(Operator):
+        async def process(self, message: Message) -> Output:
+            return message if isinstance(message, Start) else None
+
+    out = Recorder()
+    stats = await Block(MemoryListener(source, stop_at_end=True), OnlyStarts(), [out]).run()
+    assert out.published == [sent[0]]
+    assert stats.acknowledged == len(sent)
+    assert None not in out.published
+
+
+async def test_several_outputs_and_invalid_outputs(topic: Callable[[str], str]) -> None:
+    source = topic("src")
+    sent = fill(source, 2)
+
+    class Splits(Operator):
+        async def process(self, message: Message) -> Output:
+            if isinstance(message, Event) and message.metadata["i"] == 1:
+                return "not a message"  # type: ignore[return-value]
+            return [message, message]
+
+    out, dead = Recorder(), DeadLetters()
+    await Block(
+        MemoryListener(source, stop_at_end=True), Splits(), [out], dead_letter=dead, retry=FAST
+    ).run()
+    assert [m.id for m in out.published] == [m.id for m in sent if m is not sent[2] for _ in "ab"]
+    [letter] = dead.letters
+    assert "operator returned str" in letter.reason
+    assert letter.attempts == 1  # not retried: retrying cannot help
+
+
+async def test_concurrent_operator_calls_still_publish_in_input_order(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    sent = fill(source, 50)
+    active = 0
+    peak = 0
+
+    class Jittery(Operator):
+        async def process(self, message: Message) -> Output:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.001 * (message.seq % 5))
+            active -= 1
+            return message
+
+    out = Recorder()
+    await Block(MemoryListener(source, stop_at_end=True), Jittery(), [out], concurrency=8).run()
+    assert out.published == sent
+    assert peak == 8
+
+
+async def test_message_delivered_too_often_goes_to_dead_letter(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    fill(source, 0)
+    group = memory.topic(source).groups.setdefault("default", memory._Group())
+    group.deliveries[0] = 5  # it crashed five workers already
+    out, dead = Recorder(), DeadLetters()
+    await Block(
+        MemoryListener(source, stop_at_end=True),
+        publishers=[out],
+        dead_letter=dead,
+        max_deliveries=5,
+    ).run()
+    [letter] = dead.letters
+    assert "delivered 6 times" in letter.reason
+    assert [m.kind for m in out.published] == ["stop"]
+
+
+async def test_sigterm_mid_stream_loses_nothing_and_returns_0(
+    topic: Callable[[str], str],
+) -> None:
+    source, sink = topic("src"), topic("dst")
+    sent = fill(source, 500)
+    halfway = asyncio.Event()
+
+    class Counting(Operator):
+        seen = 0
+
+        async def process(self, message: Message) -> Output:
+            self.seen += 1
+            if self.seen == 100:
+                halfway.set()
+            await asyncio.sleep(0)
+            return message
+
+    first = Block(
+        MemoryListener(source), Counting(), [MemoryPublisher(sink)], queue_size=20, name="first"
+    )
+    running = asyncio.create_task(run_blocks([first]))
+    await asyncio.wait_for(halfway.wait(), 10)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(running, 10) == 0
+    acked = memory.topic(source).acked()
+    assert 100 <= len(acked) < len(sent)
+    published = {m.id for m in memory.topic(sink).messages()}
+    assert {sent[i].id for i in acked} <= published  # every acked message was published
+    # A new worker of the group gets what the first one did not acknowledge.
+    second = Block(
+        MemoryListener(source, stop_at_end=True), publishers=[MemoryPublisher(sink)], name="2nd"
+    )
+    await second.run()
+    assert {m.id for m in memory.topic(sink).messages()} == {m.id for m in sent}
+
+
+async def test_grace_period_over_leaves_unfinished_work_unacknowledged(
+    topic: Callable[[str], str], until: Callable[..., Any]
+) -> None:
+    source = topic("src")
+    fill(source, 5)
+
+    class Stuck(Operator):
+        async def process(self, message: Message) -> Output:
+            if isinstance(message, Event):
+                await asyncio.Event().wait()
+            return message
+
+    block = Block(MemoryListener(source), Stuck(), [Recorder()], grace_period=0.1)
+    running = asyncio.create_task(block.run())
+    await until(lambda: block.stats.acknowledged == 1)
+    block.stop()
+    await asyncio.wait_for(running, 5)
+    assert memory.topic(source).acked() == {0}
+    assert list(memory.topic(source).groups["default"].redeliver)[:1] == [1]
+
+
+async def test_operators_can_run_in_a_thread_pool(topic: Callable[[str], str]) -> None:
+    import threading
+
+    from arroyo.runtime import BlockingOperator
+
+    source = topic("src")
+    sent = fill(source, 5)
+    threads: set[str] = set()
+
+    class Blocking(BlockingOperator):
+        def compute(self, message: Message) -> Output:
+            threads.add(threading.current_thread().name)
+            return message
+
+    out = Recorder()
+    await Block(MemoryListener(source, stop_at_end=True), Blocking(), [out]).run()
+    assert out.published == sent
+    assert threading.main_thread().name not in threads
+
+
+def double_payload(message: Message) -> Output:
+    """A module-level function, so a process pool can import it."""
+    if isinstance(message, Event):
+        return Event(message.metadata, bytes(message.payload) * 2, stream=message.stream)
+    return message
+
+
+async def test_function_operator_in_a_process_pool(topic: Callable[[str], str]) -> None:
+    from arroyo.runtime import FunctionOperator
+
+    source = topic("src")
+    fill(source, 3)
+    out = Recorder()
+    operator = FunctionOperator(double_payload, executor="process", workers=1)
+    await Block(MemoryListener(source, stop_at_end=True), operator, [out]).run()
+    assert [m.payload for m in out.published if isinstance(m, Event)] == [
+        f"frame {i}".encode() * 2 for i in range(3)
+    ]
