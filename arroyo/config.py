@@ -35,11 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from arroyo.brokers import open_listener, open_publisher, parse_url
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConfigError
+from arroyo.parsers import make_parser
 from arroyo.registry import Registry
 from arroyo.runtime.block import Block
 from arroyo.runtime.listener import Listener
 from arroyo.runtime.operator import FunctionOperator, Operator, Passthrough
-from arroyo.runtime.parser import AvroParser, Parser
+from arroyo.runtime.parser import AvroParser
 from arroyo.runtime.publisher import Publisher
 from arroyo.runtime.retry import RetryPolicy
 from arroyo.schema import SchemaStore, load
@@ -118,6 +119,7 @@ class BlockConfig(_Strict):
     publish_retry: RetrySettings = Field(default_factory=lambda: RetrySettings(attempts=None))
     max_deliveries: int | None = Field(default=5, ge=1)
     grace_period: float = Field(default=30.0, ge=0)
+    guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
 
     @field_validator("listener", "dead_letter", mode="before")
     @classmethod
@@ -288,16 +290,6 @@ def make_operator(spec: OperatorSpec) -> Operator:
     raise TypeError(f"{spec.class_} is neither an Operator subclass nor a function")
 
 
-def parsers() -> dict[str, Callable[[], Parser]]:
-    """Parsers by name: the built-in ones and those of the ``arroyo.parsers`` entry points."""
-    from importlib.metadata import entry_points
-
-    found: dict[str, Callable[[], Parser]] = {"arroyo": AvroParser}
-    for entry in entry_points(group="arroyo.parsers"):
-        found.setdefault(entry.name, entry.load())
-    return found
-
-
 def _codec(endpoint: Endpoint, registry: RegistrySettings | None, base: Path) -> Codec:
     def schema_path(path: str) -> Path:
         candidate = Path(path)
@@ -319,12 +311,30 @@ def _codec(endpoint: Endpoint, registry: RegistrySettings | None, base: Path) ->
 def _listener(endpoint: Endpoint, codec: Codec) -> Listener:
     url = parse_url(endpoint.url)
     name = endpoint.parser or url.query.pop("parser", None) or "arroyo"
-    known = parsers()
-    if name not in known:
-        raise ConfigError(f"unknown parser {name!r}; known: {', '.join(sorted(known))}")
-    make = known[name]
-    parser = AvroParser(codec) if make is AvroParser else make()
-    return open_listener(url, endpoint.options, parser)
+    url.query.pop("parser", None)
+    options = endpoint.options
+    parser_options = options.pop("parser_options", None) or {}
+    parser = AvroParser(codec) if name == "arroyo" else make_parser(name, **parser_options)
+    return open_listener(url, options, parser)
+
+
+def exactly_once(
+    listener: Listener, publishers: list[Publisher], dead_letter: Publisher | None
+) -> None:
+    """Set up exactly-once delivery between a listener and its publishers.
+
+    The listener's broker module must provide ``exactly_once(listener, publishers,
+    dead_letter)`` (Kafka does: transactions); it raises ConfigError when the publishers
+    cannot take part.
+    """
+    module = importlib.import_module(type(listener).__module__)
+    hook = getattr(module, "exactly_once", None)
+    if hook is None:
+        raise ConfigError(
+            f"exactly-once is not available for {listener.name}: only Kafka -> Kafka blocks "
+            "(Kafka transactions) have it"
+        )
+    hook(listener, publishers, dead_letter)
 
 
 def build(
@@ -372,6 +382,11 @@ def build(
             operator = make_operator(block.operator)
         except (ImportError, TypeError, ArroyoError) as exc:
             raise endpoint_error("operator", exc) from None
+        if block.guarantee == "exactly-once":
+            try:
+                exactly_once(listener, publishers, dead_letter)
+            except ArroyoError as exc:
+                raise endpoint_error("guarantee", exc) from None
         built.append(
             Built(
                 block,

@@ -812,8 +812,7 @@ registry_app_cached() {
 }
 
 # Fetch and unpack the app (runner jar + lib/) once; later starts need no network.
-# Through a throwaway Maven local repository: nothing is left in ~/.m2, and this
-# mvn never writes into the same repository as the Kafka fetch running beside it.
+# (Launched after Kafka, so a first download overlaps Kafka's start.)
 registry_ensure_app() {
     registry_app_cached && return 0
     mkdir -p "$(dirname "$REGISTRY_APP")"
@@ -824,16 +823,16 @@ registry_ensure_app() {
         return 0
     fi
     command -v mvn >/dev/null 2>&1 || die "registry: Apicurio Registry is not cached in $REGISTRY_APP and Maven (mvn) is not installed (apt-get install maven)"
+    log "registry: fetching Apicurio Registry $REGISTRY_VERSION (about 110 MB) from Maven Central into $REGISTRY_APP ..."
     local tmp="$REGISTRY_APP.partial.$$" mvn_log="$REGISTRY_APP.mvn.log"
     rm -rf "$tmp"
     mkdir -p "$tmp/app"
     # From inside $tmp: no pom.xml there, so mvn runs without a project.
-    if ! (cd "$tmp" && mvn -B -Dstyle.color=never -Dmaven.repo.local="$tmp/m2" \
-        dependency:copy -Dartifact="$REGISTRY_ARTIFACT" -DoutputDirectory="$tmp") >"$mvn_log" 2>&1; then
+    if ! (cd "$tmp" && mvn -B -Dstyle.color=never dependency:copy \
+        -Dartifact="$REGISTRY_ARTIFACT" -DoutputDirectory="$tmp") >"$mvn_log" 2>&1; then
         rm -rf "$tmp"
         fail_broker registry "mvn dependency:copy of $REGISTRY_ARTIFACT failed (is Maven Central reachable?)" "$mvn_log"
     fi
-    rm -rf "$tmp/m2"
     if ! tar --no-same-owner -xzf "$tmp"/apicurio-registry-app-*.tar.gz -C "$tmp/app" 2>>"$mvn_log" ||
         [[ ! -f "$tmp/app/$REGISTRY_JAR" ]]; then
         rm -rf "$tmp"
@@ -844,25 +843,6 @@ registry_ensure_app() {
     rm -rf "$tmp"
     printf '%s\n' "$REGISTRY_ARTIFACT" >"$REGISTRY_APP/.arroyo-complete"
     exec 7>&-
-}
-
-# On first use, fetch the app in the background while the other brokers are fetched
-# and launched (registry_start waits for it). Its output goes to a file, and it keeps
-# no other descriptor (our lock, a caller's pipes) should this script exit first.
-registry_prefetch() {
-    REGISTRY_FETCH_PID=
-    registry_app_cached && return 0
-    log "registry: fetching Apicurio Registry $REGISTRY_VERSION (about 110 MB) from Maven Central into $REGISTRY_APP, in the background ..."
-    mkdir -p "$(dirname "$REGISTRY_APP")"
-    : >"$REGISTRY_APP.fetch.log"
-    (
-        for fd in /proc/"$BASHPID"/fd/*; do
-            fd="${fd##*/}"
-            ((fd > 2)) && eval "exec $fd>&-"
-        done
-        registry_ensure_app
-    ) </dev/null >>"$REGISTRY_APP.fetch.log" 2>&1 &
-    REGISTRY_FETCH_PID=$!
 }
 
 # One HTTP request; prints the response body; fails on no answer or a status >= 400.
@@ -918,11 +898,6 @@ registry_pid() {
 
 registry_start() {
     REGISTRY_STARTED=0
-    if [[ -n "${REGISTRY_FETCH_PID:-}" ]]; then
-        wait "$REGISTRY_FETCH_PID" ||
-            fail_broker registry "fetching Apicurio Registry $REGISTRY_VERSION failed" "$REGISTRY_APP.fetch.log"
-        REGISTRY_FETCH_PID=
-    fi
     local pid
     pid="$(registry_pid)"
     if [[ -n "$pid" ]] && registry_healthy; then
@@ -1110,7 +1085,6 @@ cmd_up() {
     else
         tls_ensure
         local broker
-        [[ " $* " == *" registry "* ]] && registry_prefetch
         # Launch everything first, then wait: the JVMs and the Erlang VM start together.
         for broker in redis rabbitmq kafka registry; do
             if [[ " $* " == *" $broker "* ]]; then

@@ -134,14 +134,10 @@ def bridge(
     """
     configure()
     try:
-        from arroyo.config import parsers
+        from arroyo.parsers import make_parser
 
         url = parse_url(source)
-        parser_name = url.query.pop("parser", "arroyo")
-        known = parsers()
-        if parser_name not in known:
-            raise ArroyoError(f"unknown parser {parser_name!r}; known: {', '.join(known)}")
-        listener = open_listener(url, parser=known[parser_name]())
+        listener = open_listener(url, parser=make_parser(url.query.pop("parser", "arroyo")))
         publisher = open_publisher(destination)
         dead = open_publisher(dead_letter) if dead_letter else None
     except ArroyoError as exc:

@@ -1,0 +1,50 @@
+"""Parsers by name: how a listener turns received bytes into messages.
+
+Built in: ``arroyo`` (Arroyo's own Avro framing). Third-party parsers register under the
+entry point group ``arroyo.parsers``::
+
+    [project.entry-points."arroyo.parsers"]
+    my-detector = "my_package.parsers:MyDetectorParser"
+
+A parser is a class (or factory) taking keyword options and returning an object with
+``parse(data) -> Message | list[Message]`` that raises DecodeError for bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from arroyo.errors import ConfigError
+from arroyo.runtime.parser import AvroParser, Parser
+
+BUILTIN: dict[str, str] = {
+    "arroyo": "arroyo.runtime.parser:AvroParser",
+}
+"""Built-in parsers: name -> ``module:attr`` (imported only when used)."""
+
+
+def available() -> list[str]:
+    """Names of every parser: built in, then from entry points."""
+    return sorted(set(BUILTIN) | {e.name for e in entry_points(group="arroyo.parsers")})
+
+
+def make_parser(name: str, **options: Any) -> Parser:
+    """The parser called ``name``, made with ``options``. Raises ConfigError if unknown."""
+    if name == "arroyo" and not options:
+        return AvroParser()
+    factory: Callable[..., Parser]
+    if name in BUILTIN:
+        from arroyo.config import import_object
+
+        factory = import_object(BUILTIN[name])
+    else:
+        found = [e for e in entry_points(group="arroyo.parsers") if e.name == name]
+        if not found:
+            raise ConfigError(f"unknown parser {name!r}; known: {', '.join(available())}")
+        factory = found[0].load()
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ConfigError(f"parser {name!r} does not accept these options: {exc}") from None
