@@ -86,6 +86,12 @@ class _Brokers:
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.waiting_utils import wait_for_logs
 
+        if broker == "registry":
+            image = DockerContainer("apicurio/apicurio-registry:3.0.9").with_exposed_ports(8080)
+            registry = self._stack.enter_context(image)
+            wait_for_logs(registry, "Installed features", timeout=120)
+            host, port = registry.get_container_host_ip(), registry.get_exposed_port(8080)
+            return f"http://{host}:{port}/apis/ccompat/v7"
         container = DockerContainer("rabbitmq:3.13").with_exposed_ports(5672)
         rabbit = self._stack.enter_context(container)
         wait_for_logs(rabbit, "Server startup complete", timeout=120)
@@ -93,8 +99,13 @@ class _Brokers:
         return f"amqp://guest:guest@{host}:{port}/"
 
 
-_ENV = {"kafka": "ARROYO_KAFKA", "redis": "ARROYO_REDIS", "rabbitmq": "ARROYO_AMQP"}
-_DEFAULT_PORT = {"kafka": 9092, "redis": 6379, "rabbitmq": 5672}
+_ENV = {
+    "kafka": "ARROYO_KAFKA",
+    "redis": "ARROYO_REDIS",
+    "rabbitmq": "ARROYO_AMQP",
+    "registry": "ARROYO_REGISTRY",
+}
+_DEFAULT_PORT = {"kafka": 9092, "redis": 6379, "rabbitmq": 5672, "registry": 8081}
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +141,12 @@ def redis_address(_brokers: _Brokers) -> str:
 def amqp_url(_brokers: _Brokers) -> str:
     """``amqp://user:pass@host:port/`` of a real RabbitMQ broker."""
     return _need(_brokers, "rabbitmq")
+
+
+@pytest.fixture
+def registry_url(_brokers: _Brokers) -> str:
+    """URL of a real schema registry's Confluent API (Apicurio ``/apis/ccompat/v7``)."""
+    return _need(_brokers, "registry")
 
 
 @pytest.fixture

@@ -51,7 +51,9 @@ def schemas_check(
     new: Annotated[Path, typer.Argument(help="The schema that would replace it (.avsc).")],
     mode: Annotated[
         schemas_.Compatibility,
-        typer.Option(help="backward: new reads old data; forward: old reads new; full: both."),
+        typer.Option(
+            "--mode", "-m", help="backward: new reads old data; forward: old reads new; full: both."
+        ),
     ] = schemas_.Compatibility.BACKWARD,
 ) -> None:
     """Check whether NEW may replace OLD, as schema registries define compatibility.

@@ -1,0 +1,50 @@
+"""The Block's bounded intake: counts and bytes, backpressure, closing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from arroyo.runtime.intake import BoundedIntake
+from arroyo.runtime.listener import Received
+
+
+def item(size: int = 10) -> Received:
+    return Received(b"x" * size, {"url": "test://"})
+
+
+async def test_put_waits_for_room_and_done_frees_it() -> None:
+    intake = BoundedIntake(size=2, max_bytes=1000)
+    first, second, third = item(), item(), item()
+    assert intake.offer(first)
+    await intake.put(second)
+    assert intake.full()
+    assert not intake.offer(third)
+    waiting = asyncio.create_task(intake.put(third))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert await intake.get() is first
+    assert not waiting.done()  # taken out of the queue is not done: still held
+    intake.done(first)
+    assert await asyncio.wait_for(waiting, 1) is True
+    assert intake.peak == 2
+
+
+async def test_bytes_bound_admits_one_oversized_message_alone() -> None:
+    intake = BoundedIntake(size=100, max_bytes=100)
+    big, small = item(500), item(10)
+    assert intake.offer(big)
+    assert not intake.offer(small)
+    intake.done(big)
+    assert intake.offer(small)
+
+
+async def test_close_refuses_new_messages_and_drains_the_rest() -> None:
+    intake = BoundedIntake(size=1, max_bytes=1000)
+    queued, late = item(), item()
+    assert intake.offer(queued)
+    blocked = asyncio.create_task(intake.put(late))
+    await asyncio.sleep(0)
+    intake.close()
+    assert await asyncio.wait_for(blocked, 1) is False  # not queued: never acknowledged
+    assert await intake.get() is queued
+    assert await intake.get() is None

@@ -1,0 +1,39 @@
+"""No password ever reaches a log line or an error message."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from arroyo.runtime.logs import BlockFilter, current_block, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("amqp://guest:s3cret@host:5672/vh?queue=q", "amqp://guest:***@host:5672/vh?queue=q"),
+        ("redis://:s3cret@127.0.0.1:6379/frames", "redis://:***@127.0.0.1:6379/frames"),
+        (
+            "kafka://h:9092/t?sasl.password=s3cret&group=g",
+            "kafka://h:9092/t?sasl.password=***&group=g",
+        ),
+        (
+            "failed: rediss://u:p%40ss@h/s and amqps://a:b@c/",
+            "failed: rediss://u:***@h/s and amqps://a:***@c/",
+        ),
+        ("kafka://127.0.0.1:9092/frames", "kafka://127.0.0.1:9092/frames"),
+    ],
+)
+def test_redact_hides_passwords(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_records_carry_the_block_name() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    token = current_block.set("workers")
+    try:
+        BlockFilter().filter(record)
+    finally:
+        current_block.reset(token)
+    assert record.block == "workers"  # type: ignore[attr-defined]
