@@ -16,6 +16,7 @@ unreachable registry, which raises the retryable :class:`~arroyo.errors.Registry
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -25,6 +26,8 @@ from arroyo.errors import DecodeError, EncodeError, RegistryError
 from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
 from arroyo.schema import Schema, SchemaStore, builtin, envelope
+
+log = logging.getLogger("arroyo.codec")
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -94,6 +97,11 @@ class Codec:
     the writer's own schema for facility data). ``store``: the writer schemas known by
     fingerprint. ``registry``: when given, encode with Confluent framing under
     ``subject`` and look unknown schema ids up in the registry.
+
+    ``lenient``: pass messages through unchecked instead of failing on a schema problem:
+    metadata that does not conform to the writer's facility schema is written with the
+    generic envelope, and data whose writer schema cannot be resolved to the reader's is
+    read as written. ``unchecked`` counts how often that happened.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class Codec:
         store: SchemaStore | None = None,
         registry: Registry | None = None,
         subject: str | None = None,
+        lenient: bool = False,
     ) -> None:
         self.writer = envelope(writer)
         self.reader = envelope(reader) if reader is not None else None
@@ -116,6 +125,9 @@ class Codec:
         self._writer_generic = _is_generic(self.writer.event_metadata())
         self._writer_metadata = self.writer.event_metadata()
         self._readers: dict[bytes, tuple[Schema, bool]] = {}
+        self.lenient = lenient
+        self.unchecked = 0
+        self._generic: Codec | None = None
 
     # -- encoding ------------------------------------------------------------------
 
@@ -185,7 +197,15 @@ class Codec:
         Raises EncodeError (with the field path) when a value cannot be carried or breaks
         the writer schema; RegistryError when the registry cannot be reached.
         """
-        record = self.to_record(message, payload=False)
+        try:
+            record = self.to_record(message, payload=False)
+        except EncodeError:
+            if not self.lenient or self._writer_generic:
+                raise
+            self.unchecked += 1
+            if self._generic is None:
+                self._generic = Codec(registry=self.registry, subject=self.subject)
+            return self._generic.encode(message)
         out = io.BytesIO()
         try:
             schemaless_writer(out, self.writer.parsed, record)
@@ -247,6 +267,18 @@ class Codec:
         """
         writer, offset = self._writer_for(data)
         reader, generic = self._reader_for(writer)
+        try:
+            return self._decode(data, offset, writer, reader, generic)
+        except DecodeError as exc:
+            if not self.lenient or reader.fingerprint == writer.fingerprint:
+                raise
+            log.warning("reading a message unchecked, as its writer wrote it: %s", exc)
+            self.unchecked += 1
+            return self._decode(data, offset, writer, writer, is_generic(writer))
+
+    def _decode(
+        self, data: Buffer, offset: int, writer: Schema, reader: Schema, generic: bool
+    ) -> Message:
         source = io.BytesIO(data)
         source.seek(offset)
         try:

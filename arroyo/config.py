@@ -120,6 +120,7 @@ class BlockConfig(_Strict):
     max_deliveries: int | None = Field(default=5, ge=1)
     grace_period: float = Field(default=30.0, ge=0)
     guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    schema_policy: Literal["dead-letter", "drop", "pass"] = "dead-letter"
 
     @field_validator("listener", "dead_letter", mode="before")
     @classmethod
@@ -290,7 +291,9 @@ def make_operator(spec: OperatorSpec) -> Operator:
     raise TypeError(f"{spec.class_} is neither an Operator subclass nor a function")
 
 
-def _codec(endpoint: Endpoint, registry: RegistrySettings | None, base: Path) -> Codec:
+def _codec(
+    endpoint: Endpoint, registry: RegistrySettings | None, base: Path, lenient: bool = False
+) -> Codec:
     def schema_path(path: str) -> Path:
         candidate = Path(path)
         return candidate if candidate.is_absolute() else base / candidate
@@ -305,7 +308,14 @@ def _codec(endpoint: Endpoint, registry: RegistrySettings | None, base: Path) ->
         subject = settings.subject
     if subject is None and settings is not None:
         subject = f"{parse_url(endpoint.url).path or 'arroyo'}-value"
-    return Codec(writer=schema, reader=schema, store=store, registry=client, subject=subject)
+    return Codec(
+        writer=schema,
+        reader=schema,
+        store=store,
+        registry=client,
+        subject=subject,
+        lenient=lenient,
+    )
 
 
 def _listener(endpoint: Endpoint, codec: Codec) -> Listener:
@@ -354,18 +364,21 @@ def build(
         raise ConfigError(f"{source}: block names must be unique; repeated: {duplicates}")
     for index, block in enumerate(config.blocks):
         where = f"{source}: blocks[{index}] ({block.name})"
+        lenient = block.schema_policy == "pass"
 
         def endpoint_error(key: str, exc: Exception, where: str = where) -> ConfigError:
             return ConfigError(f"{where}.{key}: {exc}")
 
         try:
-            listener = _listener(block.listener, _codec(block.listener, config.registry, base))
+            listener = _listener(
+                block.listener, _codec(block.listener, config.registry, base, lenient)
+            )
         except (ArroyoError, OSError) as exc:
             raise endpoint_error("listener", exc) from None
         publishers: list[Publisher] = []
         for i, endpoint in enumerate(block.publishers):
             try:
-                codec = _codec(endpoint, config.registry, base)
+                codec = _codec(endpoint, config.registry, base, lenient)
                 publishers.append(open_publisher(endpoint.url, endpoint.options, codec))
             except (ArroyoError, OSError) as exc:
                 raise endpoint_error(f"publishers[{i}]", exc) from None
@@ -403,6 +416,7 @@ def build(
                     publish_retry=block.publish_retry.policy(),
                     max_deliveries=block.max_deliveries,
                     grace_period=block.grace_period,
+                    on_invalid="drop" if block.schema_policy == "drop" else "dead-letter",
                 ),
             )
         )

@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from arroyo.errors import PermanentError
 from arroyo.message import Message
@@ -63,6 +63,9 @@ class Block:
     - ``grace_period``: after :meth:`stop`, how long in-flight work may take to finish;
       what is not finished then is left unacknowledged, for redelivery.
     - ``max_messages``: stop after this many source messages (``--count``).
+    - ``on_invalid``: what to do with a message that breaks a schema (cannot be decoded,
+      or an output cannot be encoded): ``dead-letter`` it (default) or ``drop`` it
+      (logged and counted in ``arroyo_dropped_total``).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Block:
         max_deliveries: int | None = 5,
         grace_period: float = 30.0,
         max_messages: int | None = None,
+        on_invalid: Literal["dead-letter", "drop"] = "dead-letter",
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -96,6 +100,7 @@ class Block:
         self.max_deliveries = max_deliveries
         self.grace_period = grace_period
         self.max_messages = max_messages
+        self.on_invalid = on_invalid
         self.intake = BoundedIntake(queue_size, max_bytes)
         self.stats = metrics.BlockStats()
         self._stop_requested: asyncio.Event | None = None
@@ -346,7 +351,11 @@ class Block:
         """Send ``letter`` to the dead-letter destination (until it confirms), then ack."""
         source = ", ".join(f"{k}={v}" for k, v in letter.source.items())
         destination = self.dead_letter
-        if destination is None:
+        if letter.invalid and self.on_invalid == "drop":
+            self.stats.dropped += 1
+            metrics.DROPPED.labels(self.name).inc()
+            log.warning("dropped an invalid message from %s: %s", source, letter.reason)
+        elif destination is None:
             self.stats.dropped += 1
             metrics.DROPPED.labels(self.name).inc()
             log.error(

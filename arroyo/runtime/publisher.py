@@ -27,6 +27,8 @@ class DeadLetter:
     attempts: int
     block: str
     timestamp: int = field(default_factory=time.time_ns)
+    invalid: bool = False
+    """True when the message broke a schema: it could not be decoded, or not encoded."""
 
     @classmethod
     def from_exception(
@@ -38,8 +40,11 @@ class DeadLetter:
         block: str,
     ) -> DeadLetter:
         """The dead letter for ``exc``: its message is the reason, its type the error."""
+        from arroyo.errors import DecodeError, EncodeError
+
         reason = str(exc) or "".join(traceback.format_exception_only(exc)).strip()
-        return cls(data, reason, type(exc).__name__, source, attempts, block)
+        invalid = isinstance(exc, DecodeError | EncodeError)
+        return cls(data, reason, type(exc).__name__, source, attempts, block, invalid=invalid)
 
     def headers(self) -> dict[str, str]:
         """The reason and the source coordinates as flat string headers (``arroyo.*``)."""

@@ -351,3 +351,19 @@ def test_fuzz_random_and_mutated_bytes_only_ever_raise_decode_error() -> None:
         except DecodeError:
             pass
     assert decoded > 0  # some mutations stay valid; the rest raised only DecodeError
+
+
+def test_lenient_codec_passes_non_conforming_messages_through_unchecked() -> None:
+    v1 = load(EXAMPLES / "frame-metadata-v1.avsc")
+    strict, lenient = Codec(writer=v1), Codec(writer=v1, lenient=True)
+    bad = Event({"frame": "one", "note": [1, 2]}, b"px")
+    with pytest.raises(EncodeError):
+        strict.encode(bad)
+    data = lenient.encode(bad)  # written with the generic envelope instead
+    assert lenient.unchecked == 1
+    assert decode(data) == bad
+    reader = Codec(reader=v1, lenient=True)
+    assert reader.decode(data) == bad  # cannot be resolved to v1: read as written
+    assert reader.unchecked == 1
+    with pytest.raises(DecodeError, match="cannot be read as"):
+        Codec(reader=v1).decode(data)

@@ -391,3 +391,25 @@ async def test_function_operator_in_a_process_pool(topic: Callable[[str], str]) 
     assert [m.payload for m in out.published if isinstance(m, Event)] == [
         f"frame {i}".encode() * 2 for i in range(3)
     ]
+
+
+async def test_invalid_messages_can_be_dropped_by_policy(topic: Callable[[str], str]) -> None:
+    source = topic("src")
+    memory.topic(source).append(b"garbage")
+    memory.topic(source).put(Start({"ok": True}))
+
+    class Fails(Operator):
+        async def process(self, message: Message) -> Output:
+            raise RuntimeError("operator failures still go to the dead letter")
+
+    dead = DeadLetters()
+    stats = await Block(
+        MemoryListener(source, stop_at_end=True),
+        Fails(),
+        dead_letter=dead,
+        on_invalid="drop",
+        retry=FAST,
+    ).run()
+    assert stats.dropped == 1  # the garbage
+    assert [letter.error for letter in dead.letters] == ["RuntimeError"]
+    assert memory.topic(source).acked() == {0, 1}
