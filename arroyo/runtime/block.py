@@ -123,6 +123,7 @@ class Block:
         starting a publisher raised (before taking any input).
         """
         token = current_block.set(self.name)
+        metrics.register(self.name)
         self._stop_requested = asyncio.Event()
         self._slots = asyncio.Semaphore(self.concurrency)
         self.listener.operator = self.operator
@@ -436,6 +437,16 @@ class _CountingIntake:
         return self._intake.full()
 
 
+_early_signals: list[int] = []
+
+
+def catch_early_signals() -> None:
+    """Remember SIGTERM/SIGINT received before :func:`run_blocks` installs its handlers
+    (while a worker imports and builds its config); run_blocks then stops at once."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, frame: _early_signals.append(received))
+
+
 async def run_blocks(blocks: Sequence[Block], handle_signals: bool = True) -> int:
     """Run blocks until all end; SIGTERM/SIGINT stop them gracefully (a second signal
     cancels at once). Returns 0 when every block ended cleanly, 1 otherwise."""
@@ -459,6 +470,8 @@ async def run_blocks(blocks: Sequence[Block], handle_signals: bool = True) -> in
     if handle_signals:
         for signum in signals:
             loop.add_signal_handler(signum, on_signal, signum)
+        while _early_signals:
+            on_signal(_early_signals.pop(0))
     try:
         results = await asyncio.gather(*tasks, return_exceptions=True)
     finally:

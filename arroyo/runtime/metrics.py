@@ -27,6 +27,18 @@ LATENCY = Histogram(
 )
 
 
+def register(block: str) -> None:
+    """Create every series of ``block`` at zero, so dashboards see it before traffic."""
+    for metric in (RECEIVED, RECEIVED_BYTES, PUBLISHED, ACKNOWLEDGED, DEAD_LETTERED, DROPPED):
+        metric.labels(block)
+    for step in ("parse", "operator", "publish", "dead-letter"):
+        RETRIED.labels(block, step)
+    QUEUE_DEPTH.labels(block).set(0)
+    IN_FLIGHT.labels(block).set(0)
+    PROCESSING.labels(block)
+    LATENCY.labels(block)
+
+
 @dataclass
 class BlockStats:
     """What a Block has done so far (the same counts as its Prometheus metrics)."""
