@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
-from arroyo.errors import PermanentError
+from arroyo.errors import ArroyoError, DecodeError, PermanentError
 from arroyo.message import Message
 from arroyo.runtime import metrics
 from arroyo.runtime.intake import BoundedIntake
@@ -278,7 +278,15 @@ class Block:
             )
 
     async def _parse(self, received: Received) -> Message | list[Message]:
-        return self.listener.parser.parse(received.data)
+        """Parse; a parser's unexpected exception counts as undecodable input, not as a
+        reason to retry (only RegistryError, an unreachable registry, is retried)."""
+        try:
+            return self.listener.parser.parse(received.data)
+        except ArroyoError:
+            raise
+        except Exception as exc:
+            parser = type(self.listener.parser).__name__
+            raise DecodeError(f"{parser} could not parse the message: {exc!r}") from exc
 
     def _retried(self, step: str, attempt: int, error: BaseException) -> None:
         self.stats.retried += 1

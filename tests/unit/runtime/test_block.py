@@ -413,3 +413,25 @@ async def test_invalid_messages_can_be_dropped_by_policy(topic: Callable[[str], 
     assert stats.dropped == 1  # the garbage
     assert [letter.error for letter in dead.letters] == ["RuntimeError"]
     assert memory.topic(source).acked() == {0, 1}
+
+
+async def test_a_parser_bug_dead_letters_the_message_instead_of_retrying(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    fill(source, 1)
+
+    class Buggy:
+        calls = 0
+
+        def parse(self, data: bytes | list[bytes]) -> Message:
+            self.calls += 1
+            raise KeyError("frame_number")
+
+    parser = Buggy()
+    dead = DeadLetters()
+    listener = MemoryListener(source, stop_at_end=True, parser=parser)  # type: ignore[arg-type]
+    await Block(listener, dead_letter=dead).run()
+    assert parser.calls == 3  # once per message: not retried
+    assert all("Buggy could not parse" in letter.reason for letter in dead.letters)
+    assert all(letter.invalid for letter in dead.letters)
