@@ -103,6 +103,7 @@ class Block:
         self.on_invalid = on_invalid
         self.intake = BoundedIntake(queue_size, max_bytes)
         self.stats = metrics.BlockStats()
+        self.metrics = metrics.register(name)
         self._stop_requested: asyncio.Event | None = None
         self._slots: asyncio.Semaphore | None = None
         self._confirming: set[asyncio.Task[None]] = set()
@@ -123,7 +124,6 @@ class Block:
         starting a publisher raised (before taking any input).
         """
         token = current_block.set(self.name)
-        metrics.register(self.name)
         self._stop_requested = asyncio.Event()
         self._slots = asyncio.Semaphore(self.concurrency)
         self.listener.operator = self.operator
@@ -215,7 +215,7 @@ class Block:
         emitter = self._task(self._emit(order))
         try:
             while (received := await self.intake.get()) is not None:
-                metrics.QUEUE_DEPTH.labels(self.name).set(self.intake.depth)
+                self.metrics.queue_depth.set(self.intake.depth)
                 order.put_nowait((received, self._task(self._process(received))))
         finally:
             order.put_nowait(None)
@@ -259,9 +259,7 @@ class Block:
                         try:
                             return _outputs(await self.operator.process(message))
                         finally:
-                            metrics.PROCESSING.labels(self.name).observe(
-                                time.perf_counter() - began
-                            )
+                            self.metrics.processing.observe(time.perf_counter() - began)
 
                 def retried(n: int, error: BaseException) -> None:
                     nonlocal attempts
@@ -290,7 +288,7 @@ class Block:
 
     def _retried(self, step: str, attempt: int, error: BaseException) -> None:
         self.stats.retried += 1
-        metrics.RETRIED.labels(self.name, step).inc()
+        self.metrics.retried[step].inc()
         log.warning("%s failed (attempt %d), retrying: %r", step, attempt, error)
 
     async def _emit(
@@ -347,10 +345,8 @@ class Block:
                     )
                     continue
             self.stats.published += 1
-            metrics.PUBLISHED.labels(self.name).inc()
-            metrics.LATENCY.labels(self.name).observe(
-                max(0.0, time.time() - message.timestamp / 1e9)
-            )
+            self.metrics.published.inc()
+            self.metrics.latency.observe(max(0.0, time.time() - message.timestamp / 1e9))
         if failure is not None:
             await self._dead_letter(received, failure)
         else:
@@ -362,11 +358,11 @@ class Block:
         destination = self.dead_letter
         if letter.invalid and self.on_invalid == "drop":
             self.stats.dropped += 1
-            metrics.DROPPED.labels(self.name).inc()
+            self.metrics.dropped.inc()
             log.warning("dropped an invalid message from %s: %s", source, letter.reason)
         elif destination is None:
             self.stats.dropped += 1
-            metrics.DROPPED.labels(self.name).inc()
+            self.metrics.dropped.inc()
             log.error(
                 "dropped a bad message (no dead-letter destination configured) from %s: %s: %s",
                 source,
@@ -380,7 +376,7 @@ class Block:
                 lambda n, e: self._retried("dead-letter", n, e),
             )
             self.stats.dead_lettered += 1
-            metrics.DEAD_LETTERED.labels(self.name).inc()
+            self.metrics.dead_lettered.inc()
         await self._ack(received)
 
     async def _ack(self, received: Received) -> None:
@@ -390,10 +386,10 @@ class Block:
             log.warning("could not acknowledge a message from %s: %r", dict(received.source), exc)
         else:
             self.stats.acknowledged += 1
-            metrics.ACKNOWLEDGED.labels(self.name).inc()
+            self.metrics.acknowledged.inc()
         finally:
             self.intake.done(received)
-            metrics.IN_FLIGHT.labels(self.name).set(self.intake.held)
+            self.metrics.in_flight.set(self.intake.held)
 
 
 class _TooManyDeliveries(PermanentError):
@@ -421,9 +417,9 @@ class _CountingIntake:
         block = self._block
         block.stats.received += 1
         block.stats.received_bytes += received.size
-        metrics.RECEIVED.labels(block.name).inc()
-        metrics.RECEIVED_BYTES.labels(block.name).inc(received.size)
-        metrics.IN_FLIGHT.labels(block.name).set(self._intake.held)
+        block.metrics.received.inc()
+        block.metrics.received_bytes.inc(received.size)
+        block.metrics.in_flight.set(self._intake.held)
         if block.max_messages is not None and block.stats.received >= block.max_messages:
             self._intake.close()
             asyncio.get_running_loop().create_task(block.listener.stop())

@@ -41,8 +41,15 @@ class RetryPolicy:
     ) -> T:
         """Call ``func`` until it succeeds or the attempts are used up (then re-raise).
 
-        ``on_retry(attempt, error)`` is called before each wait.
+        ``on_retry(attempt, error)`` is called before each wait. The first call is made
+        directly (the common case costs nothing); tenacity takes over after a failure.
         """
+        try:
+            return await func()
+        except Exception as exc:
+            if not _retryable(exc) or self.attempts == 1:
+                raise
+            first: BaseException | None = exc
 
         def before_sleep(state: RetryCallState) -> None:
             if on_retry is not None and state.outcome is not None:
@@ -61,6 +68,10 @@ class RetryPolicy:
         )
 
         async def attempt() -> T:
+            nonlocal first
+            if first is not None:  # replay the direct call's failure as tenacity's attempt 1
+                error, first = first, None
+                raise error
             return await func()
 
         return await retrying(attempt)
