@@ -124,7 +124,7 @@ class Codec:
         self.subject = subject
         self._writer_generic = _is_generic(self.writer.event_metadata())
         self._writer_metadata = self.writer.event_metadata()
-        self._readers: dict[bytes, tuple[Schema, bool]] = {}
+        self._readers: dict[bytes, tuple[Schema, bool, Any]] = {}
         self.lenient = lenient
         self.unchecked = 0
         self._generic: Codec | None = None
@@ -141,23 +141,9 @@ class Codec:
     def _metadata(self, metadata: dict[str, Any]) -> Any:
         if self._writer_generic:
             return _wrap_map(metadata, "metadata")
-        try:
-            validate(metadata, self._writer_metadata, field="metadata", raise_errors=True)
-        except ValidationError as exc:
-            record = str(self._writer_metadata.get("name"))
-            paths = [
-                "metadata" + e.field[len(record) :] if e.field.startswith(record) else e.field
-                for e in exc.errors
-            ]
-            problems = "; ".join(
-                f"{path}: expected {_type_name(e.schema)}, got {e.datum!r}"
-                for path, e in zip(paths, exc.errors, strict=True)
-            )
-            first = paths[0] if paths else None
-            raise EncodeError(
-                f"metadata does not conform to {self._writer_metadata.get('name')}: {problems}",
-                first,
-            ) from None
+        problem = nonconformance(metadata, self._writer_metadata)
+        if problem is not None:
+            raise EncodeError(*problem)
         return metadata
 
     def to_record(self, message: Message, *, payload: bool = True) -> dict[str, Any]:
@@ -249,13 +235,20 @@ class Codec:
             f"found bytes {head[:4].hex(' ') or '(empty)'}"
         )
 
-    def _reader_for(self, writer: Schema) -> tuple[Schema, bool]:
+    def _reader_for(self, writer: Schema) -> tuple[Schema, bool, Any]:
+        """The reader schema for ``writer``, whether its metadata is generic, and the
+        facility record that generic metadata must conform to (or None)."""
         found = self._readers.get(writer.fingerprint)
         if found is None:
-            reader = self.reader
+            reader, check = self.reader, None
+            writer_generic = _is_generic(writer.event_metadata())
             if reader is None:
-                reader = builtin() if _is_generic(writer.event_metadata()) else writer
-            found = (reader, _is_generic(reader.event_metadata()))
+                reader = builtin() if writer_generic else writer
+            elif writer_generic and not _is_generic(reader.event_metadata()):
+                # Generic data cannot be resolved to a record: read it as written, then
+                # check the metadata against the facility record.
+                reader, check = builtin(), reader.event_metadata()
+            found = (reader, _is_generic(reader.event_metadata()), check)
             self._readers[writer.fingerprint] = found
         return found
 
@@ -266,9 +259,16 @@ class Codec:
         truncated, trailing or garbage bytes; RegistryError when the registry is down.
         """
         writer, offset = self._writer_for(data)
-        reader, generic = self._reader_for(writer)
+        reader, generic, check = self._reader_for(writer)
         try:
-            return self._decode(data, offset, writer, reader, generic)
+            message = self._decode(data, offset, writer, reader, generic)
+            if check is not None and isinstance(message, Event):
+                problem = nonconformance(message.metadata, check)
+                if problem is not None:
+                    if not self.lenient:
+                        raise DecodeError(problem[0])
+                    self.unchecked += 1
+            return message
         except DecodeError as exc:
             if not self.lenient or reader.fingerprint == writer.fingerprint:
                 raise
@@ -347,6 +347,25 @@ def _message(record: dict[str, Any], generic: bool) -> Message:
     if name == "arroyo.Stop":
         return Stop(data=data, **identity)
     raise DecodeError(f"unknown message kind {name!r}")
+
+
+def nonconformance(metadata: dict[str, Any], record: Any) -> tuple[str, str | None] | None:
+    """Why ``metadata`` does not conform to the Avro ``record`` (the message, and the path
+    of the first bad field as ``metadata.x.y``), or None when it conforms."""
+    try:
+        validate(metadata, record, field="metadata", raise_errors=True)
+    except ValidationError as exc:
+        name = str(record.get("name"))
+        paths = [
+            "metadata" + e.field[len(name) :] if e.field.startswith(name) else e.field
+            for e in exc.errors
+        ]
+        problems = "; ".join(
+            f"{path}: expected {_type_name(e.schema)}, got {e.datum!r}"
+            for path, e in zip(paths, exc.errors, strict=True)
+        )
+        return f"metadata does not conform to {name}: {problems}", paths[0] if paths else None
+    return None
 
 
 def _type_name(schema: Any) -> str:

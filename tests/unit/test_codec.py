@@ -363,7 +363,17 @@ def test_lenient_codec_passes_non_conforming_messages_through_unchecked() -> Non
     assert lenient.unchecked == 1
     assert decode(data) == bad
     reader = Codec(reader=v1, lenient=True)
-    assert reader.decode(data) == bad  # cannot be resolved to v1: read as written
+    assert reader.decode(data) == bad  # does not conform to v1: passed as written
     assert reader.unchecked == 1
-    with pytest.raises(DecodeError, match="cannot be read as"):
+    with pytest.raises(DecodeError, match=r"does not conform to facility.FrameMetadata"):
         Codec(reader=v1).decode(data)
+
+
+def test_a_facility_reader_checks_generic_metadata_against_its_record() -> None:
+    v1 = load(EXAMPLES / "frame-metadata-v1.avsc")
+    reader = Codec(reader=v1)
+    good = Event({"frame": 2, "exposure_s": 0.5, "detector": "pilatus"}, b"px")
+    assert reader.decode(encode(good)) == good
+    with pytest.raises(DecodeError, match=r"metadata\.exposure_s: expected double, got 'long'"):
+        reader.decode(encode(Event({"frame": 2, "exposure_s": "long", "detector": "p"})))
+    assert Codec(reader=v1, lenient=True).decode(encode(Event({"frame": "x"}))) is not None
