@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from arroyo.cli import pipeline, schemas
+from arroyo.cli import pipeline, schemas, simulate
 
 app = typer.Typer(
     help=(
@@ -17,6 +17,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 pipeline.register(app)
+simulate.register(app)
 app.add_typer(schemas.app, name="schemas")
 
 

@@ -1,7 +1,10 @@
 """Parsers by name: how a listener turns received bytes into messages.
 
-Built in: ``arroyo`` (Arroyo's own Avro framing). Third-party parsers register under the
-entry point group ``arroyo.parsers``::
+Built in: ``arroyo`` (Arroyo's own Avro framing, to chain Arroyo processes),
+``json-frame`` (a JSON header and a raw frame: :mod:`arroyo.parsers.json_frame`),
+``msgpack-array`` (msgpack metadata and a raw array: :mod:`arroyo.parsers.msgpack_array`)
+and ``bluesky`` (bluesky's 0MQ documents: :mod:`arroyo.parsers.bluesky`). Third-party
+parsers register under the entry point group ``arroyo.parsers``::
 
     [project.entry-points."arroyo.parsers"]
     my-detector = "my_package.parsers:MyDetectorParser"
@@ -21,6 +24,9 @@ from arroyo.runtime.parser import AvroParser, Parser
 
 BUILTIN: dict[str, str] = {
     "arroyo": "arroyo.runtime.parser:AvroParser",
+    "json-frame": "arroyo.parsers.json_frame:JsonFrameParser",
+    "msgpack-array": "arroyo.parsers.msgpack_array:MsgpackArrayParser",
+    "bluesky": "arroyo.parsers.bluesky:BlueskyParser",
 }
 """Built-in parsers: name -> ``module:attr`` (imported only when used)."""
 

@@ -14,8 +14,11 @@ if TYPE_CHECKING:
     from arroyo.message import Message
     from arroyo.runtime.operator import Operator
 
-Raw = bytes | list[bytes]
-"""What a listener received: one byte string, or the parts of a multipart message."""
+Raw = bytes | memoryview | list[bytes | memoryview]
+"""What a listener received: one byte string, or the parts of a multipart message.
+
+A part may be a read-only ``memoryview`` (1-D, bytes) when the listener hands over a
+large buffer without copying it (ZeroMQ frames); parsers must accept both."""
 
 
 @dataclass(slots=True, eq=False)
@@ -100,7 +103,8 @@ class Listener(ABC):
 
     async def close(self) -> None:
         """Commit what was acknowledged and disconnect. Unacknowledged messages are left
-        for redelivery. Called once, after start() returned."""
+        for redelivery. Called once at the end, after start() returned, and also when
+        start() was never called (a publisher failed to start)."""
 
     async def __aenter__(self) -> Listener:
         return self

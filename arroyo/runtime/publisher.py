@@ -34,17 +34,20 @@ class DeadLetter:
     def from_exception(
         cls,
         exc: BaseException,
-        data: bytes | list[bytes],
+        data: bytes | memoryview | list[bytes | memoryview],
         source: Mapping[str, Any],
         attempts: int,
         block: str,
     ) -> DeadLetter:
-        """The dead letter for ``exc``: its message is the reason, its type the error."""
+        """The dead letter for ``exc``: its message is the reason, its type the error.
+        ``data`` is what the listener received; memoryview parts are copied into bytes."""
         from arroyo.errors import DecodeError, EncodeError
 
         reason = str(exc) or "".join(traceback.format_exception_only(exc)).strip()
+        # bytes(b) of a bytes object is b itself: only memoryviews are copied.
+        raw = [bytes(part) for part in data] if isinstance(data, list) else bytes(data)
         invalid = isinstance(exc, DecodeError | EncodeError)
-        return cls(data, reason, type(exc).__name__, source, attempts, block, invalid=invalid)
+        return cls(raw, reason, type(exc).__name__, source, attempts, block, invalid=invalid)
 
     def headers(self) -> dict[str, str]:
         """The reason and the source coordinates as flat string headers (``arroyo.*``)."""

@@ -1,0 +1,416 @@
+"""ZeroMQ: ``zmq+pull://`` and ``zmq+sub://`` listeners, ``zmq+push://`` and ``zmq+pub://``
+publishers (pyzmq, asyncio).
+
+``zmq+pull://HOST:PORT`` connects to a sender that binds (a detector); ``zmq+pull://*:PORT``
+binds on every interface, and ``?bind=true`` binds on HOST only (``127.0.0.1``). A
+bound port 0 takes a free port (``endpoint`` tells which, once ``ready`` is set).
+
+**No acknowledgements.** ZeroMQ has none: :meth:`ZmqListener.ack` does nothing, and a
+message is gone once received. What the bridge received but had not finished when it
+stops or crashes, and what still sits in its socket queue (up to ``rcvhwm`` messages),
+is lost; no one redelivers it. A publisher's confirmation only means the message was
+handed to the socket: ZeroMQ tells nothing about delivery.
+
+**PUSH/PULL** is lossless while both ends live and gives backpressure: the listener
+takes a message only when the Block has room, its socket queue holds at most
+``rcvhwm`` messages, then TCP buffers fill and the sender's ``send`` blocks at its
+``sndhwm``. **PUB/SUB drops by design**: a subscriber that falls behind, or joins late,
+misses messages, and nothing tells it. The listener counts what it can detect, gaps in
+``seq`` per stream (the sender's numbers: ``arroyo`` framing, ``json-frame`` headers with
+``seq``; and seq_num gaps that a parser counts in its ``missing`` attribute, as the
+bluesky parser does), in the Prometheus counter ``arroyo_zmq_gaps{block}`` with a log
+warning. A dead-lettered message leaves a gap too.
+
+**Messages**: ``Received.data`` is the single frame (bytes) of a one-part message, or
+the list of frames of a multipart one, and the parser gets exactly that. Frames of at
+least ``copy_threshold`` bytes (64 KiB) are handed over without a copy, as read-only
+``memoryview``\\ s of ZeroMQ's buffers, and become Event payloads as they are; the
+codec then copies a payload once into the encoded message. Smaller frames are bytes.
+
+The publishers send Arroyo's own framing (:meth:`arroyo.codec.Codec.encode`), one
+frame per message, for another Arroyo process to read with the ``arroyo`` parser
+(``zmq+pull://...?parser=arroyo``, the default). Large messages are sent zero-copy.
+
+Options (URL query or YAML):
+
+- listeners: ``rcvhwm`` (16: the socket queue; the Block's intake is the real buffer,
+  so memory stays bounded in bytes; raise it for PUB/SUB bursts), ``topic`` (SUB only:
+  a prefix filter on the first frame; a list in YAML; default: everything), ``bind``,
+  ``copy_threshold`` (bytes);
+- publishers: ``sndhwm`` (16: messages queued in the socket; PUSH then blocks, so the
+  Block waits; PUB drops), ``bind``, ``linger`` (ms that close() waits for queued
+  messages to go out; -1 forever).
+
+ZeroMQ reconnects by itself; a connecting socket needs no peer at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import Any
+
+from prometheus_client import Counter
+
+from arroyo._optional import require
+from arroyo.brokers import BrokerURL, take_options
+from arroyo.codec import Codec, default_codec
+from arroyo.errors import ArroyoError, ConfigError
+from arroyo.message import Message, Start, Stop
+from arroyo.runtime.listener import Intake, Listener, Raw, Received
+from arroyo.runtime.logs import current_block
+from arroyo.runtime.parser import AvroParser, Parser
+from arroyo.runtime.publisher import Publisher
+
+zmq = require("zmq", "zmq", "The ZeroMQ connectors")
+zmq_asyncio = require("zmq.asyncio", "zmq", "The ZeroMQ connectors")
+
+log = logging.getLogger("arroyo.brokers.zmq")
+
+GAPS = Counter(
+    "arroyo_zmq_gaps",
+    "Messages missing from a ZeroMQ stream (gaps in seq per stream: PUB/SUB drops)",
+    ["block"],
+)
+
+RECEIVING = {"zmq+pull": "PULL", "zmq+sub": "SUB"}
+SENDING = {"zmq+push": "PUSH", "zmq+pub": "PUB"}
+COPY_THRESHOLD = 65536
+"""Frames at least this large are handed over (and sent) without a copy."""
+
+
+def address(url: BrokerURL, bind: bool) -> tuple[str, bool]:
+    """``(tcp://HOST:PORT, bind?)`` for a zmq URL; ConfigError when it is not usable.
+
+    ``*`` as host always binds; port 0 (binding only) takes a free port.
+    """
+    if url.path:
+        raise ConfigError(
+            f"{url}: a ZeroMQ URL has no path (found {url.path!r}); "
+            "a SUB topic goes in the query: ?topic=NAME"
+        )
+    if not url.host:
+        raise ConfigError(f"{url}: a ZeroMQ URL needs a host, as in zmq+pull://127.0.0.1:5555")
+    bind = bind or url.host == "*"
+    if url.port is None or (url.port == 0 and not bind):
+        raise ConfigError(
+            f"{url}: a ZeroMQ URL needs a port, as in zmq+pull://127.0.0.1:5555"
+            + (" (port 0 only when binding)" if url.port == 0 else "")
+        )
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = "*" if url.port == 0 else str(url.port)
+    return f"tcp://{host}:{port}", bind
+
+
+def open_socket(
+    context: Any, kind: str, url: BrokerURL, bind: bool, options: dict[int, int]
+) -> tuple[Any, str]:
+    """A socket of ``kind`` (``PULL``...) bound or connected to ``url``, with socket
+    ``options`` set first; returns it and its endpoint (the bound port when it was 0)."""
+    target, binding = address(url, bind)
+    socket = context.socket(getattr(zmq, kind))
+    try:
+        for option, value in options.items():
+            socket.setsockopt(option, value)
+        if binding:
+            socket.bind(target)
+            endpoint = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        else:
+            socket.connect(target)
+            endpoint = target
+    except zmq.ZMQError as exc:
+        socket.close(linger=0)
+        how = "bind" if binding else "connect to"
+        raise ArroyoError(f"{url}: cannot {how} {target}: {exc}") from None
+    return socket, endpoint
+
+
+def _name(url: BrokerURL, endpoint: str | None = None) -> str:
+    """``scheme://host:port`` for logs, with the real port once a port 0 is bound."""
+    host = f"[{url.host}]" if url.host and ":" in url.host else url.host
+    port = endpoint.rsplit(":", 1)[-1] if endpoint and url.port == 0 else url.port
+    return f"{url.scheme}://{host}:{port}"
+
+
+class SeqGaps:
+    """A parser that reports gaps: it parses with ``parser`` and watches ``seq`` per stream.
+
+    A Start begins a stream; afterwards a message whose ``seq`` is beyond the next
+    expected one means messages were lost: they are added to ``arroyo_zmq_gaps`` and
+    logged. A stream first seen without its Start (a late join) is not a gap. Increases
+    of the wrapped parser's ``missing`` attribute (if it has one) count too.
+    """
+
+    def __init__(self, parser: Parser, where: str, streams: int = 10_000) -> None:
+        self.parser = parser
+        self.where = where
+        self.missing = 0
+        """Messages known to be lost so far."""
+        self._streams = streams
+        self._next: OrderedDict[str, int] = OrderedDict()
+        self._parser_missing = int(getattr(parser, "missing", 0) or 0)
+
+    def parse(self, data: Raw) -> Message | list[Message]:
+        """Parse with the wrapped parser, then note gaps. Raises what the parser raises."""
+        result = self.parser.parse(data)
+        for message in result if isinstance(result, list) else (result,):
+            self._observe(message)
+        reported = getattr(self.parser, "missing", None)
+        if isinstance(reported, int) and reported > self._parser_missing:
+            self._lost(reported - self._parser_missing, None)
+            self._parser_missing = reported
+        return result
+
+    def _observe(self, message: Message) -> None:
+        stream, seq = message.stream, message.seq
+        expected = self._next.get(stream)
+        if expected is not None and seq > expected and not isinstance(message, Start):
+            self._lost(seq - expected, f"stream {stream!r}: seq {seq} follows {expected - 1}")
+        if isinstance(message, Stop):
+            self._next.pop(stream, None)
+            return
+        if expected is None or seq >= expected or isinstance(message, Start):
+            self._next[stream] = seq + 1
+            self._next.move_to_end(stream)
+            if len(self._next) > self._streams:
+                self._next.popitem(last=False)
+
+    def _lost(self, count: int, detail: str | None) -> None:
+        self.missing += count
+        GAPS.labels(current_block.get()).inc(count)
+        log.warning(
+            "%s: %d message(s) lost%s (ZeroMQ does not redeliver)",
+            self.where,
+            count,
+            f" ({detail})" if detail else "",
+        )
+
+
+class ZmqListener(Listener):
+    """Receives from a PULL or SUB socket and hands each message to the Block.
+
+    ``ready`` is set once the socket is bound or connected; ``endpoint`` is then its
+    address (with the real port when it bound port 0).
+    """
+
+    def __init__(
+        self,
+        url: BrokerURL,
+        parser: Parser | None = None,
+        *,
+        rcvhwm: int = 16,
+        topics: list[str] | None = None,
+        bind: bool = False,
+        copy_threshold: int = COPY_THRESHOLD,
+    ) -> None:
+        if url.scheme not in RECEIVING:
+            raise ConfigError(f"{url}: a listener needs zmq+pull:// or zmq+sub://")
+        address(url, bind)
+        self.url = url
+        self._name = _name(url)
+        super().__init__(SeqGaps(parser or AvroParser(), self._name))
+        self.kind = RECEIVING[url.scheme]
+        self.rcvhwm = rcvhwm
+        self.topics = [""] if topics is None else topics
+        self.bind = bind
+        self.copy_threshold = copy_threshold
+        self.endpoint: str | None = None
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pending: asyncio.Future[Any] | None = None
+        self._socket: Any = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def start(self, intake: Intake) -> None:
+        """Bind or connect, then hand over each message as it arrives, in arrival order.
+
+        Takes the next message only once the intake took this one (backpressure).
+        Returns after :meth:`stop`. Raises ArroyoError when the socket cannot bind.
+        """
+        options = {zmq.RCVHWM: self.rcvhwm, zmq.LINGER: 0}
+        context = zmq_asyncio.Context.instance()
+        socket, self.endpoint = open_socket(context, self.kind, self.url, self.bind, options)
+        self._socket = socket
+        self._name = _name(self.url, self.endpoint)
+        if isinstance(self.parser, SeqGaps):
+            self.parser.where = self._name
+        if self.kind == "SUB":
+            for topic in self.topics:
+                socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        log.info("%s: %s %s", self.name, "bound" if self.bind else "listening on", self.endpoint)
+        self.ready.set()
+        count = 0
+        # Messages already queued are read without an asyncio round trip (the shadow is
+        # the same socket, used synchronously with NOBLOCK); only an empty queue is awaited.
+        shadow = zmq.Socket.shadow(socket.underlying)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    frames = shadow.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    frames = await self._wait(socket)
+                    if frames is None:
+                        break
+                count += 1
+                parts = [self._part(frame) for frame in frames]
+                data: Raw = parts[0] if len(parts) == 1 else parts
+                await intake.put(Received(data, {"url": self.name, "message": count}))
+                # Let the Block work between messages even when the socket never waits.
+                await asyncio.sleep(0)
+        finally:
+            socket.close(linger=0)
+            self._socket = None
+
+    async def _wait(self, socket: Any) -> list[Any] | None:
+        """The next message, awaited; None when stop() interrupted the wait."""
+        self._pending = socket.recv_multipart(copy=False)
+        try:
+            frames: list[Any] = await self._pending
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopping.is_set() and (task is None or not task.cancelling()):
+                return None
+            raise
+        finally:
+            self._pending = None
+        return frames
+
+    def _part(self, frame: Any) -> bytes | memoryview:
+        """A received frame: bytes when small, a read-only view of ZeroMQ's buffer when large."""
+        buffer: memoryview = frame.buffer
+        if buffer.nbytes >= self.copy_threshold:
+            return buffer.toreadonly()
+        return bytes(buffer)
+
+    async def stop(self) -> None:
+        """Stop receiving: start() returns without waiting for another message."""
+        self._stopping.set()
+        if self._pending is not None:
+            self._pending.cancel()
+
+    async def ack(self, received: Received) -> None:
+        """Nothing to do: ZeroMQ has no acknowledgements (the message is already gone)."""
+
+
+class ZmqPublisher(Publisher):
+    """Sends messages in Arroyo's framing, one frame each, on a PUSH or PUB socket.
+
+    Confirmation means the message was handed to the socket (queued for sending):
+    ZeroMQ says nothing about delivery. PUSH waits when ``sndhwm`` messages are queued
+    (so the Block waits); PUB drops instead. :meth:`close` waits up to ``linger`` ms for
+    queued messages to go out.
+    """
+
+    def __init__(
+        self,
+        url: BrokerURL,
+        codec: Codec | None = None,
+        *,
+        sndhwm: int = 16,
+        bind: bool = False,
+        linger: int = 5000,
+    ) -> None:
+        if url.scheme not in SENDING:
+            raise ConfigError(f"{url}: a publisher needs zmq+push:// or zmq+pub://")
+        address(url, bind)
+        self.url = url
+        self.codec = codec or default_codec()
+        self.kind = SENDING[url.scheme]
+        self.sndhwm = sndhwm
+        self.bind = bind
+        self.linger = linger
+        self.endpoint: str | None = None
+        self._context: Any = None
+        self._socket: Any = None
+
+    @property
+    def name(self) -> str:
+        return _name(self.url, self.endpoint)
+
+    async def start(self) -> None:
+        """Bind or connect (a connecting socket needs no peer yet)."""
+        self._context = zmq_asyncio.Context()
+        try:
+            self._socket, self.endpoint = open_socket(
+                self._context,
+                self.kind,
+                self.url,
+                self.bind,
+                {zmq.SNDHWM: self.sndhwm, zmq.LINGER: self.linger},
+            )
+        except BaseException:
+            self._context.term()
+            self._context = None
+            raise
+        log.info("%s: %s %s", self.name, "bound" if self.bind else "sending to", self.endpoint)
+
+    def send(self, message: Message) -> Awaitable[None]:
+        """Encode ``message`` and queue it on the socket now; the result completes once
+        ZeroMQ took it (at once unless a PUSH socket is at its high-water mark).
+        Raises EncodeError at once for a message that cannot be encoded."""
+        if self._socket is None:
+            raise RuntimeError(f"{self.name}: start() was not called")
+        future: Awaitable[None] = self._socket.send(self.codec.encode(message), copy=False)
+        return future
+
+    async def publish(self, message: Message) -> None:
+        """Send ``message``; return once the socket took it (see :meth:`send`)."""
+        await self.send(message)
+
+    async def close(self) -> None:
+        """Close the socket, waiting up to ``linger`` ms for queued messages to be sent."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        if self._context is not None:
+            context, self._context = self._context, None
+            await asyncio.to_thread(context.term)
+
+
+def _topics(url: BrokerURL, value: Any) -> list[str]:
+    topics = value if isinstance(value, list) else [value]
+    if not all(isinstance(t, str) for t in topics):
+        raise ConfigError(f"{url}: option 'topic' must be a string or a list of strings")
+    return topics
+
+
+def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> ZmqListener:
+    """``zmq+pull://HOST:PORT`` or ``zmq+sub://HOST:PORT?topic=T`` (``*`` binds):
+    options ``rcvhwm``, ``topic`` (SUB), ``bind``, ``copy_threshold``."""
+    if url.scheme not in RECEIVING:
+        raise ConfigError(
+            f"{url}: {url.scheme}:// sends; a listener needs zmq+pull:// or zmq+sub://"
+        )
+    known = {"rcvhwm": 16, "topic": "", "bind": False, "copy_threshold": COPY_THRESHOLD}
+    opts = take_options(url, options, known)
+    if url.scheme != "zmq+sub" and ("topic" in options or "topic" in url.query):
+        raise ConfigError(f"{url}: option 'topic' is for zmq+sub:// only")
+    for key in ("rcvhwm", "copy_threshold"):
+        if opts[key] < 0:
+            raise ConfigError(f"{url}: option {key!r} must not be negative, got {opts[key]}")
+    return ZmqListener(
+        url,
+        parser,
+        rcvhwm=opts["rcvhwm"],
+        topics=_topics(url, opts["topic"]),
+        bind=opts["bind"],
+        copy_threshold=opts["copy_threshold"],
+    )
+
+
+def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> ZmqPublisher:
+    """``zmq+push://HOST:PORT`` or ``zmq+pub://HOST:PORT`` (``*`` binds): options
+    ``sndhwm``, ``bind``, ``linger`` (ms)."""
+    if url.scheme not in SENDING:
+        raise ConfigError(
+            f"{url}: {url.scheme}:// receives; a publisher needs zmq+push:// or zmq+pub://"
+        )
+    opts = take_options(url, options, {"sndhwm": 16, "bind": False, "linger": 5000})
+    if opts["sndhwm"] < 0:
+        raise ConfigError(f"{url}: option 'sndhwm' must not be negative, got {opts['sndhwm']}")
+    return ZmqPublisher(url, codec, sndhwm=opts["sndhwm"], bind=opts["bind"], linger=opts["linger"])

@@ -1,0 +1,425 @@
+"""``bluesky``: documents from bluesky's 0MQ publisher, as Arroyo messages.
+
+bluesky's ``bluesky.callbacks.zmq.Publisher`` (subscribed to a RunEngine) sends each
+document as ONE ZeroMQ frame, ``PREFIX b" " NAME b" " SERIALIZED_DOCUMENT``, on a PUB
+socket connected to a ``bluesky.callbacks.zmq.Proxy`` (``bluesky-0MQ-proxy``), whose
+PUB side the bridge subscribes to: ``zmq+sub://PROXY_HOST:OUT_PORT?parser=bluesky``.
+``PREFIX`` is the Publisher's ``prefix`` (empty by default), ``NAME`` the document name.
+
+How documents become messages (``stream`` is always the run's start uid):
+
+- ``start`` -> :class:`~arroyo.message.Start` with the start document as ``data``;
+- ``stop`` -> :class:`~arroyo.message.Stop` with the stop document as ``data``;
+- ``event`` -> one :class:`~arroyo.message.Event` whose ``metadata`` is the event
+  document plus ``"document": "event"`` (``metadata["data"]["det"]`` is a reading);
+- ``event_page`` -> one such Event per event in the page (``bulk_events`` likewise);
+- ``descriptor``, ``resource``, ``datum``, ``stream_resource``, ``stream_datum`` -> an
+  Event whose ``metadata`` is the document plus ``"document": NAME``; ``datum_page``
+  (and ``bulk_datum``) are expanded into one ``datum`` Event per datum. Nothing is
+  dropped. Events carry no payload.
+
+``seq`` counts the messages of a run as the parser sees them (Start is 0); ``id`` is
+the document's uid (as 32 hex digits), so a document bridged twice has the same id;
+``timestamp`` is the document's ``time``. Events and descriptors find their run through
+the descriptor (``run_start``), datums through their resource; a document of a run
+whose start the parser has not seen goes to the most recent open run (or stream "").
+
+bluesky's event ``seq_num`` counts per descriptor, so a gap there means documents were
+lost on the way (PUB/SUB drops when a subscriber falls behind): the parser logs a
+warning and adds the count to :attr:`BlueskyParser.missing` (the ZeroMQ listener
+reports it as ``arroyo_zmq_gaps``).
+
+Options (``parser_options:``):
+
+``serializer``
+    ``auto`` (default: msgpack, JSON or pickle, told apart by the first bytes),
+    ``msgpack`` (``Publisher(..., serializer=msgpack.dumps)``; numpy values packed by
+    ``msgpack_numpy`` are read too), ``json``, or ``pickle`` (bluesky's default).
+``allow_pickle``
+    Pickled documents are refused (DecodeError, so a dead letter) unless this is true:
+    unpickling input from the network runs whatever code the sender put in it. Turn it
+    on only for a trusted network, or better, make the Publisher use msgpack.
+``prefix``
+    Only documents with this Publisher prefix are taken; others are acknowledged and
+    left out (as bluesky's RemoteDispatcher does). To filter on the socket instead,
+    subscribe to ``?topic=PREFIX%20`` on the URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Literal
+
+from arroyo.errors import ConfigError, DecodeError
+from arroyo.message import JSON, Event, Message, Start, Stop, new_id
+from arroyo.parsers._frames import size_of
+
+if TYPE_CHECKING:
+    from arroyo.runtime.listener import Raw
+
+log = logging.getLogger("arroyo.parsers.bluesky")
+
+DOCUMENTS = frozenset(
+    {
+        "start",
+        "stop",
+        "descriptor",
+        "event",
+        "event_page",
+        "resource",
+        "datum",
+        "datum_page",
+        "stream_resource",
+        "stream_datum",
+        "bulk_events",
+        "bulk_datum",
+    }
+)
+"""The document names bluesky sends (event_model.DocumentNames)."""
+
+_UID_KEY = {"datum": "datum_id"}
+_LIMIT = 10_000
+"""How many descriptors, resources and runs the parser remembers (oldest forgotten)."""
+
+Serializer = Literal["auto", "msgpack", "json", "pickle"]
+
+
+class BlueskyParser:
+    """Parses bluesky 0MQ documents (see the module documentation)."""
+
+    def __init__(
+        self,
+        serializer: Serializer = "auto",
+        allow_pickle: bool = False,
+        prefix: str | None = None,
+    ) -> None:
+        if serializer not in ("auto", "msgpack", "json", "pickle"):
+            raise ConfigError(
+                f"bluesky parser: serializer must be auto, msgpack, json or pickle, "
+                f"got {serializer!r}"
+            )
+        if serializer == "pickle" and not allow_pickle:
+            raise ConfigError(
+                "bluesky parser: serializer 'pickle' needs allow_pickle: true (unpickling "
+                "network input runs arbitrary code; prefer serializer=msgpack.dumps in the "
+                "bluesky Publisher)"
+            )
+        if prefix is not None and " " in prefix:
+            raise ConfigError(f"bluesky parser: prefix {prefix!r} may not contain a space")
+        self.serializer = serializer
+        self.allow_pickle = bool(allow_pickle)
+        self.prefix = None if prefix is None else prefix.encode()
+        self.missing = 0
+        """Events known to be lost: gaps in ``seq_num`` per descriptor."""
+        self._next_seq: OrderedDict[str, int] = OrderedDict()  # open runs -> next seq
+        self._descriptors: OrderedDict[str, str] = OrderedDict()  # descriptor uid -> run
+        self._resources: OrderedDict[str, str] = OrderedDict()  # (stream_)resource -> run
+        self._seq_num: OrderedDict[str, int] = OrderedDict()  # descriptor -> last seq_num
+
+    # -- reading the wire --------------------------------------------------------------
+
+    def parse(self, data: Raw) -> list[Message]:
+        """The messages of one bluesky 0MQ message (several for a page; none when its
+        prefix is not ours). DecodeError when it is not a bluesky document."""
+        if isinstance(data, list):
+            if len(data) != 1:
+                raise DecodeError(
+                    f"bluesky: expected 1 part (PREFIX NAME DOCUMENT), received {len(data)} parts"
+                )
+            data = data[0]
+        raw = bytes(data)
+        try:
+            prefix, name_bytes, payload = raw.split(b" ", 2)
+        except ValueError:
+            raise DecodeError(
+                f"bluesky: expected b'PREFIX NAME DOCUMENT' ({size_of(data)} bytes without two "
+                f"spaces): {raw[:60]!r}"
+            ) from None
+        if self.prefix is not None and prefix != self.prefix:
+            return []
+        name = name_bytes.decode("utf-8", "replace")
+        if name not in DOCUMENTS:
+            raise DecodeError(f"bluesky: unknown document name {name!r} (prefix {prefix!r})")
+        doc = _plain(self._deserialize(name, payload), name)
+        if not isinstance(doc, dict):
+            raise DecodeError(f"bluesky: the {name} document is a {type(doc).__name__}, not a map")
+        docs = _expand(name, doc)
+        for item_name, item in docs:
+            _check(item_name, item)
+        return [self._message(item_name, item) for item_name, item in docs]
+
+    def _deserialize(self, name: str, payload: bytes) -> Any:
+        kind = self.serializer if self.serializer != "auto" else _sniff(payload)
+        if kind == "pickle":
+            if not self.allow_pickle:
+                raise DecodeError(
+                    f"bluesky: the {name} document is pickled, and pickle is refused "
+                    "(unpickling network input runs arbitrary code). Make the Publisher use "
+                    "serializer=msgpack.dumps, or set parser_options: {allow_pickle: true}"
+                )
+            try:
+                return pickle.loads(payload)  # allowed explicitly by the config
+            except Exception as exc:
+                raise DecodeError(f"bluesky: cannot unpickle the {name} document: {exc}") from None
+        if kind == "json":
+            try:
+                return json.loads(payload)
+            except ValueError as exc:
+                raise DecodeError(f"bluesky: the {name} document is not JSON: {exc}") from None
+        from arroyo._optional import require
+
+        msgpack = require("msgpack", "zmq", "The bluesky parser")
+        try:
+            return msgpack.unpackb(payload, raw=False, strict_map_key=False, timestamp=2)
+        except Exception as exc:
+            raise DecodeError(
+                f"bluesky: the {name} document is not msgpack ({type(exc).__name__}"
+                + (f": {exc})" if str(exc) else ")")
+            ) from None
+
+    # -- documents to messages ---------------------------------------------------------
+
+    def _message(self, name: str, doc: dict[str, JSON]) -> Message:
+        stream = self._run_of(name, doc)
+        identity: dict[str, Any] = {
+            "stream": stream,
+            "id": _id(name, doc.get(_UID_KEY.get(name, "uid"))),
+            "timestamp": _nanoseconds(doc.get("time")),
+        }
+        if name == "start":
+            identity["seq"] = 0
+            _remember(self._next_seq, stream, 1)
+            return Start(data=doc, **identity)
+        identity["seq"] = self._next_seq.get(stream, 1)
+        if name == "stop":
+            self._forget(stream)
+            return Stop(data=doc, **identity)
+        _remember(self._next_seq, stream, identity["seq"] + 1)
+        if name == "descriptor":
+            _remember(self._descriptors, str(doc["uid"]), stream)
+        elif name in ("resource", "stream_resource"):
+            _remember(self._resources, str(doc["uid"]), stream)
+        elif name == "event":
+            self._check_gap(doc)
+        return Event(metadata={"document": name, **doc}, **identity)
+
+    def _run_of(self, name: str, doc: dict[str, JSON]) -> str:
+        if name == "start":
+            return str(doc["uid"])
+        run = doc.get("run_start")
+        if isinstance(run, str):
+            return run
+        for key, table in (
+            ("descriptor", self._descriptors),
+            ("resource", self._resources),
+            ("stream_resource", self._resources),
+        ):
+            found = table.get(str(doc.get(key)))
+            if found is not None:
+                return found
+        return next(reversed(self._next_seq), "")
+
+    def _check_gap(self, doc: dict[str, JSON]) -> None:
+        descriptor, seq_num = str(doc.get("descriptor")), doc.get("seq_num")
+        if not isinstance(seq_num, int):
+            return
+        last = self._seq_num.get(descriptor)
+        if last is not None and seq_num > last + 1:
+            lost = seq_num - last - 1
+            self.missing += lost
+            log.warning(
+                "bluesky: %d event(s) of descriptor %s lost (seq_num %d follows %d)",
+                lost,
+                descriptor,
+                seq_num,
+                last,
+            )
+        if last is None or seq_num > last:
+            _remember(self._seq_num, descriptor, seq_num)
+
+    def _forget(self, run: str) -> None:
+        self._next_seq.pop(run, None)
+        descriptors = [d for d, r in self._descriptors.items() if r == run]
+        for d in descriptors:
+            del self._descriptors[d]
+            self._seq_num.pop(d, None)
+        for r in [r for r, owner in self._resources.items() if owner == run]:
+            del self._resources[r]
+
+
+def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    if len(table) > _LIMIT:
+        table.popitem(last=False)
+
+
+def _sniff(payload: bytes) -> str:
+    """msgpack, json or pickle, from the first bytes of a serialized document (pickle
+    protocols 2 to 5 only; older pickles are read as msgpack, and fail)."""
+    first = payload[:1]
+    if first == b"\x80" and len(payload) > 1 and 2 <= payload[1] <= 5:
+        return "pickle"  # PROTO opcode (protocol 2 to 5); msgpack's empty map is b"\x80" alone
+    if first and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF)):
+        return "msgpack"
+    if payload.lstrip()[:1] == b"{":
+        return "json"
+    return "msgpack"  # not a map in any of them: msgpack says what it is
+
+
+def _expand(name: str, doc: dict[str, JSON]) -> list[tuple[str, dict[str, JSON]]]:
+    """A page (or bulk document) as its single documents; any other document alone."""
+    try:
+        if name == "event_page":
+            return [("event", event) for event in _unpack_page(doc, ("uid", "time", "seq_num"))]
+        if name == "datum_page":
+            return [("datum", datum) for datum in _unpack_datum_page(doc)]
+        if name == "bulk_events":
+            return [
+                ("event", event)
+                for events in doc.values()
+                for event in (events if isinstance(events, list) else [events])
+                if isinstance(event, dict)
+            ]
+        if name == "bulk_datum":
+            ids, kwargs = doc["datum_ids"], doc["datum_kwarg_list"]
+            assert isinstance(ids, list) and isinstance(kwargs, list)
+            return [
+                ("datum", {"datum_id": i, "resource": doc["resource"], "datum_kwargs": k})
+                for i, k in zip(ids, kwargs, strict=True)
+            ]
+    except (KeyError, TypeError, ValueError, AssertionError) as exc:
+        raise DecodeError(f"bluesky: malformed {name} document: {exc!r}") from None
+    return [(name, doc)]
+
+
+def _columns(value: JSON, length: int, what: str) -> dict[str, list[JSON]]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, list) and len(v) == length for v in value.values()
+    ):
+        raise ValueError(f"{what} must map each key to a list of {length} values")
+    return value  # type: ignore[return-value]
+
+
+def _unpack_page(page: dict[str, JSON], keys: tuple[str, ...]) -> list[dict[str, JSON]]:
+    uids = page["uid"]
+    if not isinstance(uids, list):
+        raise ValueError("uid must be a list")
+    n = len(uids)
+    lists = {k: page[k] for k in keys}
+    if not all(isinstance(v, list) and len(v) == n for v in lists.values()):
+        raise ValueError(f"{', '.join(keys)} must be lists of the same length")
+    data = _columns(page["data"], n, "data")
+    timestamps = _columns(page["timestamps"], n, "timestamps")
+    filled = _columns(page.get("filled", {}), n, "filled")
+    out = []
+    for i in range(n):
+        event: dict[str, JSON] = {"descriptor": page["descriptor"]}
+        event.update({k: v[i] for k, v in lists.items()})  # type: ignore[index]
+        event["data"] = {k: v[i] for k, v in data.items()}
+        event["timestamps"] = {k: v[i] for k, v in timestamps.items()}
+        event["filled"] = {k: v[i] for k, v in filled.items()}
+        out.append(event)
+    return out
+
+
+def _unpack_datum_page(page: dict[str, JSON]) -> list[dict[str, JSON]]:
+    ids = page["datum_id"]
+    if not isinstance(ids, list):
+        raise ValueError("datum_id must be a list")
+    kwargs = _columns(page.get("datum_kwargs", {}), len(ids), "datum_kwargs")
+    return [
+        {
+            "datum_id": datum_id,
+            "resource": page["resource"],
+            "datum_kwargs": {k: v[i] for k, v in kwargs.items()},
+        }
+        for i, datum_id in enumerate(ids)
+    ]
+
+
+_REQUIRED = {
+    "start": ("uid",),
+    "stop": ("run_start",),
+    "descriptor": ("uid", "run_start"),
+    "event": ("descriptor",),
+    "resource": ("uid",),
+    "stream_resource": ("uid",),
+    "datum": ("datum_id", "resource"),
+}
+
+
+def _check(name: str, doc: dict[str, JSON]) -> None:
+    for key in _REQUIRED.get(name, ()):
+        if not isinstance(doc.get(key), str):
+            raise DecodeError(f"bluesky: the {name} document has no string {key!r}")
+    stamp = doc.get("time")
+    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, int | float)):
+        raise DecodeError(f"bluesky: the {name} document's time is not a number: {stamp!r}")
+
+
+def _id(name: str, uid: JSON) -> str:
+    """The message id of a document: its uid as 32 hex digits, or a hash of its key."""
+    if not isinstance(uid, str):
+        return new_id()
+    try:
+        return uuid.UUID(uid).hex
+    except ValueError:
+        return hashlib.blake2b(f"{name}:{uid}".encode(), digest_size=16).hexdigest()
+
+
+def _nanoseconds(value: JSON) -> int:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value * 1_000_000_000)
+    return time.time_ns()
+
+
+def _plain(value: Any, path: str) -> JSON:
+    """A deserialized document as JSON-like values: tuples as lists, numpy values (and
+    msgpack_numpy's packed arrays) as lists and numbers. DecodeError for anything else."""
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    if type(value) in (list, tuple):  # not a named tuple such as msgpack's ExtType
+        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if b"nd" in value:
+            return _plain(_numpy_packed(value, path), path)
+        out: dict[str, JSON] = {}
+        for key, v in value.items():
+            if isinstance(key, bytes):
+                key = key.decode("utf-8", "replace")
+            if not isinstance(key, str):
+                raise DecodeError(f"bluesky: {path}: map keys must be strings, got {key!r}")
+            out[key] = _plain(v, f"{path}.{key}")
+        return out
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars (pickled documents)
+    if callable(tolist) and type(value).__module__ == "numpy":
+        return _plain(tolist(), path)
+    raise DecodeError(f"bluesky: {path}: {type(value).__name__} is not a JSON-like value")
+
+
+def _numpy_packed(value: dict[Any, Any], path: str) -> Any:
+    """What msgpack_numpy packed: ``{b"nd": True, b"type", b"shape", b"data"}`` (an
+    array) or ``{b"nd": False, b"type", b"data"}`` (a scalar)."""
+    from arroyo._optional import require
+
+    np = require("numpy", "numpy", "Reading numpy values in bluesky documents")
+    try:
+        kind = value.get(b"kind", b"")
+        if kind not in (b"", ""):
+            raise ValueError(f"dtype kind {kind!r} (structured or object arrays are refused)")
+        dtype = np.dtype(value[b"type"])
+        if dtype.hasobject or dtype.fields is not None:
+            raise ValueError(f"dtype {dtype}")
+        flat = np.frombuffer(value[b"data"], dtype=dtype)
+        if value[b"nd"]:
+            return flat.reshape(value[b"shape"]).tolist()
+        return flat[0].item()
+    except Exception as exc:
+        raise DecodeError(f"bluesky: {path}: unreadable msgpack_numpy value: {exc}") from None

@@ -1,0 +1,193 @@
+"""A simulated detector on a ZeroMQ socket, for demos, tests and benchmarks.
+
+Each run is a Start, ``frames`` frames, a Stop, in one of the formats Arroyo's parsers
+read: ``json-frame`` (JSON header + raw frame), ``msgpack-array`` (msgpack header + raw
+frame) or ``arroyo`` (Arroyo's own framing, one part). Headers carry ``stream``,
+``seq`` (Start 0, frame ``i`` at ``i + 1``), and for frames ``frame``, ``dtype``,
+``shape`` and ``timestamp``. ``zmq+push://`` sends on a PUSH socket (it waits for a
+receiver, and blocks when the receiver falls behind); ``zmq+pub://`` on a PUB socket,
+after waiting for a first subscriber (PUB drops what no one subscribed to yet).
+
+Frame contents are deterministic: :func:`frame` gives the array a receiver should see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from arroyo._optional import require
+from arroyo.brokers import BrokerURL, parse_url, take_options
+from arroyo.brokers.zmq import SENDING, open_socket, zmq, zmq_asyncio
+from arroyo.codec import Codec, default_codec
+from arroyo.errors import ConfigError
+from arroyo.message import Event, Start, Stop, new_id
+from arroyo.parsers import json_frame
+
+log = logging.getLogger("arroyo.simulate")
+
+FORMATS = ("json-frame", "msgpack-array", "arroyo")
+
+
+@dataclass
+class Simulation:
+    """What a simulation sent."""
+
+    streams: list[str] = field(default_factory=list)
+    messages: int = 0
+    frames: int = 0
+    frame_bytes: int = 0
+    seconds: float = 0.0
+
+
+def _base(np: Any, shape: tuple[int, ...], dtype: Any, run: int) -> Any:
+    count = math.prod(shape)
+    values = (np.arange(count, dtype=np.uint64) * 7 + run * 1009) % 251
+    return values.astype(dtype).reshape(shape)
+
+
+def frame(index: int, shape: tuple[int, ...], dtype: str = "uint16", run: int = 0) -> Any:
+    """The array the simulator sends as frame ``index`` of run ``run``: a fixed pattern
+    whose first bytes hold the frame index (little-endian), so every frame differs."""
+    np = require("numpy", "numpy", "The simulated detector")
+    return _stamp(np, _base(np, shape, np.dtype(dtype), run).copy(), index)
+
+
+def _stamp(np: Any, array: Any, index: int) -> Any:
+    raw = array.reshape(-1).view(np.uint8)
+    stamp = index.to_bytes(8, "little")[: raw.size]
+    raw[: len(stamp)] = np.frombuffer(stamp, dtype=np.uint8)
+    return array
+
+
+async def simulate(
+    url: str | BrokerURL,
+    *,
+    frames: int,
+    shape: tuple[int, ...] = (512, 512),
+    dtype: str = "uint16",
+    rate: float = 0.0,
+    format: str = "json-frame",
+    runs: int = 1,
+    stream: str | None = None,
+    options: dict[str, Any] | None = None,
+    wait_subscribers: float = 10.0,
+    codec: Codec | None = None,
+) -> Simulation:
+    """Send ``runs`` runs of ``frames`` frames to ``url`` (``zmq+push://`` or ``zmq+pub://``;
+    ``*`` or ``?bind=true`` binds). ``rate``: frames per second (0: as fast as the socket
+    takes them). ``stream``: the run id (``STREAM-R`` for run R when ``runs`` > 1; default
+    a random id). ``options``: socket options ``sndhwm`` (16), ``bind``, ``linger`` (ms
+    to wait at the end for the last messages to go out, default 30000).
+    ``wait_subscribers``: seconds a PUB socket waits for a first subscriber.
+
+    Returns once everything was handed to the socket and sent (or ``linger`` ran out).
+    """
+    np = require("numpy", "numpy", "The simulated detector")
+    parsed = url if isinstance(url, BrokerURL) else parse_url(url)
+    if parsed.scheme not in SENDING:
+        raise ConfigError(f"{parsed}: the simulator sends on zmq+push:// or zmq+pub://")
+    if format not in FORMATS:
+        raise ConfigError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
+    if frames < 0 or runs < 1 or rate < 0:
+        raise ConfigError("frames must be >= 0, runs >= 1 and rate >= 0")
+    try:
+        kind = np.dtype(dtype)
+    except TypeError as exc:
+        raise ConfigError(f"unknown dtype {dtype!r}: {exc}") from None
+    if kind.hasobject or kind.fields is not None or kind.kind not in "biufc":
+        raise ConfigError(f"dtype {dtype!r}: only plain numeric dtypes can be simulated")
+    opts = take_options(parsed, dict(options or {}), {"sndhwm": 16, "bind": False, "linger": 30000})
+    encode = _encoder(format, codec or default_codec())
+    context = zmq_asyncio.Context()
+    socket_kind = "XPUB" if parsed.scheme == "zmq+pub" else "PUSH"
+    socket, endpoint = open_socket(
+        context,
+        socket_kind,
+        parsed,
+        opts["bind"],
+        {zmq.SNDHWM: opts["sndhwm"], zmq.LINGER: opts["linger"]},
+    )
+    report = Simulation()
+    try:
+        log.info("simulating on %s (%s)", endpoint, socket_kind)
+        if socket_kind == "XPUB":
+            await _first_subscriber(socket, wait_subscribers)
+        began = time.perf_counter()
+        prefix = stream or new_id()[:12]
+        sent = 0
+        for run in range(runs):
+            name = prefix if runs == 1 else f"{prefix}-{run}"
+            report.streams.append(name)
+            base = _base(np, shape, kind, run)
+            start_data = {
+                "detector": "arroyo-simulate",
+                "frames": frames,
+                "dtype": kind.str,
+                "shape": list(shape),
+            }
+            await socket.send_multipart(encode("start", name, 0, start_data, None), copy=False)
+            for index in range(frames):
+                if rate > 0:
+                    delay = began + sent / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                array = _stamp(np, base.copy(), index)
+                meta = {"frame": index, "timestamp": time.time_ns()}
+                parts = encode("event", name, index + 1, meta, array)
+                await socket.send_multipart(parts, copy=False)
+                sent += 1
+                report.frames += 1
+                report.frame_bytes += array.nbytes
+            stop_data = {"frames": frames, "exit_status": "success"}
+            await socket.send_multipart(encode("stop", name, frames + 1, stop_data, None))
+            report.messages += frames + 2
+    finally:
+        socket.close()
+        await asyncio.to_thread(context.term)  # waits up to linger for queued messages
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+async def _first_subscriber(socket: Any, within: float) -> None:
+    """Wait until a subscriber's subscription reached the XPUB socket (or ``within`` s)."""
+    try:
+        await asyncio.wait_for(socket.recv(), within)
+    except TimeoutError:
+        log.warning("no subscriber after %.1f s: sending anyway (PUB drops unsubscribed)", within)
+
+
+def _encoder(format: str, codec: Codec) -> Any:
+    """``encode(kind, stream, seq, fields, array) -> parts`` for ``format``."""
+    if format == "arroyo":
+
+        def arroyo(
+            kind: str, stream: str, seq: int, fields: dict[str, Any], array: Any
+        ) -> list[Any]:
+            identity: dict[str, Any] = {"stream": stream, "seq": seq}
+            if kind == "event":
+                identity["timestamp"] = fields.pop("timestamp")
+                return [codec.encode(Event.from_array(array, fields, **identity))]
+            cls = Start if kind == "start" else Stop
+            return [codec.encode(cls(data=fields, **identity))]
+
+        return arroyo
+    if format == "msgpack-array":
+        from arroyo.parsers import msgpack_array
+
+        header = msgpack_array.encode_header
+    else:
+        header = json_frame.encode_header
+
+    def framed(kind: str, stream: str, seq: int, fields: dict[str, Any], array: Any) -> list[Any]:
+        head = {"type": kind, "stream": stream, "seq": seq, **fields}
+        if array is None:
+            return [header(head)]
+        head["dtype"], head["shape"] = array.dtype.str, list(array.shape)
+        return [header(head), memoryview(array.reshape(-1).view("u1"))]
+
+    return framed

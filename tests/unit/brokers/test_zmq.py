@@ -1,0 +1,131 @@
+"""ZeroMQ connector logic that needs no socket: URLs, options, gap counting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from arroyo import ConfigError, Event, Run, Start
+from arroyo.brokers import open_listener, open_publisher, parse_url
+from arroyo.brokers.zmq import SeqGaps, ZmqListener, ZmqPublisher, address
+from arroyo.message import Message
+from arroyo.runtime.logs import current_block
+
+
+def test_star_binds_and_a_host_connects() -> None:
+    assert address(parse_url("zmq+pull://*:5555"), False) == ("tcp://*:5555", True)
+    assert address(parse_url("zmq+pull://10.0.0.7:5555"), False) == ("tcp://10.0.0.7:5555", False)
+    assert address(parse_url("zmq+pull://127.0.0.1:5555"), True) == ("tcp://127.0.0.1:5555", True)
+    assert address(parse_url("zmq+pull://127.0.0.1:0"), True) == ("tcp://127.0.0.1:*", True)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("zmq+pull://127.0.0.1", "needs a port"),
+        ("zmq+pull://127.0.0.1:0", "port 0 only when binding"),
+        ("zmq+sub://127.0.0.1:5556/frames", "no path"),
+        ("zmq+push://127.0.0.1:5556", "a listener needs zmq\\+pull:// or zmq\\+sub://"),
+        ("zmq+pull://127.0.0.1:5556?topic=x", "'topic' is for zmq\\+sub:// only"),
+        ("zmq+pull://127.0.0.1:5556?rcvhwm=lots", "'rcvhwm' must be a int"),
+        ("zmq+pull://127.0.0.1:5556?hwm=10", "unknown option"),
+    ],
+)
+def test_bad_listener_urls_are_config_errors(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        open_listener(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("zmq+pull://127.0.0.1:5556", "a publisher needs zmq\\+push:// or zmq\\+pub://"),
+        ("zmq+pub://127.0.0.1:5556?rcvhwm=3", "unknown option"),
+        ("zmq+pub://127.0.0.1:5556?sndhwm=-1", "must not be negative"),
+    ],
+)
+def test_bad_publisher_urls_are_config_errors(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        open_publisher(url)
+
+
+def test_options_come_from_the_url_and_the_yaml() -> None:
+    listener = open_listener("zmq+sub://127.0.0.1:5556?rcvhwm=4", {"topic": ["a", "b"]})
+    assert isinstance(listener, ZmqListener)
+    assert (listener.rcvhwm, listener.topics, listener.bind) == (4, ["a", "b"], False)
+    publisher = open_publisher("zmq+pub://*:5557", {"sndhwm": 2, "linger": 0})
+    assert isinstance(publisher, ZmqPublisher)
+    assert (publisher.sndhwm, publisher.linger, publisher.name) == (2, 0, "zmq+pub://*:5557")
+
+
+def test_factories_do_not_open_sockets() -> None:
+    listener = open_listener("zmq+pull://*:1")  # port 1 could not be bound
+    assert isinstance(listener, ZmqListener) and listener.endpoint is None
+
+
+def gaps(block: str) -> float:
+    return REGISTRY.get_sample_value("arroyo_zmq_gaps_total", {"block": block}) or 0.0
+
+
+class Replay:
+    """A parser that returns prepared messages."""
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = iter(messages)
+        self.missing = 0
+
+    def parse(self, data: Any) -> Message:
+        return next(self.messages)
+
+
+def observe(messages: list[Message], block: str) -> SeqGaps:
+    token = current_block.set(block)
+    try:
+        tracker = SeqGaps(Replay(messages), "test")
+        for _ in messages:
+            tracker.parse(b"")
+        return tracker
+    finally:
+        current_block.reset(token)
+
+
+def test_gaps_in_seq_are_counted_per_stream() -> None:
+    a, b = Run("a"), Run("b")
+    sent = [a.start(), b.start(), a.event(), b.event(), a.event(), a.event(), b.event(), b.stop()]
+    kept = [m for i, m in enumerate(sent) if i not in (4, 6)]  # lose a's 2nd and b's 2nd events
+    tracker = observe(kept, "gaps-per-stream")
+    assert tracker.missing == 2
+    assert gaps("gaps-per-stream") == 2
+
+
+def test_no_gap_without_loss_nor_for_a_late_join() -> None:
+    run = Run("late")
+    messages = [run.start(), run.event(), run.event(), run.event(), run.stop()]
+    tracker = observe(messages[2:], "late-join")  # joined after the Start
+    assert tracker.missing == 0
+    again = Run("again")
+    assert observe([again.start(), again.event(), again.stop()], "no-loss").missing == 0
+
+
+def test_a_new_start_resets_the_stream() -> None:
+    first = [Start(stream="s", seq=0), Event(stream="s", seq=1)]
+    second = [Start(stream="s", seq=0), Event(stream="s", seq=1)]
+    assert observe(first + second, "restart").missing == 0
+
+
+def test_a_parsers_own_missing_count_is_reported() -> None:
+    class Counting(Replay):
+        def parse(self, data: Any) -> Message:
+            self.missing += 3
+            return super().parse(data)
+
+    token = current_block.set("parser-missing")
+    try:
+        tracker = SeqGaps(Counting([Start(stream="x")]), "test")
+        tracker.parse(b"")
+    finally:
+        current_block.reset(token)
+    assert tracker.missing == 3
+    assert gaps("parser-missing") == 3
