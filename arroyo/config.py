@@ -114,7 +114,7 @@ class BlockConfig(_Strict):
     dead_letter: Endpoint | None = None
     concurrency: int = Field(default=1, ge=1)
     queue_size: int = Field(default=1000, ge=1)
-    max_bytes: int = Field(default=256 << 20, ge=1)
+    max_bytes: int = Field(default=64 << 20, ge=1)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     publish_retry: RetrySettings = Field(default_factory=lambda: RetrySettings(attempts=None))
     max_deliveries: int | None = Field(default=5, ge=1)

@@ -125,6 +125,12 @@ def bridge(
         str | None, typer.Option(help="Where messages that cannot be read go (a URL).")
     ] = None,
     count: Annotated[int | None, typer.Option(min=1, help="Stop after this many messages.")] = None,
+    queue_size: Annotated[
+        int, typer.Option(min=1, help="Messages held between receipt and acknowledgement.")
+    ] = 1000,
+    max_bytes: Annotated[
+        int, typer.Option(min=1, help="Bytes held between receipt and acknowledgement.")
+    ] = 64 << 20,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
@@ -145,16 +151,34 @@ def bridge(
         dead = open_publisher(dead_letter) if dead_letter else None
     except ArroyoError as exc:
         raise fail(exc) from None
-    block = Block(listener, None, [publisher], name="bridge", dead_letter=dead, max_messages=count)
+    block = Block(
+        listener,
+        None,
+        [publisher],
+        name="bridge",
+        dead_letter=dead,
+        max_messages=count,
+        queue_size=queue_size,
+        max_bytes=max_bytes,
+    )
     _serve_metrics(metrics_port)
     raise typer.Exit(asyncio.run(run_blocks([block])))
 
 
 class _Print(Operator):
-    """Prints one line per message; publishes nothing."""
+    """Prints one line per message; publishes nothing. Stops the block when the reader
+    of stdout goes away (``arroyo tail ... | head``)."""
+
+    def __init__(self) -> None:
+        self.block: Block | None = None
 
     async def process(self, message: Message) -> Output:
-        typer.echo(describe(message))
+        try:
+            typer.echo(describe(message))
+        except BrokenPipeError:
+            if self.block is not None:
+                self.block.stop()
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (the pipe is gone)
         return None
 
 
@@ -202,7 +226,9 @@ def tail(
         listener = open_listener(parsed)
     except ArroyoError as exc:
         raise fail(exc) from None
-    block = Block(listener, _Print(), name="tail", max_messages=count)
+    printer = _Print()
+    block = Block(listener, printer, name="tail", max_messages=count)
+    printer.block = block
     raise typer.Exit(asyncio.run(run_blocks([block])))
 
 

@@ -77,7 +77,7 @@ class Block:
         name: str = "block",
         dead_letter: Publisher | None = None,
         queue_size: int = 1000,
-        max_bytes: int = 256 << 20,
+        max_bytes: int = 64 << 20,
         concurrency: int = 1,
         retry: RetryPolicy | None = None,
         publish_retry: RetryPolicy | None = None,
@@ -143,14 +143,14 @@ class Block:
             await self._run()
         finally:
             await self._close(started)
+            log.info(
+                "stopped: %d received, %d published, %d acknowledged, %d dead-lettered",
+                self.stats.received,
+                self.stats.published,
+                self.stats.acknowledged,
+                self.stats.dead_lettered,
+            )
             current_block.reset(token)
-        log.info(
-            "stopped: %d received, %d published, %d acknowledged, %d dead-lettered",
-            self.stats.received,
-            self.stats.published,
-            self.stats.acknowledged,
-            self.stats.dead_lettered,
-        )
         return self.stats
 
     async def _run(self) -> None:
