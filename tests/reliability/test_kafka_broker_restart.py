@@ -1,0 +1,186 @@
+"""Kafka itself dies (kill -9) and comes back mid-stream: the pipeline resumes by itself
+and loses nothing. Runs on a private Kafka instance (own folder and ports), so the
+shared broker stays up for the other tests."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arroyo import Run, decode, encode
+from arroyo.brokers import open_listener, open_publisher
+from arroyo.runtime import Block
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKERS = ROOT / "compose" / "brokers.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class PrivateKafka:
+    """A Kafka of this test only, started with compose/brokers.sh in its own folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = {
+            **os.environ,
+            "ARROYO_BROKERS_DIR": str(folder),
+            "ARROYO_KAFKA_PORT": str(free_port()),
+            "ARROYO_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "ARROYO_KAFKA_TLS_PORT": str(free_port()),
+        }
+        self.bootstrap = f"127.0.0.1:{self.env['ARROYO_KAFKA_PORT']}"
+
+    def _script(self, *args: str) -> None:
+        done = subprocess.run([str(BROKERS), *args], env=self.env, capture_output=True, timeout=180)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+    def up(self) -> None:
+        self._script("up", "kafka")
+
+    def down(self) -> None:
+        self._script("down", "kafka")
+
+    def kill(self) -> None:
+        pid = int((self.folder / "kafka" / "kafka.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+            time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path, kafka_bootstrap: str) -> Iterator[PrivateKafka]:
+    # (kafka_bootstrap: this needs what the shared broker needs: the jars, Java.)
+    if not BROKERS.exists():
+        pytest.skip("compose/brokers.sh is missing")
+    kafka = PrivateKafka(tmp_path / "brokers")
+    kafka.up()
+    try:
+        yield kafka
+    finally:
+        kafka.down()
+
+
+class Output:
+    """Reads a topic in a thread, keeping every record's source id."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.ids: list[str] = []
+        self._consumer = ck.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"check-{topic}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": "false",
+            }
+        )
+        self._consumer.subscribe([topic])
+        self._running = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._running:
+            for record in self._consumer.consume(1000, 0.1):
+                if record.error() is None:
+                    self.ids.append(decode(record.value()).id)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join()
+        self._consumer.close()
+
+
+def feed(bootstrap: str, topic: str, ids: list[str], count: int, stop: threading.Event) -> None:
+    """Produce ``count`` events at about 500/s (through the outage: librdkafka keeps
+    them until the broker is back); their ids go to ``ids`` once delivered."""
+    producer = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    runs = [Run(f"s{i}") for i in range(8)]
+    for i in range(count):
+        if stop.is_set():
+            break
+        event = runs[i % 8].event({"i": i})
+        producer.produce(
+            topic,
+            encode(event),
+            key=event.stream.encode(),
+            on_delivery=lambda err, msg, i=event.id: ids.append(i) if err is None else None,
+        )
+        producer.poll(0.002)
+    producer.flush(120)
+
+
+async def test_kafka_restart_mid_stream_loses_nothing(
+    private_kafka: PrivateKafka, unique_name: Callable[[str], str], until: Callable[..., Any]
+) -> None:
+    bootstrap = private_kafka.bootstrap
+    source, results = unique_name("in"), unique_name("out")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(t, 2, 1) for t in (source, results)]).values():
+        future.result(30)
+    fast = {
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "reconnect.backoff.max.ms": 1000,
+    }
+    listener = open_listener(f"kafka://{bootstrap}/{source}?group={source}-g", fast)
+    publisher = open_publisher(f"kafka://{bootstrap}/{results}", {"reconnect.backoff.max.ms": 1000})
+    block = Block(listener, None, [publisher])
+    running = asyncio.create_task(block.run())
+    output = Output(bootstrap, results)
+    delivered: list[str] = []
+    stop_feeding = threading.Event()
+    feeder = threading.Thread(target=feed, args=(bootstrap, source, delivered, 6000, stop_feeding))
+    feeder.start()
+    try:
+        await until(lambda: len(output.ids) >= 1000, 60, "1000 outputs before the crash")
+        private_kafka.kill()
+        received = block.stats.received
+        await asyncio.to_thread(private_kafka.up)
+        await until(lambda: block.stats.received > received, 120, "input again after restart")
+        await asyncio.to_thread(feeder.join)
+        expected = set(delivered)
+        assert len(expected) >= 1000
+        await until(lambda: expected <= set(output.ids), 120, "every input in the output")
+    finally:
+        stop_feeding.set()
+        block.stop()
+        await asyncio.wait_for(running, 60)
+        output.close()
+        feeder.join()
+    counts = collections.Counter(output.ids)
+    duplicates = {i: n for i, n in counts.items() if n > 1}
+    print(
+        f"{len(expected)} inputs, {len(output.ids)} outputs, lost "
+        f"{len(expected - set(counts))}, duplicated {len(duplicates)}"
+    )
+    assert expected <= set(counts)
+    assert block.stats.dead_lettered == 0

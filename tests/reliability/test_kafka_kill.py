@@ -1,0 +1,313 @@
+"""Kafka workers (``arroyo run`` processes) killed with SIGKILL or stopped with SIGTERM
+while a stream goes through: nothing is lost; exactly-once duplicates nothing; a graceful
+stop commits exactly what it processed."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arroyo import Run, decode, encode
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Iterator[Any]:
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    made: list[str] = []
+
+    def make(tag: str, partitions: int) -> str:
+        name = unique_name(tag)
+        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+        made.append(name)
+        return name
+
+    yield make
+    if made:
+        for future in admin.delete_topics(made).values():
+            with contextlib.suppress(Exception):
+                future.result(30)
+
+
+class Output:
+    """Reads a topic (read_committed) in a thread, keeping every record's source id."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.ids: list[str] = []
+        self._consumer = ck.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"check-{topic}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": "false",
+                "isolation.level": "read_committed",
+            }
+        )
+        self._consumer.subscribe([topic])
+        self._running = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._running:
+            for record in self._consumer.consume(1000, 0.1):
+                if record.error() is None:
+                    self.ids.append(decode(record.value()).id)
+
+    def wait(self, condition: Callable[[], bool], within: float, what: str) -> None:
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {within} s: {what} ({len(self.ids)} read)")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join()
+        self._consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, within: float = 60) -> list[str]:
+    """The source ids of every committed record of ``topic``, read to its end."""
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"final-{topic}",
+            "enable.auto.commit": "false",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": "true",
+        }
+    )
+    consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(partitions)])
+    ids: list[str] = []
+    at_end: set[int] = set()
+    deadline = time.monotonic() + within
+    try:
+        while len(at_end) < partitions:
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {within} s"
+            for record in consumer.consume(1000, 0.2):
+                error = record.error()
+                if error is None:
+                    ids.append(decode(record.value()).id)
+                elif error.code() == ck.KafkaError._PARTITION_EOF:
+                    at_end.add(record.partition())
+                else:
+                    raise AssertionError(error)
+    finally:
+        consumer.close()
+    return ids
+
+
+def produce(bootstrap: str, topic: str, count: int, streams: int = 40) -> list[Any]:
+    """``count`` events spread over ``streams`` runs; returns (id, partition, offset)."""
+    producer = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    runs = [Run(f"s{i}") for i in range(streams)]
+    placed: list[Any] = []
+    for i in range(count):
+        event = runs[i % streams].event({"i": i})
+
+        def report(err: Any, msg: Any, event_id: str = event.id) -> None:
+            assert err is None, err
+            placed.append((event_id, msg.partition(), msg.offset()))
+
+        value, key = encode(event), event.stream.encode()
+        while True:
+            try:
+                producer.produce(topic, value, key=key, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return placed
+
+
+def write_config(
+    tmp_path: Path, bootstrap: str, source: str, results: str, guarantee: str, slow: bool = False
+) -> Path:
+    (tmp_path / "ops.py").write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            from arroyo.runtime import Operator
+
+            class Slow(Operator):
+                async def process(self, message):
+                    await asyncio.sleep(0.001)
+                    return message
+            """
+        )
+    )
+    config = tmp_path / "workers.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            blocks:
+              - name: workers
+                listener:
+                  url: kafka://{bootstrap}/{source}?group={source}-g
+                  commit_interval_ms: 500
+                  session.timeout.ms: 6000
+                  heartbeat.interval.ms: 500
+                operator: {"ops:Slow" if slow else "passthrough"}
+                publishers:
+                  - url: kafka://{bootstrap}/{results}
+                    transaction.timeout.ms: 6000
+                guarantee: {guarantee}
+            """
+        )
+    )
+    return config
+
+
+def start_worker(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "arroyo", "run", config.name],
+        cwd=config.parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+    )
+
+
+def stop(worker: subprocess.Popen[bytes]) -> tuple[int, str]:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        _, err = worker.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        _, err = worker.communicate()
+    return worker.returncode, err.decode()
+
+
+def wait_for_members(bootstrap: str, group: str, count: int, within: float = 60) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ck.KafkaException):
+            last = admin.describe_consumer_groups([group])[group].result(10)
+            if (
+                last.state == ck.ConsumerGroupState.STABLE
+                and len(last.members) == count
+                and all(m.assignment.topic_partitions for m in last.members)
+            ):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"group {group} not stable with {count} members: {last}")
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10)}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_sigkill_of_one_of_two_workers_loses_nothing(
+    kafka_bootstrap: str, topics: Any, tmp_path: Path, guarantee: str
+) -> None:
+    """20,000 messages stream through 2 workers; one is killed with SIGKILL when a quarter
+    is through. Every input reaches the output (lost = 0); duplicates are counted and
+    printed, and with exactly-once there are none in the read_committed output."""
+    total = 20_000
+    source, results = topics("in", 4), topics("out", 4)
+    config = write_config(tmp_path, kafka_bootstrap, source, results, guarantee)
+    workers = [start_worker(config), start_worker(config)]
+    output = Output(kafka_bootstrap, results)
+    try:
+        wait_for_members(kafka_bootstrap, f"{source}-g", 2)
+        placed: list[Any] = []
+        feeder = threading.Thread(
+            target=lambda: placed.extend(produce(kafka_bootstrap, source, total))
+        )
+        feeder.start()
+        output.wait(lambda: len(output.ids) >= total // 4, 60, "a quarter through")
+        workers[0].kill()
+        workers[0].wait()
+        feeder.join()
+        expected = {event_id for event_id, _, _ in placed}
+        assert len(expected) == total
+        output.wait(lambda: expected <= set(output.ids), 120, "every input in the output")
+        code, log = stop(workers[1])
+        assert code == 0, log[-3000:]
+    finally:
+        output.close()
+        for worker in workers:
+            stop(worker)
+    final = read_all(kafka_bootstrap, results, 4)  # the survivor has exited: this is all
+    counts = collections.Counter(final)
+    lost = expected - set(counts)
+    duplicates = {i: n for i, n in counts.items() if n > 1}
+    print(
+        f"{guarantee}: {total} inputs, {len(final)} outputs, lost {len(lost)}, "
+        f"duplicated {len(duplicates)} ({sum(duplicates.values()) - len(duplicates)} extra)"
+    )
+    if duplicates:
+        print("duplicated ids:", " ".join(sorted(duplicates)))
+    assert not lost
+    if guarantee == "exactly-once":
+        assert not duplicates
+        assert len(final) == total
+
+
+def test_sigterm_commits_exactly_what_was_processed(
+    kafka_bootstrap: str, topics: Any, tmp_path: Path
+) -> None:
+    """SIGTERM mid-stream: exit 0, the committed offsets cover exactly the inputs whose
+    outputs were published, and a second run publishes only the rest."""
+    total, partitions = 3000, 2
+    source, results = topics("in", partitions), topics("out", 2)
+    config = write_config(tmp_path, kafka_bootstrap, source, results, "at-least-once", True)
+    placed = produce(kafka_bootstrap, source, total, streams=10)
+    output = Output(kafka_bootstrap, results)
+    try:
+        worker = start_worker(config)
+        output.wait(lambda: len(output.ids) >= 300, 60, "300 outputs of the first run")
+        code, log = stop(worker)
+    finally:
+        output.close()
+    assert code == 0, log[-3000:]
+    assert "stopping: no more input" in log
+    first = read_all(kafka_bootstrap, results, 2)
+    assert 0 < len(first) < total, "SIGTERM did not come mid-stream"
+    assert len(first) == len(set(first)), "the first run published something twice"
+    offsets = committed(kafka_bootstrap, f"{source}-g", source, partitions)
+    covered = {i for i, p, o in placed if o < offsets[p]}
+    assert set(first) == covered, "the committed offsets are not exactly what was published"
+
+    worker = start_worker(config)
+    output = Output(kafka_bootstrap, results)
+    try:
+        output.wait(lambda: len(set(output.ids)) >= total, 60, "every input after a restart")
+        code, log = stop(worker)
+    finally:
+        output.close()
+    assert code == 0, log[-3000:]
+    everything = read_all(kafka_bootstrap, results, 2)
+    assert len(everything) == total, "the second run re-processed acknowledged messages"
+    assert set(everything) == {i for i, _, _ in placed}
+    assert committed(kafka_bootstrap, f"{source}-g", source, partitions) == {
+        p: sum(1 for _, q, _ in placed if q == p) for p in range(partitions)
+    }
