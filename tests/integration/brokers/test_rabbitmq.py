@@ -1,0 +1,392 @@
+"""RabbitMQ connectors against a real RabbitMQ broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import pytest
+
+from arroyo import Event, Run, encode
+from arroyo.brokers import open_listener, open_publisher
+from arroyo.brokers.rabbitmq import RabbitMQConnectError, RabbitMQListener
+from arroyo.errors import PublishError
+from arroyo.message import Message
+from arroyo.runtime import Block, Publisher
+from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.publisher import DeadLetter
+
+Until = Callable[..., Any]
+pytestmark = pytest.mark.rabbitmq
+
+
+class Collect:
+    """An intake that keeps everything (never full)."""
+
+    def __init__(self) -> None:
+        self.items: list[Received] = []
+
+    async def put(self, received: Received) -> None:
+        self.items.append(received)
+
+    def offer(self, received: Received) -> bool:
+        self.items.append(received)
+        return True
+
+    def full(self) -> bool:
+        return False
+
+
+class Recorder(Publisher):
+    """Keeps what it published, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[Message] = []
+
+    async def publish(self, message: Message) -> None:
+        self.published.append(message)
+
+
+@contextlib.asynccontextmanager
+async def listening(listener: Listener) -> AsyncIterator[Collect]:
+    """Run ``listener`` into a Collect intake; stop and close it at the end."""
+    collect = Collect()
+    task = asyncio.create_task(listener.start(collect))
+    try:
+        yield collect
+    finally:
+        await listener.stop()
+        await asyncio.wait_for(task, 10)
+        await listener.close()
+
+
+@pytest.fixture
+async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        yield await connection.channel()
+
+
+@pytest.fixture
+async def queue(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> AsyncIterator[Callable[[str], str]]:
+    """Makes queue names unique to the test; deletes the queues afterwards."""
+    names: list[str] = []
+
+    def make(tag: str = "queue") -> str:
+        names.append(unique_name(tag))
+        return names[-1]
+
+    yield make
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+
+
+def run_messages(count: int, stream: str = "run") -> list[Message]:
+    run = Run(stream)
+    return [
+        run.start({"n": count}),
+        *(run.event({"i": i}, b"f%d" % i) for i in range(count)),
+        run.stop(),
+    ]
+
+
+async def publish_all(url: str, messages: list[Message], **options: Any) -> None:
+    publisher = open_publisher(url, options)
+    await publisher.start()
+    try:
+        await asyncio.gather(*(publisher.send(m) for m in messages))
+    finally:
+        await publisher.close()
+
+
+async def count(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
+    """Messages ready in queue ``name`` (not counting those delivered and unacknowledged)."""
+    declared = await channel.declare_queue(name, passive=True)
+    assert declared.declaration_result.message_count is not None
+    return declared.declaration_result.message_count
+
+
+async def test_round_trip_keeps_order_and_acknowledges(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str]
+) -> None:
+    source = queue("source")
+    messages = run_messages(50)
+    await publish_all(f"{amqp_url}?queue={source}", messages)
+    assert await count(channel, source) == len(messages)
+
+    recorder = Recorder()
+    listener = open_listener(f"{amqp_url}?queue={source}")
+    stats = await Block(listener, None, [recorder], max_messages=len(messages)).run()
+    assert [m.id for m in recorder.published] == [m.id for m in messages]
+    assert isinstance(recorder.published[1], Event) and recorder.published[1].payload == b"f0"
+    assert stats.acknowledged == len(messages)
+    assert await count(channel, source) == 0  # closed: anything unacknowledged would be back
+
+
+async def test_messages_are_persistent_and_described(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str]
+) -> None:
+    source = queue("source")
+    message = run_messages(1, stream="scan-7")[1]
+    await publish_all(f"{amqp_url}?queue={source}", [message])
+    got = await (await channel.get_queue(source)).get(timeout=10)
+    await got.ack()
+    assert got.body == encode(message)
+    assert got.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert (got.message_id, got.type) == (message.id, "event")
+    assert got.headers == {"arroyo.stream": "scan-7", "arroyo.seq": 1}
+
+
+async def test_competing_consumers_share_a_queue(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str], until: Until
+) -> None:
+    source = queue("source")
+    url = f"{amqp_url}?queue={source}"
+    first, second = open_listener(url), open_listener(url)
+    messages = run_messages(198)
+    async with listening(first) as one, listening(second) as two:
+        await publish_all(url, messages)  # the broker deals them out in turn
+        await until(lambda: len(one.items) + len(two.items) == len(messages), within=30)
+        for listener, seen in ((first, one), (second, two)):
+            for received in seen.items:
+                await listener.ack(received)
+    assert one.items and two.items, "one consumer got everything"
+    ids = [first.parser.parse(r.data).id for r in one.items + two.items]
+    assert sorted(ids) == sorted(m.id for m in messages)
+    assert await count(channel, source) == 0
+
+
+async def test_prefetch_bounds_what_is_unacknowledged(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str], until: Until
+) -> None:
+    source = queue("source")
+    await publish_all(f"{amqp_url}?queue={source}", run_messages(18))
+    listener = open_listener(f"{amqp_url}?queue={source}&prefetch=5")
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == 5)
+        assert await count(channel, source) == 15  # the broker keeps the rest
+        await listener.ack(seen.items[0])
+        await until(lambda: len(seen.items) == 6, what="one more after one ack")
+        for received in seen.items[1:6]:
+            await listener.ack(received)
+    assert await count(channel, source) == 14  # 6 acknowledged; the others are back
+
+
+async def test_unacknowledged_messages_are_redelivered(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str], until: Until
+) -> None:
+    source = queue("source")
+    await publish_all(f"{amqp_url}?queue={source}", run_messages(1))
+    url = f"{amqp_url}?queue={source}"
+    async with listening(open_listener(url)) as first:
+        await until(lambda: len(first.items) == 3)
+    assert [r.deliveries for r in first.items] == [1, 1, 1]
+    second = open_listener(url)
+    async with listening(second) as again:
+        await until(lambda: len(again.items) == 3)
+        assert [r.data for r in again.items] == [r.data for r in first.items]
+        assert [r.deliveries for r in again.items] == [2, 2, 2]  # classic: "redelivered"
+        for received in again.items:
+            await second.ack(received)
+    assert await count(channel, source) == 0
+
+
+async def test_quorum_queues_count_deliveries_exactly(
+    amqp_url: str, queue: Callable[[str], str], until: Until
+) -> None:
+    source = queue("quorum")
+    url = f"{amqp_url}?queue={source}&queue_type=quorum"
+    await publish_all(url, [Event()])
+    counts = []
+    for _ in range(3):  # delivered, never acknowledged: as if the worker crashed
+        async with listening(open_listener(url)) as seen:
+            await until(lambda: len(seen.items) == 1)
+        counts.append(seen.items[0].deliveries)
+    assert counts == [1, 2, 3]
+
+
+async def test_acks_from_a_reopened_channel_are_skipped_and_work_resumes(
+    amqp_url: str,
+    channel: aio_pika.abc.AbstractChannel,
+    queue: Callable[[str], str],
+    until: Until,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="arroyo")
+    source = queue("source")
+    url = f"{amqp_url}?queue={source}&reconnect_interval=0.1"
+    await publish_all(url, [Event(metadata={"n": 1})])
+    listener = open_listener(url)
+    assert isinstance(listener, RabbitMQListener)
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == 1)
+        connection = listener._connection
+        assert connection is not None and connection.transport is not None
+        await connection.transport.connection.close(ConnectionResetError("cut"))  # lost link
+        await listener.ack(seen.items[0])  # cannot be sent: skipped, no error
+        await until(lambda: len(seen.items) == 2, within=30, what="redelivered after reconnect")
+        assert seen.items[1].data == seen.items[0].data
+        assert seen.items[1].deliveries == 2
+        await listener.ack(seen.items[1])
+        await publish_all(url, [Event(metadata={"n": 2})])
+        await until(lambda: len(seen.items) == 3, what="new messages after reconnect")
+        await listener.ack(seen.items[2])
+    assert "not acknowledged (the broker delivers it again)" in caplog.text
+    assert await count(channel, source) == 0
+
+
+async def test_exchange_and_routing_key(
+    amqp_url: str,
+    channel: aio_pika.abc.AbstractChannel,
+    queue: Callable[[str], str],
+    unique_name: Callable[[str], str],
+) -> None:
+    bound = queue("bound")
+    exchange = await channel.declare_exchange(unique_name("exchange"), auto_delete=True)
+    declared = await channel.declare_queue(bound, durable=True)
+    await declared.bind(exchange, "frames.raw")
+    url = f"{amqp_url}?exchange={exchange.name}&routing_key=frames.raw"
+    await publish_all(url, [Event()])
+    assert await count(channel, bound) == 1
+
+    nowhere = open_publisher(f"{amqp_url}?exchange={exchange.name}&routing_key=nowhere")
+    await nowhere.start()
+    try:
+        with pytest.raises(PublishError, match="no queue took the message"):
+            await nowhere.publish(Event())
+    finally:
+        await nowhere.close()
+    missing = open_publisher(f"{amqp_url}?exchange={unique_name('missing')}")
+    with pytest.raises(RabbitMQConnectError, match="does not exist"):
+        await missing.start()
+
+
+async def test_a_queue_declared_otherwise_is_a_clear_error(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str]
+) -> None:
+    classic = queue("classic")
+    await channel.declare_queue(classic, durable=True)
+    listener = open_listener(f"{amqp_url}?queue={classic}&queue_type=quorum")
+    with pytest.raises(RabbitMQConnectError, match=f"queue '{classic}' exists with other"):
+        await listener.start(Collect())
+    await listener.close()
+
+
+async def test_dead_letters_follow_rabbitmq_conventions(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str]
+) -> None:
+    dlq = queue("dlq")
+    publisher = open_publisher(f"{amqp_url}?queue={dlq}")
+    await publisher.start()
+    source = {"url": "amqp://127.0.0.1:5672/?queue=frames", "queue": "frames", "delivery_tag": 7}
+    try:
+        await publisher.publish_dead_letter(
+            DeadLetter(b"\x00garbage", "not Arroyo data", "DecodeError", source, 1, "workers")
+        )
+    finally:
+        await publisher.close()
+    got = await (await channel.get_queue(dlq)).get(timeout=10)
+    await got.ack()
+    assert got.body == b"\x00garbage"
+    assert got.headers["x-first-death-reason"] == "rejected"
+    assert got.headers["x-first-death-queue"] == "frames"
+    death = got.headers["x-death"]
+    assert isinstance(death, list) and death[0]["queue"] == "frames"  # type: ignore[index]
+    assert got.headers["arroyo.dead-letter.reason"] == "not Arroyo data"
+    assert got.headers["arroyo.dead-letter.error"] == "DecodeError"
+    assert got.headers["arroyo.source.delivery_tag"] == "7"
+    assert got.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+# -- TLS and secrets -------------------------------------------------------------------
+
+
+@pytest.fixture
+def amqps_url() -> str:
+    """``amqps://user:pass@host:port/`` of the TLS port of the test RabbitMQ."""
+    url = os.environ.get("ARROYO_AMQPS", "")
+    ca = os.environ.get("ARROYO_TLS_CA", "")
+    message = "RabbitMQ TLS is not available: set ARROYO_AMQPS and ARROYO_TLS_CA"
+    if url and ca and os.path.exists(ca):
+        parts = urlsplit(url)
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((parts.hostname or "", parts.port or 5671), 2),
+        ):
+            return url
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+async def test_tls_round_trip(amqps_url: str, queue: Callable[[str], str], until: Until) -> None:
+    source = queue("tls")
+    options = {
+        "ssl_ca": os.environ["ARROYO_TLS_CA"],
+        "ssl_cert": os.environ.get("ARROYO_TLS_CLIENT_CERT"),
+        "ssl_key": os.environ.get("ARROYO_TLS_CLIENT_KEY"),
+    }
+    url = f"{amqps_url}?queue={source}"
+    messages = run_messages(3)
+    await publish_all(url, messages, **options)
+    listener = open_listener(url, options)
+    assert listener.name.startswith("amqps://")
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == len(messages))
+        for received in seen.items:
+            await listener.ack(received)
+    assert [listener.parser.parse(r.data).id for r in seen.items] == [m.id for m in messages]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+SECRET = "s3cret-Hunter2"
+
+
+async def start(endpoint: Listener | Publisher) -> None:
+    """Start a listener (into a Collect intake) or a publisher."""
+    if isinstance(endpoint, Listener):
+        await endpoint.start(Collect())
+    else:
+        await endpoint.start()
+
+
+async def test_passwords_never_appear_in_errors_or_logs(
+    amqp_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    parts = urlsplit(amqp_url)
+    wrong = f"amqp://guest:{SECRET}@{parts.hostname}:{parts.port}/?queue=frames"
+    closed = f"amqp://guest:{SECRET}@127.0.0.1:{free_port()}/?queue=frames"
+    errors = []
+    for url in (wrong, closed):
+        for endpoint in (open_listener(url), open_publisher(url)):
+            assert SECRET not in endpoint.name
+            with pytest.raises(RabbitMQConnectError) as refused:
+                await start(endpoint)
+            errors.append(str(refused.value))
+    yaml_password = open_publisher(f"{amqp_url}?queue=frames", {"password": SECRET})
+    with pytest.raises(RabbitMQConnectError) as refused:
+        await yaml_password.start()
+    errors.append(str(refused.value))
+    assert "ACCESS_REFUSED" in errors[0] and "queue=frames" in errors[0]
+    for text in errors:
+        assert SECRET not in text
+    assert SECRET not in caplog.text

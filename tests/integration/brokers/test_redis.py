@@ -1,0 +1,436 @@
+"""Redis Streams and Redis pub/sub connectors against a real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from arroyo import Event, Run, encode
+from arroyo.brokers import open_listener, open_publisher
+from arroyo.brokers import redis as redis_broker
+from arroyo.brokers.redis import (
+    RedisConnectError,
+    RedisPubSubListener,
+    RedisPubSubPublisher,
+    RedisStreamListener,
+    RedisStreamPublisher,
+)
+from arroyo.errors import PermanentError, PublishError
+from arroyo.message import Message
+from arroyo.runtime import Block, Publisher
+from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.publisher import DeadLetter
+
+Until = Callable[..., Any]
+pytestmark = pytest.mark.redis
+
+
+class Collect:
+    """An intake that keeps everything (never full)."""
+
+    def __init__(self) -> None:
+        self.items: list[Received] = []
+
+    async def put(self, received: Received) -> None:
+        self.items.append(received)
+
+    def offer(self, received: Received) -> bool:
+        self.items.append(received)
+        return True
+
+    def full(self) -> bool:
+        return False
+
+
+class Recorder(Publisher):
+    """Keeps what it published, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[Message] = []
+
+    async def publish(self, message: Message) -> None:
+        self.published.append(message)
+
+
+@contextlib.asynccontextmanager
+async def listening(listener: Listener) -> AsyncIterator[Collect]:
+    """Run ``listener`` into a Collect intake; stop and close it at the end."""
+    collect = Collect()
+    task = asyncio.create_task(listener.start(collect))
+    try:
+        yield collect
+    finally:
+        await listener.stop()
+        await asyncio.wait_for(task, 10)
+        await listener.close()
+
+
+@pytest.fixture
+async def client(redis_address: str) -> AsyncIterator[aioredis.Redis]:
+    host, port = redis_address.rsplit(":", 1)
+    redis = aioredis.Redis(host=host, port=int(port))
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def stream(
+    client: aioredis.Redis, unique_name: Callable[[str], str]
+) -> AsyncIterator[Callable[[str], str]]:
+    """Makes stream names unique to the test; deletes the streams afterwards."""
+    names: list[str] = []
+
+    def make(tag: str = "stream") -> str:
+        names.append(unique_name(tag))
+        return names[-1]
+
+    yield make
+    if names:
+        await client.delete(*names)
+
+
+def run_messages(count: int, stream: str = "run") -> list[Message]:
+    run = Run(stream)
+    return [
+        run.start({"n": count}),
+        *(run.event({"i": i}, b"f%d" % i) for i in range(count)),
+        run.stop(),
+    ]
+
+
+async def publish_all(url: str, messages: list[Message], **options: Any) -> None:
+    publisher = open_publisher(url, options)
+    await publisher.start()
+    try:
+        await asyncio.gather(*(publisher.send(m) for m in messages))
+    finally:
+        await publisher.close()
+
+
+# -- Streams ---------------------------------------------------------------------------
+
+
+async def test_round_trip_keeps_order_and_acknowledges(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
+) -> None:
+    source = stream("source")
+    messages = run_messages(50)
+    await publish_all(f"redis://{redis_address}/{source}", messages)
+
+    entries = await client.xrange(source)
+    assert [fields[b"id"].decode() for _, fields in entries] == [m.id for m in messages]
+    first = entries[1][1]
+    assert (first[b"kind"], first[b"stream"], first[b"seq"]) == (b"event", b"run", b"1")
+    assert first[b"data"] == encode(messages[1])
+
+    recorder = Recorder()
+    listener = open_listener(f"redis://{redis_address}/{source}?group=g&block_ms=50")
+    stats = await Block(listener, None, [recorder], max_messages=len(messages)).run()
+    assert [m.id for m in recorder.published] == [m.id for m in messages]
+    assert isinstance(recorder.published[1], Event) and recorder.published[1].payload == b"f0"
+    assert stats.acknowledged == len(messages)
+    assert (await client.xpending(source, "g"))["pending"] == 0
+    assert await client.xinfo_consumers(source, "g") == []  # a consumer with nothing left goes
+
+
+async def test_group_starts_at_the_beginning_or_at_new_entries(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str], until: Until
+) -> None:
+    source = stream("source")
+    await client.xadd(source, {"data": b"old"})
+    everything = open_listener(f"redis://{redis_address}/{source}?group=all&block_ms=50")
+    only_new = open_listener(f"redis://{redis_address}/{source}?group=new&start=$&block_ms=50")
+    async with listening(everything) as seen_all, listening(only_new) as seen_new:
+        await until(lambda: len(seen_all.items) == 1, what="the old entry read by group 'all'")
+        await client.xadd(source, {"data": b"new"})
+        await until(lambda: len(seen_new.items) == 1 and len(seen_all.items) == 2)
+    assert [r.data for r in seen_all.items] == [b"old", b"new"]
+    assert [r.data for r in seen_new.items] == [b"new"]
+    assert seen_new.items[0].source["group"] == "new"
+
+
+async def test_idle_entries_of_a_crashed_consumer_are_taken_over_with_their_count(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str], until: Until
+) -> None:
+    source = stream("source")
+    await client.xgroup_create(source, "g", "0", mkstream=True)
+    ids = [await client.xadd(source, {"data": b"%d" % i}) for i in range(3)]
+    await client.xreadgroup("g", "crashed", {source: ">"}, count=10)  # read, never acked
+
+    listener = open_listener(
+        f"redis://{redis_address}/{source}?group=g&min_idle_ms=100&block_ms=20"
+    )
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == 3, what="the 3 entries taken over")
+        assert [r.handle for r in seen.items] == ids
+        assert [r.deliveries for r in seen.items] == [2, 2, 2]
+        assert seen.items[0].source["entry"] == ids[0].decode()
+        for received in seen.items:
+            await listener.ack(received)
+    assert (await client.xpending(source, "g"))["pending"] == 0
+
+
+async def test_a_live_listener_keeps_its_slow_entries(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str], until: Until
+) -> None:
+    source = stream("source")
+    url = f"redis://{redis_address}/{source}?group=g&min_idle_ms=400&block_ms=20"
+    slow, other = open_listener(url), open_listener(url)
+    assert isinstance(slow, RedisStreamListener)
+    async with listening(slow) as held:
+        await client.xadd(source, {"data": b"slow work"})
+        await until(lambda: len(held.items) == 1)
+        async with listening(other) as taken:
+            began = time.monotonic()
+            # Four times min_idle_ms: the other listener claims every 200 ms meanwhile.
+            await until(lambda: time.monotonic() - began > 1.6 or taken.items, within=5)
+            assert taken.items == []
+        pending = await client.xpending_range(source, "g", "-", "+", 10)
+        assert [p["consumer"].decode() for p in pending] == [slow.consumer]
+        assert pending[0]["times_delivered"] == 1
+        await slow.ack(held.items[0])
+
+
+async def test_a_graceful_stop_hands_unfinished_entries_back_at_once(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str], until: Until
+) -> None:
+    source = stream("source")
+    for i in range(5):
+        await client.xadd(source, {"data": b"%d" % i})
+    url = f"redis://{redis_address}/{source}?group=g&block_ms=20&min_idle_ms=600000"
+    first = open_listener(url)
+    async with listening(first) as unfinished:
+        await until(lambda: len(unfinished.items) == 5)
+    # Without the hand-back, these would wait for min_idle_ms (10 minutes).
+    second = open_listener(url)
+    async with listening(second) as seen:
+        await until(lambda: len(seen.items) == 5, what="entries handed back, taken over")
+        assert [r.handle for r in seen.items] == [r.handle for r in unfinished.items]
+        assert {r.deliveries for r in seen.items} == {2}
+        for received in seen.items:
+            await second.ack(received)
+    assert (await client.xpending(source, "g"))["pending"] == 0
+
+
+async def test_a_vanished_group_is_created_again(
+    redis_address: str,
+    client: aioredis.Redis,
+    stream: Callable[[str], str],
+    until: Until,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = stream("source")
+    listener = open_listener(f"redis://{redis_address}/{source}?group=g&block_ms=20")
+    async with listening(listener) as seen:
+        await client.xadd(source, {"data": b"before"})
+        await until(lambda: len(seen.items) == 1)
+        await client.xgroup_destroy(source, "g")  # as a restart without persistence would
+        await client.xadd(source, {"data": b"after"})
+        await until(lambda: b"after" in [r.data for r in seen.items], what="reading again")
+    assert "created it again" in caplog.text
+
+
+async def test_entries_without_the_data_field_are_handed_over_as_their_fields(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str], until: Until
+) -> None:
+    source = stream("source")
+    await client.xadd(source, {"temperature": b"21.5", "unit": b"C"})
+    listener = open_listener(f"redis://{redis_address}/{source}?group=g&block_ms=20")
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == 1)
+    assert seen.items[0].data == [b"temperature", b"21.5", b"unit", b"C"]
+    assert seen.items[0].source["fields"] == "temperature,unit"
+
+
+async def test_dead_letters_carry_the_original_bytes_and_the_reason(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
+) -> None:
+    dlq = stream("dlq")
+    publisher = open_publisher(f"redis://{redis_address}/{dlq}")
+    await publisher.start()
+    source = {"url": "redis://127.0.0.1:6379/frames", "stream": "frames", "entry": "1-0"}
+    try:
+        await publisher.publish_dead_letter(
+            DeadLetter(b"\x00garbage", "not Arroyo data", "DecodeError", source, 1, "workers")
+        )
+        await publisher.publish_dead_letter(
+            DeadLetter([b"a", b"bc"], "two parts", "DecodeError", source, 1, "workers")
+        )
+    finally:
+        await publisher.close()
+    (_, single), (_, parts) = await client.xrange(dlq)
+    assert single[b"data"] == b"\x00garbage"
+    assert single[b"arroyo.dead-letter.reason"] == b"not Arroyo data"
+    assert single[b"arroyo.dead-letter.error"] == b"DecodeError"
+    assert single[b"arroyo.dead-letter.attempts"] == b"1"
+    assert single[b"arroyo.source.entry"] == b"1-0"
+    assert (parts[b"data.0"], parts[b"data.1"]) == (b"a", b"bc")
+
+
+async def test_pipelined_sends_keep_their_order_and_maxlen_trims(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
+) -> None:
+    trimmed = stream("trimmed")
+    messages = run_messages(3000)
+    publisher = open_publisher(f"redis://{redis_address}/{trimmed}?maxlen=100")
+    assert isinstance(publisher, RedisStreamPublisher)
+    await publisher.start()
+    try:
+        sends = [publisher.send(m) for m in messages]  # no await between them
+        await asyncio.gather(*sends)
+    finally:
+        await publisher.close()
+    entries = await client.xrange(trimmed)
+    assert 100 <= len(entries) < 1000  # MAXLEN ~ trims whole nodes: about 100 are left
+    kept = [fields[b"id"].decode() for _, fields in entries]
+    assert kept == [m.id for m in messages[-len(kept) :]]
+
+
+async def test_a_key_of_another_type_is_a_permanent_error(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
+) -> None:
+    key = stream("not-a-stream")
+    await client.set(key, b"a string")
+    publisher = open_publisher(f"redis://{redis_address}/{key}")
+    await publisher.start()
+    try:
+        with pytest.raises(PermanentError, match="WRONGTYPE"):
+            await publisher.publish(Event())
+    finally:
+        await publisher.close()
+
+
+# -- pub/sub ---------------------------------------------------------------------------
+
+
+async def test_pubsub_round_trip(
+    redis_address: str,
+    unique_name: Callable[[str], str],
+    until: Until,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    channel = unique_name("channel")
+    listener = open_listener(f"redis+pubsub://{redis_address}/{channel}")
+    publisher = open_publisher(f"redis+pubsub://{redis_address}/{channel}")
+    assert isinstance(listener, RedisPubSubListener)
+    assert isinstance(publisher, RedisPubSubPublisher)
+    messages = run_messages(20)
+    async with listening(listener) as seen:
+        await asyncio.wait_for(listener.subscribed.wait(), 10)
+        await publisher.start()
+        try:
+            await asyncio.gather(*(publisher.send(m) for m in messages))
+            assert publisher.receivers == 1
+        finally:
+            await publisher.close()
+        await until(lambda: len(seen.items) == len(messages))
+    assert [listener.parser.parse(r.data).id for r in seen.items] == [m.id for m in messages]
+    await listener.ack(seen.items[0])  # a no-op
+    assert "at-most-once" in caplog.text
+    doc = redis_broker.__doc__ or ""
+    assert "at-most-once" in doc and "is lost" in doc
+    assert "at-most-once" in (RedisPubSubListener.__doc__ or "")
+
+
+async def test_pubsub_min_subscribers_refuses_a_message_nobody_receives(
+    redis_address: str, unique_name: Callable[[str], str]
+) -> None:
+    channel = unique_name("channel")
+    publisher = open_publisher(f"redis+pubsub://{redis_address}/{channel}?min_subscribers=1")
+    await publisher.start()
+    try:
+        with pytest.raises(PublishError, match="0 subscribers"):
+            await publisher.publish(Event())
+    finally:
+        await publisher.close()
+
+
+# -- TLS and secrets -------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_tls_address() -> str:
+    """``host:port`` of the TLS port of the test Redis (ARROYO_REDIS_TLS)."""
+    address = os.environ.get("ARROYO_REDIS_TLS", "")
+    ca = os.environ.get("ARROYO_TLS_CA", "")
+    message = "Redis TLS is not available: set ARROYO_REDIS_TLS and ARROYO_TLS_CA"
+    if address and ca and os.path.exists(ca):
+        host, port = address.rsplit(":", 1)
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 2):
+            return address
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+async def test_tls_round_trip(
+    redis_tls_address: str, client: aioredis.Redis, stream: Callable[[str], str], until: Until
+) -> None:
+    source = stream("tls")
+    options = {
+        "ssl_ca": os.environ["ARROYO_TLS_CA"],
+        "ssl_cert": os.environ.get("ARROYO_TLS_CLIENT_CERT"),
+        "ssl_key": os.environ.get("ARROYO_TLS_CLIENT_KEY"),
+    }
+    url = f"rediss://{redis_tls_address}/{source}"
+    messages = run_messages(3)
+    await publish_all(url, messages, **options)
+    listener = open_listener(f"{url}?group=g&block_ms=20", options)
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == len(messages))
+        for received in seen.items:
+            await listener.ack(received)
+    assert [listener.parser.parse(r.data).id for r in seen.items] == [m.id for m in messages]
+    assert (await client.xpending(source, "g"))["pending"] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+SECRET = "s3cret-Hunter2"
+
+
+async def start(endpoint: Listener | Publisher) -> None:
+    """Start a listener (into a Collect intake) or a publisher."""
+    if isinstance(endpoint, Listener):
+        await endpoint.start(Collect())
+    else:
+        await endpoint.start()
+
+
+async def test_passwords_never_appear_in_errors_or_logs(
+    redis_address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    closed = f"redis://:{SECRET}@127.0.0.1:{free_port()}/frames"
+    errors: list[str] = []
+    for endpoint in (open_listener(closed), open_publisher(closed)):
+        assert SECRET not in endpoint.name
+        with pytest.raises(RedisConnectError) as refused:
+            await start(endpoint)
+        errors.append(str(refused.value))
+    # A user the server does not know: it refuses the AUTH (password from the YAML here).
+    wrong = open_publisher(
+        f"redis://{redis_address}/frames", {"username": "nobody", "password": SECRET}
+    )
+    with pytest.raises(RedisConnectError) as refused:
+        await wrong.start()
+    errors.append(str(refused.value))
+    assert "cannot connect" in errors[0] and "frames" in errors[0]
+    for text in errors:
+        assert SECRET not in text
+    assert SECRET not in caplog.text

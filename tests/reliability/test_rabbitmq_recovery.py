@@ -1,0 +1,406 @@
+"""RabbitMQ pipelines (``arroyo run`` worker processes) recover without losing work.
+
+- Two workers share 10,000 messages; one is killed with SIGKILL mid-stream; the broker
+  puts its unacknowledged messages back and the other worker handles them: every id
+  reaches the sink.
+- A message that crashes every worker that takes it (on a quorum queue, which counts
+  deliveries) goes to the dead letter once its count exceeds max_deliveries; the rest
+  keeps flowing.
+- The broker (a private node started for the test) is killed and started again
+  mid-stream: the worker reconnects by itself and nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+
+from arroyo import Run, encode
+from arroyo.message import Message
+
+Until = Callable[..., Any]
+pytestmark = pytest.mark.rabbitmq
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Workers:
+    """``arroyo run CONFIG`` worker processes, killed at the end of the test if still alive."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, config: Path) -> subprocess.Popen[bytes]:
+        index = len(self.processes)
+        log = open(self.folder / f"worker-{index}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arroyo", "run", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.folder,
+        )
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        index = self.processes.index(process)
+        return (self.folder / f"worker-{index}.log").read_text(errors="replace")
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+        """SIGTERM, then wait: the exit code of a graceful stop."""
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout)
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    running = Workers(tmp_path)
+    yield running
+    running.kill_all()
+
+
+def write_config(folder: Path, amqp_url: str, names: dict[str, str], **block: Any) -> Path:
+    """A one-block pipeline: source queue -> operator -> sink queue (+ dead letter)."""
+    listener = block.pop("listener", {})
+    settings = "".join(f"    {key}: {value}\n" for key, value in block.items())
+    listener_settings = "".join(f"      {key}: {value}\n" for key, value in listener.items())
+    config = folder / "pipeline.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            blocks:
+              - name: workers
+                listener:
+                  url: {amqp_url}?queue={names["source"]}
+                  reconnect_interval: 0.5
+            """
+        )
+        + listener_settings
+        + textwrap.indent(
+            textwrap.dedent(
+                f"""\
+                publishers:
+                  - url: {amqp_url}?queue={names["sink"]}
+                    reconnect_interval: 0.5
+                dead_letter: {amqp_url}?queue={names["dlq"]}
+                grace_period: 10
+                """
+            ),
+            "    ",
+        )
+        + settings
+    )
+    return config
+
+
+async def produce(amqp_url: str, queue: str, messages: list[Message], **arguments: Any) -> None:
+    """Publish encoded messages, persistent and confirmed, as Arroyo's publisher does."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(queue, durable=True, arguments=arguments or None)
+        for first in range(0, len(messages), 500):
+            await asyncio.gather(
+                *(
+                    channel.default_exchange.publish(
+                        aio_pika.Message(
+                            encode(m),
+                            message_id=m.id,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        queue,
+                    )
+                    for m in messages[first : first + 500]
+                )
+            )
+
+
+class Sink:
+    """Consumes a queue in the background and keeps the message ids it received."""
+
+    def __init__(self, amqp_url: str, queue: str) -> None:
+        self.amqp_url = amqp_url
+        self.queue = queue
+        self.ids: list[str] = []
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=0.5)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=1000)
+        queue = await channel.declare_queue(self.queue, durable=True)
+
+        async def keep(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            self.ids.append(str(message.message_id))
+            await message.ack()
+
+        await queue.consume(keep)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    def read(self) -> set[str]:
+        return set(self.ids)
+
+
+async def ready(amqp_url: str, queue: str) -> int | None:
+    """Messages ready in ``queue`` (None while the broker does not answer)."""
+    try:
+        connection = await aio_pika.connect(amqp_url, timeout=2)
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError):
+        return None
+    async with connection:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return 0  # not declared yet
+        return declared.declaration_result.message_count
+
+
+@pytest.fixture
+async def names(amqp_url: str, unique_name: Callable[[str], str]) -> AsyncIterator[dict[str, str]]:
+    made = {tag: unique_name(tag) for tag in ("source", "sink", "dlq")}
+    yield made
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in made.values():
+            await channel.queue_delete(name)
+
+
+@pytest.fixture
+async def sink(amqp_url: str, names: dict[str, str]) -> AsyncIterator[Sink]:
+    reader = Sink(amqp_url, names["sink"])
+    await reader.start()
+    yield reader
+    await reader.close()
+
+
+async def test_a_killed_worker_loses_nothing(
+    tmp_path: Path,
+    amqp_url: str,
+    names: dict[str, str],
+    sink: Sink,
+    workers: Workers,
+    until: Until,
+) -> None:
+    count = 10_000
+    run = Run("scan-1")
+    messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
+    expected = {m.id for m in messages}
+    await produce(amqp_url, names["source"], messages)
+    config = write_config(tmp_path, amqp_url, names)
+    first, second = workers.start(config), workers.start(config)
+    await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
+    backlog = await ready(amqp_url, names["source"])
+    first.send_signal(signal.SIGKILL)  # with a backlog, its prefetch window was full
+    first.wait(10)
+
+    await until(lambda: sink.read() >= expected, within=180, what="every message at the sink")
+    assert workers.stop(second) == 0, workers.log(second)
+    lost = expected - sink.read()
+    duplicates = len(sink.ids) - len(set(sink.ids))
+    print(
+        f"killed a worker with {backlog} messages waiting; lost={len(lost)} duplicates={duplicates}"
+    )
+    assert backlog, "the kill came after the end of the stream"
+    assert not lost
+    assert await ready(amqp_url, names["source"]) == 0
+
+
+OPS = '''
+import os
+
+from arroyo import Event
+from arroyo.runtime import Operator
+
+
+class CrashOnPoison(Operator):
+    """Kills the worker process on a message marked poison (as a segfault would)."""
+
+    async def process(self, message):
+        if isinstance(message, Event) and message.metadata.get("poison"):
+            os._exit(3)
+        return message
+'''
+
+
+async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
+    tmp_path: Path,
+    amqp_url: str,
+    names: dict[str, str],
+    sink: Sink,
+    workers: Workers,
+    until: Until,
+) -> None:
+    (tmp_path / "ops.py").write_text(OPS)
+    config = write_config(
+        tmp_path,
+        amqp_url,
+        names,
+        listener={"queue_type": "quorum"},
+        operator="ops:CrashOnPoison",
+        max_deliveries=2,
+    )
+    run = Run("scan-2")
+    good = [run.event({"i": i}) for i in range(20)]
+    poison = run.event({"poison": True}, b"bad frame")
+    later = [run.event({"i": i}) for i in range(20, 25)]
+    quorum = {"x-queue-type": "quorum"}
+
+    worker = workers.start(config)
+    await produce(amqp_url, names["source"], good, **quorum)
+    await until(lambda: sink.read() >= {m.id for m in good}, within=60)
+    await produce(amqp_url, names["source"], [poison], **quorum)
+    for attempt in (1, 2):  # deliveries 1 and 2 (= max_deliveries) crash a worker each
+        await until(lambda w=worker: w.poll() is not None, within=60, what=f"crash {attempt}")
+        assert worker.returncode == 3, workers.log(worker)
+        worker = workers.start(config)
+    # Delivery 3 (> max_deliveries): the third worker dead-letters it instead.
+    await until(lambda: "delivered 3 times" in workers.log(worker), within=60)
+    await produce(amqp_url, names["source"], later, **quorum)
+    await until(lambda: sink.read() >= {m.id for m in good + later}, within=60)
+    assert workers.stop(worker) == 0, workers.log(worker)
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        dlq = await channel.declare_queue(names["dlq"], durable=True, passive=True)
+        letter = await dlq.get(timeout=10)
+        await letter.ack()
+        assert await dlq.get(fail=False) is None  # only the poison
+    assert letter.body == encode(poison)
+    assert "delivered 3 times" in str(letter.headers["arroyo.dead-letter.reason"])
+    assert letter.headers["x-first-death-queue"] == names["source"]
+    assert poison.id not in sink.read()
+    assert await ready(amqp_url, names["source"]) == 0
+
+
+# -- a broker restart ------------------------------------------------------------------
+
+
+def free_ports(count: int) -> list[int]:
+    """Free TCP ports, away from the ranges RabbitMQ's command line tools use."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in ports and not 35672 <= port <= 35682:
+            ports.append(port)
+    return ports
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of this test's own (compose/brokers.sh with its own folder, ports
+    and node name), so that killing it disturbs no other test."""
+
+    def __init__(self, folder: Path) -> None:
+        amqp, amqps, dist = free_ports(3)
+        while amqp in range(dist + 10000, dist + 10011) or amqps in range(
+            dist + 10000, dist + 10011
+        ):
+            amqp, amqps, dist = free_ports(3)
+        self.folder = folder
+        self.url = f"amqp://guest:guest@127.0.0.1:{amqp}/"
+        self.env = {
+            **os.environ,
+            "ARROYO_BROKERS_MODE": "native",
+            "ARROYO_BROKERS_DIR": str(folder),
+            "ARROYO_AMQP_PORT": str(amqp),
+            "ARROYO_AMQPS_PORT": str(amqps),
+            "ARROYO_RABBITMQ_DIST_PORT": str(dist),
+            "ARROYO_RABBITMQ_NODENAME": f"arroyo-test-{uuid.uuid4().hex[:8]}@localhost",
+        }
+
+    def _script(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / "compose" / "brokers.sh"), command, "rabbitmq"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def up(self) -> None:
+        done = self._script("up")
+        assert done.returncode == 0, done.stderr
+
+    def down(self) -> None:
+        self._script("down")
+
+    def kill(self) -> None:
+        """SIGKILL the node (beam.smp): no clean shutdown."""
+        pid = int((self.folder / "rabbitmq" / "rabbitmq.pid").read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def private_rabbitmq(tmp_path: Path) -> Iterator[PrivateRabbitMQ]:
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        message = "rabbitmq-server is not installed natively: cannot run a private node"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    node = PrivateRabbitMQ(tmp_path / "brokers")
+    try:
+        node.up()
+    except AssertionError:  # a port taken meanwhile: once more, with other ports
+        node.down()
+        node = PrivateRabbitMQ(tmp_path / "brokers-again")
+        node.up()
+    try:
+        yield node
+    finally:
+        node.down()
+
+
+async def test_the_pipeline_resumes_after_a_broker_restart(
+    tmp_path: Path, private_rabbitmq: PrivateRabbitMQ, workers: Workers, until: Until
+) -> None:
+    url = private_rabbitmq.url
+    count = 5000
+    run = Run("scan-3")
+    messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
+    expected = {m.id for m in messages}
+    names = {"source": "frames", "sink": "results", "dlq": "dead-letters"}
+    await produce(url, names["source"], messages)
+    sink = Sink(url, names["sink"])  # reconnects by itself too
+    await sink.start()
+    try:
+        worker = workers.start(write_config(tmp_path, url, names))
+        await until(lambda: len(sink.read()) >= 500, within=60, what="500 messages through")
+        before = sink.read()
+        private_rabbitmq.kill()
+        private_rabbitmq.up()
+        await until(lambda: sink.read() >= expected, within=120, what="every message through")
+        assert workers.stop(worker) == 0, workers.log(worker)
+    finally:
+        await sink.close()
+    log = workers.log(worker)
+    duplicates = len(sink.ids) - len(sink.read())
+    print(f"restarted after {len(before)} results; lost=0 duplicates={duplicates}")
+    assert len(before) < count, "the restart came after the end of the stream"
+    assert "Reconnecting" in log, log
+    assert await ready(url, names["source"]) == 0

@@ -1,0 +1,369 @@
+"""Redis Streams pipelines (``arroyo run`` worker processes) recover without losing work.
+
+- Two workers share 10,000 messages; one is killed with SIGKILL mid-stream; the other
+  takes over its unacknowledged entries (XAUTOCLAIM) and every id reaches the sink.
+- A message that crashes every worker that takes it is delivered again and again
+  until its delivery count exceeds max_deliveries; then it goes to the dead letter,
+  and the rest keeps flowing.
+- The Redis server (a private one, with an append-only file fsynced at every write) is
+  killed and started again mid-stream: the worker reconnects by itself and nothing
+  that was acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from arroyo import Run, encode
+from arroyo.message import Message
+
+Until = Callable[..., Any]
+pytestmark = pytest.mark.redis
+
+
+class Workers:
+    """``arroyo run CONFIG`` worker processes, killed at the end of the test if still alive."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, config: Path) -> subprocess.Popen[bytes]:
+        index = len(self.processes)
+        log = open(self.folder / f"worker-{index}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arroyo", "run", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.folder,
+        )
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        index = self.processes.index(process)
+        return (self.folder / f"worker-{index}.log").read_text(errors="replace")
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+        """SIGTERM, then wait: the exit code of a graceful stop."""
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout)
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    running = Workers(tmp_path)
+    yield running
+    running.kill_all()
+
+
+@pytest.fixture
+def client(redis_address: str) -> Iterator[redis.Redis]:
+    host, port = redis_address.rsplit(":", 1)
+    with redis.Redis(host=host, port=int(port)) as connection:
+        yield connection
+
+
+@pytest.fixture
+def names(client: redis.Redis, unique_name: Callable[[str], str]) -> Iterator[dict[str, str]]:
+    made = {tag: unique_name(tag) for tag in ("source", "sink", "dlq")}
+    yield made
+    client.delete(*made.values())
+
+
+def write_config(folder: Path, redis_address: str, names: dict[str, str], **block: Any) -> Path:
+    """A one-block pipeline: source stream -> operator -> sink stream (+ dead letter)."""
+    settings = "".join(f"    {key}: {value}\n" for key, value in block.items())
+    config = folder / "pipeline.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            blocks:
+              - name: workers
+                listener:
+                  url: redis://{redis_address}/{names["source"]}?group=workers
+                  min_idle_ms: 1000
+                  claim_interval_ms: 200
+                  block_ms: 100
+                publishers: [redis://{redis_address}/{names["sink"]}]
+                dead_letter: redis://{redis_address}/{names["dlq"]}
+                grace_period: 10
+            """
+        )
+        + settings
+    )
+    return config
+
+
+def produce(client: redis.Redis, stream: str, messages: list[Message]) -> list[bytes]:
+    """XADD the messages as Arroyo's publisher writes them; returns the entry ids."""
+    ids: list[bytes] = []
+    for first in range(0, len(messages), 1000):
+        pipe = client.pipeline(transaction=False)
+        for message in messages[first : first + 1000]:
+            pipe.xadd(stream, {"id": message.id, "data": encode(message)})
+        ids += pipe.execute()
+    return ids
+
+
+class Sink:
+    """Reads a stream incrementally and counts the message ids it holds."""
+
+    def __init__(self, client: redis.Redis, stream: str) -> None:
+        self.client = client
+        self.stream = stream
+        self.last = b"-"
+        self.ids: list[str] = []
+
+    def read(self) -> set[str]:
+        """Every id read so far (while the server is down: what was read before)."""
+        try:
+            while entries := self.client.xrange(
+                self.stream, self.last if self.last == b"-" else b"(" + self.last, "+", 5000
+            ):
+                self.ids += [fields[b"id"].decode() for _, fields in entries]
+                self.last = entries[-1][0]
+        except redis.ConnectionError:
+            pass
+        return set(self.ids)
+
+
+def consumers_by_pid(client: redis.Redis, stream: str, group: str) -> dict[int, dict[str, Any]]:
+    """The group's consumers (named host-pid-random by the listener), by pid."""
+    found: dict[int, dict[str, Any]] = {}
+    try:
+        consumers = client.xinfo_consumers(stream, group)
+    except redis.ResponseError:  # no stream or group yet
+        return found
+    for consumer in consumers:
+        pid = int(consumer["name"].decode().rsplit("-", 2)[1])
+        found[pid] = consumer
+    return found
+
+
+async def test_a_killed_worker_loses_nothing(
+    tmp_path: Path,
+    redis_address: str,
+    client: redis.Redis,
+    names: dict[str, str],
+    workers: Workers,
+    until: Until,
+) -> None:
+    count = 10_000
+    run = Run("scan-1")
+    messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
+    expected = {m.id for m in messages}
+    config = write_config(tmp_path, redis_address, names)
+    first, second = workers.start(config), workers.start(config)
+    await until(
+        lambda: all("reading as consumer" in workers.log(w) for w in (first, second)),
+        within=60,
+        what="both workers reading",
+    )
+
+    produce(client, names["source"], messages[:3000])
+    sink = Sink(client, names["sink"])
+    await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
+    pending = {
+        pid: consumer["pending"]
+        for pid, consumer in consumers_by_pid(client, names["source"], "workers").items()
+    }
+    victim = first if pending.get(first.pid, 0) >= pending.get(second.pid, 0) else second
+    survivor = second if victim is first else first
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    produce(client, names["source"], messages[3000:])
+
+    await until(lambda: sink.read() >= expected, within=120, what="every message at the sink")
+    assert workers.stop(survivor) == 0, workers.log(survivor)
+    lost = expected - sink.read()
+    duplicates = len(sink.ids) - len(set(sink.ids))
+    print(
+        f"killed worker had {pending.get(victim.pid, 0)} unacknowledged entries; "
+        f"lost={len(lost)} duplicates={duplicates}"
+    )
+    assert pending.get(victim.pid, 0) > 0, "the killed worker had nothing in flight"
+    assert not lost
+    assert "took over" in workers.log(survivor)
+    assert client.xpending(names["source"], "workers")["pending"] == 0
+
+
+OPS = '''
+import os
+
+from arroyo import Event
+from arroyo.runtime import Operator
+
+
+class CrashOnPoison(Operator):
+    """Kills the worker process on a message marked poison (as a segfault would)."""
+
+    async def process(self, message):
+        if isinstance(message, Event) and message.metadata.get("poison"):
+            os._exit(3)
+        return message
+'''
+
+
+async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
+    tmp_path: Path,
+    redis_address: str,
+    client: redis.Redis,
+    names: dict[str, str],
+    workers: Workers,
+    until: Until,
+) -> None:
+    (tmp_path / "ops.py").write_text(OPS)
+    config = write_config(
+        tmp_path, redis_address, names, operator="ops:CrashOnPoison", max_deliveries=2
+    )
+    run = Run("scan-2")
+    good = [run.event({"i": i}) for i in range(20)]
+    poison = run.event({"poison": True}, b"bad frame")
+    later = [run.event({"i": i}) for i in range(20, 25)]
+    sink = Sink(client, names["sink"])
+
+    worker = workers.start(config)
+    produce(client, names["source"], good)
+    await until(lambda: sink.read() >= {m.id for m in good}, within=60)
+    await until(lambda: client.xpending(names["source"], "workers")["pending"] == 0)
+    [poison_entry] = produce(client, names["source"], [poison])
+    for attempt in (1, 2):  # deliveries 1 and 2 (= max_deliveries) crash a worker each
+        await until(lambda w=worker: w.poll() is not None, within=60, what=f"crash {attempt}")
+        assert worker.returncode == 3, workers.log(worker)
+        worker = workers.start(config)
+    # Delivery 3 (> max_deliveries): the third worker dead-letters it instead.
+    await until(lambda: client.xlen(names["dlq"]) == 1, within=60, what="the dead letter")
+    produce(client, names["source"], later)
+    await until(lambda: sink.read() >= {m.id for m in good + later}, within=60)
+    assert workers.stop(worker) == 0, workers.log(worker)
+
+    [(_, letter)] = client.xrange(names["dlq"])
+    assert letter[b"data"] == encode(poison)
+    assert b"delivered 3 times" in letter[b"arroyo.dead-letter.reason"]
+    assert letter[b"arroyo.source.entry"] == poison_entry
+    assert poison.id not in sink.read()
+    assert client.xpending(names["source"], "workers")["pending"] == 0
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, persisting every write before it replies."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port: int = sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        assert server is not None
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def answers(self) -> bool:
+        try:
+            with redis.Redis(port=self.port, socket_timeout=1) as probe:
+                return bool(probe.ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path, until: Until) -> Any:
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed: cannot run a private Redis"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        await until(server.answers, within=20, what="the private redis-server")
+        yield server
+    finally:
+        server.kill()
+
+
+async def test_the_pipeline_resumes_after_a_server_restart(
+    tmp_path: Path, private_redis: PrivateRedis, workers: Workers, until: Until
+) -> None:
+    count = 10_000
+    run = Run("scan-3")
+    messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
+    expected = {m.id for m in messages}
+    names = {"source": "frames", "sink": "results", "dlq": "dead-letters"}
+    # No retries of its own: the test reads the sink while the server is down.
+    client = redis.Redis(port=private_redis.port, retry=Retry(NoBackoff(), 0))
+    produce(client, names["source"], messages)
+    worker = workers.start(write_config(tmp_path, private_redis.address, names))
+    sink = Sink(client, names["sink"])
+    await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
+
+    confirmed = sink.read()
+    private_redis.kill()  # SIGKILL: only what was written to the append-only file survives
+    # Down long enough for the worker to notice (a quick restart is retried unnoticed).
+    await until(lambda: "connection lost" in workers.log(worker), within=30)
+    private_redis.start()
+    await until(private_redis.answers, within=20, what="the restarted redis-server")
+    await until(lambda: sink.read() >= expected, within=120, what="every message at the sink")
+    assert workers.stop(worker) == 0, workers.log(worker)
+
+    log = workers.log(worker)
+    assert len(confirmed) < count, "the restart came after the end of the stream"
+    assert "reconnected" in log, log
+    everything = Sink(client, names["sink"]).read()  # read again from the start
+    assert everything >= confirmed, "results confirmed before the restart were lost"
+    assert not expected - everything
+    duplicates = len(sink.ids) - len(set(sink.ids))
+    print(f"restarted after {len(confirmed)} results; lost=0 duplicates={duplicates}")
+    assert client.xpending(names["source"], "workers")["pending"] == 0
+    client.close()
