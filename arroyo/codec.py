@@ -182,7 +182,15 @@ class Codec:
 
         Raises EncodeError (with the field path) when a value cannot be carried or breaks
         the writer schema; RegistryError when the registry cannot be reached.
+
+        A message a Block forwards unchanged carries the bytes it arrived as; when they
+        have this codec's framing (same writer schema), they are sent as they are.
         """
+        wire = message._wire
+        if wire is not None:
+            prefix = self._prefix()
+            if wire.startswith(prefix):
+                return wire
         try:
             record = self.to_record(message, payload=False)
         except EncodeError:

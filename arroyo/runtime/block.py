@@ -21,7 +21,7 @@ from arroyo.message import Message
 from arroyo.runtime import metrics
 from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
-from arroyo.runtime.logs import current_block
+from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.operator import Operator, Passthrough
 from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.retry import RetryPolicy
@@ -103,8 +103,9 @@ class Block:
         self.on_invalid = on_invalid
         self.intake = BoundedIntake(queue_size, max_bytes)
         self.stats = metrics.BlockStats()
-        self.metrics = metrics.register(name)
-        self._stop_requested: asyncio.Event | None = None
+        self.metrics = metrics.register(self)
+        self._stop_requested = asyncio.Event()
+        self._throttle = Throttle()
         self._slots: asyncio.Semaphore | None = None
         self._confirming: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -114,8 +115,7 @@ class Block:
     def stop(self) -> None:
         """Ask the Block to stop: take no more input, finish in-flight work, acknowledge,
         close. Safe to call from a signal handler (on the loop thread), and more than once."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        self._stop_requested.set()
 
     async def run(self) -> metrics.BlockStats:
         """Run until the source ends or :meth:`stop` is called; return what was done.
@@ -124,7 +124,6 @@ class Block:
         starting a publisher raised (before taking any input).
         """
         token = current_block.set(self.name)
-        self._stop_requested = asyncio.Event()
         self._slots = asyncio.Semaphore(self.concurrency)
         self.listener.operator = self.operator
         started: list[Publisher | Operator] = []
@@ -154,7 +153,6 @@ class Block:
         return self.stats
 
     async def _run(self) -> None:
-        assert self._stop_requested is not None
         listen = asyncio.create_task(self._listen(), name=f"{self.name}-listen")
         work = asyncio.create_task(self._work(), name=f"{self.name}-work")
         stop = asyncio.create_task(self._stop_requested.wait())
@@ -209,17 +207,25 @@ class Block:
     # -- the pipeline --------------------------------------------------------------
 
     async def _work(self) -> None:
-        """Start processing each message in arrival order; emit results in that order."""
-        order: asyncio.Queue[tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None]
-        order = asyncio.Queue()
-        emitter = self._task(self._emit(order))
-        try:
+        """Process each message in arrival order; publish the results in that order.
+
+        With concurrency 1 the messages are processed one after the other, here; above,
+        each is processed in a task of its own and an emitter keeps the order.
+        """
+        if self.concurrency == 1:
             while (received := await self.intake.get()) is not None:
-                self.metrics.queue_depth.set(self.intake.depth)
-                order.put_nowait((received, self._task(self._process(received))))
-        finally:
-            order.put_nowait(None)
-        await emitter
+                self._publish(received, await self._process(received))
+        else:
+            order: asyncio.Queue[
+                tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None
+            ] = asyncio.Queue()
+            emitter = self._task(self._emit(order))
+            try:
+                while (received := await self.intake.get()) is not None:
+                    order.put_nowait((received, self._task(self._process(received))))
+            finally:
+                order.put_nowait(None)
+            await emitter
         if self._confirming:
             await asyncio.gather(*self._confirming)
 
@@ -266,7 +272,16 @@ class Block:
                     attempts = n + 1
                     self._retried("operator", n, error)
 
-                outputs.extend(await self.retry.call(call, retried))
+                produced = await self.retry.call(call, retried)
+                if (
+                    self.operator.forwards_input
+                    and len(messages) == 1
+                    and len(produced) == 1
+                    and produced[0] is message
+                    and isinstance(received.data, bytes)
+                ):
+                    object.__setattr__(message, "_wire", received.data)
+                outputs.extend(produced)
             return outputs
         except asyncio.CancelledError:
             raise
@@ -288,8 +303,10 @@ class Block:
 
     def _retried(self, step: str, attempt: int, error: BaseException) -> None:
         self.stats.retried += 1
-        self.metrics.retried[step].inc()
-        log.warning("%s failed (attempt %d), retrying: %r", step, attempt, error)
+        self.stats.retried_steps[step] += 1
+        self._throttle(
+            log, logging.WARNING, step, "%s failed (attempt %d), retrying: %r", step, attempt, error
+        )
 
     async def _emit(
         self,
@@ -299,19 +316,23 @@ class Block:
         the confirmations of earlier ones."""
         while (entry := await order.get()) is not None:
             received, task = entry
-            result = await task
-            if isinstance(result, DeadLetter):
-                confirm = self._dead_letter(received, result)
-            else:
-                sends = [
-                    (publisher, message, _send(publisher, message))
-                    for message in result
-                    for publisher in list(self.operator.publishers)
-                ]
-                confirm = self._confirm(received, sends)
-            confirming = asyncio.create_task(confirm)
-            self._confirming.add(confirming)
-            confirming.add_done_callback(self._confirming.discard)
+            self._publish(received, await task)
+
+    def _publish(self, received: Received, result: list[Message] | DeadLetter) -> None:
+        """Send the outputs of ``received`` now, in order (or its dead letter), and leave a
+        task to wait for their confirmations and acknowledge it."""
+        if isinstance(result, DeadLetter):
+            confirm = self._dead_letter(received, result)
+        else:
+            sends = [
+                (publisher, message, _send(publisher, message))
+                for message in result
+                for publisher in list(self.operator.publishers)
+            ]
+            confirm = self._confirm(received, sends)
+        confirming = asyncio.create_task(confirm)
+        self._confirming.add(confirming)
+        confirming.add_done_callback(self._confirming.discard)
 
     async def _confirm(
         self, received: Received, sends: list[tuple[Publisher, Message, Awaitable[None]]]
@@ -345,7 +366,6 @@ class Block:
                     )
                     continue
             self.stats.published += 1
-            self.metrics.published.inc()
             self.metrics.latency.observe(max(0.0, time.time() - message.timestamp / 1e9))
         if failure is not None:
             await self._dead_letter(received, failure)
@@ -358,11 +378,9 @@ class Block:
         destination = self.dead_letter
         if letter.invalid and self.on_invalid == "drop":
             self.stats.dropped += 1
-            self.metrics.dropped.inc()
             log.warning("dropped an invalid message from %s: %s", source, letter.reason)
         elif destination is None:
             self.stats.dropped += 1
-            self.metrics.dropped.inc()
             log.error(
                 "dropped a bad message (no dead-letter destination configured) from %s: %s: %s",
                 source,
@@ -376,20 +394,24 @@ class Block:
                 lambda n, e: self._retried("dead-letter", n, e),
             )
             self.stats.dead_lettered += 1
-            self.metrics.dead_lettered.inc()
         await self._ack(received)
 
     async def _ack(self, received: Received) -> None:
         try:
             await self.listener.ack(received)
         except Exception as exc:
-            log.warning("could not acknowledge a message from %s: %r", dict(received.source), exc)
+            self._throttle(
+                log,
+                logging.WARNING,
+                "ack",
+                "could not acknowledge a message from %s (it will be redelivered): %r",
+                dict(received.source),
+                exc,
+            )
         else:
             self.stats.acknowledged += 1
-            self.metrics.acknowledged.inc()
         finally:
             self.intake.done(received)
-            self.metrics.in_flight.set(self.intake.held)
 
 
 class _TooManyDeliveries(PermanentError):
@@ -417,9 +439,6 @@ class _CountingIntake:
         block = self._block
         block.stats.received += 1
         block.stats.received_bytes += received.size
-        block.metrics.received.inc()
-        block.metrics.received_bytes.inc(received.size)
-        block.metrics.in_flight.set(self._intake.held)
         if block.max_messages is not None and block.stats.received >= block.max_messages:
             self._intake.close()
             asyncio.get_running_loop().create_task(block.listener.stop())

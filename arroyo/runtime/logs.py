@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from contextvars import ContextVar
 
 current_block: ContextVar[str] = ContextVar("arroyo_block", default="-")
@@ -42,3 +43,28 @@ def configure(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class Throttle:
+    """Logs the first of a burst of similar events, then at most one line per ``interval``
+    seconds per key, saying how many were left out (an outage is one line, not a storm)."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def __call__(
+        self, logger: logging.Logger, level: int, key: str, message: str, *args: object
+    ) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return
+        skipped = self._skipped.pop(key, 0)
+        if skipped and last is not None:
+            message += " (and %d more like it in the last %.0f s)"
+            args = (*args, skipped, now - last)
+        self._last[key] = now
+        logger.log(level, message, *args)

@@ -1,23 +1,23 @@
-"""Prometheus metrics of every Block (label ``block``), and the counts a Block keeps itself."""
+"""Prometheus metrics of every Block (label ``block``), and the counts a Block keeps itself.
+
+Counts and gauges are read from each Block's :class:`BlockStats` and intake when
+Prometheus scrapes (a collector), so the hot path only adds to plain integers; the two
+histograms are observed per message.
+"""
 
 from __future__ import annotations
 
 import time
+import weakref
+from collections import Counter as Tally
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-RECEIVED = Counter("arroyo_received", "Messages handed over by the listener", ["block"])
-RECEIVED_BYTES = Counter("arroyo_received_bytes", "Bytes handed over by the listener", ["block"])
-PUBLISHED = Counter("arroyo_published", "Messages confirmed by a publisher", ["block"])
-ACKNOWLEDGED = Counter("arroyo_acknowledged", "Source messages acknowledged", ["block"])
-RETRIED = Counter("arroyo_retried", "Retries of operator or publisher calls", ["block", "step"])
-DEAD_LETTERED = Counter("arroyo_dead_lettered", "Messages sent to the dead letter", ["block"])
-DROPPED = Counter(
-    "arroyo_dropped", "Bad messages dropped (no dead-letter destination, or policy)", ["block"]
-)
-QUEUE_DEPTH = Gauge("arroyo_queue_depth", "Messages waiting for the operator", ["block"])
-IN_FLIGHT = Gauge("arroyo_in_flight", "Messages received and not yet acknowledged", ["block"])
 PROCESSING = Histogram("arroyo_processing_seconds", "Time in the operator per message", ["block"])
 LATENCY = Histogram(
     "arroyo_end_to_end_latency_seconds",
@@ -27,48 +27,9 @@ LATENCY = Histogram(
 )
 
 
-@dataclass(frozen=True)
-class BlockMetrics:
-    """The series of one block (looked up once: ``labels()`` is not free per message)."""
-
-    received: Counter
-    received_bytes: Counter
-    published: Counter
-    acknowledged: Counter
-    dead_lettered: Counter
-    dropped: Counter
-    retried: dict[str, Counter]
-    queue_depth: Gauge
-    in_flight: Gauge
-    processing: Histogram
-    latency: Histogram
-
-
-def register(block: str) -> BlockMetrics:
-    """The series of ``block``, created at zero so dashboards see it before traffic."""
-    found = BlockMetrics(
-        received=RECEIVED.labels(block),
-        received_bytes=RECEIVED_BYTES.labels(block),
-        published=PUBLISHED.labels(block),
-        acknowledged=ACKNOWLEDGED.labels(block),
-        dead_lettered=DEAD_LETTERED.labels(block),
-        dropped=DROPPED.labels(block),
-        retried={
-            s: RETRIED.labels(block, s) for s in ("parse", "operator", "publish", "dead-letter")
-        },
-        queue_depth=QUEUE_DEPTH.labels(block),
-        in_flight=IN_FLIGHT.labels(block),
-        processing=PROCESSING.labels(block),
-        latency=LATENCY.labels(block),
-    )
-    found.queue_depth.set(0)
-    found.in_flight.set(0)
-    return found
-
-
 @dataclass
 class BlockStats:
-    """What a Block has done so far (the same counts as its Prometheus metrics)."""
+    """What a Block has done so far (exported as Prometheus counters)."""
 
     received: int = 0
     received_bytes: int = 0
@@ -77,9 +38,91 @@ class BlockStats:
     retried: int = 0
     dead_lettered: int = 0
     dropped: int = 0
+    retried_steps: Tally[str] = field(default_factory=Tally)
     started: float = field(default_factory=time.monotonic)
 
     @property
     def elapsed(self) -> float:
         """Seconds since the Block started."""
         return time.monotonic() - self.started
+
+
+class _Intake(Protocol):
+    @property
+    def depth(self) -> int: ...
+    @property
+    def held(self) -> int: ...
+
+
+class _Block(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def stats(self) -> BlockStats: ...
+    @property
+    def intake(self) -> _Intake: ...
+
+
+_COUNTERS = {
+    "received": "Messages handed over by the listener",
+    "received_bytes": "Bytes handed over by the listener",
+    "published": "Messages confirmed by a publisher",
+    "acknowledged": "Source messages acknowledged",
+    "dead_lettered": "Messages sent to the dead letter",
+    "dropped": "Bad messages dropped (no dead-letter destination, or policy)",
+}
+
+
+class _BlocksCollector(Collector):
+    def __init__(self) -> None:
+        self.blocks: weakref.WeakSet[_Block] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[Metric]:
+        blocks = list(self.blocks)
+        for name, doc in _COUNTERS.items():
+            family = CounterMetricFamily(f"arroyo_{name}", doc, labels=["block"])
+            for label, value in _sum(blocks, lambda b, n=name: getattr(b.stats, n)).items():
+                family.add_metric([label], value)
+            yield family
+        retried = CounterMetricFamily(
+            "arroyo_retried",
+            "Retries of parser, operator or publisher calls",
+            labels=["block", "step"],
+        )
+        for block in blocks:
+            for step in ("parse", "operator", "publish", "dead-letter"):
+                retried.add_metric([block.name, step], block.stats.retried_steps[step])
+        yield retried
+        for name, doc, read in (
+            ("queue_depth", "Messages waiting for the operator", lambda b: b.intake.depth),
+            ("in_flight", "Messages received and not yet acknowledged", lambda b: b.intake.held),
+        ):
+            gauge = GaugeMetricFamily(f"arroyo_{name}", doc, labels=["block"])
+            for label, value in _sum(blocks, read).items():
+                gauge.add_metric([label], value)
+            yield gauge
+
+
+def _sum(blocks: list[_Block], read: object) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for block in blocks:
+        out[block.name] = out.get(block.name, 0) + read(block)  # type: ignore[operator]
+    return out
+
+
+_COLLECTOR = _BlocksCollector()
+REGISTRY.register(_COLLECTOR)
+
+
+@dataclass(frozen=True)
+class BlockMetrics:
+    """The per-message series of one block (``labels()`` is looked up once)."""
+
+    processing: Histogram
+    latency: Histogram
+
+
+def register(block: _Block) -> BlockMetrics:
+    """Export ``block``'s counts (at zero before traffic); return its histograms."""
+    _COLLECTOR.blocks.add(block)
+    return BlockMetrics(PROCESSING.labels(block.name), LATENCY.labels(block.name))

@@ -8,7 +8,7 @@ import functools
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from arroyo.codec import decode, encode
 from arroyo.message import Message
@@ -25,8 +25,13 @@ class Operator(ABC):
 
     The Block sends what :meth:`process` returns to every publisher in
     :attr:`publishers`. State belongs to the instance: nothing is shared between
-    operators through the class.
+    operators through the class. Messages are immutable: to change one, make a new one
+    (``dataclasses.replace``); never change a message's metadata in place.
     """
+
+    forwards_input: ClassVar[bool] = False
+    """True when process() returns its input untouched (never mutated in place): the
+    Block then lets publishers send the bytes as received instead of encoding again."""
 
     @property
     def publishers(self) -> list[Publisher]:
@@ -65,7 +70,10 @@ class Operator(ABC):
 
 
 class Passthrough(Operator):
-    """Publishes every message it receives, unchanged."""
+    """Publishes every message it receives, unchanged (forwarded byte for byte when the
+    publisher writes the same framing as the source)."""
+
+    forwards_input = True
 
     async def process(self, message: Message) -> Output:
         """Return ``message``."""

@@ -435,3 +435,59 @@ async def test_a_parser_bug_dead_letters_the_message_instead_of_retrying(
     assert parser.calls == 3  # once per message: not retried
     assert all("Buggy could not parse" in letter.reason for letter in dead.letters)
     assert all(letter.invalid for letter in dead.letters)
+
+
+async def test_stop_before_run_stops_at_once(topic: Callable[[str], str]) -> None:
+    source = topic("src")
+    fill(source, 3)
+    block = Block(MemoryListener(source), publishers=[Recorder()])
+    block.stop()  # e.g. SIGTERM while the worker was still importing its config
+    stats = await asyncio.wait_for(block.run(), 5)
+    assert stats.acknowledged == stats.received <= 5
+
+
+async def test_an_outage_is_logged_as_one_line_not_a_storm(
+    topic: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    source = topic("src")
+    fill(source, 50)
+    flaky = Flaky(failures=200)
+    block = Block(
+        MemoryListener(source, stop_at_end=True),
+        publishers=[flaky],
+        publish_retry=RetryPolicy(None, 0.0001, 0.0002),
+        concurrency=1,
+    )
+    with caplog.at_level("WARNING", logger="arroyo.block"):
+        await block.run()
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert block.stats.retried == 200
+    assert len(retries) <= 3
+
+
+async def test_passthrough_forwards_the_bytes_as_received(topic: Callable[[str], str]) -> None:
+    source, sink = topic("src"), topic("dst")
+    fill(source, 2)
+    await Block(MemoryListener(source, stop_at_end=True), None, [MemoryPublisher(sink)]).run()
+    for sent, forwarded in zip(
+        memory.topic(source).entries, memory.topic(sink).entries, strict=True
+    ):
+        assert forwarded is sent  # not decoded and encoded again: the very same bytes
+
+
+async def test_an_operator_that_may_change_messages_gets_them_encoded_again(
+    topic: Callable[[str], str],
+) -> None:
+    source, sink = topic("src"), topic("dst")
+    fill(source, 1)
+
+    class Tags(Operator):  # changes metadata in place (it should not): still published right
+        async def process(self, message: Message) -> Output:
+            if isinstance(message, Event):
+                message.metadata["tagged"] = True
+            return message
+
+    await Block(MemoryListener(source, stop_at_end=True), Tags(), [MemoryPublisher(sink)]).run()
+    [_, event, _] = memory.topic(sink).messages()
+    assert isinstance(event, Event)
+    assert event.metadata == {"i": 0, "tagged": True}
