@@ -37,7 +37,11 @@ Settings
     Every key with a dot is a librdkafka setting, passed through to the client as is
     (TLS, SASL, timeouts, batching: ``security.protocol``, ``ssl.ca.location``,
     ``sasl.password``, ``linger.ms``...), given in the YAML block next to the URL or in
-    the URL query. ``bootstrap.servers`` (several brokers, comma-separated) replaces the
+    the URL query. ``ssl_ca``, ``ssl_cert`` and ``ssl_key`` (the names every Arroyo
+    connector takes) stand for ``ssl.ca.location``, ``ssl.certificate.location`` and
+    ``ssl.key.location`` and imply ``security.protocol=SSL``. A TLS handshake failure (a
+    wrong CA) is an error, not an outage to wait for: it stops the worker with librdkafka's
+    reason. ``bootstrap.servers`` (several brokers, comma-separated) replaces the
     URL's one address. Keys without a dot are Arroyo's own and are checked. Secret values
     never appear in logs or errors; librdkafka's own log lines go to the logger
     ``arroyo.kafka.client`` at debug level, its errors to ``arroyo.kafka`` (a repeated
@@ -149,6 +153,15 @@ def _client_value(url: BrokerURL, key: str, value: Any) -> str:
     )
 
 
+_TLS_ALIASES = {
+    "ssl_ca": "ssl.ca.location",
+    "ssl_cert": "ssl.certificate.location",
+    "ssl_key": "ssl.key.location",
+}
+"""The TLS settings every Arroyo connector takes, as librdkafka names them (giving one
+also sets ``security.protocol=SSL`` unless it is set)."""
+
+
 def _split(
     url: BrokerURL, options: Mapping[str, Any], known: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -159,6 +172,13 @@ def _split(
         for key, value in source.items():
             if "." in key:
                 client[key] = _client_value(url, key, value)
+            elif key in _TLS_ALIASES:
+                client[_TLS_ALIASES[key]] = _client_value(url, key, value)
+                client.setdefault("security.protocol", "SSL")
+    options = {k: v for k, v in options.items() if k not in _TLS_ALIASES}
+    url = dataclasses.replace(
+        url, query={k: v for k, v in url.query.items() if k not in _TLS_ALIASES}
+    )
     own_query = {k: v for k, v in url.query.items() if "." not in k}
     own = take_options(
         dataclasses.replace(url, query=own_query),
@@ -224,12 +244,22 @@ class _ClientLog:
             _client_log.debug("%s: %s", self._name, self._scrub(text))
 
 
+def _tls_failure(error: Any) -> bool:
+    """True for a TLS handshake failure (a wrong CA, an untrusted or expired certificate):
+    a setting to fix, not an outage to wait out."""
+    text = str(error.str())
+    return bool(error.code() == ck.KafkaError._SSL or "certificate verify failed" in text)
+
+
 def _callbacks(
     name: str, scrub: _Scrub, fatal: Callable[[Any], None], repeats: _Repeats
 ) -> dict[str, Any]:
     def on_error(error: Any) -> None:
         if error.fatal():
             log.error("%s: fatal Kafka error: %s", name, scrub(error.str()))
+            fatal(error)
+        elif _tls_failure(error):
+            repeats(log, logging.ERROR, name, scrub(error.str()))
             fatal(error)
         else:
             repeats(log, logging.WARNING, name, scrub(error.str()))
@@ -297,14 +327,18 @@ class _Producer:
         self.producer = self._new_producer()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-producer")
         try:
-            await self.call(self.producer.list_topics, None, connect_timeout)
+            await self.call(self._connect, connect_timeout)
         except ck.KafkaException as exc:
             await self.close(0)
-            raise PublishError(
-                f"{self.name}: cannot reach the Kafka cluster at "
-                f"{self.config['bootstrap.servers']} within {connect_timeout:g} s: "
-                f"{self.scrub(_error_text(exc))}"
-            ) from None
+            servers = self.config["bootstrap.servers"]
+            if self.fatal is not None:
+                reason = f"cannot connect to the Kafka cluster at {servers}: {self.fatal.str()}"
+            else:
+                reason = (
+                    f"cannot reach the Kafka cluster at {servers} within "
+                    f"{connect_timeout:g} s: {_error_text(exc)}"
+                )
+            raise PublishError(f"{self.name}: {self.scrub(reason)}") from None
         self._start_polling()
         if transactional:
             try:
@@ -314,6 +348,19 @@ class _Producer:
                 raise PublishError(
                     f"{self.name}: cannot initialise transactions: {self.scrub(_error_text(exc))}"
                 ) from None
+
+    def _connect(self, timeout: float) -> None:
+        """(Producer thread) Wait until the cluster answers a metadata request, serving
+        error callbacks meanwhile, so that a TLS failure ends the wait at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.producer.list_topics(None, min(1.0, max(0.1, deadline - time.monotonic())))
+                return
+            except ck.KafkaException:
+                self.producer.poll(0)
+                if self.fatal is not None or time.monotonic() >= deadline:
+                    raise
 
     def call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run a blocking producer call (flush, transactions) in the producer's thread."""
