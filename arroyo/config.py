@@ -307,7 +307,9 @@ def _codec(
         client = Registry(settings.url, **dict(settings.model_extra or {}))
         subject = settings.subject
     if subject is None and settings is not None:
-        subject = f"{parse_url(endpoint.url).path or 'arroyo'}-value"
+        # TopicNameStrategy: "<topic, stream or queue>-value"
+        url = parse_url(endpoint.url)
+        subject = f"{url.query.get('queue') or url.path or 'arroyo'}-value"
     return Codec(
         writer=schema,
         reader=schema,
