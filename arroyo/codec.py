@@ -25,7 +25,7 @@ from fastavro.validation import ValidationError, validate
 from arroyo.errors import DecodeError, EncodeError, RegistryError
 from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
-from arroyo.schema import Schema, SchemaStore, builtin, envelope
+from arroyo.schema import Schema, SchemaStore, builtin, envelope, explain_metadata
 
 log = logging.getLogger("arroyo.codec")
 
@@ -304,8 +304,9 @@ class Codec:
         except Exception as exc:
             name = type(exc).__name__
             if name == "SchemaResolutionError":
+                detail = explain_metadata(reader, writer) or str(exc)
                 raise DecodeError(
-                    f"writer schema {writer.source} cannot be read as {reader.source}: {exc}"
+                    f"writer schema {writer.source} cannot be read as {reader.source}: {detail}"
                 ) from None
             raise DecodeError(f"corrupt Avro data ({name}: {exc})") from None
         if source.tell() != len(data):

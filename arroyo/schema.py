@@ -211,6 +211,45 @@ def _can_read(reader: Schema, writer: Schema, direction: str) -> list[str]:
     return [f"{direction}: {'; '.join(kinds)} at {where} ({what})"]
 
 
+def _field_path(definition: Any, pointer: str, prefix: str) -> str:
+    """``/fields/0/type`` of a record as a dotted field path (``metadata.frame``)."""
+    path, node = [prefix], definition
+    parts = [p for p in pointer.split("/") if p]
+    for i, part in enumerate(parts):
+        if part == "fields" and i + 1 < len(parts) and isinstance(node, dict):
+            field = node["fields"][int(parts[i + 1])]
+            path.append(field["name"])
+            node = field["type"]
+    return ".".join(path)
+
+
+def explain_metadata(reader: Schema, writer: Schema) -> str | None:
+    """Why Event metadata written with ``writer`` cannot be read with ``reader`` (both
+    envelopes with facility records), naming the fields; None when it is not that."""
+    import avro.schema
+    from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+
+    read, written = reader.event_metadata(), writer.event_metadata()
+    if not (isinstance(read, dict) and isinstance(written, dict)):
+        return None
+    if read.get("type") != "record" or written.get("type") != "record":
+        return None
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(
+        avro.schema.parse(json.dumps(read)), avro.schema.parse(json.dumps(written))
+    )
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return None
+    fields = sorted(
+        {_field_path(read, p, "metadata") for p in result.locations if p not in ("", "/")}
+    )
+    reasons = sorted(
+        m if " " in m else f"{m!r} is not written and has no default in the reader's schema"
+        for m in map(str, result.messages)
+    )
+    return f"at {', '.join(fields) or 'metadata'}: {'; '.join(reasons)}"
+
+
 def check_compatibility(old: Schema, new: Schema, mode: Compatibility) -> Verdict:
     """Whether ``new`` may replace ``old`` under ``mode`` (Apache Avro's compatibility rules)."""
     problems: list[str] = []

@@ -9,6 +9,7 @@ the real brokers, through the TLS listeners, with and without a schema registry.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from arroyo import Event, Run, Start, Stop
 from arroyo.codec import Codec
 from arroyo.message import Message
 from arroyo.registry import Registry
-from arroyo.schema import SCHEMA_DIR, SchemaStore, load
+from arroyo.schema import SCHEMA_DIR, Schema, SchemaStore, load
 
 ROOT = Path(__file__).parents[2]
 CONNECTOR = ROOT / "connectors" / "cross-facility.yaml"
@@ -207,7 +208,13 @@ def a_run(facilities: Facilities, frames: int) -> tuple[list[Message], list[tupl
     missing = Event({"frame": 99, "exposure_s": 0.1}, b"bad", stream="scan-7", seq=90)
     wrong = Event({"frame": "seven", "exposure_s": 0.1, "detector": "x"}, stream="scan-7")
     written = [(codec, m) for m in good]
-    written[3:3] = [(generic, missing), (generic, wrong)]
+    bad = [(generic, missing), (generic, wrong)]
+    if facilities.registry:  # an instrument registered an incompatible version of the schema
+        changed = copy.deepcopy(V2.definition)
+        changed["fields"][0]["type"] = "string"
+        typed = Event({"frame": "8", "exposure_s": 0.1, "detector": "x", "energy_kev": None})
+        bad.append((a_codec(facilities, Schema.from_definition(changed)), typed))
+    written[3:3] = bad
     return good, written
 
 
@@ -230,12 +237,19 @@ def check_b_reads_v1_and_v2(
     assert all(b[0] == framing for b in bodies)
 
 
-def check_dead_letters(bootstrap: str, topic: str) -> None:
-    letters = consume_kafka(bootstrap, topic, 2)
+def check_dead_letters(bootstrap: str, topic: str, facilities: Facilities) -> None:
+    expected = 3 if facilities.registry else 2
+    letters = consume_kafka(bootstrap, topic, expected)
     reasons = [dict(m.headers())["arroyo.dead-letter.reason"].decode() for m in letters]
-    assert len(reasons) == 2
+    assert len(reasons) == expected
     assert "metadata.detector: expected string" in reasons[0]
     assert "metadata.frame: expected long, got 'seven'" in reasons[1]
+    if facilities.registry:
+        assert "cannot be read as" in reasons[2]
+        assert (
+            "at metadata.frame: reader type: long not compatible with writer type: string"
+            in (reasons[2])
+        )
 
 
 @pytest.mark.timeout(240)
@@ -250,7 +264,7 @@ def test_a_writes_v2_b_reads_v1_and_v2_over_rabbitmq(
     finally:
         stderr = stop_pipeline(worker)
     check_b_reads_v1_and_v2(good, bodies, facilities)
-    check_dead_letters(kafka_bootstrap, f"{facilities.topic}.rejected")
+    check_dead_letters(kafka_bootstrap, f"{facilities.topic}.rejected", facilities)
     assert "guest:guest" not in stderr
 
 
@@ -266,7 +280,7 @@ def test_a_writes_v2_b_reads_v1_and_v2_over_kafka(
     finally:
         stop_pipeline(worker)
     check_b_reads_v1_and_v2(good, [m.value() for m in outputs], facilities)
-    check_dead_letters(kafka_bootstrap, f"{facilities.topic}.rejected-kafka")
+    check_dead_letters(kafka_bootstrap, f"{facilities.topic}.rejected-kafka", facilities)
 
 
 @pytest.fixture
