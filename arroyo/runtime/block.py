@@ -164,6 +164,8 @@ class Block:
                 deadline = time.monotonic() + self.grace_period
                 await self.listener.stop()
                 await asyncio.wait({listen}, timeout=self.grace_period)
+            elif not listen.cancelled() and listen.exception() is not None:
+                deadline = time.monotonic() + self.grace_period  # no waiting for ever
             self.intake.close()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             await asyncio.wait({work}, timeout=timeout)

@@ -491,3 +491,23 @@ async def test_an_operator_that_may_change_messages_gets_them_encoded_again(
     [_, event, _] = memory.topic(sink).messages()
     assert isinstance(event, Event)
     assert event.metadata == {"i": 0, "tagged": True}
+
+
+async def test_a_failing_listener_gets_the_grace_period_not_more(
+    topic: Callable[[str], str],
+) -> None:
+    class Broken(MemoryListener):
+        async def start(self, intake: Any) -> None:
+            await super().start(intake)  # hands over what there is...
+            raise ConnectionError("lost the broker for good")  # ...then fails
+
+    class Stuck(Operator):
+        async def process(self, message: Message) -> Output:
+            await asyncio.Event().wait()
+            return message
+
+    source = topic("src")
+    fill(source, 1)
+    block = Block(Broken(source, stop_at_end=True), Stuck(), grace_period=0.1)
+    with pytest.raises(ConnectionError, match="for good"):
+        await asyncio.wait_for(block.run(), 5)
