@@ -1,0 +1,77 @@
+"""The core works without any broker client; a missing one says which extra to install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+BLOCK_CLIENTS = """
+import importlib.abc, sys
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {BLOCKED}:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, Missing())
+"""
+CLIENTS = {"confluent_kafka", "redis", "aio_pika", "aiormq", "zmq", "msgpack", "numpy"}
+
+
+def run(code: str) -> subprocess.CompletedProcess[str]:
+    prelude = BLOCK_CLIENTS.replace("{BLOCKED}", repr(CLIENTS))
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_core_imports_and_works_without_any_broker_client() -> None:
+    result = run(
+        """
+        import arroyo, arroyo.runtime, arroyo.config, arroyo.cli, arroyo.brokers.memory
+        import arroyo.brokers.file
+        from arroyo import Start, decode, encode
+        assert decode(encode(Start({"a": 1}))).data == {"a": 1}
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("kafka", "kafka"), ("redis", "redis"), ("rabbitmq", "rabbitmq"), ("zmq", "zmq")],
+)
+def test_a_missing_client_names_the_extra_to_install(module: str, extra: str) -> None:
+    result = run(
+        f"""
+        from arroyo.errors import MissingDependencyError
+        try:
+            import arroyo.brokers.{module}
+        except MissingDependencyError as exc:
+            print(exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"pip install 'arroyo[{extra}]'" in result.stdout
+
+
+def test_a_missing_client_fails_a_config_before_anything_starts() -> None:
+    result = run(
+        """
+        from arroyo.config import parse_config, build
+        from arroyo.errors import ConfigError
+        try:
+            build(parse_config("blocks: [{name: w, listener: 'kafka://h:9092/t?group=g'}]"))
+        except ConfigError as exc:
+            print(exc)
+        """
+    )
+    assert "blocks[0] (w).listener" in result.stdout
+    assert "pip install 'arroyo[kafka]'" in result.stdout
