@@ -84,7 +84,7 @@ from arroyo.codec import Codec, default_codec
 from arroyo.errors import ArroyoError, ConfigError, MessageTooLargeError, PublishError
 from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received
-from arroyo.runtime.logs import redact
+from arroyo.runtime.logs import Throttle, redact
 from arroyo.runtime.offsets import OffsetTracker
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import DeadLetter, Publisher
@@ -209,27 +209,6 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _Repeats:
-    """Lets the same warning through at most once per ``interval`` seconds (a broker that
-    is down is reported on every reconnection attempt), saying how often it came."""
-
-    def __init__(self, interval: float = 30.0) -> None:
-        self.interval = interval
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def __call__(self, logger: logging.Logger, level: int, name: str, text: str) -> None:
-        now = time.monotonic()
-        last, suppressed = self._seen.get(text, (-self.interval, 0))
-        if now - last < self.interval:
-            self._seen[text] = (last, suppressed + 1)
-            return
-        if len(self._seen) > 1000:
-            self._seen.clear()
-        self._seen[text] = (now, 0)
-        more = f" (and {suppressed} more times in {self.interval:g} s)" if suppressed else ""
-        logger.log(level, "%s: %s%s", name, text, more)
-
-
 class _ClientLog:
     """Receives librdkafka's own log lines (the ``logger`` setting) and logs them at debug
     level, without secrets: the errors among them also come through ``error_cb``."""
@@ -252,17 +231,19 @@ def _tls_failure(error: Any) -> bool:
 
 
 def _callbacks(
-    name: str, scrub: _Scrub, fatal: Callable[[Any], None], repeats: _Repeats
+    name: str, scrub: _Scrub, fatal: Callable[[Any], None], repeats: Throttle
 ) -> dict[str, Any]:
     def on_error(error: Any) -> None:
         if error.fatal():
             log.error("%s: fatal Kafka error: %s", name, scrub(error.str()))
             fatal(error)
         elif _tls_failure(error):
-            repeats(log, logging.ERROR, name, scrub(error.str()))
+            text = scrub(error.str())
+            repeats(log, logging.ERROR, text, "%s: %s", name, text)
             fatal(error)
         else:
-            repeats(log, logging.WARNING, name, scrub(error.str()))
+            text = scrub(error.str())
+            repeats(log, logging.WARNING, text, "%s: %s", name, text)
 
     return {"error_cb": on_error, "logger": _ClientLog(name, scrub)}
 
@@ -315,7 +296,7 @@ class _Producer:
         """When set (transactions), a failed delivery cancels its future and calls this,
         and so does a fatal error (instead of replacing the producer)."""
         self._restarting: asyncio.Future[None] | None = None
-        self._repeats = _Repeats()
+        self._repeats = Throttle(30.0)
 
     @property
     def limit(self) -> str:
@@ -835,7 +816,7 @@ class KafkaListener(Listener):
         self._fatal: Any = None
         self._commit_failures = 0
         self._commit_failures_seen = 0
-        self._repeats = _Repeats()
+        self._repeats = Throttle(30.0)
 
     @property
     def name(self) -> str:
@@ -1173,7 +1154,8 @@ class KafkaListener(Listener):
             if error.fatal():
                 raise ck.KafkaException(error)
             # e.g. a topic that does not exist yet
-            self._repeats(log, logging.WARNING, self.name, self.scrub(error.str()))
+            text = self.scrub(error.str())
+            self._repeats(log, logging.WARNING, text, "%s: %s", self.name, text)
         return [m for m in msgs if m.error() is None]
 
     def _group_metadata(self) -> Any:
@@ -1238,7 +1220,12 @@ class KafkaListener(Listener):
             self._commit_failures += 1
             text = self.scrub(error.str()) if error is not None else str(failed)
             self._repeats(
-                log, logging.WARNING, self.name, f"committing offsets failed (retried): {text}"
+                log,
+                logging.WARNING,
+                text,
+                "%s: committing offsets failed (retried): %s",
+                self.name,
+                text,
             )
 
     def _close_consumer(self) -> None:

@@ -62,6 +62,9 @@ class Throttle:
         if last is not None and now - last < self.interval:
             self._skipped[key] = self._skipped.get(key, 0) + 1
             return
+        if len(self._last) > 1000:  # keys made of error texts: do not grow without bound
+            self._last.clear()
+            self._skipped.clear()
         skipped = self._skipped.pop(key, 0)
         if skipped and last is not None:
             message += " (and %d more like it in the last %.0f s)"

@@ -16,7 +16,6 @@ from arroyo.brokers.kafka import (
     KafkaListener,
     KafkaPublisher,
     _ClientLog,
-    _Repeats,
     _Scrub,
     exactly_once,
     listener,
@@ -142,23 +141,6 @@ def test_client_log_lines_are_scrubbed_and_kept_at_debug_level(
     assert caplog.records[0].levelno == logging.DEBUG
     assert "hunter2" not in caplog.text
     assert "pw ***" in caplog.text
-
-
-def test_repeated_warnings_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    logger = logging.getLogger("arroyo.kafka")
-    repeats = _Repeats(interval=3600)
-    with caplog.at_level(logging.WARNING, logger="arroyo.kafka"):
-        for _ in range(5):
-            repeats(logger, logging.WARNING, "kafka://h/t", "1/1 brokers are down")
-        repeats(logger, logging.WARNING, "kafka://h/t", "another problem")
-    assert [r.getMessage() for r in caplog.records] == [
-        "kafka://h/t: 1/1 brokers are down",
-        "kafka://h/t: another problem",
-    ]
-    repeats.interval = 0
-    with caplog.at_level(logging.WARNING, logger="arroyo.kafka"):
-        repeats(logger, logging.WARNING, "kafka://h/t", "1/1 brokers are down")
-    assert caplog.records[-1].getMessage().endswith("(and 4 more times in 0 s)")
 
 
 def test_exactly_once_needs_kafka_publishers_on_the_listener_cluster() -> None:

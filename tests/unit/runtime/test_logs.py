@@ -37,3 +37,22 @@ def test_records_carry_the_block_name() -> None:
     finally:
         current_block.reset(token)
     assert record.block == "workers"  # type: ignore[attr-defined]
+
+
+def test_repeated_events_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    from arroyo.runtime.logs import Throttle
+
+    logger = logging.getLogger("arroyo.test")
+    throttle = Throttle(interval=3600)
+    with caplog.at_level(logging.WARNING, logger="arroyo.test"):
+        for _ in range(5):
+            throttle(logger, logging.WARNING, "down", "%s: %s", "kafka://h/t", "1/1 brokers down")
+        throttle(logger, logging.WARNING, "other", "%s: %s", "kafka://h/t", "another problem")
+    assert [r.getMessage() for r in caplog.records] == [
+        "kafka://h/t: 1/1 brokers down",
+        "kafka://h/t: another problem",
+    ]
+    throttle.interval = 0
+    with caplog.at_level(logging.WARNING, logger="arroyo.test"):
+        throttle(logger, logging.WARNING, "down", "%s: %s", "kafka://h/t", "1/1 brokers down")
+    assert "(and 4 more like it in the last" in caplog.records[-1].getMessage()
