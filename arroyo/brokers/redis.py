@@ -66,6 +66,7 @@ from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.logs import redact
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.retry import RetryPolicy
 
 require("redis.asyncio", "redis", "The Redis connector")
 
@@ -113,6 +114,10 @@ takes them over at its next claim."""
 
 class RedisConnectError(ArroyoError, ConnectionError):
     """The Redis server could not be reached or refused the connection settings."""
+
+
+_RECONNECTING = RetryPolicy(attempts=None, initial=0.05, maximum=1.0)
+"""For what must wait for Redis to come back (acknowledgements)."""
 
 
 class _Refused(PublishError, PermanentError):
@@ -592,16 +597,17 @@ class RedisStreamListener(Listener):
             self._unacked.pop(received.handle, None)
 
     async def _xack(self, ids: list[bytes]) -> list[BaseException | None]:
-        failures = 0
-        while True:
+        """XACK ``ids``; a lost connection is retried until Redis is back (or closing)."""
+
+        async def attempt() -> None:
             client = self._client
             if client is None:
-                raise ArroyoError(f"{self.name}: closed before XACK of {len(ids)} entries")
+                raise _Refused(f"{self.name}: closed before XACK of {len(ids)} entries")
             try:
                 await client.xack(self.stream, self.group, *ids)
             except ResponseError as exc:
                 if not str(exc).startswith("NOGROUP"):
-                    raise ArroyoError(
+                    raise _Refused(
                         f"{self.name}: XACK refused: {self.settings.hide(str(exc))}"
                     ) from None
                 log.warning(
@@ -613,14 +619,14 @@ class RedisStreamListener(Listener):
                 )
             except (RedisError, OSError) as exc:
                 if not _is_connection_error(exc) or self._closing:
-                    raise ArroyoError(
+                    raise _Refused(
                         f"{self.name}: XACK of {len(ids)} entries failed: "
                         f"{self.settings.hide(str(exc) or type(exc).__name__)}"
                     ) from None
-                failures += 1
-                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
-                continue
-            return [None] * len(ids)
+                raise
+
+        await _RECONNECTING.call(attempt)
+        return [None] * len(ids)
 
     async def close(self) -> None:
         """Send the last acknowledgements, hand unfinished entries back to the group (so
