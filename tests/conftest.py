@@ -1,4 +1,5 @@
-"""The test harness: real broker addresses, and names that are unique per test.
+"""The test harness: real broker addresses, names that are unique per test, worker
+processes, and Kafka topics to create and read.
 
 A broker's address comes from the environment (``ARROYO_KAFKA``, ``ARROYO_REDIS``,
 ``ARROYO_AMQP``, as printed by ``compose/brokers.sh up``); without it, from a
@@ -13,12 +14,17 @@ import contextlib
 import os
 import re
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from arroyo.testing import Workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -175,3 +181,165 @@ async def _until(condition: Callable[[], object], within: float = 10.0, what: st
 def until() -> Callable[..., Any]:
     """``await until(condition, within=10, what="...")``: poll with a deadline."""
     return _until
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    """``arroyo run`` worker processes (:class:`arroyo.testing.Workers`) with their logs in
+    ``tmp_path``; those still running at the end of the test are killed."""
+    running = Workers(tmp_path)
+    yield running
+    running.kill_all()
+
+
+# -- Kafka (confluent_kafka is imported only by the tests that use these) ---------------
+
+
+class _KafkaTopics:
+    """Creates topics on one cluster and deletes them all at the end of the test."""
+
+    def __init__(self, bootstrap: str, unique_name: Callable[[str], str]) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._unique_name = unique_name
+        self.made: list[str] = []
+
+    def __call__(self, tag: str = "", partitions: int = 1, **config: str) -> str:
+        """Create a topic named for this test and ``tag``; its name."""
+        name = self._unique_name(tag)
+        self.create(name, partitions=partitions, **config)
+        return name
+
+    def create(self, *names: str, partitions: int = 1, **config: str) -> None:
+        """Create topics with exactly these names (topic settings in ``config``)."""
+        from confluent_kafka.admin import NewTopic
+
+        new = [NewTopic(name, partitions, 1, config=config) for name in names]
+        self.made += names  # deleted at the end even when creating one of them fails
+        for future in self._admin.create_topics(new).values():
+            future.result(30)
+
+    def delete_all(self) -> None:
+        if self.made:
+            for future in self._admin.delete_topics(self.made).values():
+                with contextlib.suppress(Exception):  # best effort
+                    future.result(30)
+
+
+@pytest.fixture
+def kafka_topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Iterator[Any]:
+    """``kafka_topics(tag, partitions=1, **config)`` creates a topic unique to the test on
+    the shared Kafka and returns its name; ``kafka_topics.create(*names, partitions=1,
+    **config)`` creates topics with exactly these names. All are deleted after the test."""
+    topics = _KafkaTopics(kafka_bootstrap, unique_name)
+    yield topics
+    topics.delete_all()
+
+
+def _read_topic(
+    bootstrap: str,
+    topic: str,
+    count: int | Callable[[list[Any]], bool],
+    within: float = 30,
+    **config: Any,
+) -> list[Any]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{topic}-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": "false",
+            "isolation.level": "read_committed",
+            **config,
+        }
+    )
+    done = count if callable(count) else lambda records: len(records) >= count
+    consumer.subscribe([topic])
+    records: list[Any] = []
+    deadline = time.monotonic() + within
+    try:
+        while not done(records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: only {len(records)} records in {within} s")
+            for record in consumer.consume(1000, 0.2):
+                if record.error() is not None:
+                    raise AssertionError(f"{topic}: {record.error()}")
+                records.append(record)
+    finally:
+        consumer.close()
+    return records
+
+
+@pytest.fixture
+def read_topic() -> Callable[..., list[Any]]:
+    """``read_topic(bootstrap, topic, count, within=30, **config)``: the records of
+    ``topic`` from its start (read_committed, a new consumer group, nothing committed)
+    until there are ``count`` of them (at least; or until ``count(records)`` is true when
+    it is a function). Fails naming the topic when that takes longer than ``within``
+    seconds or the consumer reports an error (a topic that does not exist is one)."""
+    return _read_topic
+
+
+class _KafkaReader:
+    """Reads a topic from its start in a thread, keeping each record's message id."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from confluent_kafka import Consumer
+
+        self.ids: list[str] = []
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"check-{topic}-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": "false",
+                "isolation.level": "read_committed",
+            }
+        )
+        self._consumer.subscribe([topic])
+        self._running = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        from arroyo import decode
+
+        while self._running:
+            for record in self._consumer.consume(1000, 0.1):
+                if record.error() is None:
+                    self.ids.append(decode(record.value()).id)
+
+    def wait(self, condition: Callable[[], bool], within: float, what: str) -> None:
+        """Block until ``condition()``; fail after ``within`` seconds, naming ``what``."""
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {within} s: {what} ({len(self.ids)} read)")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop reading (``ids`` keeps what was read). Closing again does nothing."""
+        if self._running:
+            self._running = False
+            self._thread.join()
+            self._consumer.close()
+
+
+@pytest.fixture
+def kafka_reader() -> Iterator[Callable[[str, str], Any]]:
+    """``kafka_reader(bootstrap, topic)`` starts reading ``topic`` from its start in a
+    thread (read_committed; reconnects by itself while the broker is down): ``.ids`` are
+    the message ids read so far, ``.wait(condition, within, what)`` polls with a deadline,
+    ``.close()`` stops. Readers still open at the end of the test are closed."""
+    readers: list[_KafkaReader] = []
+
+    def start(bootstrap: str, topic: str) -> _KafkaReader:
+        readers.append(_KafkaReader(bootstrap, topic))
+        return readers[-1]
+
+    yield start
+    for reader in readers:
+        reader.close()

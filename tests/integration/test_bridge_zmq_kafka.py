@@ -5,16 +5,13 @@ run``), a real bluesky RunEngine behind bluesky's 0MQ Publisher and Proxy."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,72 +25,20 @@ from arroyo.message import Message
 from arroyo.parsers.bluesky import BlueskyParser
 from arroyo.runtime import Block
 from arroyo.simulate import frame
+from arroyo.testing import free_port
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARROYO = [sys.executable, "-m", "arroyo"]
+ReadTopic = Callable[..., list[Any]]
 MAX_BYTES = 20 << 20  # the test broker allows messages up to 20 MiB
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def topic(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Iterator[Callable[[], str]]:
-    """Make topics that take 20 MiB messages; delete them afterwards."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    made: list[str] = []
-
-    def make() -> str:
-        name = unique_name("t")
-        config = {"max.message.bytes": str(MAX_BYTES)}
-        admin.create_topics([NewTopic(name, 1, 1, config=config)])[name].result(30)
-        made.append(name)
-        return name
-
-    yield make
-    if made:
-        for future in admin.delete_topics(made).values():
-            with contextlib.suppress(Exception):  # best effort
-                future.result(30)
-
-
-def consume(
-    bootstrap: str, topic: str, done: Callable[[list[Any]], bool], within: float = 60
-) -> list[Any]:
-    """Read ``topic`` from the start with a raw consumer until ``done(records)``."""
-    consumer = ck.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": "false",
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[Any] = []
-    deadline = time.monotonic() + within
-    try:
-        while not done(records):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: only {len(records)} records within {within} s")
-            for record in consumer.consume(500, 0.2):
-                if record.error() is not None:
-                    raise AssertionError(f"{topic}: {record.error()}")
-                records.append(record)
-    finally:
-        consumer.close()
-    return records
-
-
-def count(n: int) -> Callable[[list[Any]], bool]:
-    return lambda records: len(records) >= n
+def topic(kafka_topics: Any) -> Callable[[], str]:
+    """Make topics that take 20 MiB messages (deleted after the test)."""
+    return lambda: kafka_topics("t", **{"max.message.bytes": str(MAX_BYTES)})
 
 
 def check_runs(
@@ -141,6 +86,7 @@ def finish(process: subprocess.Popen[bytes], within: float = 60) -> tuple[int, s
 def test_simulator_to_kafka_with_the_bridge_one_liner(
     kafka_bootstrap: str,
     topic: Callable[[], str],
+    read_topic: ReadTopic,
     fmt: str,
     shape: tuple[int, ...],
     dtype: str,
@@ -187,13 +133,13 @@ def test_simulator_to_kafka_with_the_bridge_one_liner(
     code, log = finish(bridge)
     assert code == 0, log
     assert f"{total} received, {total} published, {total} acknowledged" in log
-    records = consume(kafka_bootstrap, name, count(total))
+    records = read_topic(kafka_bootstrap, name, total, within=60)
     assert len(records) == total
     check_runs(records, [f"{name}-{r}" for r in range(runs)], frames, shape, dtype)
 
 
 def test_the_zmq_to_kafka_connector_with_4_mib_frames_and_a_dead_letter(
-    kafka_bootstrap: str, topic: Callable[[], str]
+    kafka_bootstrap: str, topic: Callable[[], str], read_topic: ReadTopic
 ) -> None:
     """connectors/zmq-to-kafka.yaml as shipped (addresses from the environment): frames
     go to Kafka, a malformed message to the dead-letter topic, and the bridge goes on."""
@@ -235,8 +181,8 @@ def test_the_zmq_to_kafka_connector_with_4_mib_frames_and_a_dead_letter(
                     ).encode()
                 ]
             )
-        records = consume(kafka_bootstrap, frames_topic, count(frames + 2))
-        dead = consume(kafka_bootstrap, dead_topic, count(1))
+        records = read_topic(kafka_bootstrap, frames_topic, frames + 2, within=60)
+        dead = read_topic(kafka_bootstrap, dead_topic, 1, within=60)
     finally:
         bridge.send_signal(signal.SIGTERM)
         code, log = finish(bridge)
@@ -276,7 +222,11 @@ BLUESKY_SCAN = textwrap.dedent(
 
 
 async def test_a_bluesky_scan_through_the_0mq_proxy_into_kafka(
-    kafka_bootstrap: str, topic: Callable[[], str], tmp_path: Path, until: Callable[..., Any]
+    kafka_bootstrap: str,
+    topic: Callable[[], str],
+    read_topic: ReadTopic,
+    tmp_path: Path,
+    until: Callable[..., Any],
 ) -> None:
     name, in_port, out_port = topic(), free_port(), free_port()
     proxy = await asyncio.create_subprocess_exec(
@@ -311,10 +261,11 @@ async def test_a_bluesky_scan_through_the_0mq_proxy_into_kafka(
         assert scanner.returncode == 0, err.decode()[-3000:]
         uid = out.decode().strip()
         records = await asyncio.to_thread(
-            consume,
+            read_topic,
             kafka_bootstrap,
             name,
             lambda rs: any(isinstance(decode(r.value()), Stop) for r in rs),
+            within=60,
         )
     finally:
         block.stop()

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +26,10 @@ from arroyo.codec import Codec
 from arroyo.message import Message
 from arroyo.registry import Registry
 from arroyo.schema import SCHEMA_DIR, Schema, SchemaStore, load
+from arroyo.testing import Workers
 
 ROOT = Path(__file__).parents[2]
+ReadTopic = Callable[..., list[Any]]
 CONNECTOR = ROOT / "connectors" / "cross-facility.yaml"
 V1 = load(SCHEMA_DIR / "examples" / "frame-metadata-v1.avsc")
 V2 = load(SCHEMA_DIR / "examples" / "frame-metadata-v2.avsc")
@@ -63,6 +63,7 @@ def facilities(
     kafka_bootstrap: str,
     amqp_url: str,
     unique_name: Callable[[str], str],
+    kafka_topics: Any,
     tmp_path: Path,
 ) -> Facilities:
     registry = None
@@ -91,16 +92,8 @@ def facilities(
         data["registry"] = {"url": registry}
         config = tmp_path / "cross-facility-registry.yaml"
         config.write_text(yaml.safe_dump(data))
-    _create_topics(kafka_bootstrap, [topic, f"{topic}.rejected", f"{topic}.rejected-kafka"])
+    kafka_topics.create(topic, f"{topic}.rejected", f"{topic}.rejected-kafka", b_topic)
     return Facilities(env, topic, queue, b_topic, config, registry)
-
-
-def _create_topics(bootstrap: str, topics: list[str]) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
-        future.result(30)
 
 
 def a_writes(bootstrap: str, facilities: Facilities, messages: list[tuple[Codec, Message]]) -> None:
@@ -128,20 +121,15 @@ def b_readers(facilities: Facilities) -> tuple[Codec, Codec]:
     return Codec(reader=V1, store=SchemaStore([V2])), Codec(reader=V2)
 
 
-def start_pipeline(facilities: Facilities, block: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "arroyo", "run", str(facilities.config), "--block", block],
-        env=facilities.env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_pipeline(workers: Workers, facilities: Facilities, block: str) -> subprocess.Popen[bytes]:
+    return workers.start(facilities.config, "--block", block, env=facilities.env)
 
 
-def stop_pipeline(worker: subprocess.Popen[str]) -> str:
-    worker.send_signal(signal.SIGTERM)
-    _, stderr = worker.communicate(timeout=60)
-    assert worker.returncode == 0, stderr[-3000:]
-    return stderr
+def stop_pipeline(workers: Workers, worker: subprocess.Popen[bytes]) -> str:
+    """SIGTERM; the worker's output, once it has exited with 0."""
+    code, log = workers.stop(worker), workers.log(worker)
+    assert code == 0, log[-3000:]
+    return log
 
 
 def b_receives_from_rabbitmq(amqp: str, queue: str, count: int) -> list[bytes]:
@@ -169,30 +157,6 @@ def b_receives_from_rabbitmq(amqp: str, queue: str, count: int) -> list[bytes]:
         return bodies
 
     return asyncio.run(receive())
-
-
-def consume_kafka(bootstrap: str, topic: str, count: int) -> list[Any]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{topic}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + 60
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                out.append(message)
-    finally:
-        consumer.close()
-    return out
 
 
 def a_run(facilities: Facilities, frames: int) -> tuple[list[Message], list[tuple[Codec, Message]]]:
@@ -237,9 +201,11 @@ def check_b_reads_v1_and_v2(
     assert all(b[0] == framing for b in bodies)
 
 
-def check_dead_letters(bootstrap: str, topic: str, facilities: Facilities) -> None:
+def check_dead_letters(
+    read_topic: ReadTopic, bootstrap: str, topic: str, facilities: Facilities
+) -> None:
     expected = 3 if facilities.registry else 2
-    letters = consume_kafka(bootstrap, topic, expected)
+    letters = read_topic(bootstrap, topic, expected, within=60)
     reasons = [dict(m.headers())["arroyo.dead-letter.reason"].decode() for m in letters]
     assert len(reasons) == expected
     assert "metadata.detector: expected string" in reasons[0]
@@ -254,33 +220,38 @@ def check_dead_letters(bootstrap: str, topic: str, facilities: Facilities) -> No
 
 @pytest.mark.timeout(240)
 def test_a_writes_v2_b_reads_v1_and_v2_over_rabbitmq(
-    facilities: Facilities, kafka_bootstrap: str, amqp_url: str
+    facilities: Facilities,
+    kafka_bootstrap: str,
+    amqp_url: str,
+    workers: Workers,
+    read_topic: ReadTopic,
 ) -> None:
     good, written = a_run(facilities, 20)
     a_writes(kafka_bootstrap, facilities, written)
-    worker = start_pipeline(facilities, "to-b-rabbitmq")
+    worker = start_pipeline(workers, facilities, "to-b-rabbitmq")
     try:
         bodies = b_receives_from_rabbitmq(amqp_url, facilities.queue, len(good))
     finally:
-        stderr = stop_pipeline(worker)
+        log = stop_pipeline(workers, worker)
     check_b_reads_v1_and_v2(good, bodies, facilities)
-    check_dead_letters(kafka_bootstrap, f"{facilities.topic}.rejected", facilities)
-    assert "guest:guest" not in stderr
+    check_dead_letters(read_topic, kafka_bootstrap, f"{facilities.topic}.rejected", facilities)
+    assert "guest:guest" not in log
 
 
 @pytest.mark.timeout(240)
 def test_a_writes_v2_b_reads_v1_and_v2_over_kafka(
-    facilities: Facilities, kafka_bootstrap: str
+    facilities: Facilities, kafka_bootstrap: str, workers: Workers, read_topic: ReadTopic
 ) -> None:
     good, written = a_run(facilities, 20)
     a_writes(kafka_bootstrap, facilities, written)
-    worker = start_pipeline(facilities, "to-b-kafka")
+    worker = start_pipeline(workers, facilities, "to-b-kafka")
     try:
-        outputs = consume_kafka(kafka_bootstrap, facilities.b_topic, len(good))
+        outputs = read_topic(kafka_bootstrap, facilities.b_topic, len(good), within=60)
     finally:
-        stop_pipeline(worker)
+        stop_pipeline(workers, worker)
     check_b_reads_v1_and_v2(good, [m.value() for m in outputs], facilities)
-    check_dead_letters(kafka_bootstrap, f"{facilities.topic}.rejected-kafka", facilities)
+    rejected = f"{facilities.topic}.rejected-kafka"
+    check_dead_letters(read_topic, kafka_bootstrap, rejected, facilities)
 
 
 @pytest.fixture
@@ -301,13 +272,13 @@ def wrong_ca(tmp_path: Path) -> str:
 @pytest.mark.parametrize("block", ["to-b-rabbitmq", "to-b-kafka"])
 @pytest.mark.timeout(120)
 def test_a_wrong_ca_fails_at_start_saying_the_certificate_could_not_be_verified(
-    facilities: Facilities, wrong_ca: str, block: str
+    facilities: Facilities, wrong_ca: str, block: str, workers: Workers
 ) -> None:
     if facilities.registry:
         pytest.skip("the same check as without a registry")
     facilities.env.update(ARROYO_TLS_CA=wrong_ca, FACILITY_B_PASSWORD="pw-s3cret-xyz")
-    worker = start_pipeline(facilities, block)
-    _, stderr = worker.communicate(timeout=90)
-    assert worker.returncode != 0
-    assert "certificate verify failed" in stderr
-    assert "pw-s3cret-xyz" not in stderr
+    worker = start_pipeline(workers, facilities, block)
+    assert worker.wait(timeout=90) != 0
+    log = workers.log(worker)
+    assert "certificate verify failed" in log
+    assert "pw-s3cret-xyz" not in log

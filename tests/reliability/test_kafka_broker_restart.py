@@ -8,7 +8,6 @@ import asyncio
 import collections
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -18,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from arroyo import Run, decode, encode
+from arroyo import Run, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.runtime import Block
+from arroyo.testing import free_port
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -29,13 +29,6 @@ pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKERS = ROOT / "compose" / "brokers.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PrivateKafka:
@@ -89,36 +82,6 @@ def private_kafka(tmp_path: Path, kafka_bootstrap: str) -> Iterator[PrivateKafka
         kafka.down()
 
 
-class Output:
-    """Reads a topic in a thread, keeping every record's source id."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.ids: list[str] = []
-        self._consumer = ck.Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"check-{topic}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": "false",
-            }
-        )
-        self._consumer.subscribe([topic])
-        self._running = True
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while self._running:
-            for record in self._consumer.consume(1000, 0.1):
-                if record.error() is None:
-                    self.ids.append(decode(record.value()).id)
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join()
-        self._consumer.close()
-
-
 def feed(bootstrap: str, topic: str, ids: list[str], count: int, stop: threading.Event) -> None:
     """Produce ``count`` events at about 500/s (through the outage: librdkafka keeps
     them until the broker is back); their ids go to ``ids`` once delivered."""
@@ -139,7 +102,10 @@ def feed(bootstrap: str, topic: str, ids: list[str], count: int, stop: threading
 
 
 async def test_kafka_restart_mid_stream_loses_nothing(
-    private_kafka: PrivateKafka, unique_name: Callable[[str], str], until: Callable[..., Any]
+    private_kafka: PrivateKafka,
+    unique_name: Callable[[str], str],
+    kafka_reader: Callable[[str, str], Any],
+    until: Callable[..., Any],
 ) -> None:
     bootstrap = private_kafka.bootstrap
     source, results = unique_name("in"), unique_name("out")
@@ -155,7 +121,7 @@ async def test_kafka_restart_mid_stream_loses_nothing(
     publisher = open_publisher(f"kafka://{bootstrap}/{results}", {"reconnect.backoff.max.ms": 1000})
     block = Block(listener, None, [publisher])
     running = asyncio.create_task(block.run())
-    output = Output(bootstrap, results)
+    output = kafka_reader(bootstrap, results)
     delivered: list[str] = []
     stop_feeding = threading.Event()
     feeder = threading.Thread(target=feed, args=(bootstrap, source, delivered, 6000, stop_feeding))

@@ -6,83 +6,22 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from arroyo import Run, decode, encode
+from arroyo.testing import Workers
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
 
 pytestmark = pytest.mark.kafka
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Iterator[Any]:
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    made: list[str] = []
-
-    def make(tag: str, partitions: int) -> str:
-        name = unique_name(tag)
-        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
-        made.append(name)
-        return name
-
-    yield make
-    if made:
-        for future in admin.delete_topics(made).values():
-            with contextlib.suppress(Exception):
-                future.result(30)
-
-
-class Output:
-    """Reads a topic (read_committed) in a thread, keeping every record's source id."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.ids: list[str] = []
-        self._consumer = ck.Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"check-{topic}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": "false",
-                "isolation.level": "read_committed",
-            }
-        )
-        self._consumer.subscribe([topic])
-        self._running = True
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while self._running:
-            for record in self._consumer.consume(1000, 0.1):
-                if record.error() is None:
-                    self.ids.append(decode(record.value()).id)
-
-    def wait(self, condition: Callable[[], bool], within: float, what: str) -> None:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not within {within} s: {what} ({len(self.ids)} read)")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join()
-        self._consumer.close()
 
 
 def read_all(bootstrap: str, topic: str, partitions: int, within: float = 60) -> list[str]:
@@ -178,26 +117,6 @@ def write_config(
     return config
 
 
-def start_worker(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "arroyo", "run", config.name],
-        cwd=config.parent,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE,
-    )
-
-
-def stop(worker: subprocess.Popen[bytes]) -> tuple[int, str]:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        _, err = worker.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        _, err = worker.communicate()
-    return worker.returncode, err.decode()
-
-
 def wait_for_members(bootstrap: str, group: str, count: int, within: float = 60) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + within
@@ -226,16 +145,21 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_sigkill_of_one_of_two_workers_loses_nothing(
-    kafka_bootstrap: str, topics: Any, tmp_path: Path, guarantee: str
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    kafka_reader: Callable[[str, str], Any],
+    workers: Workers,
+    tmp_path: Path,
+    guarantee: str,
 ) -> None:
     """20,000 messages stream through 2 workers; one is killed with SIGKILL when a quarter
     is through. Every input reaches the output (lost = 0); duplicates are counted and
     printed, and with exactly-once there are none in the read_committed output."""
     total = 20_000
-    source, results = topics("in", 4), topics("out", 4)
+    source, results = kafka_topics("in", 4), kafka_topics("out", 4)
     config = write_config(tmp_path, kafka_bootstrap, source, results, guarantee)
-    workers = [start_worker(config), start_worker(config)]
-    output = Output(kafka_bootstrap, results)
+    first, second = workers.start(config), workers.start(config)
+    output = kafka_reader(kafka_bootstrap, results)
     try:
         wait_for_members(kafka_bootstrap, f"{source}-g", 2)
         placed: list[Any] = []
@@ -244,18 +168,14 @@ def test_sigkill_of_one_of_two_workers_loses_nothing(
         )
         feeder.start()
         output.wait(lambda: len(output.ids) >= total // 4, 60, "a quarter through")
-        workers[0].kill()
-        workers[0].wait()
+        workers.kill(first)
         feeder.join()
         expected = {event_id for event_id, _, _ in placed}
         assert len(expected) == total
         output.wait(lambda: expected <= set(output.ids), 120, "every input in the output")
-        code, log = stop(workers[1])
-        assert code == 0, log[-3000:]
+        assert workers.stop(second) == 0, workers.log(second)[-3000:]
     finally:
         output.close()
-        for worker in workers:
-            stop(worker)
     final = read_all(kafka_bootstrap, results, 4)  # the survivor has exited: this is all
     counts = collections.Counter(final)
     lost = expected - set(counts)
@@ -273,19 +193,23 @@ def test_sigkill_of_one_of_two_workers_loses_nothing(
 
 
 def test_sigterm_commits_exactly_what_was_processed(
-    kafka_bootstrap: str, topics: Any, tmp_path: Path
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    kafka_reader: Callable[[str, str], Any],
+    workers: Workers,
+    tmp_path: Path,
 ) -> None:
     """SIGTERM mid-stream: exit 0, the committed offsets cover exactly the inputs whose
     outputs were published, and a second run publishes only the rest."""
     total, partitions = 3000, 2
-    source, results = topics("in", partitions), topics("out", 2)
+    source, results = kafka_topics("in", partitions), kafka_topics("out", 2)
     config = write_config(tmp_path, kafka_bootstrap, source, results, "at-least-once", True)
     placed = produce(kafka_bootstrap, source, total, streams=10)
-    output = Output(kafka_bootstrap, results)
+    output = kafka_reader(kafka_bootstrap, results)
     try:
-        worker = start_worker(config)
+        worker = workers.start(config)
         output.wait(lambda: len(output.ids) >= 300, 60, "300 outputs of the first run")
-        code, log = stop(worker)
+        code, log = workers.stop(worker), workers.log(worker)
     finally:
         output.close()
     assert code == 0, log[-3000:]
@@ -297,11 +221,11 @@ def test_sigterm_commits_exactly_what_was_processed(
     covered = {i for i, p, o in placed if o < offsets[p]}
     assert set(first) == covered, "the committed offsets are not exactly what was published"
 
-    worker = start_worker(config)
-    output = Output(kafka_bootstrap, results)
+    worker = workers.start(config)
+    output = kafka_reader(kafka_bootstrap, results)
     try:
         output.wait(lambda: len(set(output.ids)) >= total, 60, "every input after a restart")
-        code, log = stop(worker)
+        code, log = workers.stop(worker), workers.log(worker)
     finally:
         output.close()
     assert code == 0, log[-3000:]

@@ -3,10 +3,8 @@ original bytes and the reason in headers, and the worker keeps going."""
 
 from __future__ import annotations
 
-import contextlib
 import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,48 +14,8 @@ from arroyo.brokers import open_listener, open_publisher
 from arroyo.runtime import Block
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Iterator[Any]:
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    made: list[str] = []
-
-    def make(tag: str, partitions: int = 1) -> str:
-        name = unique_name(tag)
-        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
-        made.append(name)
-        return name
-
-    yield make
-    if made:
-        for future in admin.delete_topics(made).values():
-            with contextlib.suppress(Exception):
-                future.result(30)
-
-
-def read(bootstrap: str, topic: str, count: int, within: float = 30) -> list[Any]:
-    consumer = ck.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": "false",
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[Any] = []
-    deadline = time.monotonic() + within
-    try:
-        while len(records) < count:
-            assert time.monotonic() < deadline, f"{topic}: {len(records)} of {count} records"
-            records += [r for r in consumer.consume(1000, 0.2) if r.error() is None]
-    finally:
-        consumer.close()
-    return records
 
 
 def poison(i: int) -> bytes:
@@ -72,9 +30,9 @@ def poison(i: int) -> bytes:
 
 
 async def test_poison_messages_go_to_the_dead_letter_topic_and_the_worker_goes_on(
-    kafka_bootstrap: str, topics: Any
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: Callable[..., list[Any]]
 ) -> None:
-    source, results, dlq = topics("in", 3), topics("out", 3), topics("dlq")
+    source, results, dlq = kafka_topics("in", 3), kafka_topics("out", 3), kafka_topics("dlq")
     run = Run("good")
     good = [run.event({"i": i}) for i in range(1000)]
     records: list[tuple[bytes, bool]] = [(encode(m), True) for m in good]
@@ -104,10 +62,10 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_worker_goes_o
     ).run()
     assert (stats.published, stats.dead_lettered, stats.acknowledged) == (1000, 100, 1100)
 
-    outputs = read(kafka_bootstrap, results, 1000)
+    outputs = read_topic(kafka_bootstrap, results, 1000)
     assert sorted(decode(r.value()).id for r in outputs) == sorted(m.id for m in good)
 
-    letters = read(kafka_bootstrap, dlq, 100)
+    letters = read_topic(kafka_bootstrap, dlq, 100)
     seen = set()
     for letter in letters:
         headers = {k: v.decode() for k, v in letter.headers()}

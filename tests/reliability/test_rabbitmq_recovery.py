@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,53 +27,11 @@ import pytest
 
 from arroyo import Run, encode
 from arroyo.message import Message
+from arroyo.testing import Workers, free_port
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.rabbitmq
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Workers:
-    """``arroyo run CONFIG`` worker processes, killed at the end of the test if still alive."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, config: Path) -> subprocess.Popen[bytes]:
-        index = len(self.processes)
-        log = open(self.folder / f"worker-{index}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "arroyo", "run", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.folder,
-        )
-        log.close()
-        self.processes.append(process)
-        return process
-
-    def log(self, process: subprocess.Popen[bytes]) -> str:
-        index = self.processes.index(process)
-        return (self.folder / f"worker-{index}.log").read_text(errors="replace")
-
-    def stop(self, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
-        """SIGTERM, then wait: the exit code of a graceful stop."""
-        process.send_signal(signal.SIGTERM)
-        return process.wait(timeout)
-
-    def kill_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    running = Workers(tmp_path)
-    yield running
-    running.kill_all()
 
 
 def write_config(folder: Path, amqp_url: str, names: dict[str, str], **block: Any) -> Path:
@@ -214,8 +170,7 @@ async def test_a_killed_worker_loses_nothing(
     first, second = workers.start(config), workers.start(config)
     await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
     backlog = await ready(amqp_url, names["source"])
-    first.send_signal(signal.SIGKILL)  # with a backlog, its prefetch window was full
-    first.wait(10)
+    workers.kill(first)  # with a backlog, its prefetch window was full
 
     await until(lambda: sink.read() >= expected, within=180, what="every message at the sink")
     assert workers.stop(second) == 0, workers.log(second)
@@ -304,9 +259,7 @@ def free_ports(count: int) -> list[int]:
     """Free TCP ports, away from the ranges RabbitMQ's command line tools use."""
     ports: list[int] = []
     while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
+        port = free_port()
         if port not in ports and not 35672 <= port <= 35682:
             ports.append(port)
     return ports

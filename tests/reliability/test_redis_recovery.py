@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,52 +27,10 @@ from redis.retry import Retry
 
 from arroyo import Run, encode
 from arroyo.message import Message
+from arroyo.testing import Workers, free_port
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.redis
-
-
-class Workers:
-    """``arroyo run CONFIG`` worker processes, killed at the end of the test if still alive."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, config: Path) -> subprocess.Popen[bytes]:
-        index = len(self.processes)
-        log = open(self.folder / f"worker-{index}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "arroyo", "run", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.folder,
-        )
-        log.close()
-        self.processes.append(process)
-        return process
-
-    def log(self, process: subprocess.Popen[bytes]) -> str:
-        index = self.processes.index(process)
-        return (self.folder / f"worker-{index}.log").read_text(errors="replace")
-
-    def stop(self, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
-        """SIGTERM, then wait: the exit code of a graceful stop."""
-        process.send_signal(signal.SIGTERM)
-        return process.wait(timeout)
-
-    def kill_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    running = Workers(tmp_path)
-    yield running
-    running.kill_all()
 
 
 @pytest.fixture
@@ -191,8 +146,7 @@ async def test_a_killed_worker_loses_nothing(
     }
     victim = first if pending.get(first.pid, 0) >= pending.get(second.pid, 0) else second
     survivor = second if victim is first else first
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(10)
+    workers.kill(victim)
     produce(client, names["source"], messages[3000:])
 
     await until(lambda: sink.read() >= expected, within=120, what="every message at the sink")
@@ -273,9 +227,7 @@ class PrivateRedis:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir()
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -16,24 +16,12 @@ import zmq.asyncio
 from arroyo import Event, Start, Stop
 from arroyo.brokers import open_listener
 from arroyo.brokers.zmq import ZmqListener
-from arroyo.message import Message
 from arroyo.parsers import make_parser
-from arroyo.runtime import Block, DeadLetter, Publisher
+from arroyo.runtime import Block
+from arroyo.testing import Recorder
 
 FRAME = np.arange(16, dtype=">u2").reshape(4, 4)
 GOOD_HEADER = json.dumps({"type": "event", "dtype": ">u2", "shape": [4, 4]}).encode()
-
-
-class Recorder(Publisher):
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-        self.letters: list[DeadLetter] = []
-
-    async def publish(self, message: Message) -> None:
-        self.published.append(message)
-
-    async def publish_dead_letter(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
 
 
 BAD = {
@@ -90,7 +78,7 @@ async def test_bad_messages_are_dead_lettered_and_the_bridge_goes_on(
             await push.send_multipart(good)  # and the next good message still arrives
         await push.send_multipart([header({"type": "stop"})])
         await until(lambda: len(out.published) == len(bad) + 2, what="every good message")
-        await until(lambda: len(dead.letters) == len(bad), what="every bad message")
+        await until(lambda: len(dead.dead_letters) == len(bad), what="every bad message")
     finally:
         block.stop()
         await asyncio.wait_for(task, 10)
@@ -101,10 +89,10 @@ async def test_bad_messages_are_dead_lettered_and_the_bridge_goes_on(
     assert all(isinstance(e, Event) and np.array_equal(e.to_array(), FRAME) for e in events)
     # what the listener received: a one-part message is its single frame
     expected = [parts[0] if len(parts) == 1 else parts for parts in bad.values()]
-    assert [letter.data for letter in dead.letters] == expected
-    assert all(letter.error == "DecodeError" for letter in dead.letters)
-    assert all(letter.source["url"] == listener.name for letter in dead.letters)
-    reasons = " | ".join(letter.reason for letter in dead.letters)
+    assert [letter.data for letter in dead.dead_letters] == expected
+    assert all(letter.error == "DecodeError" for letter in dead.dead_letters)
+    assert all(letter.source["url"] == listener.name for letter in dead.dead_letters)
+    reasons = " | ".join(letter.reason for letter in dead.dead_letters)
     assert "expected 1 or 2 parts" in reasons
     assert "but dtype >u2 and shape [4, 4] need 32" in reasons
     assert "dtype <u2 and shape [1024, 1024] need 2097152" in reasons

@@ -4,15 +4,11 @@ backpressure and exactly-once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,60 +20,15 @@ from arroyo.brokers.kafka import KafkaListener, KafkaPublisher, exactly_once
 from arroyo.errors import MessageTooLargeError, PublishError
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output
+from arroyo.testing import Workers, make_run, publish_all
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
 
 pytestmark = pytest.mark.kafka
 
-ROOT = Path(__file__).resolve().parents[3]
+ReadTopic = Callable[..., list[Any]]
 FAST = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Iterator[Any]:
-    """``topics(tag, partitions=1, **config)`` creates a topic; all are deleted after."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    made: list[str] = []
-
-    def make(tag: str, partitions: int = 1, **config: str) -> str:
-        name = unique_name(tag)
-        admin.create_topics([NewTopic(name, partitions, 1, config=config)])[name].result(30)
-        made.append(name)
-        return name
-
-    yield make
-    if made:
-        for future in admin.delete_topics(made).values():
-            with contextlib.suppress(Exception):
-                future.result(30)
-
-
-def read(bootstrap: str, topic: str, count: int, within: float = 30, **config: Any) -> list[Any]:
-    """The first ``count`` records of ``topic`` (read_committed, from the start)."""
-    consumer = ck.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{topic}-{random.random()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": "false",
-            "isolation.level": "read_committed",
-            **config,
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[Any] = []
-    deadline = time.monotonic() + within
-    try:
-        while len(records) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: {len(records)} of {count} records in {within} s")
-            for record in consumer.consume(1000, 0.2):
-                assert record.error() is None, record.error()
-                records.append(record)
-    finally:
-        consumer.close()
-    return records
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
@@ -91,21 +42,11 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[i
         consumer.close()
 
 
-async def send_all(url: str, messages: list[Message], **options: Any) -> None:
-    publisher = open_publisher(url, options)
-    async with publisher:
-        await asyncio.gather(*[publisher.send(m) for m in messages])
-
-
 def runs(count: int, events: int) -> tuple[list[str], list[Message]]:
     """``count`` runs (Start, events, Stop), interleaved message by message."""
-    made = [Run(f"run-{i}-{os.urandom(3).hex()}") for i in range(count)]
-    per_run: list[list[Message]] = [
-        [r.start({"n": events}), *[r.event({"i": i}) for i in range(events)], r.stop()]
-        for r in made
-    ]
-    interleaved = [m for group in zip(*per_run, strict=True) for m in group]
-    return [r.stream for r in made], interleaved
+    made = [make_run(events, f"run-{i}-{os.urandom(3).hex()}") for i in range(count)]
+    interleaved = [m for group in zip(*made, strict=True) for m in group]
+    return [run[0].stream for run in made], interleaved
 
 
 class Collect(Operator):
@@ -128,18 +69,18 @@ class Shuffle(Operator):
 
 
 async def test_round_trip_with_headers_keys_and_committed_offsets(
-    kafka_bootstrap: str, topics: Any
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic
 ) -> None:
-    source, results = topics("in", 2), topics("out", 2)
+    source, results = kafka_topics("in", 2), kafka_topics("out", 2)
     _, messages = runs(2, 5)
-    await send_all(f"kafka://{kafka_bootstrap}/{source}", messages)
+    await publish_all(f"kafka://{kafka_bootstrap}/{source}", messages)
     group = f"{source}-g"
     listener = open_listener(f"kafka://{kafka_bootstrap}/{source}?group={group}", FAST)
     publisher = open_publisher(f"kafka://{kafka_bootstrap}/{results}")
     stats = await Block(listener, None, [publisher], max_messages=len(messages)).run()
     assert stats.acknowledged == len(messages)
 
-    records = read(kafka_bootstrap, results, len(messages))
+    records = read_topic(kafka_bootstrap, results, len(messages))
     by_id = {m.id: m for m in messages}
     for record in records:
         message = decode(record.value())
@@ -160,20 +101,20 @@ async def test_round_trip_with_headers_keys_and_committed_offsets(
 
 
 async def test_interleaved_runs_stay_in_order_through_a_block(
-    kafka_bootstrap: str, topics: Any
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic
 ) -> None:
     """3 runs interleaved into a 4-partition topic come out with each run's Start,
     Events and Stop in order, each run in one partition, while the operator finishes
     messages out of order (concurrency 8)."""
-    source, results = topics("in", 4), topics("out", 4)
+    source, results = kafka_topics("in", 4), kafka_topics("out", 4)
     streams, messages = runs(3, 60)
-    await send_all(f"kafka://{kafka_bootstrap}/{source}", messages)
+    await publish_all(f"kafka://{kafka_bootstrap}/{source}", messages)
     listener = open_listener(f"kafka://{kafka_bootstrap}/{source}?group={source}-g", FAST)
     publisher = open_publisher(f"kafka://{kafka_bootstrap}/{results}")
     block = Block(listener, Shuffle(), [publisher], concurrency=8, max_messages=len(messages))
     await block.run()
 
-    records = read(kafka_bootstrap, results, len(messages))
+    records = read_topic(kafka_bootstrap, results, len(messages))
     by_stream: dict[str, list[tuple[int, Message]]] = {s: [] for s in streams}
     for record in sorted(records, key=lambda r: (r.partition(), r.offset())):
         message = decode(record.value())
@@ -189,13 +130,13 @@ async def test_interleaved_runs_stay_in_order_through_a_block(
 
 
 async def test_several_topics_and_a_regex_subscription(
-    kafka_bootstrap: str, topics: Any, unique_name: Callable[[str], str]
+    kafka_bootstrap: str, kafka_topics: Any, unique_name: Callable[[str], str]
 ) -> None:
     prefix = unique_name("rx")
-    first, second = topics(f"{prefix}-a"), topics(f"{prefix}-b")
+    first, second = kafka_topics(f"{prefix}-a"), kafka_topics(f"{prefix}-b")
     (_, one), (_, two) = runs(1, 2), runs(1, 3)
-    await send_all(f"kafka://{kafka_bootstrap}/{first}", one)
-    await send_all(f"kafka://{kafka_bootstrap}/{second}", two)
+    await publish_all(f"kafka://{kafka_bootstrap}/{first}", one)
+    await publish_all(f"kafka://{kafka_bootstrap}/{second}", two)
     expected = {m.id for m in one + two}
     for path in (f"{first},{second}", f"^t-.*{prefix}-.*"):
         collect = Collect()
@@ -208,9 +149,9 @@ async def test_several_topics_and_a_regex_subscription(
 
 
 async def test_a_message_over_the_producer_limit_names_the_settings_to_raise(
-    kafka_bootstrap: str, topics: Any
+    kafka_bootstrap: str, kafka_topics: Any
 ) -> None:
-    name = topics("big")
+    name = kafka_topics("big")
     publisher = open_publisher(f"kafka://{kafka_bootstrap}/{name}", {"message.max.bytes": 100_000})
     async with publisher:
         with pytest.raises(MessageTooLargeError) as caught:
@@ -222,9 +163,9 @@ async def test_a_message_over_the_producer_limit_names_the_settings_to_raise(
 
 
 async def test_a_message_over_the_topic_limit_names_the_settings_to_raise(
-    kafka_bootstrap: str, topics: Any
+    kafka_bootstrap: str, kafka_topics: Any
 ) -> None:
-    name = topics("small", **{"max.message.bytes": "20000"})
+    name = kafka_topics("small", **{"max.message.bytes": "20000"})
     publisher = open_publisher(f"kafka://{kafka_bootstrap}/{name}")
     async with publisher:
         with pytest.raises(MessageTooLargeError) as caught:
@@ -233,17 +174,17 @@ async def test_a_message_over_the_topic_limit_names_the_settings_to_raise(
         await publisher.publish(Event({}, b"x" * 1000))
 
 
-async def test_tls_settings_pass_through_to_librdkafka(topics: Any) -> None:
+async def test_tls_settings_pass_through_to_librdkafka(kafka_topics: Any) -> None:
     address, ca = os.environ.get("ARROYO_KAFKA_TLS"), os.environ.get("ARROYO_TLS_CA")
     if not address or not ca:
         message = "ARROYO_KAFKA_TLS / ARROYO_TLS_CA are not set (compose/brokers.sh up)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    name = topics("tls")
+    name = kafka_topics("tls")
     tls = {"security.protocol": "SSL", "ssl.ca.location": ca}
     _, messages = runs(1, 3)
-    await send_all(f"kafka://{address}/{name}", messages, **tls)
+    await publish_all(f"kafka://{address}/{name}", messages, **tls)
     collect = Collect()
     listener = open_listener(f"kafka://{address}/{name}?group={name}-g", {**tls, **FAST})
     await Block(listener, collect, max_messages=len(messages)).run()
@@ -257,14 +198,14 @@ async def test_tls_settings_pass_through_to_librdkafka(topics: Any) -> None:
 
 
 async def test_a_stalled_block_pauses_the_partitions_and_stays_in_the_group(
-    kafka_bootstrap: str, topics: Any, until: Callable[..., Any]
+    kafka_bootstrap: str, kafka_topics: Any, until: Callable[..., Any]
 ) -> None:
     """The operator holds the Block full longer than max.poll.interval.ms: the listener
     pauses and keeps polling, so it is not thrown out of the group (no second
     assignment), and afterwards everything is processed and committed."""
-    name = topics("stall")
+    name = kafka_topics("stall")
     _, messages = runs(1, 30)
-    await send_all(f"kafka://{kafka_bootstrap}/{name}", messages)
+    await publish_all(f"kafka://{kafka_bootstrap}/{name}", messages)
     release = asyncio.Event()
     seen: list[str] = []
 
@@ -292,11 +233,11 @@ async def test_a_stalled_block_pauses_the_partitions_and_stays_in_the_group(
 
 
 async def test_exactly_once_block_commits_outputs_offsets_and_dead_letters_together(
-    kafka_bootstrap: str, topics: Any
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic
 ) -> None:
-    source, results, dlq = topics("in", 2), topics("out", 2), topics("dlq")
+    source, results, dlq = kafka_topics("in", 2), kafka_topics("out", 2), kafka_topics("dlq")
     _, messages = runs(2, 200)
-    await send_all(f"kafka://{kafka_bootstrap}/{source}", messages)
+    await publish_all(f"kafka://{kafka_bootstrap}/{source}", messages)
     raw = ck.Producer({"bootstrap.servers": kafka_bootstrap})
     raw.produce(source, b"not arroyo data", partition=0)
     raw.flush(10)
@@ -312,9 +253,9 @@ async def test_exactly_once_block_commits_outputs_offsets_and_dead_letters_toget
     stats = await Block(listener, None, [publisher], dead_letter=dead, max_messages=total).run()
     assert (stats.published, stats.dead_lettered) == (len(messages), 1)
 
-    records = read(kafka_bootstrap, results, len(messages))
+    records = read_topic(kafka_bootstrap, results, len(messages))
     assert sorted(decode(r.value()).id for r in records) == sorted(m.id for m in messages)
-    (letter,) = read(kafka_bootstrap, dlq, 1)
+    (letter,) = read_topic(kafka_bootstrap, dlq, 1)
     assert letter.value() == b"not arroyo data"
     assert dict(letter.headers())["arroyo.dead-letter.error"] == b"DecodeError"
     # Only committed transactions are visible, and the offsets went with them.
@@ -322,11 +263,11 @@ async def test_exactly_once_block_commits_outputs_offsets_and_dead_letters_toget
 
 
 def test_three_worker_processes_share_a_six_partition_topic(
-    kafka_bootstrap: str, topics: Any, tmp_path: Path
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic, workers: Workers, tmp_path: Path
 ) -> None:
     """3 ``arroyo run`` processes in one group: each processes a share, and the union of
     their outputs is every input."""
-    source, results = topics("in", 6), topics("out", 6)
+    source, results = kafka_topics("in", 6), kafka_topics("out", 6)
     group = f"{source}-g"
     (tmp_path / "ops.py").write_text(
         textwrap.dedent(
@@ -356,22 +297,13 @@ def test_three_worker_processes_share_a_six_partition_topic(
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "arroyo", "run", "workers.yaml"],
-            cwd=tmp_path,
-            env=env,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
+    processes = [workers.start(tmp_path / "workers.yaml") for _ in range(3)]
     try:
         wait_for_members(kafka_bootstrap, group, 3, within=60)
         streams = [f"s{i}" for i in range(60)]
         messages: list[Message] = [Run(s).event({"k": i}) for i in range(10) for s in streams]
-        asyncio.run(send_all(f"kafka://{kafka_bootstrap}/{source}", messages))
-        records = read(kafka_bootstrap, results, len(messages), within=60)
+        asyncio.run(publish_all(f"kafka://{kafka_bootstrap}/{source}", messages))
+        records = read_topic(kafka_bootstrap, results, len(messages), within=60)
         outputs = [decode(r.value()) for r in records]
         sources = {m.metadata["source"] for m in outputs if isinstance(m, Event)}
         assert sources == {m.id for m in messages}
@@ -380,14 +312,11 @@ def test_three_worker_processes_share_a_six_partition_topic(
             assert isinstance(m, Event)
             shares[m.metadata["worker"]] = shares.get(m.metadata["worker"], 0) + 1
         print("messages per worker:", shares)
-        assert set(shares) == {w.pid for w in workers}, shares
+        assert set(shares) == {w.pid for w in processes}, shares
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        logs = [w.communicate(timeout=60)[1].decode() for w in workers]
-    for worker, log in zip(workers, logs, strict=True):
-        assert worker.returncode == 0, log[-3000:]
+        codes = workers.stop_all()
+    for worker, code in zip(processes, codes, strict=True):
+        assert code == 0, workers.log(worker)[-3000:]
 
 
 def wait_for_members(bootstrap: str, group: str, count: int, within: float) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -14,57 +13,17 @@ from urllib.parse import urlsplit
 import aio_pika
 import pytest
 
-from arroyo import Event, Run, encode
+from arroyo import Event, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.rabbitmq import RabbitMQConnectError, RabbitMQListener
 from arroyo.errors import PublishError
-from arroyo.message import Message
 from arroyo.runtime import Block, Publisher
-from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.listener import Listener
 from arroyo.runtime.publisher import DeadLetter
+from arroyo.testing import Collect, Recorder, free_port, listening, make_run, publish_all
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.rabbitmq
-
-
-class Collect:
-    """An intake that keeps everything (never full)."""
-
-    def __init__(self) -> None:
-        self.items: list[Received] = []
-
-    async def put(self, received: Received) -> None:
-        self.items.append(received)
-
-    def offer(self, received: Received) -> bool:
-        self.items.append(received)
-        return True
-
-    def full(self) -> bool:
-        return False
-
-
-class Recorder(Publisher):
-    """Keeps what it published, in order."""
-
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-
-    async def publish(self, message: Message) -> None:
-        self.published.append(message)
-
-
-@contextlib.asynccontextmanager
-async def listening(listener: Listener) -> AsyncIterator[Collect]:
-    """Run ``listener`` into a Collect intake; stop and close it at the end."""
-    collect = Collect()
-    task = asyncio.create_task(listener.start(collect))
-    try:
-        yield collect
-    finally:
-        await listener.stop()
-        await asyncio.wait_for(task, 10)
-        await listener.close()
 
 
 @pytest.fixture
@@ -93,24 +52,6 @@ async def queue(
             await channel.queue_delete(name)
 
 
-def run_messages(count: int, stream: str = "run") -> list[Message]:
-    run = Run(stream)
-    return [
-        run.start({"n": count}),
-        *(run.event({"i": i}, b"f%d" % i) for i in range(count)),
-        run.stop(),
-    ]
-
-
-async def publish_all(url: str, messages: list[Message], **options: Any) -> None:
-    publisher = open_publisher(url, options)
-    await publisher.start()
-    try:
-        await asyncio.gather(*(publisher.send(m) for m in messages))
-    finally:
-        await publisher.close()
-
-
 async def count(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
     """Messages ready in queue ``name`` (not counting those delivered and unacknowledged)."""
     declared = await channel.declare_queue(name, passive=True)
@@ -122,7 +63,7 @@ async def test_round_trip_keeps_order_and_acknowledges(
     amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str]
 ) -> None:
     source = queue("source")
-    messages = run_messages(50)
+    messages = make_run(50)
     await publish_all(f"{amqp_url}?queue={source}", messages)
     assert await count(channel, source) == len(messages)
 
@@ -139,7 +80,7 @@ async def test_messages_are_persistent_and_described(
     amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str]
 ) -> None:
     source = queue("source")
-    message = run_messages(1, stream="scan-7")[1]
+    message = make_run(1, stream="scan-7")[1]
     await publish_all(f"{amqp_url}?queue={source}", [message])
     got = await (await channel.get_queue(source)).get(timeout=10)
     await got.ack()
@@ -155,7 +96,7 @@ async def test_competing_consumers_share_a_queue(
     source = queue("source")
     url = f"{amqp_url}?queue={source}"
     first, second = open_listener(url), open_listener(url)
-    messages = run_messages(198)
+    messages = make_run(198)
     async with listening(first) as one, listening(second) as two:
         await publish_all(url, messages)  # the broker deals them out in turn
         await until(lambda: len(one.items) + len(two.items) == len(messages), within=30)
@@ -172,7 +113,7 @@ async def test_prefetch_bounds_what_is_unacknowledged(
     amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str], until: Until
 ) -> None:
     source = queue("source")
-    await publish_all(f"{amqp_url}?queue={source}", run_messages(18))
+    await publish_all(f"{amqp_url}?queue={source}", make_run(18))
     listener = open_listener(f"{amqp_url}?queue={source}&prefetch=5")
     async with listening(listener) as seen:
         await until(lambda: len(seen.items) == 5)
@@ -188,7 +129,7 @@ async def test_unacknowledged_messages_are_redelivered(
     amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str], until: Until
 ) -> None:
     source = queue("source")
-    await publish_all(f"{amqp_url}?queue={source}", run_messages(1))
+    await publish_all(f"{amqp_url}?queue={source}", make_run(1))
     url = f"{amqp_url}?queue={source}"
     async with listening(open_listener(url)) as first:
         await until(lambda: len(first.items) == 3)
@@ -339,7 +280,7 @@ async def test_tls_round_trip(amqps_url: str, queue: Callable[[str], str], until
         "ssl_key": os.environ.get("ARROYO_TLS_CLIENT_KEY"),
     }
     url = f"{amqps_url}?queue={source}"
-    messages = run_messages(3)
+    messages = make_run(3)
     await publish_all(url, messages, **options)
     listener = open_listener(url, options)
     assert listener.name.startswith("amqps://")
@@ -348,13 +289,6 @@ async def test_tls_round_trip(amqps_url: str, queue: Callable[[str], str], until
         for received in seen.items:
             await listener.ack(received)
     assert [listener.parser.parse(r.data).id for r in seen.items] == [m.id for m in messages]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 SECRET = "s3cret-Hunter2"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from arroyo import Event, Run, encode
+from arroyo import Event, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers import redis as redis_broker
 from arroyo.brokers.redis import (
@@ -25,53 +25,13 @@ from arroyo.brokers.redis import (
     RedisStreamPublisher,
 )
 from arroyo.errors import PermanentError, PublishError
-from arroyo.message import Message
 from arroyo.runtime import Block, Publisher
-from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.listener import Listener
 from arroyo.runtime.publisher import DeadLetter
+from arroyo.testing import Collect, Recorder, free_port, listening, make_run, publish_all
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.redis
-
-
-class Collect:
-    """An intake that keeps everything (never full)."""
-
-    def __init__(self) -> None:
-        self.items: list[Received] = []
-
-    async def put(self, received: Received) -> None:
-        self.items.append(received)
-
-    def offer(self, received: Received) -> bool:
-        self.items.append(received)
-        return True
-
-    def full(self) -> bool:
-        return False
-
-
-class Recorder(Publisher):
-    """Keeps what it published, in order."""
-
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-
-    async def publish(self, message: Message) -> None:
-        self.published.append(message)
-
-
-@contextlib.asynccontextmanager
-async def listening(listener: Listener) -> AsyncIterator[Collect]:
-    """Run ``listener`` into a Collect intake; stop and close it at the end."""
-    collect = Collect()
-    task = asyncio.create_task(listener.start(collect))
-    try:
-        yield collect
-    finally:
-        await listener.stop()
-        await asyncio.wait_for(task, 10)
-        await listener.close()
 
 
 @pytest.fixture
@@ -98,24 +58,6 @@ async def stream(
         await client.delete(*names)
 
 
-def run_messages(count: int, stream: str = "run") -> list[Message]:
-    run = Run(stream)
-    return [
-        run.start({"n": count}),
-        *(run.event({"i": i}, b"f%d" % i) for i in range(count)),
-        run.stop(),
-    ]
-
-
-async def publish_all(url: str, messages: list[Message], **options: Any) -> None:
-    publisher = open_publisher(url, options)
-    await publisher.start()
-    try:
-        await asyncio.gather(*(publisher.send(m) for m in messages))
-    finally:
-        await publisher.close()
-
-
 # -- Streams ---------------------------------------------------------------------------
 
 
@@ -123,7 +65,7 @@ async def test_round_trip_keeps_order_and_acknowledges(
     redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
 ) -> None:
     source = stream("source")
-    messages = run_messages(50)
+    messages = make_run(50)
     await publish_all(f"redis://{redis_address}/{source}", messages)
 
     entries = await client.xrange(source)
@@ -280,7 +222,7 @@ async def test_pipelined_sends_keep_their_order_and_maxlen_trims(
     redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
 ) -> None:
     trimmed = stream("trimmed")
-    messages = run_messages(3000)
+    messages = make_run(3000)
     publisher = open_publisher(f"redis://{redis_address}/{trimmed}?maxlen=100")
     assert isinstance(publisher, RedisStreamPublisher)
     await publisher.start()
@@ -324,7 +266,7 @@ async def test_pubsub_round_trip(
     publisher = open_publisher(f"redis+pubsub://{redis_address}/{channel}")
     assert isinstance(listener, RedisPubSubListener)
     assert isinstance(publisher, RedisPubSubPublisher)
-    messages = run_messages(20)
+    messages = make_run(20)
     async with listening(listener) as seen:
         await asyncio.wait_for(listener.subscribed.wait(), 10)
         await publisher.start()
@@ -383,7 +325,7 @@ async def test_tls_round_trip(
         "ssl_key": os.environ.get("ARROYO_TLS_CLIENT_KEY"),
     }
     url = f"rediss://{redis_tls_address}/{source}"
-    messages = run_messages(3)
+    messages = make_run(3)
     await publish_all(url, messages, **options)
     listener = open_listener(f"{url}?group=g&block_ms=20", options)
     async with listening(listener) as seen:
@@ -392,13 +334,6 @@ async def test_tls_round_trip(
             await listener.ack(received)
     assert [listener.parser.parse(r.data).id for r in seen.items] == [m.id for m in messages]
     assert (await client.xpending(source, "g"))["pending"] == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 SECRET = "s3cret-Hunter2"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,12 @@ from arroyo.brokers.zmq import ZmqListener, ZmqPublisher
 from arroyo.codec import from_record
 from arroyo.message import Message
 from arroyo.parsers import make_parser
-from arroyo.runtime import Block, Publisher
+from arroyo.runtime import Block
 from arroyo.runtime.listener import Raw
 from arroyo.simulate import frame, simulate
+from arroyo.testing import Recorder, Workers, free_port
 
 Until = Callable[..., Any]
-
-
-class Recorder(Publisher):
-    """Keeps what it published, in order."""
-
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-
-    async def publish(self, message: Message) -> None:
-        self.published.append(message)
 
 
 class Capture:
@@ -263,16 +252,9 @@ class Invert(Operator):
 '''
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def test_two_arroyo_processes_chain_over_zmq(tmp_path: Path, until: Until) -> None:
+async def test_two_arroyo_processes_chain_over_zmq(
+    tmp_path: Path, workers: Workers, until: Until
+) -> None:
     """Process A (json-frame in, operator, Arroyo framing out on PUSH) feeds process B
     (PULL with the arroyo parser) which archives to a file: real `arroyo run` processes."""
     first, second = free_port(), free_port()
@@ -291,17 +273,7 @@ async def test_two_arroyo_processes_chain_over_zmq(tmp_path: Path, until: Until)
         f"    listener: zmq+pull://127.0.0.1:{second}\n"
         f"    publishers: ['file://{output}']\n"
     )
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "arroyo",
-            "run",
-            str(tmp_path / name),
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for name in ("a.yaml", "b.yaml")
-    ]
+    processes = [workers.start(tmp_path / name) for name in ("a.yaml", "b.yaml")]
     try:
         report = await simulate(
             f"zmq+push://127.0.0.1:{first}", frames=25, shape=(128, 64), dtype=">u2", runs=2
@@ -319,11 +291,8 @@ async def test_two_arroyo_processes_chain_over_zmq(tmp_path: Path, until: Until)
 
         await until(lambda: len(archived()) == 2 * 27, within=60, what="both runs archived")
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        logs = [(await asyncio.wait_for(p.communicate(), 30))[1].decode() for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], logs
+        codes = workers.stop_all(timeout=30)
+    assert codes == [0, 0], [workers.log(p) for p in processes]
     messages = archived()
     for run, stream in enumerate(report.streams):
         start, *events, stop = [m for m in messages if m.stream == stream]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from arroyo.testing import free_port
+
 
 def children_of(pid: int) -> list[int]:
     found = []
@@ -71,12 +73,9 @@ def test_a_dead_worker_leaves_the_others_and_sigterm_stops_them_all(tmp_path: Pa
 
 @pytest.mark.timeout(60)
 def test_metrics_port_serves_prometheus_metrics(tmp_path: Path) -> None:
-    import socket
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = tmp_path / "idle.yaml"
     config.write_text("blocks:\n  - name: idle\n    listener: memory://nothing\n")
     worker = subprocess.Popen(

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from arroyo import DecodeError, Event, Run, Start, decode
+from arroyo import DecodeError, Event, Start, decode
 from arroyo.brokers import memory
 from arroyo.brokers.memory import MemoryListener, MemoryPublisher
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output, Publisher, RetryPolicy, run_blocks
-from arroyo.runtime.publisher import DeadLetter
+from arroyo.testing import Recorder, make_run
 
 FAST = RetryPolicy(attempts=3, initial=0.001, maximum=0.002)
 
@@ -34,23 +34,11 @@ def topic(unique_name: Callable[[str], str]) -> Callable[[str], str]:
 
 
 def fill(name: str, count: int, stream: str = "run") -> list[Message]:
-    run = Run(stream)
-    messages: list[Message] = [run.start({"n": count})]
-    messages += [run.event({"i": i}, f"frame {i}".encode()) for i in range(count)]
-    messages.append(run.stop())
+    """Put a run of ``count`` events (arroyo.testing.make_run) into memory topic ``name``."""
+    messages = make_run(count, stream)
     for message in messages:
         memory.topic(name).put(message)
     return messages
-
-
-class Recorder(Publisher):
-    """Keeps what it published, in order."""
-
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-
-    async def publish(self, message: Message) -> None:
-        self.published.append(message)
 
 
 class Held(Publisher):
@@ -80,17 +68,6 @@ class Flaky(Recorder):
             self.failures -= 1
             raise ConnectionError("destination unavailable")
         await super().publish(message)
-
-
-class DeadLetters(Publisher):
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    async def publish(self, message: Message) -> None:
-        raise AssertionError("dead letters go through publish_dead_letter")
-
-    async def publish_dead_letter(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
 
 
 async def test_passthrough_publishes_everything_in_order_and_acks_it(
@@ -139,14 +116,15 @@ async def test_operator_failure_goes_to_dead_letter_after_retries_and_the_next_i
                 raise ValueError("cannot integrate frame 1")
             return message
 
-    operator, out, dead = FailOnSecondEvent(), Recorder(), DeadLetters()
+    operator, out, dead = FailOnSecondEvent(), Recorder(), Recorder()
     block = Block(
         MemoryListener(source, stop_at_end=True), operator, [out], dead_letter=dead, retry=FAST
     )
     stats = await block.run()
     assert operator.calls == 3
     assert [m.id for m in out.published] == [m.id for m in sent if m is not sent[2]]
-    [letter] = dead.letters
+    [letter] = dead.dead_letters
+    assert dead.published == []  # dead letters go through publish_dead_letter
     assert letter.error == "ValueError"
     assert letter.reason == "cannot integrate frame 1"
     assert letter.attempts == 3
@@ -162,10 +140,11 @@ async def test_undecodable_bytes_go_to_dead_letter_with_the_reason(
     source = topic("src")
     memory.topic(source).append(b"not avro at all")
     memory.topic(source).put(Start({"ok": True}))
-    out, dead = Recorder(), DeadLetters()
+    out, dead = Recorder(), Recorder()
     block = Block(MemoryListener(source, stop_at_end=True), publishers=[out], dead_letter=dead)
     await block.run()
-    [letter] = dead.letters
+    [letter] = dead.dead_letters
+    assert dead.published == []  # dead letters go through publish_dead_letter
     assert letter.data == b"not avro at all"
     assert letter.error == DecodeError.__name__
     assert "not Arroyo data" in letter.reason
@@ -244,12 +223,13 @@ async def test_several_outputs_and_invalid_outputs(topic: Callable[[str], str]) 
                 return "not a message"  # type: ignore[return-value]
             return [message, message]
 
-    out, dead = Recorder(), DeadLetters()
+    out, dead = Recorder(), Recorder()
     await Block(
         MemoryListener(source, stop_at_end=True), Splits(), [out], dead_letter=dead, retry=FAST
     ).run()
     assert [m.id for m in out.published] == [m.id for m in sent if m is not sent[2] for _ in "ab"]
-    [letter] = dead.letters
+    [letter] = dead.dead_letters
+    assert dead.published == []  # dead letters go through publish_dead_letter
     assert "operator returned str" in letter.reason
     assert letter.attempts == 1  # not retried: retrying cannot help
 
@@ -284,14 +264,15 @@ async def test_message_delivered_too_often_goes_to_dead_letter(
     fill(source, 0)
     group = memory.topic(source).groups.setdefault("default", memory._Group())
     group.deliveries[0] = 5  # it crashed five workers already
-    out, dead = Recorder(), DeadLetters()
+    out, dead = Recorder(), Recorder()
     await Block(
         MemoryListener(source, stop_at_end=True),
         publishers=[out],
         dead_letter=dead,
         max_deliveries=5,
     ).run()
-    [letter] = dead.letters
+    [letter] = dead.dead_letters
+    assert dead.published == []  # dead letters go through publish_dead_letter
     assert "delivered 6 times" in letter.reason
     assert [m.kind for m in out.published] == ["stop"]
 
@@ -389,7 +370,7 @@ async def test_function_operator_in_a_process_pool(topic: Callable[[str], str]) 
     operator = FunctionOperator(double_payload, executor="process", workers=1)
     await Block(MemoryListener(source, stop_at_end=True), operator, [out]).run()
     assert [m.payload for m in out.published if isinstance(m, Event)] == [
-        f"frame {i}".encode() * 2 for i in range(3)
+        b"f%d" % i * 2 for i in range(3)
     ]
 
 
@@ -402,7 +383,7 @@ async def test_invalid_messages_can_be_dropped_by_policy(topic: Callable[[str], 
         async def process(self, message: Message) -> Output:
             raise RuntimeError("operator failures still go to the dead letter")
 
-    dead = DeadLetters()
+    dead = Recorder()
     stats = await Block(
         MemoryListener(source, stop_at_end=True),
         Fails(),
@@ -411,7 +392,8 @@ async def test_invalid_messages_can_be_dropped_by_policy(topic: Callable[[str], 
         retry=FAST,
     ).run()
     assert stats.dropped == 1  # the garbage
-    assert [letter.error for letter in dead.letters] == ["RuntimeError"]
+    assert [letter.error for letter in dead.dead_letters] == ["RuntimeError"]
+    assert dead.published == []
     assert memory.topic(source).acked() == {0, 1}
 
 
@@ -429,12 +411,13 @@ async def test_a_parser_bug_dead_letters_the_message_instead_of_retrying(
             raise KeyError("frame_number")
 
     parser = Buggy()
-    dead = DeadLetters()
+    dead = Recorder()
     listener = MemoryListener(source, stop_at_end=True, parser=parser)  # type: ignore[arg-type]
     await Block(listener, dead_letter=dead).run()
     assert parser.calls == 3  # once per message: not retried
-    assert all("Buggy could not parse" in letter.reason for letter in dead.letters)
-    assert all(letter.invalid for letter in dead.letters)
+    assert all("Buggy could not parse" in letter.reason for letter in dead.dead_letters)
+    assert all(letter.invalid for letter in dead.dead_letters)
+    assert dead.published == []
 
 
 async def test_stop_before_run_stops_at_once(topic: Callable[[str], str]) -> None:

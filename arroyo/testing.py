@@ -1,0 +1,193 @@
+"""Test doubles for testing your own operators, connectors and pipelines.
+
+Nothing here needs a test framework or a broker client: use them from pytest, unittest
+or a script.
+
+>>> import asyncio
+>>> from arroyo.brokers import memory
+>>> from arroyo.runtime import Block
+>>> from arroyo.testing import Recorder, make_run, publish_all
+>>> asyncio.run(publish_all("memory://doc-frames", make_run(3, stream="scan-1")))
+>>> out = Recorder()
+>>> block = Block(memory.MemoryListener("doc-frames", stop_at_end=True), publishers=[out])
+>>> _ = asyncio.run(block.run())
+>>> [type(m).__name__ for m in out.published]
+['Start', 'Event', 'Event', 'Event', 'Stop']
+>>> memory.delete("doc-frames")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from arroyo.brokers import open_publisher
+from arroyo.message import Message, Run
+from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.publisher import DeadLetter, Publisher
+
+__all__ = [
+    "Collect",
+    "Recorder",
+    "Workers",
+    "free_port",
+    "listening",
+    "make_run",
+    "publish_all",
+]
+
+
+class Recorder(Publisher):
+    """A publisher that confirms every message at once and keeps it.
+
+    ``published`` holds what was published, in the order of the sends; ``dead_letters``
+    holds every dead letter as the :class:`DeadLetter` itself (not published as an Event),
+    so a test can check its reason, error, source and original bytes.
+    """
+
+    def __init__(self) -> None:
+        self.published: list[Message] = []
+        self.dead_letters: list[DeadLetter] = []
+
+    async def publish(self, message: Message) -> None:
+        """Keep ``message`` in :attr:`published`; confirmed on return."""
+        self.published.append(message)
+
+    async def publish_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep ``letter`` in :attr:`dead_letters`; confirmed on return."""
+        self.dead_letters.append(letter)
+
+
+class Collect:
+    """An intake (what a listener hands messages to) that keeps every
+    :class:`~arroyo.runtime.listener.Received` in ``items``, in order; never full."""
+
+    def __init__(self) -> None:
+        self.items: list[Received] = []
+
+    async def put(self, received: Received) -> None:
+        """Keep ``received``; never waits."""
+        self.items.append(received)
+
+    def offer(self, received: Received) -> bool:
+        """Keep ``received``; always True."""
+        self.items.append(received)
+        return True
+
+    def full(self) -> bool:
+        """Always False."""
+        return False
+
+
+@contextlib.asynccontextmanager
+async def listening(listener: Listener, within: float = 10) -> AsyncIterator[Collect]:
+    """Run ``listener.start`` into a :class:`Collect` for the body of the ``async with``;
+    at the end, stop the listener, wait up to ``within`` seconds for ``start`` to return
+    (raising what it raised), and close it. Acknowledging is up to the test."""
+    collect = Collect()
+    task = asyncio.create_task(listener.start(collect))
+    try:
+        yield collect
+    finally:
+        await listener.stop()
+        await asyncio.wait_for(task, within)
+        await listener.close()
+
+
+def make_run(count: int, stream: str = "run") -> list[Message]:
+    """One run of ``count + 2`` messages: a Start (data ``{"n": count}``), ``count`` Events
+    (metadata ``{"i": i}``, payload ``b"f<i>"``), and a Stop, with seq 0, 1, 2..."""
+    run = Run(stream)
+    return [
+        run.start({"n": count}),
+        *(run.event({"i": i}, b"f%d" % i) for i in range(count)),
+        run.stop(),
+    ]
+
+
+async def publish_all(url: str, messages: Iterable[Message], **options: Any) -> None:
+    """Open a publisher for ``url`` (``options`` as in a YAML block), send ``messages``
+    in order, return once every one is confirmed (raising the first failure), and close
+    the publisher in any case."""
+    async with open_publisher(url, options) as publisher:
+        await asyncio.gather(*[publisher.send(message) for message in messages])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listened on a moment ago (bound to port 0 and
+    released: another process may still take it before you do)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Workers:
+    """``arroyo run CONFIG`` worker processes, started in ``folder``.
+
+    Each worker writes its stdout and stderr to ``folder/worker-<n>.log`` (read with
+    :meth:`log`). Call :meth:`kill_all` at the end so that none outlives the test.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, config: Path, *arguments: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``arroyo run CONFIG ARGUMENTS...`` (in ``folder``, with ``env`` or this
+        process's environment) and return it at once, before it is ready."""
+        index = len(self.processes)
+        with open(self._log_path(index), "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "arroyo", "run", str(config), *arguments],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                env=None if env is None else dict(env),
+            )
+        self.processes.append(process)
+        return process
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        """What ``process`` has written so far (stdout and stderr)."""
+        return self._log_path(self.processes.index(process)).read_text(errors="replace")
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+        """SIGTERM (unless it has exited already), then wait up to ``timeout`` seconds:
+        the exit code (0 for a graceful stop). Raises TimeoutExpired if it does not exit."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process.wait(timeout)
+
+    def stop_all(self, timeout: float = 60) -> list[int]:
+        """SIGTERM every running worker at once, then wait for each: the exit codes, in
+        the order the workers were started."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        return [process.wait(timeout) for process in self.processes]
+
+    def kill(self, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+        """SIGKILL ``process`` (no graceful stop, as a crash) and wait until it is gone."""
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout)
+
+    def kill_all(self) -> None:
+        """SIGKILL every worker still running and wait for each."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def _log_path(self, index: int) -> Path:
+        return self.folder / f"worker-{index}.log"
