@@ -129,7 +129,16 @@ async def test_a_killed_worker_loses_nothing(
     run = Run("scan-1")
     messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
     expected = {m.id for m in messages}
-    config = write_config(tmp_path, redis_address, names)
+    # A steady operator keeps work in flight in both workers, whenever the kill comes.
+    (tmp_path / "ops.py").write_text(
+        "import asyncio\n"
+        "from arroyo.runtime import Operator\n"
+        "class Steady(Operator):\n"
+        "    async def process(self, message):\n"
+        "        await asyncio.sleep(0.0002)\n"
+        "        return message\n"
+    )
+    config = write_config(tmp_path, redis_address, names, operator="ops:Steady")
     first, second = workers.start(config), workers.start(config)
     await until(
         lambda: all("reading as consumer" in workers.log(w) for w in (first, second)),
@@ -137,17 +146,21 @@ async def test_a_killed_worker_loses_nothing(
         what="both workers reading",
     )
 
-    produce(client, names["source"], messages[:3000])
+    produce(client, names["source"], messages)
     sink = Sink(client, names["sink"])
     await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
-    pending = {
-        pid: consumer["pending"]
-        for pid, consumer in consumers_by_pid(client, names["source"], "workers").items()
-    }
+    pending: dict[int, int] = {}
+
+    def someone_busy() -> bool:
+        pending.clear()
+        for pid, consumer in consumers_by_pid(client, names["source"], "workers").items():
+            pending[pid] = consumer["pending"]
+        return any(pending.get(w.pid, 0) > 0 for w in (first, second))
+
+    await until(someone_busy, within=30, what="a worker with entries in flight")
     victim = first if pending.get(first.pid, 0) >= pending.get(second.pid, 0) else second
     survivor = second if victim is first else first
     workers.kill(victim)
-    produce(client, names["source"], messages[3000:])
 
     await until(lambda: sink.read() >= expected, within=120, what="every message at the sink")
     assert workers.stop(survivor) == 0, workers.log(survivor)
