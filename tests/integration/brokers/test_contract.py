@@ -40,6 +40,9 @@ class Broker:
 
 
 def _memory() -> Broker:
+    def write_raw(name: str, data: bytes) -> None:
+        memory.topic(name).append(data)
+
     def dead(name: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
         letters = memory.topic(name).messages()
         return [(bytes(m.payload), dict(m.metadata)) for m in letters[:count]]  # type: ignore[union-attr,arg-type]
@@ -49,7 +52,7 @@ def _memory() -> Broker:
         lambda name, group: f"memory://{name}?group={group}",
         lambda name: f"memory://{name}",
         lambda name: None,
-        lambda name, data: [memory.topic(name).append(data)] and None,
+        write_raw,
         dead,
     )
 
@@ -87,6 +90,9 @@ def _redis(address: str) -> Broker:
 
     client = redis.Redis.from_url(f"redis://{address}")
 
+    def write_raw(name: str, data: bytes) -> None:
+        client.xadd(name, {"data": data})
+
     def dead(name: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
         entries = client.xrange(name, count=count)
         return [
@@ -99,7 +105,7 @@ def _redis(address: str) -> Broker:
         lambda name, group: f"redis://{address}/{name}?group={group}&block_ms=50",
         lambda name: f"redis://{address}/{name}",
         lambda name: None,
-        lambda name, data: [client.xadd(name, {"data": data})] and None,
+        write_raw,
         dead,
     )
 
