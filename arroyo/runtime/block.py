@@ -10,13 +10,14 @@ the dead letter with the reason, its source coordinates and the original bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
-from arroyo.errors import ArroyoError, DecodeError, PermanentError
+from arroyo.errors import ArroyoError, DecodeError, PermanentError, RegistryError
 from arroyo.message import Message
 from arroyo.runtime import metrics
 from arroyo.runtime.intake import BoundedIntake
@@ -124,7 +125,7 @@ class Block:
         starting a publisher raised (before taking any input).
         """
         token = current_block.set(self.name)
-        self._slots = asyncio.Semaphore(self.concurrency)
+        self._slots = asyncio.Semaphore(self.concurrency) if self.concurrency > 1 else None
         self.listener.operator = self.operator
         started: list[Publisher | Operator] = []
         try:
@@ -249,32 +250,37 @@ class Block:
                 )
             messages = received.messages
             if messages is None:
-                # Bad bytes are a DecodeError (permanent); an unreachable schema registry is
-                # retried until it is back, like a publisher.
-                parsed = await self.publish_retry.call(
-                    lambda: self._parse(received), lambda n, e: self._retried("parse", n, e)
-                )
+                try:
+                    parsed = await self._parse(received)
+                except RegistryError as exc:
+                    # Bad bytes are a DecodeError (permanent, not retried); an unreachable
+                    # schema registry is retried until it is back, like a publisher.
+                    parsed = await self.publish_retry.call(
+                        lambda: self._parse(received),
+                        lambda n, e: self._retried("parse", n, e),
+                        failed=exc,
+                    )
                 messages = parsed if isinstance(parsed, list) else [parsed]
             outputs: list[Message] = []
             for message in messages:
                 attempts = 1
+                failed: Exception | None = None
+                produced: list[Message] | None = None
+                if self._slots is None:  # concurrency 1: the first attempt, directly
+                    try:
+                        produced = await self._operate(message)
+                    except Exception as exc:
+                        failed = exc
+                if produced is None:
 
-                async def call(message: Message = message) -> Any:
-                    nonlocal attempts
-                    assert self._slots is not None
-                    async with self._slots:
-                        began = time.perf_counter()
-                        try:
-                            return _outputs(await self.operator.process(message))
-                        finally:
-                            self.metrics.processing.observe(time.perf_counter() - began)
+                    def retried(n: int, error: BaseException) -> None:
+                        nonlocal attempts
+                        attempts = n + 1
+                        self._retried("operator", n, error)
 
-                def retried(n: int, error: BaseException) -> None:
-                    nonlocal attempts
-                    attempts = n + 1
-                    self._retried("operator", n, error)
-
-                produced = await self.retry.call(call, retried)
+                    produced = await self.retry.call(
+                        functools.partial(self._operate_in_slot, message), retried, failed
+                    )
                 if (
                     self.operator.forwards_input
                     and len(messages) == 1
@@ -291,6 +297,21 @@ class Block:
             return DeadLetter.from_exception(
                 exc, received.data, received.source, attempts, self.name
             )
+
+    async def _operate(self, message: Message) -> list[Message]:
+        """One call of the operator, timed; its outputs as a list (checked)."""
+        began = time.perf_counter()
+        try:
+            return _outputs(await self.operator.process(message))
+        finally:
+            self.metrics.processing.observe(time.perf_counter() - began)
+
+    async def _operate_in_slot(self, message: Message) -> list[Message]:
+        """:meth:`_operate` within the concurrency limit."""
+        if self._slots is None:
+            return await self._operate(message)
+        async with self._slots:
+            return await self._operate(message)
 
     async def _parse(self, received: Received) -> Message | list[Message]:
         """Parse; a parser's unexpected exception counts as undecodable input, not as a

@@ -38,18 +38,22 @@ class RetryPolicy:
         self,
         func: Callable[[], Awaitable[T]],
         on_retry: Callable[[int, BaseException], None] | None = None,
+        failed: Exception | None = None,
     ) -> T:
         """Call ``func`` until it succeeds or the attempts are used up (then re-raise).
 
         ``on_retry(attempt, error)`` is called before each wait. The first call is made
         directly (the common case costs nothing); tenacity takes over after a failure.
+        ``failed``: the first attempt was made already (by the caller) and raised this.
         """
-        try:
-            return await func()
-        except Exception as exc:
-            if not _retryable(exc) or self.attempts == 1:
-                raise
-            first: BaseException | None = exc
+        if failed is None:
+            try:
+                return await func()
+            except Exception as exc:
+                failed = exc
+        if not _retryable(failed) or self.attempts == 1:
+            raise failed
+        first: BaseException | None = failed
 
         def before_sleep(state: RetryCallState) -> None:
             if on_retry is not None and state.outcome is not None:
