@@ -269,13 +269,12 @@ def wrong_ca(tmp_path: Path) -> str:
     return str(cert)
 
 
+@pytest.mark.parametrize("facilities", ["single-object"], indirect=True)  # TLS, not framing
 @pytest.mark.parametrize("block", ["to-b-rabbitmq", "to-b-kafka"])
 @pytest.mark.timeout(120)
 def test_a_wrong_ca_fails_at_start_saying_the_certificate_could_not_be_verified(
     facilities: Facilities, wrong_ca: str, block: str, workers: Workers
 ) -> None:
-    if facilities.registry:
-        pytest.skip("the same check as without a registry")
     facilities.env.update(ARROYO_TLS_CA=wrong_ca, FACILITY_B_PASSWORD="pw-s3cret-xyz")
     worker = start_pipeline(workers, facilities, block)
     assert worker.wait(timeout=90) != 0
