@@ -104,7 +104,8 @@ class Block:
         self.on_invalid = on_invalid
         self.intake = BoundedIntake(queue_size, max_bytes)
         self.stats = metrics.BlockStats()
-        self.metrics = metrics.register(self)
+        self.metrics = metrics.BlockMetrics()
+        metrics.register(self)
         self._stop_requested = asyncio.Event()
         self._throttle = Throttle()
         self._slots: asyncio.Semaphore | None = None

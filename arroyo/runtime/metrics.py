@@ -1,30 +1,62 @@
 """Prometheus metrics of every Block (label ``block``), and the counts a Block keeps itself.
 
-Counts and gauges are read from each Block's :class:`BlockStats` and intake when
-Prometheus scrapes (a collector), so the hot path only adds to plain integers; the two
-histograms are observed per message.
+Everything is read from each Block when Prometheus scrapes (a collector): counts from
+its :class:`BlockStats`, gauges from its intake, histograms from its :class:`Buckets`. The
+hot path only adds to plain integers, without the lock ``prometheus_client.Histogram``
+takes on every observation.
 """
 
 from __future__ import annotations
 
 import time
 import weakref
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import REGISTRY, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-PROCESSING = Histogram("arroyo_processing_seconds", "Time in the operator per message", ["block"])
-LATENCY = Histogram(
-    "arroyo_end_to_end_latency_seconds",
-    "From a message's timestamp to its confirmation by a publisher",
-    ["block"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
+_LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Buckets:
+    """A histogram as plain counts per bucket (Prometheus' ``le`` bounds: a value equal to
+    a bound counts in that bucket); not thread-safe, observed from the event loop only."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count ``value`` in its bucket."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+_HISTOGRAMS = {
+    "processing": (
+        "arroyo_processing_seconds",
+        "Time in the operator per message",
+        Histogram.DEFAULT_BUCKETS[:-1],
+    ),
+    "latency": (
+        "arroyo_end_to_end_latency_seconds",
+        "From a message's timestamp to its confirmation by a publisher",
+        _LATENCY_BOUNDS,
+    ),
+}
 
 
 @dataclass
@@ -61,6 +93,8 @@ class _Block(Protocol):
     def stats(self) -> BlockStats: ...
     @property
     def intake(self) -> _Intake: ...
+    @property
+    def metrics(self) -> BlockMetrics: ...
 
 
 _COUNTERS = {
@@ -101,6 +135,33 @@ class _BlocksCollector(Collector):
             for label, value in _sum(blocks, read).items():
                 gauge.add_metric([label], value)
             yield gauge
+        for attribute, (name, doc, bounds) in _HISTOGRAMS.items():
+            histogram = HistogramMetricFamily(name, doc, labels=["block"])
+            for label, (counts, total) in _merge(blocks, attribute, len(bounds)).items():
+                cumulative, buckets = 0, []
+                for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+                    cumulative += count
+                    buckets.append((_le(bound), cumulative))
+                histogram.add_metric([label], buckets, total)
+            yield histogram
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as Prometheus writes it: ``0.005``, ``1.0``, ``+Inf``."""
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+def _merge(blocks: list[_Block], attribute: str, size: int) -> dict[str, tuple[list[int], float]]:
+    """The bucket counts and sums of the blocks' ``attribute`` histograms, per block name."""
+    out: dict[str, tuple[list[int], float]] = {}
+    for block in blocks:
+        buckets: Buckets = getattr(block.metrics, attribute)
+        counts, total = out.get(block.name, ([0] * (size + 1), 0.0))
+        out[block.name] = (
+            [a + b for a, b in zip(counts, buckets.counts, strict=True)],
+            total + buckets.sum,
+        )
+    return out
 
 
 def _sum(blocks: list[_Block], read: object) -> dict[str, float]:
@@ -116,13 +177,13 @@ REGISTRY.register(_COLLECTOR)
 
 @dataclass(frozen=True)
 class BlockMetrics:
-    """The per-message series of one block (``labels()`` is looked up once)."""
+    """The per-message histograms of one block."""
 
-    processing: Histogram
-    latency: Histogram
+    processing: Buckets = field(default_factory=lambda: Buckets(_HISTOGRAMS["processing"][2]))
+    latency: Buckets = field(default_factory=lambda: Buckets(_HISTOGRAMS["latency"][2]))
 
 
-def register(block: _Block) -> BlockMetrics:
-    """Export ``block``'s counts (at zero before traffic); return its histograms."""
+def register(block: _Block) -> None:
+    """Export ``block``'s counts and histograms (at zero before traffic) from now on; its
+    ``stats``, ``intake`` and ``metrics`` are read at each scrape."""
     _COLLECTOR.blocks.add(block)
-    return BlockMetrics(PROCESSING.labels(block.name), LATENCY.labels(block.name))
