@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import IO, Any, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError, validate
@@ -287,8 +287,12 @@ class Codec:
     def _decode(
         self, data: Buffer, offset: int, writer: Schema, reader: Schema, generic: bool
     ) -> Message:
-        source = io.BytesIO(data)
-        source.seek(offset)
+        source: IO[bytes]
+        if len(data) >= _VIEW_THRESHOLD:
+            source = cast("IO[bytes]", _Views(data, offset))  # fastavro needs read and tell
+        else:
+            source = io.BytesIO(data)
+            source.seek(offset)
         try:
             record = schemaless_reader(
                 source,
@@ -312,6 +316,33 @@ class Codec:
         if source.tell() != len(data):
             raise DecodeError(f"{len(data) - source.tell()} unexpected bytes after the message")
         return from_record(record, generic)
+
+
+_VIEW_THRESHOLD = 64 * 1024
+
+
+class _Views:
+    """A read-only file over a buffer for fastavro: reads of 64 KiB or more return views
+    of the buffer instead of copies, so a large payload decodes without being copied (it
+    keeps the received buffer alive as long as it lives). Small reads return bytes, which
+    fastavro handles faster."""
+
+    __slots__ = ("_position", "_view")
+
+    def __init__(self, data: Buffer, position: int) -> None:
+        view = memoryview(data)
+        self._view = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+        self._position = position
+
+    def read(self, size: int = -1) -> bytes | memoryview:
+        start = self._position
+        end = len(self._view) if size < 0 else min(start + size, len(self._view))
+        self._position = end
+        chunk = self._view[start:end]
+        return chunk.toreadonly() if end - start >= _VIEW_THRESHOLD else chunk.tobytes()
+
+    def tell(self) -> int:
+        return self._position
 
 
 def from_record(record: Any, generic: bool) -> Message:

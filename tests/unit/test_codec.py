@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,15 @@ def test_encoding_copies_a_large_payload_only_once() -> None:
     event = Event(payload=memoryview(payload))
     data = encode(event)
     assert data.endswith(bytes(payload[-16:])) and len(data) < len(payload) + 200
+
+
+def test_decoding_a_large_payload_gives_a_read_only_view_of_the_input_not_a_copy() -> None:
+    data = encode(Event(payload=os.urandom(1 << 20), stream="big"))
+    payload = decode(data).payload
+    assert isinstance(payload, memoryview) and payload.obj is data and payload.readonly
+    assert bytes(payload) == data[-(1 << 20) :]
+    small = decode(encode(Event(payload=b"small")))
+    assert type(small.payload) is bytes  # small ones are copied: faster than a view
 
 
 def _avro_reference_schema() -> Any:
