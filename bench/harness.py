@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from arroyo.runtime import Block
@@ -27,21 +28,25 @@ async def measure_block(block: Block, count: int, *, transactions: Any = None) -
     listener took to the last confirmation (the Block's start-up and shutdown are not
     counted)."""
     listener = block.listener
-    original = listener.ack
+    original = listener.ack_many
     taken: list[float] = []
     acked: list[float] = []
     commits: list[float] = []
     enough = asyncio.Event()
 
-    async def ack(received: Received) -> None:
-        await original(received)
-        acked.append(time.monotonic())
-        taken.append(received.received_at)
+    async def ack_many(batch: Sequence[Received]) -> list[BaseException | None]:
+        results = await original(batch)
+        now = time.monotonic()
+        for received, error in zip(batch, results, strict=True):
+            if error is None:
+                acked.append(now)
+                taken.append(received.received_at)
         if len(acked) >= count and transactions is None:
             enough.set()
             block.stop()
+        return results
 
-    listener.ack = ack  # type: ignore[method-assign]
+    listener.ack_many = ack_many  # type: ignore[method-assign,assignment]
     if transactions is not None:
         commit = transactions.commit
 

@@ -596,6 +596,16 @@ class RedisStreamListener(Listener):
         finally:
             self._unacked.pop(received.handle, None)
 
+    async def ack_many(self, received: Sequence[Received]) -> list[BaseException | None]:
+        """:meth:`ack` for all of ``received`` at once: one wait, one XACK per batch."""
+        done = [self._acks.add(one.handle) for one in received]
+        try:
+            results = await asyncio.gather(*done, return_exceptions=True)
+        finally:
+            for one in received:
+                self._unacked.pop(one.handle, None)
+        return list(results)
+
     async def _xack(self, ids: list[bytes]) -> list[BaseException | None]:
         """XACK ``ids``; a lost connection is retried until Redis is back (or closing)."""
 

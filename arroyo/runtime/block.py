@@ -3,8 +3,9 @@
 listener -> bounded intake -> operator (``concurrency`` calls at once) -> publishers.
 Outputs are published in input order. A source message is acknowledged only after the
 operator returned and every publisher confirmed every output (or after it went to the
-dead-letter destination). Failures are retried with backoff; what still fails goes to
-the dead letter with the reason, its source coordinates and the original bytes.
+dead-letter destination); acknowledgements follow input order, in batches. Failures
+are retried with backoff; what still fails goes to the dead letter with the reason, its
+source coordinates and the original bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -29,6 +31,12 @@ from arroyo.runtime.retry import RetryPolicy
 
 log = logging.getLogger("arroyo.block")
 T = TypeVar("T")
+
+_Sends = list[tuple[Publisher, Message, Awaitable[None]]]
+"""The outputs of one received message, each with what completes once it is confirmed."""
+
+_ACK_BATCH = 512
+"""At most this many acknowledgements are handed to the listener at once."""
 
 
 class InvalidOutput(PermanentError, TypeError):
@@ -109,7 +117,9 @@ class Block:
         self._stop_requested = asyncio.Event()
         self._throttle = Throttle()
         self._slots: asyncio.Semaphore | None = None
-        self._confirming: set[asyncio.Task[None]] = set()
+        self._settling: deque[tuple[Received, _Sends | DeadLetter]] = deque()
+        self._settle_more = asyncio.Event()
+        self._all_emitted = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- running -------------------------------------------------------------------
@@ -183,7 +193,7 @@ class Block:
             if work.done() and not work.cancelled() and work.exception() is not None:
                 raise work.exception()  # type: ignore[misc]
         finally:
-            tasks = (stop, listen, work, *self._tasks, *self._confirming)
+            tasks = (stop, listen, work, *self._tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -214,8 +224,10 @@ class Block:
         """Process each message in arrival order; publish the results in that order.
 
         With concurrency 1 the messages are processed one after the other, here; above,
-        each is processed in a task of its own and an emitter keeps the order.
+        each is processed in a task of its own and an emitter keeps the order. A settler
+        waits for the confirmations and acknowledges.
         """
+        settler = self._task(self._settle())
         if self.concurrency == 1:
             while (received := await self.intake.get()) is not None:
                 self._publish(received, await self._process(received))
@@ -230,8 +242,9 @@ class Block:
             finally:
                 order.put_nowait(None)
             await emitter
-        if self._confirming:
-            await asyncio.gather(*self._confirming)
+        self._all_emitted = True
+        self._settle_more.set()
+        await settler
 
     def _task(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task of this Block, cancelled if the Block is cancelled."""
@@ -343,25 +356,52 @@ class Block:
             self._publish(received, await task)
 
     def _publish(self, received: Received, result: list[Message] | DeadLetter) -> None:
-        """Send the outputs of ``received`` now, in order (or its dead letter), and leave a
-        task to wait for their confirmations and acknowledge it."""
+        """Send the outputs of ``received`` now, in order, without waiting for their
+        confirmations; the settler waits for them (or sends the dead letter)."""
+        settle: _Sends | DeadLetter
         if isinstance(result, DeadLetter):
-            confirm = self._dead_letter(received, result)
+            settle = result
         else:
-            sends = [
+            settle = [
                 (publisher, message, _send(publisher, message))
                 for message in result
                 for publisher in list(self.operator.publishers)
             ]
-            confirm = self._confirm(received, sends)
-        confirming = asyncio.create_task(confirm)
-        self._confirming.add(confirming)
-        confirming.add_done_callback(self._confirming.discard)
+        self._settling.append((received, settle))
+        self._settle_more.set()
 
-    async def _confirm(
-        self, received: Received, sends: list[tuple[Publisher, Message, Awaitable[None]]]
-    ) -> None:
-        """Wait for every publisher's confirmation (retrying failures), then acknowledge."""
+    async def _settle(self) -> None:
+        """Settle each received message in input order: wait for its outputs'
+        confirmations (or send its dead letter), then acknowledge it.
+
+        Settled messages are acknowledged together, as soon as the next one is not
+        confirmed yet (or at :data:`_ACK_BATCH`), so one broker round trip acknowledges
+        many and no acknowledgement waits for later work. Returns when every emitted
+        message is settled.
+        """
+        pending, ready = self._settling, list[Received]()
+        while True:
+            if pending and not (
+                ready and (len(ready) >= _ACK_BATCH or not _confirmed(pending[0][1]))
+            ):
+                received, result = pending.popleft()
+                if isinstance(result, DeadLetter):
+                    await self._dead_letter(received, result)
+                else:
+                    await self._confirm(received, result)
+                ready.append(received)
+            elif ready:
+                await self._ack(ready)
+                ready = []
+            elif self._all_emitted:
+                return
+            else:
+                self._settle_more.clear()
+                await self._settle_more.wait()
+
+    async def _confirm(self, received: Received, sends: _Sends) -> None:
+        """Wait for every publisher's confirmation (retrying failures); when one still
+        fails, send the dead letter instead."""
         failure: DeadLetter | None = None
         for publisher, message, sent in sends:
             try:
@@ -393,11 +433,10 @@ class Block:
             self.metrics.latency.observe(max(0.0, time.time() - message.timestamp / 1e9))
         if failure is not None:
             await self._dead_letter(received, failure)
-        else:
-            await self._ack(received)
 
     async def _dead_letter(self, received: Received, letter: DeadLetter) -> None:
-        """Send ``letter`` to the dead-letter destination (until it confirms), then ack."""
+        """Send ``letter`` to the dead-letter destination (until it confirms), or drop it
+        (counted) when there is none or the policy says so."""
         source = ", ".join(f"{k}={v}" for k, v in letter.source.items())
         destination = self.dead_letter
         if letter.invalid and self.on_invalid == "drop":
@@ -418,28 +457,37 @@ class Block:
                 lambda n, e: self._retried("dead-letter", n, e),
             )
             self.stats.dead_lettered += 1
-        await self._ack(received)
 
-    async def _ack(self, received: Received) -> None:
+    async def _ack(self, batch: list[Received]) -> None:
+        """Acknowledge ``batch``; a failure is logged (the message will be redelivered)."""
         try:
-            await self.listener.ack(received)
+            results = await self.listener.ack_many(batch)
         except Exception as exc:
-            self._throttle(
-                log,
-                logging.WARNING,
-                "ack",
-                "could not acknowledge a message from %s (it will be redelivered): %r",
-                dict(received.source),
-                exc,
-            )
-        else:
-            self.stats.acknowledged += 1
-        finally:
+            results = [exc] * len(batch)
+        for received, error in zip(batch, results, strict=True):
+            if error is None:
+                self.stats.acknowledged += 1
+            else:
+                self._throttle(
+                    log,
+                    logging.WARNING,
+                    "ack",
+                    "could not acknowledge a message from %s (it will be redelivered): %r",
+                    dict(received.source),
+                    error,
+                )
             self.intake.done(received)
 
 
 class _TooManyDeliveries(PermanentError):
     """The broker delivered this message more often than max_deliveries."""
+
+
+def _confirmed(result: _Sends | DeadLetter) -> bool:
+    """True when every output was already confirmed (or failed): nothing to wait for."""
+    return not isinstance(result, DeadLetter) and all(
+        isinstance(sent, asyncio.Future) and sent.done() for _, _, sent in result
+    )
 
 
 def _send(publisher: Publisher, message: Message) -> Awaitable[None]:

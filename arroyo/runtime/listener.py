@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -100,6 +100,23 @@ class Listener(ABC):
         offsets) commits only below its lowest unacknowledged message
         (:class:`~arroyo.runtime.offsets.OffsetTracker`).
         """
+
+    async def ack_many(self, received: Sequence[Received]) -> list[BaseException | None]:
+        """Acknowledge each of ``received`` (the Block gives them in input order).
+
+        Returns one result per message: None, or the exception acknowledging it raised
+        (it will be redelivered). The default calls :meth:`ack` for each in turn; a
+        listener whose ack waits for the broker overrides this to wait once for all.
+        """
+        results: list[BaseException | None] = []
+        for one in received:
+            try:
+                await self.ack(one)
+            except Exception as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     async def close(self) -> None:
         """Commit what was acknowledged and disconnect. Unacknowledged messages are left
