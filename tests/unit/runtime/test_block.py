@@ -495,3 +495,28 @@ async def test_a_failing_listener_gets_the_grace_period_not_more(
     block = Block(Broken(source, stop_at_end=True), Stuck(), grace_period=0.1)
     with pytest.raises(ConnectionError, match="for good"):
         await asyncio.wait_for(block.run(), 5)
+
+
+async def test_messages_confirmed_together_are_acknowledged_in_one_batch(
+    topic: Callable[[str], str], until: Callable[..., Any]
+) -> None:
+    source = topic("src")
+    fill(source, 8)  # Start, 8 Events, Stop
+
+    class Batches(MemoryListener):
+        def __init__(self) -> None:
+            super().__init__(source, stop_at_end=True)
+            self.batches: list[list[int]] = []
+
+        async def ack_many(self, received: Any) -> list[BaseException | None]:
+            self.batches.append([r.handle for r in received])
+            return await super().ack_many(received)
+
+    held = Held()
+    listener = Batches()
+    running = asyncio.create_task(Block(listener, publishers=[held]).run())
+    await until(lambda: len(held.pending) == 10)
+    for _, confirmed in held.pending:
+        confirmed.set_result(None)
+    await asyncio.wait_for(running, 5)
+    assert listener.batches == [list(range(10))]
