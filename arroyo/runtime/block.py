@@ -401,7 +401,12 @@ class Block:
 
     async def _confirm(self, received: Received, sends: _Sends) -> None:
         """Wait for every publisher's confirmation (retrying failures); when one still
-        fails, send the dead letter instead."""
+        fails, send the dead letter instead.
+
+        A cancelled confirmation (the publisher abandoned the work, as an aborted Kafka
+        transaction does) ends the settling: nothing from there on is acknowledged, and
+        is redelivered after the listener's failure ends the Block.
+        """
         failure: DeadLetter | None = None
         for publisher, message, sent in sends:
             try:
