@@ -64,9 +64,9 @@ class Intake(Protocol):
 class Listener(ABC):
     """Receives messages from a source and hands them to a Block, which acknowledges them.
 
-    The Block calls, in order: :meth:`start` (as a task), :meth:`ack` for every message
-    once it has been fully handled (in any order, possibly concurrently with start),
-    :meth:`stop` when it wants no more input, and finally :meth:`close`.
+    The Block calls, in order: :meth:`start` (as a task), :meth:`ack_many` with batches
+    of messages once they have been fully handled (in input order, concurrently with
+    start), :meth:`stop` when it wants no more input, and finally :meth:`close`.
     ``operator`` is the operator this listener feeds (set by the Block).
     """
 
