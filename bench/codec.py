@@ -27,36 +27,23 @@ def _large(size: int, quick: bool) -> list[Row]:
     number = 20 if quick else 100
     repeat = 3 if quick else 7
     copy = timed(lambda: b"".join((b"\0", payload)), repeat, number)
-    enc = timed(lambda: encode(event), repeat, number)
-    dec = timed(lambda: decode(data), repeat, number)
-    both = timed(lambda: decode(encode(event)), repeat, number)
+    variants = [
+        ("encode", lambda: encode(event), "ratio ~1: the payload is copied once"),
+        ("decode", lambda: decode(data), "the payload is a view of the input, not a copy"),
+        ("encode+decode", lambda: decode(encode(event)), "ratio ~1: one copy in all"),
+    ]
+    timings = [(name, timed(call, repeat, number), note) for name, call, note in variants]
     rss = peak_rss_mb()
-    label = size_label(size)
     return [
         Row(
-            "codec: encode",
-            label,
-            Measurement(number, enc, size, peak_rss_mb=rss),
+            f"codec: {name}",
+            size_label(size),
+            Measurement(number, seconds, size, peak_rss_mb=rss),
             Measurement(number, copy, size, peak_rss_mb=rss),
             raw_label="one bytes copy",
-            note="ratio ~1: the payload is copied once",
-        ),
-        Row(
-            "codec: decode",
-            label,
-            Measurement(number, dec, size, peak_rss_mb=rss),
-            Measurement(number, copy, size, peak_rss_mb=rss),
-            raw_label="one bytes copy",
-            note="the payload is a view of the input, not a copy",
-        ),
-        Row(
-            "codec: encode+decode",
-            label,
-            Measurement(number, both, size, peak_rss_mb=rss),
-            Measurement(number, copy, size, peak_rss_mb=rss),
-            raw_label="one bytes copy",
-            note="ratio ~1: one copy in all",
-        ),
+            note=note,
+        )
+        for name, seconds, note in timings
     ]
 
 
