@@ -22,11 +22,11 @@ from arroyo.errors import ConfigError, DecodeError
 from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.parser import Parser
-from arroyo.runtime.publisher import Publisher
+from arroyo.runtime.publisher import PipelinedPublisher
 from arroyo.schema import Schema
 
 
-class FilePublisher(Publisher):
+class FilePublisher(PipelinedPublisher):
     """Writes messages as records to an Avro container file.
 
     Messages sent in one turn of the event loop share a block: they are written, the
@@ -74,10 +74,6 @@ class FilePublisher(Publisher):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
         return done
-
-    async def publish(self, message: Message) -> None:
-        """Write ``message`` and wait until it is flushed."""
-        await self.send(message)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

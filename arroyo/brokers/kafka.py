@@ -87,7 +87,7 @@ from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import Throttle, redact
 from arroyo.runtime.offsets import OffsetTracker
 from arroyo.runtime.parser import AvroParser, Parser
-from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, Publisher
 
 ck = require("confluent_kafka", "kafka", "The Kafka connector (kafka:// URLs)")
 
@@ -1239,7 +1239,7 @@ class KafkaListener(Listener):
 _PUBLISHER_OPTIONS: dict[str, Any] = {"connect_timeout_ms": 30000}
 
 
-class KafkaPublisher(Publisher):
+class KafkaPublisher(PipelinedPublisher):
     """Produces to one topic; confirmed by the delivery report (all in-sync replicas)."""
 
     def __init__(
@@ -1312,10 +1312,6 @@ class KafkaPublisher(Publisher):
         headers = [*self._schema_headers(message.kind, value), ("arroyo.id", message.id)]
         key = message.stream.encode() if message.stream else None
         return self._produce(value, key, headers, f"{message.kind} {message.id}")
-
-    async def publish(self, message: Message) -> None:
-        """Send ``message`` and wait for its delivery report."""
-        await self.send(message)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Produce the original bytes with the reason and source in headers (see the

@@ -58,7 +58,7 @@ from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import redact
 from arroyo.runtime.parser import Parser
-from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
 require("aio_pika", "rabbitmq", "The RabbitMQ connector")
 
@@ -357,7 +357,7 @@ class RabbitMQListener(Listener):
 # -- publisher -----------------------------------------------------------------------
 
 
-class RabbitMQPublisher(Publisher):
+class RabbitMQPublisher(PipelinedPublisher):
     """Publishes persistent messages with publisher confirms (see the module docstring)."""
 
     def __init__(
@@ -427,10 +427,6 @@ class RabbitMQPublisher(Publisher):
         )
         body = self.codec.encode(message)
         return asyncio.get_running_loop().create_task(self._publish(body, properties))
-
-    async def publish(self, message: Message) -> None:
-        """Publish ``message`` and return once the broker confirmed it."""
-        await self.send(message)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Publish the original bytes with RabbitMQ's dead-letter headers and Arroyo's

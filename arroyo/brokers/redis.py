@@ -65,7 +65,7 @@ from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.logs import redact
 from arroyo.runtime.parser import Parser
-from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, Publisher
 from arroyo.runtime.retry import RetryPolicy
 
 require("redis.asyncio", "redis", "The Redis connector")
@@ -693,7 +693,7 @@ class RedisStreamListener(Listener):
 # -- Streams: publisher --------------------------------------------------------------
 
 
-class RedisStreamPublisher(Publisher):
+class RedisStreamPublisher(PipelinedPublisher):
     """Appends messages to a Redis stream with pipelined ``XADD`` (see the module
     docstring). A message is confirmed once Redis replied with its entry id."""
 
@@ -741,10 +741,6 @@ class RedisStreamPublisher(Publisher):
             self.field: data,
         }
         return self._batcher.add(fields, len(data))
-
-    async def publish(self, message: Message) -> None:
-        """Append ``message`` and return once Redis replied."""
-        await self.send(message)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Append the original bytes (under ``data``; the parts of a multipart message
@@ -893,7 +889,7 @@ class RedisPubSubListener(Listener):
             await client.aclose()
 
 
-class RedisPubSubPublisher(Publisher):
+class RedisPubSubPublisher(PipelinedPublisher):
     """Publishes to a Redis pub/sub channel with pipelined ``PUBLISH``. Confirmed once
     the server accepted it; subscribers that are not listening miss it (at-most-once)."""
 
@@ -932,10 +928,6 @@ class RedisPubSubPublisher(Publisher):
             raise RuntimeError(f"{self.name}: start() was not called")
         data = self.codec.encode(message)
         return self._batcher.add(data, len(data))
-
-    async def publish(self, message: Message) -> None:
-        """Publish ``message`` and return once the server accepted it."""
-        await self.send(message)
 
     async def _publish(self, batch: list[bytes]) -> list[BaseException | None]:
         assert self._client is not None

@@ -62,7 +62,7 @@ from arroyo.message import Message, Start, Stop
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.logs import current_block
 from arroyo.runtime.parser import AvroParser, Parser
-from arroyo.runtime.publisher import Publisher
+from arroyo.runtime.publisher import PipelinedPublisher
 
 zmq = require("zmq", "zmq", "The ZeroMQ connectors")
 zmq_asyncio = require("zmq.asyncio", "zmq", "The ZeroMQ connectors")
@@ -299,7 +299,7 @@ class ZmqListener(Listener):
         """Nothing to do: ZeroMQ has no acknowledgements (the message is already gone)."""
 
 
-class ZmqPublisher(Publisher):
+class ZmqPublisher(PipelinedPublisher):
     """Sends messages in Arroyo's framing, one frame each, on a PUSH or PUB socket.
 
     Confirmation means the message was handed to the socket (queued for sending):
@@ -359,10 +359,6 @@ class ZmqPublisher(Publisher):
             raise RuntimeError(f"{self.name}: start() was not called")
         future: Awaitable[None] = self._socket.send(self.codec.encode(message), copy=False)
         return future
-
-    async def publish(self, message: Message) -> None:
-        """Send ``message``; return once the socket took it (see :meth:`send`)."""
-        await self.send(message)
 
     async def close(self) -> None:
         """Close the socket, waiting up to ``linger`` ms for queued messages to be sent."""

@@ -15,7 +15,7 @@ from arroyo.runtime.operator import (
     Passthrough,
 )
 from arroyo.runtime.parser import AvroParser, Parser
-from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, Publisher
 from arroyo.runtime.retry import RetryPolicy
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Output",
     "Parser",
     "Passthrough",
+    "PipelinedPublisher",
     "Publisher",
     "Raw",
     "Received",

@@ -79,8 +79,8 @@ class Publisher(ABC):
 
     The Block calls :meth:`start` once, then :meth:`send` for each output in order (the
     next send may come before the previous one is confirmed), and :meth:`close` at the
-    end. Implement :meth:`publish`; override :meth:`send` to pipeline sends while keeping
-    their order.
+    end. Implement :meth:`publish`; a destination that can queue sends while keeping
+    their order implements :meth:`send` instead (:class:`PipelinedPublisher`).
     """
 
     @property
@@ -122,3 +122,17 @@ class Publisher(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class PipelinedPublisher(Publisher):
+    """A Publisher that queues each message as soon as it is given (the connectors of
+    the brokers): implement :meth:`send`; :meth:`publish` is sending and waiting."""
+
+    @abstractmethod
+    def send(self, message: Message) -> Awaitable[None]:
+        """Queue ``message`` now, behind those sent before; return what completes once
+        the destination confirmed it (or fails as :meth:`Publisher.publish` raises)."""
+
+    async def publish(self, message: Message) -> None:
+        """Send ``message`` and return once the destination confirmed it."""
+        await self.send(message)
