@@ -174,6 +174,19 @@ stop_pid() {
     die "$name (pid $pid) survived SIGKILL"
 }
 
+# stop_started NAME PID PID_FILE [quiet]: stop a broker we started from its pid file
+# (PID empty: not running), and forget the pid file. "quiet" logs nothing.
+stop_started() {
+    local name="$1" pid="$2" pid_file="$3" quiet="${4:-}"
+    if [[ -z "$pid" ]]; then
+        [[ -n "$quiet" ]] || log "$name: not running"
+    else
+        [[ -n "$quiet" ]] || log "$name: stopping pid $pid"
+        stop_pid "$pid" "$name"
+    fi
+    rm -f "$pid_file"
+}
+
 # Start a broker process in the background, detached from this script: its own
 # session (a Ctrl-C or a test runner killing its process group leaves it alone),
 # stdin from /dev/null, stdout and stderr appended to LOG, and every other inherited
@@ -412,41 +425,24 @@ kafka_wait() {
             fail_broker kafka "the broker process (pid $pid) exited during startup" "$KAFKA_LOG" "$KAFKA_OUT"
         fi
         if ((SECONDS >= deadline)); then
-            kafka_stop_quietly
+            kafka_stop quiet
             fail_broker kafka "no listener on $HOST:$KAFKA_PORT after ${KAFKA_START_TIMEOUT}s" "$KAFKA_LOG" "$KAFKA_OUT"
         fi
         sleep 0.25
     done
     log "kafka: listening after $((SECONDS - t0))s; produce/consume round trip ..."
     if ! kafka_round_trip; then
-        kafka_stop_quietly
+        kafka_stop quiet
         fail_broker kafka "produce/consume round trip on topic $KAFKA_READY_TOPIC failed" "$KAFKA_OUT" "$KAFKA_LOG"
     fi
     if ! tls_handshake_ok "$KAFKA_TLS_PORT"; then
-        kafka_stop_quietly
+        kafka_stop quiet
         fail_broker kafka "no verified TLS handshake on $HOST:$KAFKA_TLS_PORT" "$KAFKA_LOG"
     fi
     log "kafka: ready after $((SECONDS - t0))s (pid $pid)"
 }
 
-kafka_stop_quietly() {
-    local pid
-    pid="$(kafka_pid)"
-    [[ -n "$pid" ]] && stop_pid "$pid" kafka
-    rm -f "$KAFKA_PID_FILE"
-}
-
-kafka_stop() {
-    local pid
-    pid="$(kafka_pid)"
-    if [[ -z "$pid" ]]; then
-        log "kafka: not running"
-    else
-        log "kafka: stopping pid $pid"
-        stop_pid "$pid" kafka
-    fi
-    rm -f "$KAFKA_PID_FILE"
-}
+kafka_stop() { stop_started kafka "$(kafka_pid)" "$KAFKA_PID_FILE" "${1:-}"; }
 
 kafka_status() {
     local pid
@@ -552,17 +548,7 @@ redis_wait() {
     log "redis: ready (pid $pid)"
 }
 
-redis_stop() {
-    local pid
-    pid="$(redis_pid)"
-    if [[ -z "$pid" ]]; then
-        log "redis: not running"
-    else
-        log "redis: stopping pid $pid"
-        stop_pid "$pid" redis
-    fi
-    rm -f "$REDIS_PID_FILE"
-}
+redis_stop() { stop_started redis "$(redis_pid)" "$REDIS_PID_FILE" "${1:-}"; }
 
 redis_status() {
     local pid
@@ -1059,7 +1045,7 @@ registry_wait() {
             [[ -n "$healthy_since" ]] || healthy_since=$SECONDS
             registry_round_trip && break
             if ((SECONDS - healthy_since >= REGISTRY_ROUND_TRIP_GRACE)); then
-                registry_stop_quietly
+                registry_stop quiet
                 fail_broker registry "healthy, but registering a recursive Avro schema under $REGISTRY_READY_SUBJECT through $REGISTRY_URL/apis/ccompat/v7 and reading it back still fails after ${REGISTRY_ROUND_TRIP_GRACE}s ($REGISTRY_LAST_ERROR)" "$REGISTRY_LOG"
             fi
         fi
@@ -1068,7 +1054,7 @@ registry_wait() {
             fail_broker registry "the registry process (pid $pid) exited during startup" "$REGISTRY_LOG"
         fi
         if ((SECONDS >= deadline)); then
-            registry_stop_quietly
+            registry_stop quiet
             fail_broker registry "not ready after ${REGISTRY_START_TIMEOUT}s ($REGISTRY_LAST_ERROR)" "$REGISTRY_LOG"
         fi
         sleep 0.25
@@ -1076,24 +1062,7 @@ registry_wait() {
     log "registry: ready after $((SECONDS - t0))s (pid $pid)"
 }
 
-registry_stop_quietly() {
-    local pid
-    pid="$(registry_pid)"
-    [[ -n "$pid" ]] && stop_pid "$pid" registry
-    rm -f "$REGISTRY_PID_FILE"
-}
-
-registry_stop() {
-    local pid
-    pid="$(registry_pid)"
-    if [[ -z "$pid" ]]; then
-        log "registry: not running"
-    else
-        log "registry: stopping pid $pid"
-        stop_pid "$pid" registry
-    fi
-    rm -f "$REGISTRY_PID_FILE"
-}
+registry_stop() { stop_started registry "$(registry_pid)" "$REGISTRY_PID_FILE" "${1:-}"; }
 
 registry_status() {
     local pid
