@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
 
-from arroyo import Event, Run, encode
+from arroyo import Run, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.message import Message
-from arroyo.runtime import Block, Operator, Output, RetryPolicy
+from arroyo.runtime import Block, Operator, RetryPolicy
 
 pytestmark = pytest.mark.rabbitmq
-
-
-class Explode(Operator):
-    """Raises on events whose metadata says so; passes everything else on."""
-
-    async def process(self, message: Message) -> Output:
-        if isinstance(message, Event) and message.metadata.get("explode"):
-            raise ValueError(f"cannot integrate frame {message.seq}: detector saturated")
-        return message
 
 
 @pytest.fixture
@@ -29,16 +20,6 @@ async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         yield await connection.channel(publisher_confirms=True)
-
-
-@pytest.fixture
-async def names(
-    channel: aio_pika.abc.AbstractChannel, unique_name: Callable[[str], str]
-) -> AsyncIterator[dict[str, str]]:
-    made = {tag: unique_name(tag) for tag in ("source", "sink", "dlq")}
-    yield made
-    for name in made.values():
-        await channel.queue_delete(name)
 
 
 async def drain(
@@ -54,7 +35,10 @@ async def drain(
 
 
 async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
-    amqp_url: str, channel: aio_pika.abc.AbstractChannel, names: dict[str, str]
+    amqp_url: str,
+    channel: aio_pika.abc.AbstractChannel,
+    amqp_names: dict[str, str],
+    explode: Operator,
 ) -> None:
     run = Run("scan-9")
     good: list[Message] = [run.start({"sample": "Si"})]
@@ -67,7 +51,7 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
         ("exploding", encode(exploding)),
     ]
     stop = run.stop()
-    await channel.declare_queue(names["source"], durable=True)
+    await channel.declare_queue(amqp_names["source"], durable=True)
     poisoned: dict[str, tuple[str, bytes]] = {}
     bodies: list[tuple[str, bytes]] = []
     for index, message in enumerate(good):
@@ -80,23 +64,24 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
     good.append(stop)
     for message_id, body in bodies:
         await channel.default_exchange.publish(
-            aio_pika.Message(body, message_id=message_id, delivery_mode=2), names["source"]
+            aio_pika.Message(body, message_id=message_id, delivery_mode=2), amqp_names["source"]
         )
 
     block = Block(
-        open_listener(f"{amqp_url}?queue={names['source']}"),
-        Explode(),
-        [open_publisher(f"{amqp_url}?queue={names['sink']}")],
-        dead_letter=open_publisher(f"{amqp_url}?queue={names['dlq']}"),
+        open_listener(f"{amqp_url}?queue={amqp_names['source']}"),
+        explode,
+        [open_publisher(f"{amqp_url}?queue={amqp_names['sink']}")],
+        dead_letter=open_publisher(f"{amqp_url}?queue={amqp_names['dlq']}"),
         retry=RetryPolicy(attempts=2, initial=0.001, maximum=0.002),
         max_messages=len(bodies),
     )
     stats = await block.run()
 
-    sink = await drain(channel, names["sink"])
+    sink = await drain(channel, amqp_names["sink"])
     assert [m.message_id for m in sink] == [m.id for m in good]  # everything good, in order
     letters = {
-        str(m.headers["arroyo.source.message_id"]): m for m in await drain(channel, names["dlq"])
+        str(m.headers["arroyo.source.message_id"]): m
+        for m in await drain(channel, amqp_names["dlq"])
     }
     assert set(letters) == set(poisoned)
     reasons = {}
@@ -105,8 +90,8 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
         assert letter.body == body  # the original bytes, to replay
         assert letter.message_id == message_id
         assert letter.headers["x-first-death-reason"] == "rejected"
-        assert letter.headers["x-first-death-queue"] == names["source"]
-        assert letter.headers["arroyo.source.queue"] == names["source"]
+        assert letter.headers["x-first-death-queue"] == amqp_names["source"]
+        assert letter.headers["arroyo.source.queue"] == amqp_names["source"]
         reasons[label] = (
             letter.headers["arroyo.dead-letter.error"],
             letter.headers["arroyo.dead-letter.reason"],
@@ -122,4 +107,4 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
         "2",
     )
     assert stats.dead_lettered == 4
-    assert not await drain(channel, names["source"])  # every message was acknowledged
+    assert not await drain(channel, amqp_names["source"])  # every message was acknowledged

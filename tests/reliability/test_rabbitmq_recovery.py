@@ -34,7 +34,7 @@ pytestmark = pytest.mark.rabbitmq
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(folder: Path, amqp_url: str, names: dict[str, str], **block: Any) -> Path:
+def write_config(folder: Path, amqp_url: str, amqp_names: dict[str, str], **block: Any) -> Path:
     """A one-block pipeline: source queue -> operator -> sink queue (+ dead letter)."""
     listener = block.pop("listener", {})
     settings = "".join(f"    {key}: {value}\n" for key, value in block.items())
@@ -46,7 +46,7 @@ def write_config(folder: Path, amqp_url: str, names: dict[str, str], **block: An
             blocks:
               - name: workers
                 listener:
-                  url: {amqp_url}?queue={names["source"]}
+                  url: {amqp_url}?queue={amqp_names["source"]}
                   reconnect_interval: 0.5
             """
         )
@@ -55,9 +55,9 @@ def write_config(folder: Path, amqp_url: str, names: dict[str, str], **block: An
             textwrap.dedent(
                 f"""\
                 publishers:
-                  - url: {amqp_url}?queue={names["sink"]}
+                  - url: {amqp_url}?queue={amqp_names["sink"]}
                     reconnect_interval: 0.5
-                dead_letter: {amqp_url}?queue={names["dlq"]}
+                dead_letter: {amqp_url}?queue={amqp_names["dlq"]}
                 grace_period: 10
                 """
             ),
@@ -135,19 +135,8 @@ async def ready(amqp_url: str, queue: str) -> int | None:
 
 
 @pytest.fixture
-async def names(amqp_url: str, unique_name: Callable[[str], str]) -> AsyncIterator[dict[str, str]]:
-    made = {tag: unique_name(tag) for tag in ("source", "sink", "dlq")}
-    yield made
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for name in made.values():
-            await channel.queue_delete(name)
-
-
-@pytest.fixture
-async def sink(amqp_url: str, names: dict[str, str]) -> AsyncIterator[Sink]:
-    reader = Sink(amqp_url, names["sink"])
+async def sink(amqp_url: str, amqp_names: dict[str, str]) -> AsyncIterator[Sink]:
+    reader = Sink(amqp_url, amqp_names["sink"])
     await reader.start()
     yield reader
     await reader.close()
@@ -156,7 +145,7 @@ async def sink(amqp_url: str, names: dict[str, str]) -> AsyncIterator[Sink]:
 async def test_a_killed_worker_loses_nothing(
     tmp_path: Path,
     amqp_url: str,
-    names: dict[str, str],
+    amqp_names: dict[str, str],
     sink: Sink,
     workers: Workers,
     until: Until,
@@ -165,11 +154,11 @@ async def test_a_killed_worker_loses_nothing(
     run = Run("scan-1")
     messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
     expected = {m.id for m in messages}
-    await produce(amqp_url, names["source"], messages)
-    config = write_config(tmp_path, amqp_url, names)
+    await produce(amqp_url, amqp_names["source"], messages)
+    config = write_config(tmp_path, amqp_url, amqp_names)
     first, second = workers.start(config), workers.start(config)
     await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
-    backlog = await ready(amqp_url, names["source"])
+    backlog = await ready(amqp_url, amqp_names["source"])
     workers.kill(first)  # with a backlog, its prefetch window was full
 
     await until(lambda: sink.read() >= expected, within=180, what="every message at the sink")
@@ -181,41 +170,24 @@ async def test_a_killed_worker_loses_nothing(
     )
     assert backlog, "the kill came after the end of the stream"
     assert not lost
-    assert await ready(amqp_url, names["source"]) == 0
-
-
-OPS = '''
-import os
-
-from arroyo import Event
-from arroyo.runtime import Operator
-
-
-class CrashOnPoison(Operator):
-    """Kills the worker process on a message marked poison (as a segfault would)."""
-
-    async def process(self, message):
-        if isinstance(message, Event) and message.metadata.get("poison"):
-            os._exit(3)
-        return message
-'''
+    assert await ready(amqp_url, amqp_names["source"]) == 0
 
 
 async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
     tmp_path: Path,
     amqp_url: str,
-    names: dict[str, str],
+    amqp_names: dict[str, str],
     sink: Sink,
     workers: Workers,
     until: Until,
+    crash_on_poison: str,
 ) -> None:
-    (tmp_path / "ops.py").write_text(OPS)
     config = write_config(
         tmp_path,
         amqp_url,
-        names,
+        amqp_names,
         listener={"queue_type": "quorum"},
-        operator="ops:CrashOnPoison",
+        operator=crash_on_poison,
         max_deliveries=2,
     )
     run = Run("scan-2")
@@ -225,31 +197,31 @@ async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
     quorum = {"x-queue-type": "quorum"}
 
     worker = workers.start(config)
-    await produce(amqp_url, names["source"], good, **quorum)
+    await produce(amqp_url, amqp_names["source"], good, **quorum)
     await until(lambda: sink.read() >= {m.id for m in good}, within=60)
-    await produce(amqp_url, names["source"], [poison], **quorum)
+    await produce(amqp_url, amqp_names["source"], [poison], **quorum)
     for attempt in (1, 2):  # deliveries 1 and 2 (= max_deliveries) crash a worker each
         await until(lambda w=worker: w.poll() is not None, within=60, what=f"crash {attempt}")
         assert worker.returncode == 3, workers.log(worker)
         worker = workers.start(config)
     # Delivery 3 (> max_deliveries): the third worker dead-letters it instead.
     await until(lambda: "delivered 3 times" in workers.log(worker), within=60)
-    await produce(amqp_url, names["source"], later, **quorum)
+    await produce(amqp_url, amqp_names["source"], later, **quorum)
     await until(lambda: sink.read() >= {m.id for m in good + later}, within=60)
     assert workers.stop(worker) == 0, workers.log(worker)
 
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        dlq = await channel.declare_queue(names["dlq"], durable=True, passive=True)
+        dlq = await channel.declare_queue(amqp_names["dlq"], durable=True, passive=True)
         letter = await dlq.get(timeout=10)
         await letter.ack()
         assert await dlq.get(fail=False) is None  # only the poison
     assert letter.body == encode(poison)
     assert "delivered 3 times" in str(letter.headers["arroyo.dead-letter.reason"])
-    assert letter.headers["x-first-death-queue"] == names["source"]
+    assert letter.headers["x-first-death-queue"] == amqp_names["source"]
     assert poison.id not in sink.read()
-    assert await ready(amqp_url, names["source"]) == 0
+    assert await ready(amqp_url, amqp_names["source"]) == 0
 
 
 # -- a broker restart ------------------------------------------------------------------
@@ -337,12 +309,12 @@ async def test_the_pipeline_resumes_after_a_broker_restart(
     run = Run("scan-3")
     messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
     expected = {m.id for m in messages}
-    names = {"source": "frames", "sink": "results", "dlq": "dead-letters"}
-    await produce(url, names["source"], messages)
-    sink = Sink(url, names["sink"])  # reconnects by itself too
+    amqp_names = {"source": "frames", "sink": "results", "dlq": "dead-letters"}
+    await produce(url, amqp_names["source"], messages)
+    sink = Sink(url, amqp_names["sink"])  # reconnects by itself too
     await sink.start()
     try:
-        worker = workers.start(write_config(tmp_path, url, names))
+        worker = workers.start(write_config(tmp_path, url, amqp_names))
         await until(lambda: len(sink.read()) >= 500, within=60, what="500 messages through")
         before = sink.read()
         private_rabbitmq.kill()
@@ -356,4 +328,4 @@ async def test_the_pipeline_resumes_after_a_broker_restart(
     print(f"restarted after {len(before)} results; lost=0 duplicates={duplicates}")
     assert len(before) < count, "the restart came after the end of the stream"
     assert "Reconnecting" in log, log
-    assert await ready(url, names["source"]) == 0
+    assert await ready(url, amqp_names["source"]) == 0

@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
 import redis
 
-from arroyo import Event, Run, encode
+from arroyo import Run, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.message import Message
-from arroyo.runtime import Block, Operator, Output, RetryPolicy
+from arroyo.runtime import Block, Operator, RetryPolicy
 
 pytestmark = pytest.mark.redis
 
 
-class Explode(Operator):
-    """Raises on events whose metadata says so; passes everything else on."""
-
-    async def process(self, message: Message) -> Output:
-        if isinstance(message, Event) and message.metadata.get("explode"):
-            raise ValueError(f"cannot integrate frame {message.seq}: detector saturated")
-        return message
-
-
-@pytest.fixture
-def client(redis_address: str) -> Iterator[redis.Redis]:
-    host, port = redis_address.rsplit(":", 1)
-    with redis.Redis(host=host, port=int(port)) as connection:
-        yield connection
-
-
-@pytest.fixture
-def names(client: redis.Redis, unique_name: Callable[[str], str]) -> Iterator[dict[str, str]]:
-    made = {tag: unique_name(tag) for tag in ("source", "sink", "dlq")}
-    yield made
-    client.delete(*made.values())
-
-
 async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
-    redis_address: str, client: redis.Redis, names: dict[str, str]
+    redis_address: str,
+    redis_client: redis.Redis,
+    redis_names: dict[str, str],
+    explode: Operator,
 ) -> None:
     run = Run("scan-9")
     good: list[Message] = [run.start({"sample": "Si"})]
@@ -54,27 +32,30 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
     ]
     poisoned: dict[bytes, tuple[str, dict[str, bytes]]] = {}
     for index, message in enumerate(good):
-        client.xadd(names["source"], {"data": encode(message)})
+        redis_client.xadd(redis_names["source"], {"data": encode(message)})
         if index % 3 == 0 and bad:  # poison in between the good ones
             label, fields = bad.pop(0)
-            poisoned[client.xadd(names["source"], fields)] = (label, fields)
+            poisoned[redis_client.xadd(redis_names["source"], fields)] = (label, fields)
     stop = run.stop()
-    client.xadd(names["source"], {"data": encode(stop)})
+    redis_client.xadd(redis_names["source"], {"data": encode(stop)})
     good.append(stop)
 
     block = Block(
-        open_listener(f"redis://{redis_address}/{names['source']}?group=g&block_ms=20"),
-        Explode(),
-        [open_publisher(f"redis://{redis_address}/{names['sink']}")],
-        dead_letter=open_publisher(f"redis://{redis_address}/{names['dlq']}"),
+        open_listener(f"redis://{redis_address}/{redis_names['source']}?group=g&block_ms=20"),
+        explode,
+        [open_publisher(f"redis://{redis_address}/{redis_names['sink']}")],
+        dead_letter=open_publisher(f"redis://{redis_address}/{redis_names['dlq']}"),
         retry=RetryPolicy(attempts=2, initial=0.001, maximum=0.002),
         max_messages=len(good) + len(poisoned),
     )
     stats = await block.run()
 
-    sink = [fields[b"id"].decode() for _, fields in client.xrange(names["sink"])]
+    sink = [fields[b"id"].decode() for _, fields in redis_client.xrange(redis_names["sink"])]
     assert sink == [m.id for m in good]  # everything good, in order
-    letters = {fields[b"arroyo.source.entry"]: fields for _, fields in client.xrange(names["dlq"])}
+    letters = {
+        fields[b"arroyo.source.entry"]: fields
+        for _, fields in redis_client.xrange(redis_names["dlq"])
+    }
     assert set(letters) == set(poisoned)
     reasons = {}
     for entry, (label, fields) in poisoned.items():
@@ -86,7 +67,7 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
             letter[b"arroyo.dead-letter.reason"].decode(),
             letter[b"arroyo.dead-letter.attempts"].decode(),
         )
-        assert letter[b"arroyo.source.stream"].decode() == names["source"]
+        assert letter[b"arroyo.source.stream"].decode() == redis_names["source"]
         assert letter[b"arroyo.dead-letter.block"] == b"block"
     assert reasons["garbage"][0] == "DecodeError"
     assert reasons["garbage"][1].startswith("not Arroyo data")
@@ -100,4 +81,4 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
         "2",
     )
     assert stats.dead_lettered == 4
-    assert client.xpending(names["source"], "g")["pending"] == 0
+    assert redis_client.xpending(redis_names["source"], "g")["pending"] == 0

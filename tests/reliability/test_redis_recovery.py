@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +33,9 @@ Until = Callable[..., Any]
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def client(redis_address: str) -> Iterator[redis.Redis]:
-    host, port = redis_address.rsplit(":", 1)
-    with redis.Redis(host=host, port=int(port)) as connection:
-        yield connection
-
-
-@pytest.fixture
-def names(client: redis.Redis, unique_name: Callable[[str], str]) -> Iterator[dict[str, str]]:
-    made = {tag: unique_name(tag) for tag in ("source", "sink", "dlq")}
-    yield made
-    client.delete(*made.values())
-
-
-def write_config(folder: Path, redis_address: str, names: dict[str, str], **block: Any) -> Path:
+def write_config(
+    folder: Path, redis_address: str, redis_names: dict[str, str], **block: Any
+) -> Path:
     """A one-block pipeline: source stream -> operator -> sink stream (+ dead letter)."""
     settings = "".join(f"    {key}: {value}\n" for key, value in block.items())
     config = folder / "pipeline.yaml"
@@ -57,12 +45,12 @@ def write_config(folder: Path, redis_address: str, names: dict[str, str], **bloc
             blocks:
               - name: workers
                 listener:
-                  url: redis://{redis_address}/{names["source"]}?group=workers
+                  url: redis://{redis_address}/{redis_names["source"]}?group=workers
                   min_idle_ms: 1000
                   claim_interval_ms: 200
                   block_ms: 100
-                publishers: [redis://{redis_address}/{names["sink"]}]
-                dead_letter: redis://{redis_address}/{names["dlq"]}
+                publishers: [redis://{redis_address}/{redis_names["sink"]}]
+                dead_letter: redis://{redis_address}/{redis_names["dlq"]}
                 grace_period: 10
             """
         )
@@ -71,11 +59,11 @@ def write_config(folder: Path, redis_address: str, names: dict[str, str], **bloc
     return config
 
 
-def produce(client: redis.Redis, stream: str, messages: list[Message]) -> list[bytes]:
+def produce(redis_client: redis.Redis, stream: str, messages: list[Message]) -> list[bytes]:
     """XADD the messages as Arroyo's publisher writes them; returns the entry ids."""
     ids: list[bytes] = []
     for first in range(0, len(messages), 1000):
-        pipe = client.pipeline(transaction=False)
+        pipe = redis_client.pipeline(transaction=False)
         for message in messages[first : first + 1000]:
             pipe.xadd(stream, {"id": message.id, "data": encode(message)})
         ids += pipe.execute()
@@ -85,8 +73,8 @@ def produce(client: redis.Redis, stream: str, messages: list[Message]) -> list[b
 class Sink:
     """Reads a stream incrementally and counts the message ids it holds."""
 
-    def __init__(self, client: redis.Redis, stream: str) -> None:
-        self.client = client
+    def __init__(self, redis_client: redis.Redis, stream: str) -> None:
+        self.redis_client = redis_client
         self.stream = stream
         self.last = b"-"
         self.ids: list[str] = []
@@ -94,7 +82,7 @@ class Sink:
     def read(self) -> set[str]:
         """Every id read so far (while the server is down: what was read before)."""
         try:
-            while entries := self.client.xrange(
+            while entries := self.redis_client.xrange(
                 self.stream, self.last if self.last == b"-" else b"(" + self.last, "+", 5000
             ):
                 self.ids += [fields[b"id"].decode() for _, fields in entries]
@@ -104,11 +92,13 @@ class Sink:
         return set(self.ids)
 
 
-def consumers_by_pid(client: redis.Redis, stream: str, group: str) -> dict[int, dict[str, Any]]:
+def consumers_by_pid(
+    redis_client: redis.Redis, stream: str, group: str
+) -> dict[int, dict[str, Any]]:
     """The group's consumers (named host-pid-random by the listener), by pid."""
     found: dict[int, dict[str, Any]] = {}
     try:
-        consumers = client.xinfo_consumers(stream, group)
+        consumers = redis_client.xinfo_consumers(stream, group)
     except redis.ResponseError:  # no stream or group yet
         return found
     for consumer in consumers:
@@ -120,8 +110,8 @@ def consumers_by_pid(client: redis.Redis, stream: str, group: str) -> dict[int, 
 async def test_a_killed_worker_loses_nothing(
     tmp_path: Path,
     redis_address: str,
-    client: redis.Redis,
-    names: dict[str, str],
+    redis_client: redis.Redis,
+    redis_names: dict[str, str],
     workers: Workers,
     until: Until,
 ) -> None:
@@ -138,7 +128,7 @@ async def test_a_killed_worker_loses_nothing(
         "        await asyncio.sleep(0.0002)\n"
         "        return message\n"
     )
-    config = write_config(tmp_path, redis_address, names, operator="ops:Steady")
+    config = write_config(tmp_path, redis_address, redis_names, operator="ops:Steady")
     first, second = workers.start(config), workers.start(config)
     await until(
         lambda: all("reading as consumer" in workers.log(w) for w in (first, second)),
@@ -146,14 +136,16 @@ async def test_a_killed_worker_loses_nothing(
         what="both workers reading",
     )
 
-    produce(client, names["source"], messages)
-    sink = Sink(client, names["sink"])
+    produce(redis_client, redis_names["source"], messages)
+    sink = Sink(redis_client, redis_names["sink"])
     await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
     pending: dict[int, int] = {}
 
     def someone_busy() -> bool:
         pending.clear()
-        for pid, consumer in consumers_by_pid(client, names["source"], "workers").items():
+        for pid, consumer in consumers_by_pid(
+            redis_client, redis_names["source"], "workers"
+        ).items():
             pending[pid] = consumer["pending"]
         return any(pending.get(w.pid, 0) > 0 for w in (first, second))
 
@@ -173,65 +165,50 @@ async def test_a_killed_worker_loses_nothing(
     assert pending.get(victim.pid, 0) > 0, "the killed worker had nothing in flight"
     assert not lost
     assert "took over" in workers.log(survivor)
-    assert client.xpending(names["source"], "workers")["pending"] == 0
-
-
-OPS = '''
-import os
-
-from arroyo import Event
-from arroyo.runtime import Operator
-
-
-class CrashOnPoison(Operator):
-    """Kills the worker process on a message marked poison (as a segfault would)."""
-
-    async def process(self, message):
-        if isinstance(message, Event) and message.metadata.get("poison"):
-            os._exit(3)
-        return message
-'''
+    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
 
 
 async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
     tmp_path: Path,
     redis_address: str,
-    client: redis.Redis,
-    names: dict[str, str],
+    redis_client: redis.Redis,
+    redis_names: dict[str, str],
     workers: Workers,
     until: Until,
+    crash_on_poison: str,
 ) -> None:
-    (tmp_path / "ops.py").write_text(OPS)
     config = write_config(
-        tmp_path, redis_address, names, operator="ops:CrashOnPoison", max_deliveries=2
+        tmp_path, redis_address, redis_names, operator=crash_on_poison, max_deliveries=2
     )
     run = Run("scan-2")
     good = [run.event({"i": i}) for i in range(20)]
     poison = run.event({"poison": True}, b"bad frame")
     later = [run.event({"i": i}) for i in range(20, 25)]
-    sink = Sink(client, names["sink"])
+    sink = Sink(redis_client, redis_names["sink"])
 
     worker = workers.start(config)
-    produce(client, names["source"], good)
+    produce(redis_client, redis_names["source"], good)
     await until(lambda: sink.read() >= {m.id for m in good}, within=60)
-    await until(lambda: client.xpending(names["source"], "workers")["pending"] == 0)
-    [poison_entry] = produce(client, names["source"], [poison])
+    await until(lambda: redis_client.xpending(redis_names["source"], "workers")["pending"] == 0)
+    [poison_entry] = produce(redis_client, redis_names["source"], [poison])
     for attempt in (1, 2):  # deliveries 1 and 2 (= max_deliveries) crash a worker each
         await until(lambda w=worker: w.poll() is not None, within=60, what=f"crash {attempt}")
         assert worker.returncode == 3, workers.log(worker)
         worker = workers.start(config)
     # Delivery 3 (> max_deliveries): the third worker dead-letters it instead.
-    await until(lambda: client.xlen(names["dlq"]) == 1, within=60, what="the dead letter")
-    produce(client, names["source"], later)
+    await until(
+        lambda: redis_client.xlen(redis_names["dlq"]) == 1, within=60, what="the dead letter"
+    )
+    produce(redis_client, redis_names["source"], later)
     await until(lambda: sink.read() >= {m.id for m in good + later}, within=60)
     assert workers.stop(worker) == 0, workers.log(worker)
 
-    [(_, letter)] = client.xrange(names["dlq"])
+    [(_, letter)] = redis_client.xrange(redis_names["dlq"])
     assert letter[b"data"] == encode(poison)
     assert b"delivered 3 times" in letter[b"arroyo.dead-letter.reason"]
     assert letter[b"arroyo.source.entry"] == poison_entry
     assert poison.id not in sink.read()
-    assert client.xpending(names["source"], "workers")["pending"] == 0
+    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
 
 
 class PrivateRedis:
@@ -305,12 +282,12 @@ async def test_the_pipeline_resumes_after_a_server_restart(
     run = Run("scan-3")
     messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
     expected = {m.id for m in messages}
-    names = {"source": "frames", "sink": "results", "dlq": "dead-letters"}
+    redis_names = {"source": "frames", "sink": "results", "dlq": "dead-letters"}
     # No retries of its own: the test reads the sink while the server is down.
-    client = redis.Redis(port=private_redis.port, retry=Retry(NoBackoff(), 0))
-    produce(client, names["source"], messages)
-    worker = workers.start(write_config(tmp_path, private_redis.address, names))
-    sink = Sink(client, names["sink"])
+    redis_client = redis.Redis(port=private_redis.port, retry=Retry(NoBackoff(), 0))
+    produce(redis_client, redis_names["source"], messages)
+    worker = workers.start(write_config(tmp_path, private_redis.address, redis_names))
+    sink = Sink(redis_client, redis_names["sink"])
     await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
 
     confirmed = sink.read()
@@ -325,10 +302,10 @@ async def test_the_pipeline_resumes_after_a_server_restart(
     log = workers.log(worker)
     assert len(confirmed) < count, "the restart came after the end of the stream"
     assert "reconnected" in log, log
-    everything = Sink(client, names["sink"]).read()  # read again from the start
+    everything = Sink(redis_client, redis_names["sink"]).read()  # read again from the start
     assert everything >= confirmed, "results confirmed before the restart were lost"
     assert not expected - everything
     duplicates = len(sink.ids) - len(set(sink.ids))
     print(f"restarted after {len(confirmed)} results; lost=0 duplicates={duplicates}")
-    assert client.xpending(names["source"], "workers")["pending"] == 0
-    client.close()
+    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
+    redis_client.close()
