@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -118,6 +119,9 @@ class RedisConnectError(ArroyoError, ConnectionError):
 
 _RECONNECTING = RetryPolicy(attempts=None, initial=0.05, maximum=1.0)
 """For what must wait for Redis to come back (acknowledgements)."""
+
+_READING = RetryPolicy(attempts=None, initial=0.1, maximum=5.0)
+"""For reads after a lost connection: until Redis is back (or the listener stops)."""
 
 
 class _Refused(PublishError, PermanentError):
@@ -402,17 +406,16 @@ class RedisStreamListener(Listener):
     async def _read_loop(self, intake: Intake) -> None:
         next_claim = 0.0  # at once: entries left by consumers that are gone
         cursor = b"0-0"
-        failures = 0
         while not self._stopping.is_set():
             claiming = time.monotonic() >= next_claim
             try:
                 if claiming:
-                    cursor, entries = await self._fetch(self._claim(cursor))
+                    cursor, entries = await self._fetch(functools.partial(self._claim, cursor))
                     if cursor == b"0-0":
                         next_claim = time.monotonic() + self.claim_interval
                 else:
                     wait = min(self.block_ms, int((next_claim - time.monotonic()) * 1000))
-                    entries = await self._fetch(self._read(max(wait, 1)))
+                    entries = await self._fetch(functools.partial(self._read, max(wait, 1)))
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if self._stopping.is_set() and (current is None or not current.cancelling()):
@@ -429,21 +432,6 @@ class RedisStreamListener(Listener):
                         self.group,
                     )
                 continue
-            except (RedisError, OSError) as exc:
-                if not _is_connection_error(exc):
-                    raise
-                failures += 1
-                if failures == 1:
-                    log.warning(
-                        "%s: connection lost (%s); reconnecting",
-                        self.name,
-                        self.settings.hide(str(exc) or type(exc).__name__),
-                    )
-                await self._pause(min(0.1 * 2**failures, 5.0))
-                continue
-            if failures:
-                log.info("%s: reconnected after %d failed attempts", self.name, failures)
-                failures = 0
             for entry_id, fields, deliveries in entries:
                 if self._stopping.is_set():
                     break  # left pending: handed back to the group by close()
@@ -462,13 +450,27 @@ class RedisStreamListener(Listener):
                     source["fields"] = b",".join(fields).decode(errors="replace")
                 await intake.put(Received(data, source, entry_id, deliveries))
 
-    async def _fetch(self, work: Awaitable[T]) -> T:
-        """Run ``work`` so that :meth:`stop` can interrupt it."""
-        self._fetching = fetching = asyncio.ensure_future(work)
+    async def _fetch(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work()``, again after each lost connection (waiting longer each time)
+        until it gets through; :meth:`stop` interrupts it, waits included."""
+        lost = 0
+
+        def reconnecting(attempt: int, exc: BaseException) -> None:
+            nonlocal lost
+            lost = attempt
+            if attempt == 1:
+                reason = self.settings.hide(str(exc) or type(exc).__name__)
+                log.warning("%s: connection lost (%s); reconnecting", self.name, reason)
+
+        retrying = _READING.call(work, reconnecting, retry_if=_is_connection_error)
+        self._fetching = fetching = asyncio.ensure_future(retrying)
         try:
-            return await fetching
+            result = await fetching
         finally:
             self._fetching = None
+        if lost:
+            log.info("%s: reconnected after %d failed attempts", self.name, lost)
+        return result
 
     async def _recreate_group(self) -> bool:
         try:
@@ -476,11 +478,6 @@ class RedisStreamListener(Listener):
         except RedisConnectError as exc:
             log.warning("%s", exc)
             return False
-
-    async def _pause(self, seconds: float) -> None:
-        """Wait ``seconds`` (less if stopped)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _count(self) -> int:
         """How many entries to read at once: ``batch``, fewer when entries are large."""
@@ -817,6 +814,8 @@ class RedisPubSubListener(Listener):
         self._client: Redis | None = None
         self._stopping = asyncio.Event()
         self._subscribed = asyncio.Event()
+        self._session: asyncio.Future[None] | None = None
+        self._lost = False
 
     @property
     def name(self) -> str:
@@ -838,46 +837,62 @@ class RedisPubSubListener(Listener):
             "listener is not subscribed, disconnected or too slow are lost",
             self.name,
         )
-        failures = 0
+
+        def lost(attempt: int, exc: BaseException) -> None:
+            self._subscribed.clear()
+            self._lost = True
+            if attempt == 1:
+                log.warning(
+                    "%s: connection lost (%s); messages published until it is back are lost",
+                    self.name,
+                    self.settings.hide(str(exc) or type(exc).__name__),
+                )
+
+        receiving = _READING.call(
+            functools.partial(self._receive, client, intake), lost, retry_if=_is_connection_error
+        )
+        self._session = session = asyncio.ensure_future(receiving)
+        try:
+            await session
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._stopping.is_set() or (current is not None and current.cancelling()):
+                raise
+        finally:
+            self._session = None
+
+    async def _receive(self, client: Redis, intake: Intake) -> None:
+        """One subscription: hand messages over until stopped; raises when the connection
+        is lost (RedisConnectError for what a reconnection cannot mend)."""
         source = {"url": self.name, "channel": self.channel}
-        while not self._stopping.is_set():
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self._subscribed.set()
-                if failures:
-                    log.warning(
-                        "%s: subscribed again after a lost connection; messages published "
-                        "meanwhile are lost",
-                        self.name,
-                    )
-                    failures = 0
-                while not self._stopping.is_set():
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-                    if message is not None and message["type"] == "message":
-                        await intake.put(Received(message["data"], source))
-            except (RedisError, OSError) as exc:
-                if not _is_connection_error(exc):
-                    raise RedisConnectError(
-                        f"{self.name}: {self.settings.hide(str(exc))}"
-                    ) from None
-                self._subscribed.clear()
-                failures += 1
-                if failures == 1:
-                    log.warning(
-                        "%s: connection lost (%s); messages published until it is back are lost",
-                        self.name,
-                        self.settings.hide(str(exc) or type(exc).__name__),
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), min(0.1 * 2**failures, 5.0))
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            self._subscribed.set()
+            if self._lost:
+                log.warning(
+                    "%s: subscribed again after a lost connection; messages published "
+                    "meanwhile are lost",
+                    self.name,
+                )
+                self._lost = False
+            while not self._stopping.is_set():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+                if message is not None and message["type"] == "message":
+                    await intake.put(Received(message["data"], source))
+        except (RedisError, OSError) as exc:
+            if not _is_connection_error(exc):
+                raise RedisConnectError(f"{self.name}: {self.settings.hide(str(exc))}") from None
+            raise
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def stop(self) -> None:
-        """Stop receiving (within about 0.2 s)."""
+        """Stop receiving (within about 0.2 s; at once while waiting to reconnect)."""
         self._stopping.set()
+        if self._session is not None and not self._subscribed.is_set():
+            self._session.cancel()
 
     async def ack(self, received: Received) -> None:
         """Nothing to acknowledge: pub/sub has no acknowledgements."""

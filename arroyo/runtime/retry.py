@@ -39,19 +39,25 @@ class RetryPolicy:
         func: Callable[[], Awaitable[T]],
         on_retry: Callable[[int, BaseException], None] | None = None,
         failed: Exception | None = None,
+        retry_if: Callable[[BaseException], bool] | None = None,
     ) -> T:
         """Call ``func`` until it succeeds or the attempts are used up (then re-raise).
 
         ``on_retry(attempt, error)`` is called before each wait. The first call is made
         directly (the common case costs nothing); tenacity takes over after a failure.
         ``failed``: the first attempt was made already (by the caller) and raised this.
+        ``retry_if``: retry only the exceptions it accepts (others are raised at once).
         """
         if failed is None:
             try:
                 return await func()
             except Exception as exc:
                 failed = exc
-        if not _retryable(failed) or self.attempts == 1:
+
+        def retryable(error: BaseException) -> bool:
+            return _retryable(error) and (retry_if is None or retry_if(error))
+
+        if not retryable(failed) or self.attempts == 1:
             raise failed
         first: BaseException | None = failed
 
@@ -66,7 +72,7 @@ class RetryPolicy:
             wait=wait_exponential_jitter(
                 multiplier=self.initial, max=self.maximum, jitter=self.initial
             ),
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             before_sleep=before_sleep,
             reraise=True,
         )

@@ -309,3 +309,29 @@ async def test_the_pipeline_resumes_after_a_server_restart(
     print(f"restarted after {len(confirmed)} results; lost=0 duplicates={duplicates}")
     assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
     redis_client.close()
+
+
+async def test_pubsub_subscribes_again_after_a_server_restart_and_stops_while_down(
+    private_redis: PrivateRedis, until: Until, caplog: pytest.LogCaptureFixture
+) -> None:
+    from arroyo.brokers import open_listener, open_publisher
+    from arroyo.testing import listening
+
+    url = f"redis+pubsub://{private_redis.address}/frames"
+    before, after = Run("scan-4").event({"i": 1}), Run("scan-4").event({"i": 2})
+    listener = open_listener(url)
+    async with listening(listener) as seen:
+        await until(listener.subscribed.is_set, what="subscribed")
+        async with open_publisher(url) as publisher:
+            await publisher.publish(before)
+        await until(lambda: len(seen.items) == 1, what="the first message")
+        private_redis.kill()
+        await until(lambda: "connection lost" in caplog.text, within=30)
+        private_redis.start()
+        await until(lambda: "subscribed again" in caplog.text, within=30)
+        async with open_publisher(url) as publisher:
+            await publisher.publish(after)
+        await until(lambda: len(seen.items) == 2, what="the message after the restart")
+        private_redis.kill()  # stopping while it waits to reconnect does not wait for it
+        await until(lambda: not listener.subscribed.is_set(), within=30)
+    assert [listener.parser.parse(r.data).id for r in seen.items] == [before.id, after.id]
