@@ -53,6 +53,7 @@ import logging
 import os
 import socket
 import time
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -690,7 +691,69 @@ class RedisStreamListener(Listener):
 # -- Streams: publisher --------------------------------------------------------------
 
 
-class RedisStreamPublisher(PipelinedPublisher):
+class _RedisPublisher(PipelinedPublisher, Generic[T]):
+    """What both Redis publishers share: a connection, and commands queued in order and
+    sent as one pipeline per batch; a command is confirmed by its reply."""
+
+    def __init__(
+        self, settings: RedisSettings, location: str, batch: int, batch_bytes: int
+    ) -> None:
+        self.settings = settings
+        self._location = location
+        self._client: Redis | None = None
+        self._batcher: _Batcher[T] = _Batcher(self._flush, batch, batch_bytes)
+
+    @property
+    def name(self) -> str:
+        return self._location
+
+    async def start(self) -> None:
+        """Connect (raises RedisConnectError, without the password, when it cannot)."""
+        client = self.settings.client()
+        await _connect(client, self.settings, self.name)
+        self._client = client
+
+    def _queue(self, item: T, size: int) -> asyncio.Future[None]:
+        """Queue the command for ``item`` (of ``size`` bytes) behind those queued before."""
+        if self._client is None:
+            raise RuntimeError(f"{self.name}: start() was not called")
+        return self._batcher.add(item, size)
+
+    @abstractmethod
+    def _command(self, pipe: Any, item: T) -> None:
+        """Add the command that sends ``item`` to ``pipe``."""
+
+    def _result(self, reply: Any) -> BaseException | None:
+        """None when ``reply`` confirms its command, else the error to report."""
+        return _publish_error(self.name, self.settings, reply)
+
+    async def _flush(self, batch: list[T]) -> list[BaseException | None]:
+        assert self._client is not None
+        pipe = self._client.pipeline(transaction=False)
+        for item in batch:
+            self._command(pipe, item)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            raise PublishError(
+                f"{self.name}: not confirmed: {self.settings.hide(str(exc) or repr(exc))}"
+            ) from None
+        return [self._result(reply) for reply in replies]
+
+    async def close(self) -> None:
+        """Wait for what was sent, disconnect."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(self._batcher.drain(), self.settings.timeout)
+        except (TimeoutError, PublishError) as exc:
+            log.warning("%s: last messages not confirmed: %s", self.name, exc)
+        self._batcher.cancel()
+        await client.aclose()
+
+
+class RedisStreamPublisher(_RedisPublisher[dict[Any, Any]]):
     """Appends messages to a Redis stream with pipelined ``XADD`` (see the module
     docstring). A message is confirmed once Redis replied with its entry id."""
 
@@ -706,29 +769,15 @@ class RedisStreamPublisher(PipelinedPublisher):
         batch_bytes: int = 4 << 20,
         location: str | None = None,
     ) -> None:
-        self.settings = settings
+        where = location or f"redis://{settings.host}:{settings.port}/{stream}"
+        super().__init__(settings, where, batch, batch_bytes)
         self.stream = stream
         self.codec = codec
         self.maxlen = maxlen or None
         self.field = field
-        self._location = location or f"redis://{settings.host}:{settings.port}/{stream}"
-        self._client: Redis | None = None
-        self._batcher: _Batcher[dict[Any, Any]] = _Batcher(self._xadd, batch, batch_bytes)
-
-    @property
-    def name(self) -> str:
-        return self._location
-
-    async def start(self) -> None:
-        """Connect (raises RedisConnectError, without the password, when it cannot)."""
-        client = self.settings.client()
-        await _connect(client, self.settings, self.name)
-        self._client = client
 
     def send(self, message: Message) -> asyncio.Future[None]:
         """Encode now and queue the XADD; messages reach the stream in send() order."""
-        if self._client is None:
-            raise RuntimeError(f"{self.name}: start() was not called")
         data = self.codec.encode(message)
         fields: dict[Any, Any] = {
             "kind": message.kind,
@@ -737,14 +786,12 @@ class RedisStreamPublisher(PipelinedPublisher):
             "id": message.id,
             self.field: data,
         }
-        return self._batcher.add(fields, len(data))
+        return self._queue(fields, len(data))
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Append the original bytes (under ``data``; the parts of a multipart message
         under ``data.0``, ``data.1``...) with the reason and source as fields
         (``arroyo.dead-letter.reason``, ``arroyo.source.entry``...)."""
-        if self._client is None:
-            raise RuntimeError(f"{self.name}: start() was not called")
         fields: dict[Any, Any] = dict(letter.headers())
         if isinstance(letter.data, list):
             for index, part in enumerate(letter.data):
@@ -752,32 +799,10 @@ class RedisStreamPublisher(PipelinedPublisher):
         else:
             fields[self.field] = letter.data
         size = sum(map(len, letter.data)) if isinstance(letter.data, list) else len(letter.data)
-        await self._batcher.add(fields, size)
+        await self._queue(fields, size)
 
-    async def _xadd(self, batch: list[dict[Any, Any]]) -> list[BaseException | None]:
-        assert self._client is not None
-        pipe = self._client.pipeline(transaction=False)
-        for fields in batch:
-            pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            raise PublishError(
-                f"{self.name}: not confirmed: {self.settings.hide(str(exc) or repr(exc))}"
-            ) from None
-        return [_publish_error(self.name, self.settings, reply) for reply in replies]
-
-    async def close(self) -> None:
-        """Wait for what was sent, disconnect."""
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            await asyncio.wait_for(self._batcher.drain(), self.settings.timeout)
-        except (TimeoutError, PublishError) as exc:
-            log.warning("%s: last messages not confirmed: %s", self.name, exc)
-        self._batcher.cancel()
-        await client.aclose()
+    def _command(self, pipe: Any, item: dict[Any, Any]) -> None:
+        pipe.xadd(self.stream, item, maxlen=self.maxlen, approximate=True)
 
 
 def _publish_error(where: str, settings: RedisSettings, reply: Any) -> BaseException | None:
@@ -904,7 +929,7 @@ class RedisPubSubListener(Listener):
             await client.aclose()
 
 
-class RedisPubSubPublisher(PipelinedPublisher):
+class RedisPubSubPublisher(_RedisPublisher[bytes]):
     """Publishes to a Redis pub/sub channel with pipelined ``PUBLISH``. Confirmed once
     the server accepted it; subscribers that are not listening miss it (at-most-once)."""
 
@@ -917,68 +942,32 @@ class RedisPubSubPublisher(PipelinedPublisher):
         min_subscribers: int = 0,
         location: str | None = None,
     ) -> None:
-        self.settings = settings
+        where = location or f"redis+pubsub://{settings.host}:{settings.port}/{channel}"
+        super().__init__(settings, where, 1000, 4 << 20)
         self.channel = channel
         self.codec = codec
         self.min_subscribers = min_subscribers
-        self._location = location or f"redis+pubsub://{settings.host}:{settings.port}/{channel}"
-        self._client: Redis | None = None
-        self._batcher: _Batcher[bytes] = _Batcher(self._publish, 1000, 4 << 20)
         self.receivers = 0
         """How many subscribers received the last confirmed message."""
 
-    @property
-    def name(self) -> str:
-        return self._location
-
-    async def start(self) -> None:
-        """Connect (raises RedisConnectError, without the password, when it cannot)."""
-        client = self.settings.client()
-        await _connect(client, self.settings, self.name)
-        self._client = client
-
     def send(self, message: Message) -> asyncio.Future[None]:
         """Encode now and queue the PUBLISH; messages go out in send() order."""
-        if self._client is None:
-            raise RuntimeError(f"{self.name}: start() was not called")
         data = self.codec.encode(message)
-        return self._batcher.add(data, len(data))
+        return self._queue(data, len(data))
 
-    async def _publish(self, batch: list[bytes]) -> list[BaseException | None]:
-        assert self._client is not None
-        pipe = self._client.pipeline(transaction=False)
-        for data in batch:
-            pipe.publish(self.channel, data)
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            raise PublishError(
-                f"{self.name}: not confirmed: {self.settings.hide(str(exc) or repr(exc))}"
-            ) from None
-        results: list[BaseException | None] = []
-        for reply in replies:
-            error = _publish_error(self.name, self.settings, reply)
-            if error is None:
-                self.receivers = int(reply)
-                if self.receivers < self.min_subscribers:
-                    error = PublishError(
-                        f"{self.name}: {self.receivers} subscribers received it, fewer than "
-                        f"min_subscribers={self.min_subscribers}"
-                    )
-            results.append(error)
-        return results
+    def _command(self, pipe: Any, item: bytes) -> None:
+        pipe.publish(self.channel, item)
 
-    async def close(self) -> None:
-        """Wait for what was sent, disconnect."""
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            await asyncio.wait_for(self._batcher.drain(), self.settings.timeout)
-        except (TimeoutError, PublishError) as exc:
-            log.warning("%s: last messages not confirmed: %s", self.name, exc)
-        self._batcher.cancel()
-        await client.aclose()
+    def _result(self, reply: Any) -> BaseException | None:
+        error = super()._result(reply)
+        if error is None:
+            self.receivers = int(reply)
+            if self.receivers < self.min_subscribers:
+                error = PublishError(
+                    f"{self.name}: {self.receivers} subscribers received it, fewer than "
+                    f"min_subscribers={self.min_subscribers}"
+                )
+        return error
 
 
 # -- factories -----------------------------------------------------------------------
