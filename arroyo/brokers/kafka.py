@@ -133,13 +133,10 @@ class _Scrub:
         values = {v for k, v in config.items() if _SECRET_KEY.search(k) and len(v) >= 3}
         if password:
             values.add(password)
-        self._values = sorted(values, key=len, reverse=True)
+        self._values = values
 
     def __call__(self, text: object) -> str:
-        out = str(text)
-        for value in self._values:
-            out = out.replace(value, "***")
-        return redact(out)
+        return redact(str(text), *self._values)
 
 
 def _client_value(url: BrokerURL, key: str, value: Any) -> str:

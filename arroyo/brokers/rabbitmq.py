@@ -179,10 +179,7 @@ class AmqpSettings:
     def hide(self, error: BaseException | str) -> str:
         """The text of ``error`` without the password (for errors and logs)."""
         text = str(error) or type(error).__name__
-        text = redact(text)
-        if self.password and self.password != "guest":
-            text = text.replace(self.password, "***")
-        return text
+        return redact(text, self.password if self.password != "guest" else None)
 
 
 def _location(url: BrokerURL, settings: AmqpSettings, what: str) -> str:

@@ -197,10 +197,7 @@ class RedisSettings:
 
     def hide(self, text: str) -> str:
         """``text`` without the password (for errors and logs)."""
-        text = redact(text)
-        if self.password:
-            text = text.replace(self.password, "***")
-        return text
+        return redact(text, self.password)
 
 
 def _location(url: BrokerURL, name: str) -> str:

@@ -27,8 +27,11 @@ _SECRET_PARAM = re.compile(
 )
 
 
-def redact(text: str) -> str:
-    """``text`` with passwords in URLs (``user:***@``) and secret query values hidden."""
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with passwords in URLs (``user:***@``), secret query values, and each of
+    ``secrets`` (passwords given as options) hidden as ``***``."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}=***", text)
 

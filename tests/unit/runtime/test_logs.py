@@ -29,6 +29,11 @@ def test_redact_hides_passwords(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
+def test_redact_hides_the_secrets_it_is_given_longest_first() -> None:
+    text = "AUTH failed for pw-long-secret (also tried pw-long)"
+    assert redact(text, "pw-long", None, "pw-long-secret") == "AUTH failed for *** (also tried ***)"
+
+
 def test_records_carry_the_block_name() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     token = current_block.set("workers")
