@@ -15,6 +15,7 @@ URLs (see DESIGN.md): ``kafka://HOST:PORT/TOPIC?group=G``, ``redis://HOST:PORT/S
 from __future__ import annotations
 
 import importlib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,47 @@ def open_publisher(
         parsed, dict(options or {}), codec or default_codec()
     )
     return publisher
+
+
+TLS_OPTIONS: dict[str, Any] = {
+    "ssl_ca": None,
+    "ssl_cert": None,
+    "ssl_key": None,
+    "ssl_verify": True,
+}
+"""The TLS options of a connector, with their defaults (Kafka takes the first three as
+aliases of librdkafka's ``ssl.*`` settings)."""
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A connection's TLS settings: the CA file (None: the system's CAs), the client
+    certificate and key (None: no client certificate), whether the server is verified."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify: bool = True
+
+    @classmethod
+    def from_options(cls, url: BrokerURL, opts: Mapping[str, Any], tls_scheme: str) -> Tls | None:
+        """The TLS settings in ``opts`` (taken with :data:`TLS_OPTIONS`) when ``url`` has
+        the ``tls_scheme``; else None, and ssl_* options are a ConfigError."""
+        if not url.scheme.startswith(tls_scheme):
+            if any(opts[key] for key in ("ssl_ca", "ssl_cert", "ssl_key")):
+                raise ConfigError(f"{url}: ssl_* options need TLS (the {tls_scheme}:// scheme)")
+            return None
+        return cls(opts["ssl_ca"], opts["ssl_cert"], opts["ssl_key"], opts["ssl_verify"])
+
+    def context(self) -> ssl.SSLContext:
+        """An SSL context with this CA (or the system's) and client certificate."""
+        context = ssl.create_default_context(cafile=self.ca)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.cert:
+            context.load_cert_chain(self.cert, self.key)
+        return context
 
 
 def take_options(

@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arroyo._optional import require
-from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConfigError, PublishError
 from arroyo.message import Message
@@ -82,10 +82,7 @@ _CONNECTION_OPTIONS: dict[str, Any] = {
     "timeout": 10.0,
     "reconnect_interval": 2.0,
     "heartbeat": 60,
-    "ssl_ca": None,
-    "ssl_cert": None,
-    "ssl_key": None,
-    "ssl_verify": True,
+    **TLS_OPTIONS,
 }
 _QUEUE_OPTIONS: dict[str, Any] = {"queue": "", "queue_type": "classic", "declare": True}
 _QUEUE_TYPES = ("classic", "quorum")
@@ -112,11 +109,7 @@ class AmqpSettings:
     vhost: str = "/"
     username: str = "guest"
     password: str = field(default="guest", repr=False)
-    tls: bool = False
-    ssl_ca: str | None = None
-    ssl_cert: str | None = None
-    ssl_key: str | None = None
-    ssl_verify: bool = True
+    tls: Tls | None = None
     timeout: float = 10.0
     reconnect_interval: float = 2.0
     heartbeat: int = 60
@@ -124,9 +117,7 @@ class AmqpSettings:
     @classmethod
     def from_url(cls, url: BrokerURL, opts: dict[str, Any]) -> AmqpSettings:
         """Settings from ``url`` and the options taken by :func:`take_options`."""
-        tls = url.scheme == "amqps"
-        if not tls and any(opts[k] for k in ("ssl_ca", "ssl_cert", "ssl_key")):
-            raise ConfigError(f"{url}: ssl_* options need an amqps:// URL (TLS)")
+        tls = Tls.from_options(url, opts, "amqps")
         for key in ("timeout", "reconnect_interval"):
             if opts[key] <= 0:
                 raise ConfigError(f"{url}: option {key!r} must be positive, got {opts[key]}")
@@ -137,36 +128,22 @@ class AmqpSettings:
             username=opts["username"] or url.username or "guest",
             password=opts["password"] or url.password or "guest",
             tls=tls,
-            ssl_ca=opts["ssl_ca"],
-            ssl_cert=opts["ssl_cert"],
-            ssl_key=opts["ssl_key"],
-            ssl_verify=opts["ssl_verify"],
             timeout=float(opts["timeout"]),
             reconnect_interval=float(opts["reconnect_interval"]),
             heartbeat=int(opts["heartbeat"]),
         )
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """The TLS settings: the CA (or the system's), the client certificate if any."""
-        context = ssl.create_default_context(cafile=self.ssl_ca)
-        if not self.ssl_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.ssl_cert:
-            context.load_cert_chain(self.ssl_cert, self.ssl_key)
-        return context
-
     async def connect(self, where: str) -> AbstractRobustConnection:
         """A robust connection; raises RabbitMQConnectError (without the password)."""
         try:
-            context = self.ssl_context() if self.tls else None
+            context = self.tls.context() if self.tls else None
             return await aio_pika.connect_robust(
                 host=self.host,
                 port=self.port,
                 login=self.username,
                 password=self.password,
                 virtualhost=self.vhost,
-                ssl=self.tls,
+                ssl=self.tls is not None,
                 ssl_context=context,
                 timeout=self.timeout,
                 reconnect_interval=self.reconnect_interval,

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from arroyo._optional import require
-from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConfigError, PermanentError, PublishError
 from arroyo.message import Message
@@ -88,10 +88,7 @@ _CONNECTION_OPTIONS: dict[str, Any] = {
     "username": None,
     "db": 0,
     "timeout": 10.0,
-    "ssl_ca": None,
-    "ssl_cert": None,
-    "ssl_key": None,
-    "ssl_verify": True,
+    **TLS_OPTIONS,
 }
 _LISTENER_OPTIONS: dict[str, Any] = {
     "group": "arroyo",
@@ -141,19 +138,13 @@ class RedisSettings:
     db: int = 0
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    ssl_ca: str | None = None
-    ssl_cert: str | None = None
-    ssl_key: str | None = None
-    ssl_verify: bool = True
+    tls: Tls | None = None
     timeout: float = 10.0
 
     @classmethod
     def from_url(cls, url: BrokerURL, opts: dict[str, Any]) -> RedisSettings:
         """Settings from ``url`` and the options taken by :func:`take_options`."""
-        tls = url.scheme.startswith("rediss")
-        if not tls and any(opts[k] for k in ("ssl_ca", "ssl_cert", "ssl_key")):
-            raise ConfigError(f"{url}: ssl_* options need a rediss:// URL (TLS)")
+        tls = Tls.from_options(url, opts, "rediss")
         if opts["timeout"] <= 0:
             raise ConfigError(f"{url}: option 'timeout' must be positive, got {opts['timeout']}")
         return cls(
@@ -163,10 +154,6 @@ class RedisSettings:
             username=opts["username"] or url.username or None,
             password=opts["password"] or url.password,
             tls=tls,
-            ssl_ca=opts["ssl_ca"],
-            ssl_cert=opts["ssl_cert"],
-            ssl_key=opts["ssl_key"],
-            ssl_verify=opts["ssl_verify"],
             timeout=float(opts["timeout"]),
         )
 
@@ -177,11 +164,11 @@ class RedisSettings:
         if self.tls:
             tls = {
                 "ssl": True,
-                "ssl_ca_certs": self.ssl_ca,
-                "ssl_certfile": self.ssl_cert,
-                "ssl_keyfile": self.ssl_key,
-                "ssl_cert_reqs": "required" if self.ssl_verify else "none",
-                "ssl_check_hostname": self.ssl_verify,
+                "ssl_ca_certs": self.tls.ca,
+                "ssl_certfile": self.tls.cert,
+                "ssl_keyfile": self.tls.key,
+                "ssl_cert_reqs": "required" if self.tls.verify else "none",
+                "ssl_check_hostname": self.tls.verify,
             }
         return Redis(
             host=self.host,

@@ -22,7 +22,7 @@ def test_url_parts_and_options() -> None:
     assert isinstance(listener, RabbitMQListener)
     settings = listener.settings
     assert (settings.host, settings.port, settings.vhost) == ("broker", 5673, "beamline")
-    assert (settings.username, settings.password, settings.tls) == ("alice", "pw", False)
+    assert (settings.username, settings.password, settings.tls) == ("alice", "pw", None)
     assert (listener.queue, listener.prefetch, listener.queue_type) == ("frames", 10, "quorum")
     assert listener.name == "amqp://broker:5673/beamline?queue=frames"
 
@@ -61,7 +61,7 @@ def test_publisher_targets() -> None:
         ("listener", "amqp://h/", {}, "needs a queue"),
         ("listener", "amqp://h/?queue=q&prefetch=0", {}, "'prefetch' must be at least 1"),
         ("listener", "amqp://h/?queue=q", {"queue_type": "stream"}, "'queue_type' must be one"),
-        ("listener", "amqp://h/?queue=q", {"ssl_ca": "/ca.pem"}, "need an amqps:// URL"),
+        ("listener", "amqp://h/?queue=q", {"ssl_ca": "/ca.pem"}, r"need TLS \(the amqps:// scheme"),
         ("listener", "amqp://h/?queue=q&qeue=x", {}, "unknown option.*'qeue'"),
         ("publisher", "amqp://h/", {}, "needs a queue .* or an exchange"),
         ("publisher", "amqp://h/?queue=q", {"prefetch": 5}, "unknown option.*'prefetch'"),
@@ -92,11 +92,13 @@ def test_passwords_come_from_the_url_or_the_yaml_and_stay_hidden() -> None:
 def test_tls_context() -> None:
     listener = open_listener("amqps://h/?queue=q&ssl_verify=false")
     assert isinstance(listener, RabbitMQListener)
-    context = listener.settings.ssl_context()
+    assert listener.settings.tls is not None
+    context = listener.settings.tls.context()
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
     strict = open_listener("amqps://h/?queue=q")
     assert isinstance(strict, RabbitMQListener)
-    assert strict.settings.ssl_context().verify_mode == ssl.CERT_REQUIRED
+    assert strict.settings.tls is not None
+    assert strict.settings.tls.context().verify_mode == ssl.CERT_REQUIRED
 
 
 def message(headers: dict[str, Any] | None, redelivered: bool) -> Any:

@@ -57,7 +57,7 @@ def test_options_come_from_the_url_and_the_yaml_block() -> None:
         ("redis://h:1/frames", {"batch": 0}, "'batch' must be at least 1"),
         ("redis://h:1/frames?min_idle_ms=abc", {}, "'min_idle_ms' must be a int"),
         ("redis://h:1/frames", {"group": ""}, "'group' must not be empty"),
-        ("redis://h:1/frames", {"ssl_ca": "/ca.pem"}, "need a rediss:// URL"),
+        ("redis://h:1/frames", {"ssl_ca": "/ca.pem"}, r"need TLS \(the rediss:// scheme"),
         ("redis://h:1/frames", {"timeout": 0}, "'timeout' must be positive"),
         ("redis://h:1", {}, "needs a stream name, as in redis://"),
         ("redis+pubsub://h:1", {}, "needs a channel name"),
