@@ -793,10 +793,8 @@ class KafkaListener(Listener):
         self._executor: ThreadPoolExecutor | None = None
         self._consumer: Any = None
         self._tracker: OffsetTracker[Key] = OffsetTracker()
-        self._tracked: set[Key] = set()
         self._owned: dict[Key, int] = {}
         self._generation = 0
-        self._committed: dict[Key, int] = {}
         self._acked = 0
         self._next_commit = 0.0
         self._backlog: deque[tuple[list[Any], dict[Key, int]]] = deque()
@@ -922,17 +920,6 @@ class KafkaListener(Listener):
         if progress is not None and not progress.done():
             progress.set_result(None)
 
-    def _offsets(self, keys: Iterable[Key] | None = None, full: bool = False) -> dict[Key, int]:
-        """Committable offsets (of ``keys`` or all tracked partitions) that moved since the
-        last commit (or all of them when ``full``)."""
-        tracker, committed = self._tracker, self._committed
-        out = {}
-        for key in self._tracked if keys is None else keys:
-            offset = tracker.committable(key)
-            if offset is not None and (full or offset > committed.get(key, -1)):
-                out[key] = offset
-        return out
-
     def _due_commit(self) -> list[Any] | None:
         """Offsets to commit now (at-least-once), or None; in exactly-once mode, start a
         transaction commit instead when one is due."""
@@ -953,18 +940,18 @@ class KafkaListener(Listener):
         self._acked = 0
         full = self._commit_failures != self._commit_failures_seen
         self._commit_failures_seen = self._commit_failures
-        offsets = self._offsets(full=full)
+        offsets = self._tracker.to_commit(full=full)
         if not offsets:
             return None
-        self._committed.update(offsets)
+        self._tracker.committed(offsets)
         return _offsets_list(offsets)
 
     async def _commit_transaction(self) -> None:
         assert self._txn is not None
         try:
             metadata = await self._call(self._group_metadata)
-            committed = await self._txn.commit(self._offsets, metadata)
-            self._committed.update(committed)
+            committed = await self._txn.commit(self._tracker.to_commit, metadata)
+            self._tracker.committed(committed)
         except Exception as exc:
             if self._failure is None:
                 self._failure = (
@@ -997,7 +984,6 @@ class KafkaListener(Listener):
         for key in keys:
             self._generation += 1
             owned[key] = self._generation
-            self._tracked.add(key)
         self._owned = owned
         log.info("%s: assigned %s", self.name, _partitions(keys))
 
@@ -1042,15 +1028,12 @@ class KafkaListener(Listener):
                         TransactionError("revoked partitions did not drain in time")
                     )
                     return {}
-                committed = await self._txn.commit(self._offsets, metadata)
-                self._committed.update(committed)
+                committed = await self._txn.commit(self._tracker.to_commit, metadata)
+                self._tracker.committed(committed)
                 return {}
-            return self._offsets(keys, full=True)
+            return self._tracker.to_commit(keys, full=True)
         finally:
             self._tracker.forget(keys)
-            for key in keys:
-                self._tracked.discard(key)
-                self._committed.pop(key, None)
             if self._cancelled_put is not None and self._cancelled_put[0] in keys:
                 self._cancelled_put = None
             log.info("%s: revoked %s", self.name, _partitions(keys))
@@ -1067,9 +1050,10 @@ class KafkaListener(Listener):
             if self._txn is not None:
                 if self._txn.failure is None and self._failure is None:
                     metadata = await self._call(self._group_metadata)
-                    self._committed.update(await self._txn.commit(self._offsets, metadata))
+                    committed = await self._txn.commit(self._tracker.to_commit, metadata)
+                    self._tracker.committed(committed)
             else:
-                offsets = self._offsets(full=True)
+                offsets = self._tracker.to_commit(full=True)
                 if offsets:
                     await self._call(self._commit_now, offsets)
         except Exception as exc:

@@ -44,12 +44,14 @@ class OffsetTracker(Generic[P]):
             heapq.heappop(heap)
         return heap[0] if heap else self._next.get(partition)
 
-    def to_commit(self) -> dict[P, int]:
-        """Partitions whose committable offset moved since the last :meth:`committed` call."""
+    def to_commit(self, partitions: Iterable[P] | None = None, full: bool = False) -> dict[P, int]:
+        """The committable offsets of ``partitions`` (default: all tracked) that moved
+        since they were last :meth:`committed`; all of them when ``full`` (to commit again
+        after a commit failed)."""
         out = {}
-        for partition in self._pending:
+        for partition in list(self._pending) if partitions is None else partitions:
             offset = self.committable(partition)
-            if offset is not None and offset > self._committed.get(partition, -1):
+            if offset is not None and (full or offset > self._committed.get(partition, -1)):
                 out[partition] = offset
         return out
 

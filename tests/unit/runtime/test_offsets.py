@@ -24,6 +24,17 @@ def test_commits_stop_at_the_lowest_unfinished_offset() -> None:
     assert tracker.to_commit() == {0: 15}
 
 
+def test_a_full_commit_repeats_what_was_committed_and_can_be_limited_to_partitions() -> None:
+    tracker: OffsetTracker[int] = OffsetTracker()
+    for partition in (0, 1):
+        tracker.started(partition, 3)
+        tracker.finished(partition, 3)
+    tracker.committed(tracker.to_commit())
+    assert tracker.to_commit() == {}
+    assert tracker.to_commit(full=True) == {0: 4, 1: 4}  # after a failed commit
+    assert tracker.to_commit([1], full=True) == {1: 4}
+
+
 def test_partitions_are_independent_and_can_be_forgotten() -> None:
     tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()
     tracker.started(("a", 0), 5)
