@@ -580,6 +580,7 @@ class _Transactions:
         self._held = deque()
         self._lock: asyncio.Lock | None = None
         self._aborting: asyncio.Task[None] | None = None
+        """The background abort (referenced so that it is not garbage-collected)."""
         self.core.on_failure = self._fail
         self.timeout = float(config.get("transaction.timeout.ms", "60000")) / 1000
 
@@ -1235,7 +1236,6 @@ class KafkaPublisher(PipelinedPublisher):
         self.url = url
         self.topic = topic
         self.codec = codec or default_codec()
-        self.client_config = config
         self.config: dict[str, str] = {
             "enable.idempotence": "true",
             "partitioner": "murmur2_random",
