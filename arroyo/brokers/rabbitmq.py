@@ -60,7 +60,7 @@ from arroyo.runtime.logs import redact
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
-require("aio_pika", "rabbitmq", "The RabbitMQ connector")
+require("aio_pika", "rabbitmq", "The RabbitMQ connector (amqp:// URLs)")
 
 import aio_pika  # noqa: E402
 import aiormq  # noqa: E402

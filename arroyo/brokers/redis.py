@@ -70,7 +70,7 @@ from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, Publisher
 from arroyo.runtime.retry import RetryPolicy
 
-require("redis.asyncio", "redis", "The Redis connector")
+require("redis.asyncio", "redis", "The Redis connector (redis:// URLs)")
 
 from redis.asyncio import Redis  # noqa: E402
 from redis.asyncio.retry import Retry  # noqa: E402

@@ -64,8 +64,8 @@ from arroyo.runtime.logs import current_block
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import PipelinedPublisher
 
-zmq = require("zmq", "zmq", "The ZeroMQ connectors")
-zmq_asyncio = require("zmq.asyncio", "zmq", "The ZeroMQ connectors")
+zmq = require("zmq", "zmq", "The ZeroMQ connectors (zmq+*:// URLs)")
+zmq_asyncio = require("zmq.asyncio", "zmq", "The ZeroMQ connectors (zmq+*:// URLs)")
 
 log = logging.getLogger("arroyo.brokers.zmq")
 
