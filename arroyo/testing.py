@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -120,13 +121,51 @@ async def publish_all(url: str, messages: Iterable[Message], **options: Any) -> 
         await asyncio.gather(*[publisher.send(message) for message in messages])
 
 
+_CLIENT_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _client_port_range() -> range:
+    """The ports the kernel gives client sockets (Linux's ``ip_local_port_range``; the
+    IANA range 49152-65535 where that file does not exist, as on macOS)."""
+    try:
+        low, high = map(int, _CLIENT_PORTS.read_text().split())
+    except (OSError, ValueError):
+        low, high = 49152, 65535
+    return range(low, high + 1)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listened on a moment ago (bound to port 0 and
-    released: another process may still take it before you do)."""
+    """A TCP port on ``host`` that nothing is bound to now and that the kernel never gives
+    to a client socket: it lies outside the client (ephemeral) port range, so a server
+    stopped and started again on it finds it still free. This process never hands out
+    the same port twice.
+
+    Ports are drawn at random from 10000-65535 minus the client range; where the client
+    range covers all of that, it falls back to a port the kernel picks (which a client
+    may take while the server is down).
+    """
+    clients = _client_port_range()
+    candidates = [*range(10000, clients.start), *range(clients.stop, 65536)]
+    rng = random.Random()
+    for _ in range(1000):
+        if not candidates:
+            break
+        port = rng.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        _handed_out.add(chosen)
+        return chosen
 
 
 class Workers:

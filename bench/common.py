@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -200,14 +199,6 @@ def best_of(
 def unique(tag: str) -> str:
     """A topic/stream/queue name no other run uses."""
     return f"bench-{tag}-{uuid.uuid4().hex[:8]}"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def size_label(size: int) -> str:

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import Measurement, Row, Timing, best_of, free_port, run_variant, unique
+from arroyo.testing import free_port
+from bench.common import Measurement, Row, Timing, best_of, run_variant, unique
 from bench.kafka_kafka import (
     KAFKA,
     create_topics,

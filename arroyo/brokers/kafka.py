@@ -293,6 +293,9 @@ class _Producer:
         """When set (transactions), a failed delivery cancels its future and calls this,
         and so does a fatal error (instead of replacing the producer)."""
         self._restarting: asyncio.Future[None] | None = None
+        self._started = False
+        """Set once start() succeeded: before that a fatal error (a TLS failure) is only
+        recorded in ``fatal`` for start() to report; it never replaces the producer."""
         self._repeats = Throttle(30.0)
 
     @property
@@ -307,10 +310,11 @@ class _Producer:
         try:
             await self.call(self._connect, connect_timeout)
         except ck.KafkaException as exc:
+            fatal = self.fatal
             await self.close(0)
             servers = self.config["bootstrap.servers"]
-            if self.fatal is not None:
-                reason = f"cannot connect to the Kafka cluster at {servers}: {self.fatal.str()}"
+            if fatal is not None:
+                reason = f"cannot connect to the Kafka cluster at {servers}: {fatal.str()}"
             else:
                 reason = (
                     f"cannot reach the Kafka cluster at {servers} within "
@@ -322,10 +326,14 @@ class _Producer:
             try:
                 await self.call(self.producer.init_transactions, connect_timeout)
             except ck.KafkaException as exc:
+                cause = self.fatal.str() if self.fatal is not None else _error_text(exc)
                 await self.close(0)
                 raise PublishError(
-                    f"{self.name}: cannot initialise transactions: {self.scrub(_error_text(exc))}"
+                    f"{self.name}: cannot initialise transactions: {self.scrub(cause)}"
                 ) from None
+        self._started = True
+        if self.fatal is not None:  # it failed between the checks above and now
+            self._fatal_on_loop(self.fatal)
 
     def _connect(self, timeout: float) -> None:
         """(Producer thread) Wait until the cluster answers a metadata request, serving
@@ -349,7 +357,7 @@ class _Producer:
         """librdkafka's producer is unusable (poll thread): replace it (or, in a
         transaction, abort)."""
         self.fatal = error
-        if self._loop is not None:
+        if self._started and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 self._loop.call_soon_threadsafe(self._fatal_on_loop, error)
 
@@ -538,6 +546,7 @@ class _Producer:
         """Send what is queued (up to ``grace`` seconds), then stop."""
         if self._restarting is not None:
             await asyncio.gather(self._restarting, return_exceptions=True)
+        self._started = False
         await self._stop_polling()
         if self.producer is not None and self._executor is not None:
             deadline = asyncio.get_running_loop().time() + grace

@@ -17,7 +17,16 @@ from arroyo import Event, Start, Stop
 from arroyo.brokers import memory
 from arroyo.brokers.memory import MemoryListener
 from arroyo.runtime import Block, DeadLetter, Received
-from arroyo.testing import Collect, Recorder, Workers, free_port, listening, make_run, publish_all
+from arroyo.testing import (
+    Collect,
+    Recorder,
+    Workers,
+    _client_port_range,
+    free_port,
+    listening,
+    make_run,
+    publish_all,
+)
 
 
 def test_the_module_example_runs() -> None:
@@ -99,6 +108,19 @@ def test_free_port_can_be_bound() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_free_port_is_never_a_client_port_and_never_repeats() -> None:
+    """A server restarted on its port must find it free: the kernel never gives a port
+    outside the client range to an outgoing connection."""
+    clients = _client_port_range()
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert not any(port in clients for port in ports)
+    # A client socket's port (what a connection to a broker gets) is in that range.
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.socket() as client:
+        client.connect(server.getsockname())
+        assert client.getsockname()[1] in clients
 
 
 def test_workers_log_stop_and_kill(workers: Workers, tmp_path: Path) -> None:
