@@ -146,7 +146,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     may take while the server is down).
     """
     clients = _client_port_range()
-    candidates = [*range(10000, clients.start), *range(clients.stop, 65536)]
+    candidates: list[int] = [*range(10000, clients.start), *range(clients.stop, 65536)]
     rng = random.Random()
     for _ in range(1000):
         if not candidates:
