@@ -66,8 +66,11 @@ class Endpoint(BaseModel):
 
     ``schema``: an ``.avsc`` file with the facility's Event metadata record (publishers
     write with it and refuse what does not conform; listeners resolve to it).
-    ``schemas``: more writer schemas a listener should know. ``parser``: how a listener
-    reads bytes (default ``arroyo``). Every other key goes to the broker connector.
+    ``schemas``: the writer schemas a listener knows besides its own (files or folders
+    of ``.avsc`` files); by default, every ``.avsc`` file in the folder of ``schema``, so
+    a reader whose schema sits beside the writer's newer version resolves its data.
+    ``parser``: how a listener reads bytes (default ``arroyo``). Every other key goes to
+    the broker connector.
     """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -299,7 +302,10 @@ def _codec(
         return candidate if candidate.is_absolute() else base / candidate
 
     schema = load(schema_path(endpoint.schema_)) if endpoint.schema_ else None
-    store = SchemaStore([load(schema_path(p)) for p in endpoint.schemas])
+    known = endpoint.schemas
+    if not known and endpoint.schema_:
+        known = [str(schema_path(endpoint.schema_).parent)]
+    store = SchemaStore([load(path) for path in _schema_files(known, schema_path)])
     settings = endpoint.registry or registry
     client = None
     subject = None
@@ -318,6 +324,16 @@ def _codec(
         subject=subject,
         lenient=lenient,
     )
+
+
+def _schema_files(entries: list[str], resolve: Callable[[str], Path]) -> list[Path]:
+    """The ``.avsc`` files that ``schemas:`` names: files as given, folders by their
+    ``*.avsc`` files (in name order)."""
+    files: list[Path] = []
+    for entry in entries:
+        path = resolve(entry)
+        files.extend(sorted(path.glob("*.avsc")) if path.is_dir() else [path])
+    return files
 
 
 def _listener(endpoint: Endpoint, codec: Codec) -> Listener:
