@@ -5,8 +5,12 @@
 {'sample': 'Si'}
 """
 
-from arroyo.codec import Codec, decode, encode
-from arroyo.errors import (
+from arroyo._clash import check_no_sentry_arroyo
+
+check_no_sentry_arroyo()
+
+from arroyo.codec import Codec, decode, encode  # noqa: E402
+from arroyo.errors import (  # noqa: E402
     ArroyoError,
     ConfigError,
     DecodeError,
@@ -16,7 +20,7 @@ from arroyo.errors import (
     RegistryError,
     SchemaError,
 )
-from arroyo.message import JSON, ArrayInfo, Event, Message, Run, Start, Stop
+from arroyo.message import JSON, ArrayInfo, Event, Message, Run, Start, Stop  # noqa: E402
 
 __version__ = "0.1.0"
 

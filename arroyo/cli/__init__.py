@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import typer
+from arroyo._clash import check_no_sentry_arroyo
 
-from arroyo.cli import pipeline, schemas, simulate
+check_no_sentry_arroyo()  # also when sentry-arroyo's __init__.py replaced Arroyo's
+
+import typer  # noqa: E402
+
+from arroyo.cli import pipeline, schemas, simulate  # noqa: E402
 
 app = typer.Typer(
     help=(

@@ -48,8 +48,6 @@ def simulate(
 
       arroyo simulate 'zmq+pub://127.0.0.1:5556?bind=true' --format msgpack-array --dtype '>u2'
     """
-    from arroyo.simulate import simulate as run_simulation
-
     configure(logging.WARNING)
     try:
         dims = tuple(int(n) for n in shape.lower().split("x"))
@@ -58,6 +56,8 @@ def simulate(
     except ValueError:
         raise fail(f"--shape must look like 512x512, got {shape!r}") from None
     try:
+        from arroyo.simulate import simulate as run_simulation
+
         report = asyncio.run(
             run_simulation(
                 url,

@@ -59,7 +59,7 @@ def test_a_missing_client_names_the_extra_to_install(module: str, extra: str) ->
         """
     )
     assert result.returncode == 0, result.stderr
-    assert f"pip install 'arroyo[{extra}]'" in result.stdout
+    assert f"pip install 'arroyo-streams[{extra}]'" in result.stdout
 
 
 def test_a_missing_client_fails_a_config_before_anything_starts() -> None:
@@ -74,4 +74,4 @@ def test_a_missing_client_fails_a_config_before_anything_starts() -> None:
         """
     )
     assert "blocks[0] (w).listener" in result.stdout
-    assert "pip install 'arroyo[kafka]'" in result.stdout
+    assert "pip install 'arroyo-streams[kafka]'" in result.stdout

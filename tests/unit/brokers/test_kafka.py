@@ -196,7 +196,7 @@ def test_missing_confluent_kafka_says_which_extra_to_install(
     monkeypatch.delitem(sys.modules, "arroyo.brokers.kafka")
     with pytest.raises(MissingDependencyError) as caught:
         importlib.import_module("arroyo.brokers.kafka")
-    assert "pip install 'arroyo[kafka]'" in str(caught.value)
+    assert "pip install 'arroyo-streams[kafka]'" in str(caught.value)
     assert "confluent_kafka" in str(caught.value)
     with pytest.raises(MissingDependencyError):
         open_listener("kafka://h:9092/t?group=g")
