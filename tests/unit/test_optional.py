@@ -75,3 +75,18 @@ def test_a_missing_client_fails_a_config_before_anything_starts() -> None:
     )
     assert "blocks[0] (w).listener" in result.stdout
     assert "pip install 'arroyo-streams[kafka]'" in result.stdout
+
+
+def test_simulate_without_pyzmq_says_what_to_install_in_one_line() -> None:
+    result = run(
+        """
+        import sys
+        from arroyo.cli import main
+        sys.argv = ["arroyo", "simulate", "zmq+push://127.0.0.1:5555?bind=true", "--frames", "1"]
+        main()
+        """
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "pip install 'arroyo-streams[zmq]'" in lines[0]
