@@ -31,6 +31,7 @@ from arroyo.testing import Workers
 ROOT = Path(__file__).parents[2]
 ReadTopic = Callable[..., list[Any]]
 CONNECTOR = ROOT / "connectors" / "cross-facility.yaml"
+FACILITY_B = ROOT / "connectors" / "facility-b.yaml"
 V1 = load(SCHEMA_DIR / "examples" / "frame-metadata-v1.avsc")
 V2 = load(SCHEMA_DIR / "examples" / "frame-metadata-v2.avsc")
 
@@ -55,6 +56,7 @@ class Facilities:
     b_topic: str
     config: Path
     registry: str | None
+    b_config: Path
 
 
 @pytest.fixture(params=["single-object", "registry"])
@@ -85,15 +87,22 @@ def facilities(
         "FACILITY_B_KAFKA": kafka_tls,
         "FACILITY_B_TOPIC": b_topic,
     }
-    config = CONNECTOR
-    if registry is not None:  # the same pipeline, with the registry uncommented
-        text = CONNECTOR.read_text().replace("../schemas/", f"{ROOT}/schemas/")
-        data = yaml.safe_load(text)
-        data["registry"] = {"url": registry}
-        config = tmp_path / "cross-facility-registry.yaml"
-        config.write_text(yaml.safe_dump(data))
+    config, b_config = CONNECTOR, FACILITY_B
+    if registry is not None:  # the same pipelines, with the registry uncommented
+        config = with_registry(CONNECTOR, registry, tmp_path)
+        b_config = with_registry(FACILITY_B, registry, tmp_path)
     kafka_topics.create(topic, f"{topic}.rejected", f"{topic}.rejected-kafka", b_topic)
-    return Facilities(env, topic, queue, b_topic, config, registry)
+    return Facilities(env, topic, queue, b_topic, config, registry, b_config)
+
+
+def with_registry(connector: Path, registry: str, folder: Path) -> Path:
+    """A copy of ``connector`` with its ``registry`` setting uncommented."""
+    text = connector.read_text().replace("../schemas/", f"{ROOT}/schemas/")
+    data = yaml.safe_load(text)
+    data["registry"] = {"url": registry}
+    config = folder / f"{connector.stem}-registry.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
 
 
 def a_writes(bootstrap: str, facilities: Facilities, messages: list[tuple[Codec, Message]]) -> None:
@@ -236,6 +245,49 @@ def test_a_writes_v2_b_reads_v1_and_v2_over_rabbitmq(
     check_b_reads_v1_and_v2(good, bodies, facilities)
     check_dead_letters(read_topic, kafka_bootstrap, f"{facilities.topic}.rejected", facilities)
     assert "guest:guest" not in log
+
+
+@pytest.mark.timeout(240)
+def test_facility_b_archives_what_a_sends_reading_it_with_v1(
+    facilities: Facilities, kafka_bootstrap: str, workers: Workers, tmp_path: Path
+) -> None:
+    """connectors/facility-b.yaml as shipped: B's v1 reader resolves A's v2 data (the
+    schemas beside its own, or the registry) and archives it, nothing refused."""
+    from fastavro import reader
+
+    archive = tmp_path / "b" / "archive.avro"
+    facilities.env["FACILITY_B_ARCHIVE"] = str(archive)
+    good, written = a_run(facilities, 20)
+    a_writes(kafka_bootstrap, facilities, written)
+    a = start_pipeline(workers, facilities, "to-b-rabbitmq")
+    b = workers.start(facilities.b_config, env=facilities.env)
+
+    def archived() -> list[dict[str, Any]]:
+        with archive.open("rb") as file:
+            return list(reader(file))
+
+    def archived_so_far() -> int:
+        """Records in the archive while B writes it (0 before its header is out)."""
+        try:
+            return len(archived())
+        except (OSError, ValueError, EOFError):
+            return 0
+
+    try:
+        deadline = time.monotonic() + 90
+        while (count := archived_so_far()) < len(good):
+            assert time.monotonic() < deadline, f"archived {count} of {len(good)}"
+            time.sleep(0.2)
+    finally:
+        stop_pipeline(workers, a)
+        log = stop_pipeline(workers, b)
+    records = archived()
+    assert [r["id"] for r in records] == [m.id for m in good]
+    events = [r["body"] for r in records[1:-1]]
+    assert [e["metadata"] for e in events] == [
+        {"frame": i, "exposure_s": 0.1, "detector": "eiger"} for i in range(20)
+    ]
+    assert "dead letter" not in log and "dropped" not in log
 
 
 @pytest.mark.timeout(240)
