@@ -34,7 +34,7 @@ def _working_tree_files() -> list[str]:
         ).stdout.decode()
     except (OSError, subprocess.CalledProcessError):
         pytest.fail("tests/docs needs a git checkout of Arroyo (git ls-files)")
-    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+    return [name for name in listed.split("\0") if name and (ROOT / name).exists()]
 
 
 def _fresh_shell_env() -> dict[str, str]:
@@ -156,9 +156,12 @@ def setup_command() -> str:
 def make_clone(root: Path) -> Clone:
     """Copy this working tree to ``root`` and run the README's set-up command there."""
     for name in _working_tree_files():
-        target = root / name
+        source, target = ROOT / name, root / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
+        if source.is_symlink():  # as git checks it out (arroyo/schemas)
+            target.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, target)
     env = _fresh_shell_env()
     command = setup_command()
     assert not UNTIL_CTRL_C.search(command)
