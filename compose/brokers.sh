@@ -125,6 +125,17 @@ port_owner() {
     printf '%s' "${line:-unknown process}"
 }
 
+# A server killed a moment ago may still hold its listening sockets while its last
+# threads exit (its pid already looks gone): give such ports a few seconds to close.
+await_ports_closed() {
+    local deadline=$((SECONDS + 15)) port
+    for port in "$@"; do
+        while port_open "$port" && ((SECONDS < deadline)); do
+            sleep 0.2
+        done
+    done
+}
+
 require_free_ports() {
     local broker="$1" port
     shift
@@ -376,6 +387,7 @@ kafka_start() {
         stop_pid "$pid" kafka
     elif [[ -f "$KAFKA_PID_FILE" ]]; then
         log "kafka: stale pid file (process $(read_pid "$KAFKA_PID_FILE") is gone); starting it again"
+        await_ports_closed "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_TLS_PORT"
     fi
     rm -f "$KAFKA_PID_FILE"
     require_free_ports kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_TLS_PORT"
@@ -503,7 +515,10 @@ redis_start() {
         return 0
     fi
     [[ -n "$pid" ]] && { log "redis: pid $pid does not answer PING; restarting it"; stop_pid "$pid" redis; }
-    [[ -z "$pid" && -f "$REDIS_PID_FILE" ]] && log "redis: stale pid file; starting it again"
+    if [[ -z "$pid" && -f "$REDIS_PID_FILE" ]]; then
+        log "redis: stale pid file; starting it again"
+        await_ports_closed "$REDIS_PORT" "$REDIS_TLS_PORT"
+    fi
     rm -f "$REDIS_PID_FILE"
     local tls_args=()
     if redis_has_tls; then
@@ -709,6 +724,7 @@ rabbitmq_start() {
     elif [[ -f "$RABBITMQ_PID_FILE" || -f "$RABBITMQ_LAUNCHER_PID_FILE" ]]; then
         log "rabbitmq: stale pid file; starting it again"
         rabbitmq_stop_processes --keep-epmd
+        await_ports_closed "$AMQP_PORT" "$AMQPS_PORT" "$RABBITMQ_DIST_PORT"
     fi
     require_free_ports rabbitmq "$AMQP_PORT" "$AMQPS_PORT" "$RABBITMQ_DIST_PORT"
     if [[ $'\n'"$(epmd_node_names)"$'\n' == *$'\n'"${RABBITMQ_NODE%@*}"$'\n'* ]]; then

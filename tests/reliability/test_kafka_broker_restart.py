@@ -8,6 +8,7 @@ import asyncio
 import collections
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -56,10 +57,25 @@ class PrivateKafka:
         self._script("down", "kafka")
 
     def kill(self) -> None:
+        """SIGKILL the broker; return once it is dead and its port accepts nothing (a
+        killed JVM's threads may hold its sockets a moment after its pid looks gone)."""
         pid = int((self.folder / "kafka" / "kafka.pid").read_text().split()[0])
         os.kill(pid, signal.SIGKILL)
-        while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+        deadline = time.monotonic() + 30
+        while (Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)) or _accepts(
+            self.bootstrap
+        ):
+            assert time.monotonic() < deadline, f"Kafka (pid {pid}) still up 30 s after SIGKILL"
             time.sleep(0.05)
+
+
+def _accepts(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _state(pid: int) -> str:
