@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from arroyo.cli import pipeline, schemas, simulate
+from arroyo.cli import pipeline, schemas, simulate, tail
 
 app = typer.Typer(
     help=(
@@ -17,6 +17,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 pipeline.register(app)
+app.command()(tail.tail)
 simulate.register(app)
 app.add_typer(schemas.app, name="schemas")
 
