@@ -215,6 +215,20 @@ async def test_kafka_tail_shows_everything_and_changes_nothing(
 
 
 @pytest.mark.kafka
+async def test_kafka_tail_with_count_commits_nothing_and_leaves_no_group(
+    kafka_bootstrap: str, kafka_sample: tuple[str, Sample, str]
+) -> None:
+    """As a user tails a topic by hand: no --exit-at-end, stopped by --count."""
+    url, _, _ = kafka_sample
+    topic = url.rsplit("/", 1)[1]
+    before = kafka_state(kafka_bootstrap, topic, 1)
+    done = await asyncio.to_thread(tail, url, "--count", "6")
+    assert kafka_state(kafka_bootstrap, topic, 1) == before
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 6
+
+
+@pytest.mark.kafka
 async def test_kafka_tail_from_the_end_shows_only_what_comes(
     kafka_bootstrap: str, kafka_sample: tuple[str, Sample, str]
 ) -> None:
@@ -328,9 +342,9 @@ async def test_redis_tail_with_count_takes_nothing_and_leaves_no_group(
     url, _, stream = redis_sample
     before = await redis_state(redis_client, stream)
     done = await asyncio.to_thread(tail, url, "--count", "6")
+    assert await redis_state(redis_client, stream) == before
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 6
-    assert await redis_state(redis_client, stream) == before
 
 
 @pytest.mark.redis
@@ -441,9 +455,9 @@ async def test_rabbitmq_tail_with_count_takes_nothing(amqp_url: str, amqp_queue:
     url, _, queue = await amqp_queue("classic")
     before = await queue_bodies(amqp_url, queue)
     done = await asyncio.to_thread(tail, url, "--count", "6")
+    assert await queue_bodies(amqp_url, queue) == before
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 6
-    assert await queue_bodies(amqp_url, queue) == before
 
 
 @pytest.mark.rabbitmq
