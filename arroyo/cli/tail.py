@@ -246,8 +246,10 @@ def tail(
     as a stream; a classic or quorum queue cannot be read without taking its messages,
     so tail takes them unacknowledged and puts every one back where it was when it
     stops. Until then they are invisible to other consumers, and RabbitMQ marks them
-    redelivered (a quorum queue counts a delivery). zmq+pull:// is refused (a PULL
-    socket takes the frames away from their receiver).
+    redelivered (a quorum queue counts a delivery): prefer --exit-at-end there. AMQP
+    does not say where a stream ends: on a stream queue, --exit-at-end stops once no
+    message came for 1 s. zmq+pull:// is refused (a PULL socket takes the frames away
+    from their receiver).
 
     What cannot be decoded is printed as such (size, first bytes in hex, why), dead
     letters with their reason. Give the writer schemas of schema-checked streams with
@@ -261,7 +263,7 @@ def tail(
 
       arroyo tail 'amqp://guest:guest@127.0.0.1:5672/?queue=frames' -e --json
 
-      arroyo tail redis://127.0.0.1:6379/frames --from-end --schema frame-metadata-v2.avsc
+      arroyo tail redis://127.0.0.1:6379/frames --from-end -s schemas/examples
 
       arroyo tail file:///data/run-42.avro --count 10
     """
