@@ -11,8 +11,10 @@ any; when it closes (at the end, on ``--count``, Ctrl-C, a crash, or when its co
 drops) RabbitMQ puts every one back where it was. Until then, what the browser holds is
 invisible to the queue's other consumers. What RabbitMQ changes even so: the messages
 shown are marked ``redelivered``, and a quorum queue counts each look as a delivery
-(``x-delivery-count``; a queue with a ``delivery-limit`` drops or dead-letters a message
-looked at that often). Stopping at the end means: as many messages as the queue had
+(``x-delivery-count`` rises by one). So a queue with a ``delivery-limit`` drops or
+dead-letters a message looked at that often, and an Arroyo worker reading it later counts
+those looks against its Block's ``max_deliveries`` (a redelivered message on a classic
+queue counts as a second delivery). Stopping at the end means: as many messages as the queue had
 ready at the start, or none left. Reading from the end is impossible (the older messages
 would have to be taken first): read a stream queue, or bind a queue of your own.
 
