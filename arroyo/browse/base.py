@@ -79,6 +79,11 @@ class Browser(ABC):
         """Give back what reading held (RabbitMQ: every message, to where it was) and
         disconnect. Safe to call more than once, and after a failed :meth:`open`."""
 
+    @property
+    def outcome(self) -> str:
+        """What reading left at the source, said once it is closed."""
+        return f"{self.name} is as it was"
+
     async def __aenter__(self) -> Browser:
         try:
             await self.open()

@@ -93,12 +93,21 @@ class RabbitMQBrowser(Browser):
         self._ready = 0
         self._first: Any = None
         self._held: list[Any] = []
+        self._given_back = 0
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._levels: dict[str, int] = {}
 
     @property
     def name(self) -> str:
         return self._location
+
+    @property
+    def outcome(self) -> str:
+        if self.queue_type == "stream" or not self._given_back:
+            return super().outcome
+        taken = self._given_back
+        what = "the message taken is" if taken == 1 else f"the {taken} messages taken are"
+        return f"{self.name}: {what} back in the queue (marked redelivered)"
 
     async def _connect(self) -> Any:
         aio_pika = require("aio_pika", "rabbitmq", _PURPOSE)
@@ -249,6 +258,7 @@ class RabbitMQBrowser(Browser):
         """Put every message taken back (one ``basic.nack``), then disconnect (which would
         put them back too)."""
         held, self._held = self._held, []
+        self._given_back += len(held)
         if held:
             try:
                 await held[-1].nack(multiple=True, requeue=True)

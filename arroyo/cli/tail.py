@@ -194,7 +194,7 @@ class _Session:
             await self.browser.close()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-        typer.echo(f"tail: {self.counts} ({why}); {self.browser.name} is as it was", err=True)
+        typer.echo(f"tail: {self.counts} ({why}); {self.browser.outcome}", err=True)
         return 0
 
 
