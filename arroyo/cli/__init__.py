@@ -8,7 +8,7 @@ check_no_sentry_arroyo()  # also when sentry-arroyo's __init__.py replaced Arroy
 
 import typer  # noqa: E402
 
-from arroyo.cli import pipeline, schemas, simulate  # noqa: E402
+from arroyo.cli import pipeline, schemas, simulate, tail  # noqa: E402
 
 app = typer.Typer(
     help=(
@@ -21,6 +21,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 pipeline.register(app)
+app.command()(tail.tail)
 simulate.register(app)
 app.add_typer(schemas.app, name="schemas")
 

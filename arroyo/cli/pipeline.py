@@ -1,4 +1,4 @@
-"""``arroyo run``, ``bridge``, ``tail`` and ``demo``."""
+"""``arroyo run``, ``bridge`` and ``demo`` (``tail`` is in :mod:`arroyo.cli.tail`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +17,7 @@ import typer
 from arroyo.brokers import open_listener, open_publisher, parse_url
 from arroyo.cli.common import fail
 from arroyo.errors import ArroyoError
-from arroyo.message import Event, Message
-from arroyo.runtime import Block, Operator, Output, run_blocks
+from arroyo.runtime import Block, run_blocks
 from arroyo.runtime.logs import configure
 
 log = logging.getLogger("arroyo.cli")
@@ -165,73 +163,6 @@ def bridge(
     raise typer.Exit(asyncio.run(run_blocks([block])))
 
 
-class _Print(Operator):
-    """Prints one line per message; publishes nothing. Stops the block when the reader
-    of stdout goes away (``arroyo tail ... | head``)."""
-
-    def __init__(self) -> None:
-        self.block: Block | None = None
-
-    async def process(self, message: Message) -> Output:
-        try:
-            typer.echo(describe(message))
-        except BrokenPipeError:
-            if self.block is not None:
-                self.block.stop()
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (the pipe is gone)
-        return None
-
-
-def describe(message: Message) -> str:
-    """One readable line about a message."""
-    head = f"{message.kind:5} stream={message.stream} seq={message.seq} id={message.id[:12]}"
-    if isinstance(message, Event):
-        body = f"metadata={_short(message.metadata)} payload={len(message.payload)} B"
-        if message.array is not None:
-            shape = "x".join(map(str, message.array.shape)) or "scalar"
-            body += f" array={message.array.dtype}[{shape}]"
-    else:
-        body = f"data={_short(message.data)}"
-    return f"{head} {body}"
-
-
-def _short(value: object, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def tail(
-    url: Annotated[str, typer.Argument(help="Where to read (a broker URL).")],
-    count: Annotated[
-        int | None, typer.Option("--count", "-n", min=1, help="Stop after this many.")
-    ] = None,
-) -> None:
-    """Print the messages of a stream, one line each (like kcat -C).
-
-    For Kafka and Redis Streams without ?group=, tail reads in a throwaway consumer
-    group of its own, so it takes nothing away from real consumers. (On a RabbitMQ
-    queue, tail consumes: point it at a queue of its own.)
-
-    Examples:
-
-      arroyo tail kafka://127.0.0.1:9092/frames --count 10
-
-      arroyo tail file:///data/run-42.avro
-    """
-    configure(logging.WARNING)
-    try:
-        parsed = parse_url(url)
-        if parsed.scheme in ("kafka", "redis", "rediss") and "group" not in parsed.query:
-            parsed.query["group"] = f"arroyo-tail-{uuid.uuid4().hex[:8]}"
-        listener = open_listener(parsed)
-    except ArroyoError as exc:
-        raise fail(exc) from None
-    printer = _Print()
-    block = Block(listener, printer, name="tail", max_messages=count)
-    printer.block = block
-    raise typer.Exit(asyncio.run(run_blocks([block])))
-
-
 def demo(
     frames: Annotated[int, typer.Option(min=1, help="Frames in the simulated run.")] = 1000,
     shape: Annotated[str, typer.Option(help="Frame shape, ROWSxCOLS.")] = "512x512",
@@ -263,5 +194,5 @@ def demo(
 
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to ``app``."""
-    for command in (run, bridge, tail, demo):
+    for command in (run, bridge, demo):
         app.command()(command)

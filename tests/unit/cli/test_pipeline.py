@@ -48,7 +48,7 @@ def test_bridge_copies_a_stream(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     tailed = runner.invoke(app, ["tail", f"file://{tmp_path}/out.avro"])
-    lines = tailed.output.strip().splitlines()
+    lines = tailed.stdout.strip().splitlines()
     assert len(lines) == len(sent)
     assert lines[0].startswith("start stream=scan-7 seq=0")
     assert "array=<u2[4x4]" in lines[1]
@@ -59,7 +59,7 @@ def test_tail_count_stops_early(tmp_path: Path) -> None:
     write_run(tmp_path / "in.avro", 5)
     tailed = runner.invoke(app, ["tail", f"file://{tmp_path}/in.avro", "--count", "2"])
     assert tailed.exit_code == 0
-    assert len(tailed.output.strip().splitlines()) == 2
+    assert len(tailed.stdout.strip().splitlines()) == 2
 
 
 def test_run_a_config(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_run_a_config(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(config)])
     assert result.exit_code == 0, result.output
     tailed = runner.invoke(app, ["tail", f"file://{tmp_path}/out.avro"])
-    lines = tailed.output.strip().splitlines()
+    lines = tailed.stdout.strip().splitlines()
     assert len(lines) == len(sent)
     assert "'total': 0.0" in lines[1]
     assert "'total': 16.0" in lines[2]
