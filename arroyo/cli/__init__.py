@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from arroyo.cli import pipeline, schemas, simulate
+from arroyo.cli.version import show_version
 
 app = typer.Typer(
     help=(
@@ -16,6 +19,20 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 pipeline.register(app)
 simulate.register(app)
 app.add_typer(schemas.app, name="schemas")
