@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -17,14 +14,13 @@ import typer
 
 from arroyo.brokers import open_listener, open_publisher, parse_url
 from arroyo.cli.common import fail
+from arroyo.cli.supervise import Supervisor
 from arroyo.errors import ArroyoError
 from arroyo.message import Event, Message
 from arroyo.runtime import Block, Operator, Output, run_blocks
-from arroyo.runtime.logs import configure
+from arroyo.runtime.logs import WORKER_ENV, configure
 
 log = logging.getLogger("arroyo.cli")
-
-WORKER_ENV = "ARROYO_WORKER"
 
 
 def _serve_metrics(port: int | None) -> None:
@@ -51,9 +47,14 @@ def run(
 ) -> None:
     """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
 
-    The config is checked completely before anything starts. With --workers N, N worker
-    processes run the same blocks; a consumer-group broker (Kafka, Redis Streams,
-    RabbitMQ) shares the work between them. A worker that dies does not stop the others.
+    The config is checked completely before anything starts.
+
+    With --workers N, N worker processes run the same blocks; a consumer-group broker
+    (Kafka, Redis Streams, RabbitMQ) shares the work between them. A worker that dies is
+    restarted (after 1 s, doubling up to 30 s while it keeps dying) and the others go
+    on; every log line names its worker and pid. Ctrl-C / SIGTERM stops them all
+    gracefully. Exit code 0: every worker ended cleanly and none was restarted; 1
+    otherwise.
 
     Examples:
 
@@ -66,7 +67,8 @@ def run(
 
     if workers == 1:
         catch_early_signals()
-    configure(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.INFO
+    configure(level, role="supervisor" if workers > 1 else None)
     try:
         built = build_file(config)
     except ArroyoError as exc:
@@ -86,36 +88,16 @@ def run(
 def _supervise(
     config: Path, blocks: list[str] | None, workers: int, metrics_port: int | None, verbose: bool
 ) -> int:
-    """Start ``workers`` processes; forward SIGTERM/SIGINT; wait for all of them."""
-    children: dict[int, subprocess.Popen[bytes]] = {}
-    for index in range(workers):
-        command = [sys.executable, "-m", "arroyo", "run", str(config)]
-        for name in blocks or ():
-            command += ["--block", name]
-        if metrics_port is not None:
-            command += ["--metrics-port", str(metrics_port)]
-        if verbose:
-            command.append("--verbose")
-        env = {**os.environ, WORKER_ENV: str(index)}
-        children[index] = subprocess.Popen(command, env=env)
-        log.info("worker %d started (pid %d)", index, children[index].pid)
-
-    def forward(signum: int, frame: object) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes: dict[int, int] = {}
-    while len(codes) < len(children):
-        for index, child in children.items():
-            if index not in codes and (code := child.poll()) is not None:
-                codes[index] = code
-                level = logging.INFO if code == 0 else logging.ERROR
-                log.log(level, "worker %d (pid %d) exited with %d", index, child.pid, code)
-        time.sleep(0.2)
-    return 0 if all(code == 0 for code in codes.values()) else 1
+    """Run ``workers`` worker processes of ``arroyo run config`` (see
+    :mod:`arroyo.cli.supervise`); the exit code."""
+    command = [sys.executable, "-m", "arroyo", "run", str(config)]
+    for name in blocks or ():
+        command += ["--block", name]
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port)]
+    if verbose:
+        command.append("--verbose")
+    return Supervisor(lambda index: command, workers).run()
 
 
 def bridge(
