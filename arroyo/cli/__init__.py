@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from arroyo.cli import pipeline, schemas, simulate
+from arroyo.cli import check, pipeline, schemas, simulate
 from arroyo.cli.version import show_version
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ def _options(
 
 
 pipeline.register(app)
+check.register(app)
 simulate.register(app)
 app.add_typer(schemas.app, name="schemas")
 

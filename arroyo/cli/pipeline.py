@@ -13,9 +13,10 @@ from typing import Annotated
 import typer
 
 from arroyo.brokers import open_listener, open_publisher, parse_url
+from arroyo.cli import topics
 from arroyo.cli.common import fail
 from arroyo.cli.supervise import Supervisor
-from arroyo.errors import ArroyoError
+from arroyo.errors import ArroyoError, ConfigError
 from arroyo.message import Event, Message
 from arroyo.runtime import Block, Operator, Output, run_blocks
 from arroyo.runtime.logs import WORKER_ENV, configure
@@ -47,14 +48,15 @@ def run(
 ) -> None:
     """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
 
-    The config is checked completely before anything starts.
+    The config is checked completely before anything starts, and Kafka topics marked
+    `create:` are created.
 
     With --workers N, N worker processes run the same blocks; a consumer-group broker
-    (Kafka, Redis Streams, RabbitMQ) shares the work between them. A worker that dies is
-    restarted (after 1 s, doubling up to 30 s while it keeps dying) and the others go
-    on; every log line names its worker and pid. Ctrl-C / SIGTERM stops them all
-    gracefully. Exit code 0: every worker ended cleanly and none was restarted; 1
-    otherwise.
+    (Kafka, Redis Streams, RabbitMQ) shares the work between them, and a warning says
+    when a Kafka topic has fewer partitions than N. A worker that dies is restarted
+    (after 1 s, doubling up to 30 s while it keeps dying) and the others go on; every
+    log line names its worker and pid. Ctrl-C / SIGTERM stops them all gracefully. Exit
+    code 0: every worker ended cleanly and none was restarted; 1 otherwise.
 
     Examples:
 
@@ -77,12 +79,20 @@ def run(
     unknown = sorted(set(block or ()) - set(names))
     if unknown:
         raise fail(f"{config}: no block named {', '.join(unknown)}; blocks: {', '.join(names)}")
+    selected = [b for b in built if not block or b.block.name in block]
+    if WORKER_ENV not in os.environ:  # a supervisor did this for its workers
+        try:
+            topics.create(selected, str(config))
+        except ConfigError as exc:
+            raise fail(exc) from None
+        except ArroyoError as exc:
+            raise fail(exc, 1) from None
     if workers > 1:
+        topics.warn_idle_workers(selected, str(config), workers)
         raise typer.Exit(_supervise(config, block, workers, metrics_port, verbose))
     worker = int(os.environ.get(WORKER_ENV, "0"))
     _serve_metrics(None if metrics_port is None else metrics_port + worker)
-    selected = [b.block for b in built if not block or b.block.name in block]
-    raise typer.Exit(asyncio.run(run_blocks(selected)))
+    raise typer.Exit(asyncio.run(run_blocks([b.block for b in selected])))
 
 
 def _supervise(
