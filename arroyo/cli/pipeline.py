@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from arroyo.brokers import open_listener, open_publisher, parse_url
-from arroyo.cli import topics
+from arroyo.cli import progress, topics
 from arroyo.cli.common import fail
 from arroyo.cli.supervise import Supervisor
 from arroyo.errors import ArroyoError, ConfigError
@@ -23,13 +23,32 @@ from arroyo.runtime.logs import WORKER_ENV, configure
 
 log = logging.getLogger("arroyo.cli")
 
+MetricsHost = Annotated[
+    str,
+    typer.Option(
+        help="Address the metrics server listens on (0.0.0.0: every interface, for a "
+        "Prometheus on another machine; 127.0.0.1: this machine only)."
+    ),
+]
 
-def _serve_metrics(port: int | None) -> None:
+
+def _serve_metrics(host: str, port: int | None) -> None:
     if port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(port)
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        try:
+            start_http_server(port, addr=host)
+        except OSError as exc:
+            raise fail(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+async def _run_blocks(blocks: list[Block]) -> int:
+    """run_blocks, with a status line when stdout is a terminal."""
+    if not progress.wanted():
+        return await run_blocks(blocks)
+    async with progress.shown(blocks):
+        return await run_blocks(blocks)
 
 
 def run(
@@ -44,12 +63,14 @@ def run(
         int | None,
         typer.Option(help="Serve Prometheus metrics on this port (worker i uses port+i)."),
     ] = None,
+    metrics_host: MetricsHost = "0.0.0.0",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
 ) -> None:
     """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
 
     The config is checked completely before anything starts, and Kafka topics marked
-    `create:` are created.
+    `create:` are created. On a terminal, a status line shows counts, rates and queue
+    depth.
 
     With --workers N, N worker processes run the same blocks; a consumer-group broker
     (Kafka, Redis Streams, RabbitMQ) shares the work between them, and a warning says
@@ -89,14 +110,19 @@ def run(
             raise fail(exc, 1) from None
     if workers > 1:
         topics.warn_idle_workers(selected, str(config), workers)
-        raise typer.Exit(_supervise(config, block, workers, metrics_port, verbose))
+        raise typer.Exit(_supervise(config, block, workers, metrics_host, metrics_port, verbose))
     worker = int(os.environ.get(WORKER_ENV, "0"))
-    _serve_metrics(None if metrics_port is None else metrics_port + worker)
-    raise typer.Exit(asyncio.run(run_blocks([b.block for b in selected])))
+    _serve_metrics(metrics_host, None if metrics_port is None else metrics_port + worker)
+    raise typer.Exit(asyncio.run(_run_blocks([b.block for b in selected])))
 
 
 def _supervise(
-    config: Path, blocks: list[str] | None, workers: int, metrics_port: int | None, verbose: bool
+    config: Path,
+    blocks: list[str] | None,
+    workers: int,
+    metrics_host: str,
+    metrics_port: int | None,
+    verbose: bool,
 ) -> int:
     """Run ``workers`` worker processes of ``arroyo run config`` (see
     :mod:`arroyo.cli.supervise`); the exit code."""
@@ -104,7 +130,7 @@ def _supervise(
     for name in blocks or ():
         command += ["--block", name]
     if metrics_port is not None:
-        command += ["--metrics-port", str(metrics_port)]
+        command += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
     if verbose:
         command.append("--verbose")
     return Supervisor(lambda index: command, workers).run()
@@ -124,8 +150,11 @@ def bridge(
         int, typer.Option(min=1, help="Bytes held between receipt and acknowledgement.")
     ] = 64 << 20,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    metrics_host: MetricsHost = "0.0.0.0",
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
+
+    On a terminal, a status line shows counts, rates and queue depth.
 
     Examples:
 
@@ -153,8 +182,8 @@ def bridge(
         queue_size=queue_size,
         max_bytes=max_bytes,
     )
-    _serve_metrics(metrics_port)
-    raise typer.Exit(asyncio.run(run_blocks([block])))
+    _serve_metrics(metrics_host, metrics_port)
+    raise typer.Exit(asyncio.run(_run_blocks([block])))
 
 
 class _Print(Operator):

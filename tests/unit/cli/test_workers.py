@@ -43,6 +43,7 @@ def wait_for(condition, within: float = 30.0, what: str = "") -> None:  # type: 
         time.sleep(0.05)
 
 
+ARROYO_RUN = [sys.executable, "-m", "arroyo", "run"]
 IDLE = "blocks:\n  - name: idle\n    listener: memory://nothing\n"
 """A memory listener waits forever for input: the workers just stay up."""
 
@@ -271,3 +272,33 @@ def test_metrics_port_serves_prometheus_metrics(tmp_path: Path) -> None:
         assert f"# TYPE {name.removesuffix('_total')}" in body or f"# TYPE {name}" in body
     assert 'arroyo_received_total{block="idle"} 0.0' in body
     assert 'arroyo_queue_depth{block="idle"} 0.0' in body
+
+
+@pytest.mark.timeout(60)
+def test_metrics_host_is_the_address_the_metrics_server_listens_on(tmp_path: Path) -> None:
+    import urllib.request
+
+    port = free_port()
+    config = tmp_path / "idle.yaml"
+    config.write_text(IDLE)
+    worker = subprocess.Popen(
+        [*ARROYO_RUN, str(config), "--metrics-port", str(port), "--metrics-host", "127.0.0.2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def answers(host: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    try:
+        wait_for(lambda: answers("127.0.0.2"), what="metrics served on 127.0.0.2")
+        assert not answers("127.0.0.1")  # that address only
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0
+    assert f"metrics on http://127.0.0.2:{port}/metrics" in stderr
