@@ -73,15 +73,18 @@ class _Worker:
     pids: list[int] = field(default_factory=list)
 
 
-def _die_with_parent() -> None:  # pragma: no cover (runs in the child, before exec)
-    """In the child: get SIGTERM when the supervisor dies (Linux), so no worker is left
-    behind by a supervisor that was killed."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _die_with_parent() -> Callable[[], None] | None:
+    """What a worker runs between fork and exec so that it gets SIGTERM when the
+    supervisor dies (Linux's PR_SET_PDEATHSIG), and no worker is left behind by a
+    supervisor that was killed; None elsewhere. Looked up here, in the parent: the child
+    only makes the call (no import, no lock between fork and exec)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+    return lambda: prctl(pr_set_pdeathsig, sigterm)
 
 
 class Supervisor:
@@ -103,6 +106,7 @@ class Supervisor:
         self.clock = clock
         self.poll = poll
         self.stopping = False
+        self._in_child = _die_with_parent()
 
     def _start(self, worker: _Worker) -> None:
         env = {**os.environ, WORKER_ENV: str(worker.index)}
@@ -110,7 +114,7 @@ class Supervisor:
             list(self.command(worker.index)),
             env=env,
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=self._in_child,
         )
         worker.started = self.clock()
         worker.due = None
