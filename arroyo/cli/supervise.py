@@ -188,7 +188,7 @@ class Supervisor:
 
     def _summary(self) -> int:
         restarts = {w.index: w.restarts for w in self.workers if w.restarts}
-        clean = all(w.last_code == 0 for w in self.workers)
+        clean = all(w.last_code == 0 for w in self.workers if w.pids)  # started ones
         counted = ", ".join(f"worker {i}: {n}" for i, n in restarts.items()) or "none"
         ended = sum(w.last_code == 0 for w in self.workers)
         level = logging.INFO if clean and not restarts else logging.ERROR
