@@ -109,6 +109,8 @@ class Supervisor:
         self._in_child = _die_with_parent()
 
     def _start(self, worker: _Worker) -> None:
+        if self.stopping:
+            return
         env = {**os.environ, WORKER_ENV: str(worker.index)}
         worker.process = subprocess.Popen(
             list(self.command(worker.index)),
@@ -116,6 +118,8 @@ class Supervisor:
             process_group=0,
             preexec_fn=self._in_child,
         )
+        if self._told_to_stop():  # the signal came while it was being started
+            worker.process.send_signal(signal.SIGTERM)
         worker.started = self.clock()
         worker.due = None
         worker.pids.append(worker.process.pid)
@@ -128,6 +132,10 @@ class Supervisor:
             )
         else:
             log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
+
+    def _told_to_stop(self) -> bool:
+        """``stopping`` as it is now (a signal handler may have set it meanwhile)."""
+        return self.stopping
 
     def stop(self, signum: int) -> None:
         """Pass ``signum`` on to every running worker; restart nothing from now on."""
@@ -172,8 +180,7 @@ class Supervisor:
         previous = {s: signal.signal(s, lambda n, f: self.stop(n)) for s in _SIGNALS}
         try:
             for worker in self.workers:
-                if not self.stopping:
-                    self._start(worker)
+                self._start(worker)
             while any(w.process is not None or w.due is not None for w in self.workers):
                 for worker in self.workers:
                     if worker.process is not None and (code := worker.process.poll()) is not None:
