@@ -61,6 +61,15 @@ class RegistrySettings(BaseModel):
     subject: str | None = None
 
 
+class TopicSettings(_Strict):
+    """``create:`` on a Kafka endpoint: its topic is created before start when missing
+    (see :mod:`arroyo.brokers.kafka_admin`); None: the broker's default."""
+
+    partitions: int | None = Field(default=None, ge=1)
+    replication: int | None = Field(default=None, ge=1)
+    config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
 class Endpoint(BaseModel):
     """A listener or publisher: a URL, Arroyo's schema settings, and broker options.
 
@@ -79,6 +88,7 @@ class Endpoint(BaseModel):
     schemas: list[str] = Field(default_factory=list)
     registry: RegistrySettings | None = None
     parser: str | None = None
+    create: TopicSettings | None = None  # Kafka: create the topic when it is missing
 
     @property
     def options(self) -> dict[str, Any]:

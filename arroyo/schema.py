@@ -251,10 +251,20 @@ def explain_metadata(reader: Schema, writer: Schema) -> str | None:
 
 
 def check_compatibility(old: Schema, new: Schema, mode: Compatibility) -> Verdict:
-    """Whether ``new`` may replace ``old`` under ``mode`` (Apache Avro's compatibility rules)."""
-    problems: list[str] = []
-    if mode in (Compatibility.BACKWARD, Compatibility.FULL):
-        problems += _can_read(new, old, "new schema cannot read old data")
-    if mode in (Compatibility.FORWARD, Compatibility.FULL):
-        problems += _can_read(old, new, "old schema cannot read new data")
-    return Verdict(compatible=not problems, problems=problems)
+    """Whether ``new`` may replace ``old`` under ``mode`` (Apache Avro's compatibility
+    rules), with one sentence per problem naming the field, what changed and who breaks
+    (:mod:`arroyo.schema_changes`)."""
+    from arroyo.schema_changes import explain
+
+    backward = mode in (Compatibility.BACKWARD, Compatibility.FULL)
+    forward = mode in (Compatibility.FORWARD, Compatibility.FULL)
+    raw: list[str] = []
+    if backward:
+        raw += _can_read(new, old, "new schema cannot read old data")
+    if forward:
+        raw += _can_read(old, new, "old schema cannot read new data")
+    if not raw:
+        return Verdict(compatible=True, problems=[])
+    problems = explain(old.definition, new.definition, backward, forward)
+    # The verdict is the checker's: should the sentences miss a reason, its own words stay.
+    return Verdict(compatible=False, problems=problems or raw)

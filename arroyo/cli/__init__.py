@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from arroyo._clash import check_no_sentry_arroyo
 
 check_no_sentry_arroyo()  # also when sentry-arroyo's __init__.py replaced Arroyo's
 
 import typer  # noqa: E402
 
-from arroyo.cli import pipeline, schemas, simulate, tail  # noqa: E402
+from arroyo.cli import check, pipeline, schemas, simulate, tail  # noqa: E402
+from arroyo.cli.version import show_version  # noqa: E402
 
 app = typer.Typer(
     help=(
@@ -20,8 +23,23 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 pipeline.register(app)
 app.command()(tail.tail)
+check.register(app)
 simulate.register(app)
 app.add_typer(schemas.app, name="schemas")
 

@@ -5,32 +5,48 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from arroyo.brokers import open_listener, open_publisher, parse_url
+from arroyo.cli import progress, topics
 from arroyo.cli.common import fail
-from arroyo.errors import ArroyoError
+from arroyo.cli.supervise import Supervisor
+from arroyo.errors import ArroyoError, ConfigError
 from arroyo.runtime import Block, run_blocks
-from arroyo.runtime.logs import configure
+from arroyo.runtime.logs import WORKER_ENV, configure
 
 log = logging.getLogger("arroyo.cli")
 
-WORKER_ENV = "ARROYO_WORKER"
+MetricsHost = Annotated[
+    str,
+    typer.Option(
+        help="Address the metrics server listens on (0.0.0.0: every interface, for a "
+        "Prometheus on another machine; 127.0.0.1: this machine only)."
+    ),
+]
 
 
-def _serve_metrics(port: int | None) -> None:
+def _serve_metrics(host: str, port: int | None) -> None:
     if port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(port)
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        try:
+            start_http_server(port, addr=host)
+        except OSError as exc:
+            raise fail(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+async def _run_blocks(blocks: list[Block]) -> int:
+    """run_blocks, with a status line when stdout is a terminal."""
+    if not progress.wanted():
+        return await run_blocks(blocks)
+    async with progress.shown(blocks):
+        return await run_blocks(blocks)
 
 
 def run(
@@ -45,13 +61,21 @@ def run(
         int | None,
         typer.Option(help="Serve Prometheus metrics on this port (worker i uses port+i)."),
     ] = None,
+    metrics_host: MetricsHost = "0.0.0.0",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
 ) -> None:
     """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
 
-    The config is checked completely before anything starts. With --workers N, N worker
-    processes run the same blocks; a consumer-group broker (Kafka, Redis Streams,
-    RabbitMQ) shares the work between them. A worker that dies does not stop the others.
+    The config is checked completely before anything starts, and Kafka topics marked
+    `create:` are created. On a terminal, a status line shows counts, rates and queue
+    depth.
+
+    With --workers N, N worker processes run the same blocks; a consumer-group broker
+    (Kafka, Redis Streams, RabbitMQ) shares the work between them, and a warning says
+    when a Kafka topic has fewer partitions than N. A worker that dies is restarted
+    (after 1 s, doubling up to 30 s while it keeps dying) and the others go on; every
+    log line names its worker and pid. Ctrl-C / SIGTERM stops them all gracefully. Exit
+    code 0: every worker ended cleanly and none was restarted; 1 otherwise.
 
     Examples:
 
@@ -64,7 +88,8 @@ def run(
 
     if workers == 1:
         catch_early_signals()
-    configure(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.INFO
+    configure(level, role="supervisor" if workers > 1 else None)
     try:
         built = build_file(config)
     except ArroyoError as exc:
@@ -73,47 +98,40 @@ def run(
     unknown = sorted(set(block or ()) - set(names))
     if unknown:
         raise fail(f"{config}: no block named {', '.join(unknown)}; blocks: {', '.join(names)}")
+    selected = [b for b in built if not block or b.block.name in block]
+    if WORKER_ENV not in os.environ:  # a supervisor did this for its workers
+        try:
+            topics.create(selected, str(config))
+        except ConfigError as exc:
+            raise fail(exc) from None
+        except ArroyoError as exc:
+            raise fail(exc, 1) from None
     if workers > 1:
-        raise typer.Exit(_supervise(config, block, workers, metrics_port, verbose))
+        topics.warn_idle_workers(selected, str(config), workers)
+        raise typer.Exit(_supervise(config, block, workers, metrics_host, metrics_port, verbose))
     worker = int(os.environ.get(WORKER_ENV, "0"))
-    _serve_metrics(None if metrics_port is None else metrics_port + worker)
-    selected = [b.block for b in built if not block or b.block.name in block]
-    raise typer.Exit(asyncio.run(run_blocks(selected)))
+    _serve_metrics(metrics_host, None if metrics_port is None else metrics_port + worker)
+    raise typer.Exit(asyncio.run(_run_blocks([b.block for b in selected])))
 
 
 def _supervise(
-    config: Path, blocks: list[str] | None, workers: int, metrics_port: int | None, verbose: bool
+    config: Path,
+    blocks: list[str] | None,
+    workers: int,
+    metrics_host: str,
+    metrics_port: int | None,
+    verbose: bool,
 ) -> int:
-    """Start ``workers`` processes; forward SIGTERM/SIGINT; wait for all of them."""
-    children: dict[int, subprocess.Popen[bytes]] = {}
-    for index in range(workers):
-        command = [sys.executable, "-m", "arroyo", "run", str(config)]
-        for name in blocks or ():
-            command += ["--block", name]
-        if metrics_port is not None:
-            command += ["--metrics-port", str(metrics_port)]
-        if verbose:
-            command.append("--verbose")
-        env = {**os.environ, WORKER_ENV: str(index)}
-        children[index] = subprocess.Popen(command, env=env)
-        log.info("worker %d started (pid %d)", index, children[index].pid)
-
-    def forward(signum: int, frame: object) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes: dict[int, int] = {}
-    while len(codes) < len(children):
-        for index, child in children.items():
-            if index not in codes and (code := child.poll()) is not None:
-                codes[index] = code
-                level = logging.INFO if code == 0 else logging.ERROR
-                log.log(level, "worker %d (pid %d) exited with %d", index, child.pid, code)
-        time.sleep(0.2)
-    return 0 if all(code == 0 for code in codes.values()) else 1
+    """Run ``workers`` worker processes of ``arroyo run config`` (see
+    :mod:`arroyo.cli.supervise`); the exit code."""
+    command = [sys.executable, "-m", "arroyo", "run", str(config)]
+    for name in blocks or ():
+        command += ["--block", name]
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
+    if verbose:
+        command.append("--verbose")
+    return Supervisor(lambda index: command, workers).run()
 
 
 def bridge(
@@ -130,8 +148,11 @@ def bridge(
         int, typer.Option(min=1, help="Bytes held between receipt and acknowledgement.")
     ] = 64 << 20,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    metrics_host: MetricsHost = "0.0.0.0",
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
+
+    On a terminal, a status line shows counts, rates and queue depth.
 
     Examples:
 
@@ -159,8 +180,8 @@ def bridge(
         queue_size=queue_size,
         max_bytes=max_bytes,
     )
-    _serve_metrics(metrics_port)
-    raise typer.Exit(asyncio.run(run_blocks([block])))
+    _serve_metrics(metrics_host, metrics_port)
+    raise typer.Exit(asyncio.run(_run_blocks([block])))
 
 
 def demo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from contextvars import ContextVar
@@ -36,12 +37,36 @@ def redact(text: str, *secrets: str | None) -> str:
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}=***", text)
 
 
-def configure(level: int = logging.INFO) -> None:
-    """Log to stderr as ``time level [block] logger: message``."""
+WORKER_ENV = "ARROYO_WORKER"
+"""The environment variable ``arroyo run --workers N`` sets in each worker process: its
+index, 0 to N-1."""
+
+
+def process_tag(role: str | None = None) -> str:
+    """Who writes the log lines of this process: ``worker-2[4321]`` in worker 2 of
+    ``arroyo run --workers`` (from :data:`WORKER_ENV`), ``ROLE[PID]`` when given a role,
+    and "" in a process that runs alone."""
+    if role is None:
+        worker = os.environ.get(WORKER_ENV)
+        if worker is None:
+            return ""
+        role = f"worker-{worker}"
+    return f"{role}[{os.getpid()}]"
+
+
+def configure(level: int = logging.INFO, role: str | None = None) -> None:
+    """Log to stderr as ``time level [block] logger: message``; in a worker of ``arroyo
+    run --workers`` (or with a ``role``, such as "supervisor"), the worker and its pid
+    come before the block: ``time level worker-2[4321] [block] logger: message``."""
+    tag = process_tag(role).replace("%", "%%")
     handler = logging.StreamHandler()
     handler.addFilter(BlockFilter())
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s [%(block)s] %(name)s: %(message)s")
+        logging.Formatter(
+            "%(asctime)s %(levelname)-7s "
+            + (f"{tag} " if tag else "")
+            + "[%(block)s] %(name)s: %(message)s"
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

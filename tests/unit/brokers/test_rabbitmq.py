@@ -115,5 +115,5 @@ def test_delivery_counts() -> None:
 def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "aio_pika", None)
     monkeypatch.delitem(sys.modules, "arroyo.brokers.rabbitmq")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'arroyo\[rabbitmq\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'arroyo-streams\[rabbitmq\]'"):
         importlib.import_module("arroyo.brokers.rabbitmq")

@@ -179,5 +179,5 @@ def test_refusals_that_retrying_cannot_fix_are_permanent() -> None:
 def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     monkeypatch.delitem(sys.modules, "arroyo.brokers.redis")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'arroyo\[redis\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'arroyo-streams\[redis\]'"):
         importlib.import_module("arroyo.brokers.redis")

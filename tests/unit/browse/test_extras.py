@@ -52,4 +52,4 @@ def test_a_missing_client_names_the_extra_to_install(url: str, extra: str) -> No
     )
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.strip().splitlines()
-    assert f"pip install 'arroyo[{extra}]'" in line
+    assert f"pip install 'arroyo-streams[{extra}]'" in line

@@ -94,8 +94,8 @@ def test_run_refuses_a_broken_config_before_starting(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help_with_examples() -> None:
-    for command in ["run", "bridge", "tail", "demo", "schemas"]:
+    for command in ["run", "bridge", "tail", "demo", "schemas", "check"]:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0
-    for command in ["run", "bridge", "tail", "demo"]:
+    for command in ["run", "bridge", "tail", "demo", "check"]:
         assert "Example" in runner.invoke(app, [command, "--help"]).output

@@ -61,3 +61,32 @@ def test_repeated_events_are_logged_once_per_interval(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="arroyo.test"):
         throttle(logger, logging.WARNING, "down", "%s: %s", "kafka://h/t", "1/1 brokers down")
     assert "(and 4 more like it in the last" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("worker", "role", "tag"),
+    [("2", None, "worker-2[{pid}] "), (None, "supervisor", "supervisor[{pid}] "), (None, None, "")],
+)
+def test_lines_name_the_worker_and_pid_that_wrote_them(
+    monkeypatch: pytest.MonkeyPatch, worker: str | None, role: str | None, tag: str
+) -> None:
+    import os
+
+    from arroyo.runtime.logs import configure
+
+    if worker is None:
+        monkeypatch.delenv("ARROYO_WORKER", raising=False)
+    else:
+        monkeypatch.setenv("ARROYO_WORKER", worker)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure(logging.INFO, role=role)
+        (handler,) = root.handlers
+        record = logging.LogRecord("arroyo.kafka", logging.WARNING, __file__, 1, "m", None, None)
+        handler.filter(record)
+        line = handler.format(record)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert line.endswith(f" WARNING {tag.format(pid=os.getpid())}[-] arroyo.kafka: m")

@@ -1,0 +1,258 @@
+"""Kafka topics before a pipeline starts: create those marked ``create:``, count partitions.
+
+``create: {partitions: N, replication: R, config: {...}}`` next to a Kafka URL (listener,
+publisher or dead letter) makes Arroyo create the topic when it does not exist, before
+any block starts (AdminClient ``create_topics``). An existing topic is left as it is (a
+warning says so when it has fewer partitions than asked for). Without ``partitions`` or
+``replication`` the broker's defaults (``num.partitions``, ``default.replication.factor``)
+apply; ``config`` holds topic settings such as ``max.message.bytes`` or ``retention.ms``.
+
+:func:`warn_idle_workers` tells, once, when a consumer group's topic has fewer partitions
+than there are workers: Kafka gives each partition to one worker of a group, so the
+others get nothing to do.
+
+The admin client uses the endpoint's connection settings (``bootstrap.servers``,
+``security.protocol``, ``ssl.*``, ``sasl.*``...), never its consumer or producer ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from arroyo._optional import require
+from arroyo.errors import ArroyoError, ConfigError
+from arroyo.runtime.logs import redact
+
+log = logging.getLogger("arroyo.kafka")
+_client_log = logging.getLogger("arroyo.kafka.client")
+
+_CONNECTION_PREFIXES = (
+    "bootstrap.servers",
+    "security.protocol",
+    "ssl.",
+    "sasl.",
+    "client.id",
+    "client.dns.lookup",
+    "socket.",
+    "broker.",
+    "enable.ssl.",
+    "metadata.",
+    "reconnect.",
+    "api.version.",
+    "oauthbearer.",
+)
+"""librdkafka settings about the connection (shared by consumers, producers and the admin
+client); the others are left out of an admin client's config."""
+
+
+class TopicAdminError(ArroyoError):
+    """A topic could not be created or described (the broker's reason included)."""
+
+
+@dataclass(frozen=True)
+class TopicRequest:
+    """A topic to create: where (``config``: the endpoint's client settings) and how."""
+
+    where: str
+    """The endpoint, for messages: ``file: blocks[0] (name).publishers[1]``."""
+    config: Mapping[str, str]
+    topic: str
+    partitions: int | None
+    replication: int | None
+    settings: Mapping[str, str]
+
+
+def admin_config(client_config: Mapping[str, str]) -> dict[str, str]:
+    """The connection settings of a consumer's or producer's ``client_config``."""
+    return {
+        key: value
+        for key, value in client_config.items()
+        if any(key == p or key.startswith(p) for p in _CONNECTION_PREFIXES)
+    }
+
+
+class _ClientLog:
+    """librdkafka's own log lines, at debug level on ``arroyo.kafka.client`` (the errors
+    among them come back as the exceptions of the calls)."""
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        _client_log.debug(msg, *args)
+
+
+def _admin(config: Mapping[str, str]) -> Any:
+    require("confluent_kafka", "kafka", "Creating Kafka topics")
+    from confluent_kafka.admin import AdminClient
+
+    settings: dict[str, Any] = admin_config(config)
+    settings["logger"] = _ClientLog()
+    settings["error_cb"] = lambda error: _client_log.debug("admin client: %s", error)
+    return AdminClient(settings)
+
+
+def partitions(config: Mapping[str, str], timeout: float = 10.0) -> dict[str, int]:
+    """Every topic of the cluster and its number of partitions.
+
+    Raises TopicAdminError when the cluster does not answer within ``timeout`` seconds.
+    """
+    from confluent_kafka import KafkaException
+
+    try:
+        metadata = _admin(config).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        raise TopicAdminError(
+            f"cannot reach the Kafka cluster at {config.get('bootstrap.servers')} within "
+            f"{timeout:g} s: {redact(reason)}"
+        ) from None
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def create(requests: Sequence[TopicRequest], timeout: float = 30.0) -> list[str]:
+    """Create the requested topics that do not exist; the names of those created.
+
+    Raises TopicAdminError naming the endpoint and the broker's reason.
+    """
+    if not requests:
+        return []
+    require("confluent_kafka", "kafka", "Creating Kafka topics")
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.cimpl import NewTopic
+
+    created: list[str] = []
+    for config, group in _by_cluster(requests):
+        existing = partitions(config, timeout)
+        missing: dict[str, TopicRequest] = {}
+        for request in group:
+            have = existing.get(request.topic)
+            if have is None:
+                missing.setdefault(request.topic, request)
+            elif request.partitions is not None and have < request.partitions:
+                log.warning(
+                    "%s: topic %r exists with %d partition(s), fewer than create: asks for "
+                    "(%d); Arroyo does not change existing topics (kafka-topics.sh --alter "
+                    "--topic %s --partitions %d adds them)",
+                    request.where,
+                    request.topic,
+                    have,
+                    request.partitions,
+                    request.topic,
+                    request.partitions,
+                )
+        if not missing:
+            continue
+        new = [
+            NewTopic(
+                r.topic,
+                num_partitions=r.partitions or -1,
+                replication_factor=r.replication or -1,
+                config=dict(r.settings),
+            )
+            for r in missing.values()
+        ]
+        admin = _admin(config)  # kept until the futures are done (its end cancels them)
+        futures = admin.create_topics(new, request_timeout=timeout)
+        for topic, future in futures.items():
+            request = missing[topic]
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if getattr(error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue  # another worker or process was first
+                raise TopicAdminError(
+                    f"{request.where}: cannot create topic {topic!r}: {error.str()}"
+                ) from None
+            created.append(topic)
+            log.info(
+                "%s: created topic %r (%s partition(s), replication %s%s)",
+                request.where,
+                topic,
+                request.partitions or "the broker's default number of",
+                request.replication or "the broker's default",
+                f", {dict(request.settings)}" if request.settings else "",
+            )
+    return created
+
+
+def _by_cluster(
+    requests: Sequence[TopicRequest],
+) -> Iterator[tuple[Mapping[str, str], list[TopicRequest]]]:
+    groups: dict[tuple[tuple[str, str], ...], list[TopicRequest]] = {}
+    for request in requests:
+        key = tuple(sorted(admin_config(request.config).items()))
+        groups.setdefault(key, []).append(request)
+    for key, group in groups.items():
+        yield dict(key), group
+
+
+def request(
+    where: str, config: Mapping[str, str], topics: Sequence[str], create: Mapping[str, Any]
+) -> list[TopicRequest]:
+    """The topics an endpoint's ``create:`` asks for (``topics`` from its URL).
+
+    ``create`` holds ``partitions``, ``replication`` and ``config`` (already validated).
+    Raises ConfigError for a topic pattern (``^frames-.*``), which names no topic.
+    """
+    if any(topic.startswith("^") for topic in topics):
+        raise ConfigError(f"{where}.create: a topic pattern names no topic to create")
+    settings = {str(k): _text(v) for k, v in (create.get("config") or {}).items()}
+    return [
+        TopicRequest(
+            where, config, topic, create.get("partitions"), create.get("replication"), settings
+        )
+        for topic in topics
+    ]
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def warn_idle_workers(
+    where: str, config: Mapping[str, str], topics: Sequence[str], group: str, workers: int
+) -> None:
+    """Log one warning per topic of a consumer group that has fewer partitions than
+    ``workers`` (or does not exist yet). A cluster that does not answer is logged too:
+    the workers will say more when they start."""
+    names = [t for t in topics if not t.startswith("^")]
+    if workers < 2 or not names:
+        return
+    try:
+        counts = partitions(config, timeout=10.0)
+    except TopicAdminError as exc:
+        log.warning("%s: cannot check partitions against %d workers: %s", where, workers, exc)
+        return
+    for topic in names:
+        count = counts.get(topic)
+        if count is None:
+            log.warning(
+                "%s: topic %r does not exist yet: when it is created with the broker's "
+                "default number of partitions, fewer than %d workers may get work (give it "
+                "at least %d partitions, or add create: {partitions: %d} to the listener)",
+                where,
+                topic,
+                workers,
+                workers,
+                workers,
+            )
+        elif count < workers:
+            log.warning(
+                "%s: topic %r has %d partition(s) for %d workers in group %r: at most %d "
+                "worker(s) get work from it, the others sit idle (add partitions: "
+                "kafka-topics.sh --bootstrap-server %s --alter --topic %s --partitions %d)",
+                where,
+                topic,
+                count,
+                workers,
+                group,
+                count,
+                config.get("bootstrap.servers"),
+                topic,
+                workers,
+            )
