@@ -11,6 +11,10 @@ A decoder resolves the writer's schema to its reader schema by the Avro rules (f
 does the resolution), so a reader one version behind or ahead still decodes. Everything
 that goes wrong while decoding raises :class:`~arroyo.errors.DecodeError`, except an
 unreachable registry, which raises the retryable :class:`~arroyo.errors.RegistryError`.
+
+Before fastavro reads a body, :mod:`arroyo.codec_guard` checks it against the writer
+schema for resource bombs: nesting deeper than :data:`MAX_DEPTH` arrays and maps, more
+than :data:`MAX_ITEMS` items, lengths and counts that the bytes left cannot hold.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import IO, Any, cast
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError, validate
 
+from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
 from arroyo.errors import DecodeError, EncodeError, RegistryError
 from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
@@ -45,8 +50,22 @@ def _zigzag_varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _wrap(value: Any, path: str) -> dict[str, Any]:
-    """A JSON-like value as the ``arroyo.Value`` record, refusing what would not round-trip."""
+def _over(budget: list[int], depth: int, path: str) -> EncodeError:
+    """The error for a container at ``depth`` that broke the ``budget`` (see _wrap)."""
+    if depth > budget[1]:
+        limit = f"nesting deeper than {budget[1]} levels (limit arroyo.codec.MAX_DEPTH)"
+    else:
+        limit = (
+            f"more than {budget[2]} array items and map entries in one message "
+            "(limit arroyo.codec.MAX_ITEMS)"
+        )
+    return EncodeError(f"{path}: {limit}", path)
+
+
+def _wrap(value: Any, path: str, depth: int, budget: list[int]) -> dict[str, Any]:
+    """A JSON-like value as the ``arroyo.Value`` record, refusing what would not round-trip
+    or would break a reader's limits: ``depth`` is the levels of containers around it,
+    ``budget`` is [items left, max depth, max items] for the whole message."""
     if value is None or isinstance(value, bool | float | str | bytes):
         return {"v": value}
     if isinstance(value, int):
@@ -54,9 +73,12 @@ def _wrap(value: Any, path: str) -> dict[str, Any]:
             raise EncodeError(f"{path}: integer {value} does not fit in 64 bits", path)
         return {"v": value}
     if isinstance(value, list | tuple):
-        return {"v": [_wrap(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+        budget[0] -= len(value)
+        if budget[0] < 0 or depth >= budget[1]:
+            raise _over(budget, depth + 1, path)
+        return {"v": [_wrap(v, f"{path}[{i}]", depth + 1, budget) for i, v in enumerate(value)]}
     if isinstance(value, dict):
-        return {"v": _wrap_map(value, path)}
+        return {"v": _wrap_map(value, path, depth + 1, budget)}
     if isinstance(value, bytearray | memoryview):
         return {"v": bytes(value)}
     raise EncodeError(
@@ -66,12 +88,17 @@ def _wrap(value: Any, path: str) -> dict[str, Any]:
     )
 
 
-def _wrap_map(values: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
+def _wrap_map(
+    values: dict[str, Any], path: str, depth: int, budget: list[int]
+) -> dict[str, dict[str, Any]]:
+    budget[0] -= len(values)
+    if budget[0] < 0 or depth > budget[1]:
+        raise _over(budget, depth, path)
     out = {}
     for key, value in values.items():
         if not isinstance(key, str):
             raise EncodeError(f"{path}: map keys must be str, got {key!r}", path)
-        out[key] = _wrap(value, f"{path}.{key}")
+        out[key] = _wrap(value, f"{path}.{key}", depth, budget)
     return out
 
 
@@ -102,6 +129,11 @@ class Codec:
     metadata that does not conform to the writer's facility schema is written with the
     generic envelope, and data whose writer schema cannot be resolved to the reader's is
     read as written. ``unchecked`` counts how often that happened.
+
+    ``max_depth`` and ``max_items``: the limits of :mod:`arroyo.codec_guard` (default
+    :data:`MAX_DEPTH` levels of arrays and maps, :data:`MAX_ITEMS` items in a message). A
+    body that breaks them is refused before it is read; values that would break them are
+    refused by the encoder.
     """
 
     def __init__(
@@ -113,6 +145,8 @@ class Codec:
         registry: Registry | None = None,
         subject: str | None = None,
         lenient: bool = False,
+        max_depth: int = MAX_DEPTH,
+        max_items: int = MAX_ITEMS,
     ) -> None:
         self.writer = envelope(writer)
         self.reader = envelope(reader) if reader is not None else None
@@ -124,7 +158,8 @@ class Codec:
         self.subject = subject
         self._writer_generic = _is_generic(self.writer.event_metadata())
         self._writer_metadata = self.writer.event_metadata()
-        self._readers: dict[bytes, tuple[Schema, bool, Any]] = {}
+        self._readers: dict[bytes, tuple[Schema, bool, Any, Guard]] = {}
+        self.max_depth, self.max_items = max_depth, max_items
         self.lenient = lenient
         self.unchecked = 0
         self._generic: Codec | None = None
@@ -138,9 +173,9 @@ class Codec:
         schema_id = self.registry.register(subject, self.writer)
         return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
 
-    def _metadata(self, metadata: dict[str, Any]) -> Any:
+    def _metadata(self, metadata: dict[str, Any], budget: list[int]) -> Any:
         if self._writer_generic:
-            return _wrap_map(metadata, "metadata")
+            return _wrap_map(metadata, "metadata", 1, budget)
         problem = nonconformance(metadata, self._writer_metadata)
         if problem is not None:
             raise EncodeError(*problem)
@@ -150,8 +185,10 @@ class Codec:
         """The Avro record (a dict) of ``message`` in the writer schema.
 
         With ``payload=False`` an Event's payload is left empty (encode() appends it).
-        Raises EncodeError when a value cannot be carried or breaks the writer schema.
+        Raises EncodeError when a value cannot be carried, breaks the writer schema, or
+        nests deeper or holds more items than the codec's limits.
         """
+        budget = [self.max_items, self.max_depth, self.max_items]
         record: dict[str, Any] = {
             "id": message.id,
             "stream": message.stream,
@@ -160,10 +197,12 @@ class Codec:
         }
         if isinstance(message, Event):
             array = message.array
+            if array is not None:
+                budget[0] -= len(array.shape)
             record["body"] = (
                 "arroyo.Event",
                 {
-                    "metadata": self._metadata(message.metadata),
+                    "metadata": self._metadata(message.metadata, budget),
                     "array": None
                     if array is None
                     else {"dtype": array.dtype, "shape": list(array.shape)},
@@ -171,7 +210,7 @@ class Codec:
                 },
             )
         elif isinstance(message, Start | Stop):
-            body = {"data": _wrap_map(message.data, "data")}
+            body = {"data": _wrap_map(message.data, "data", 1, budget)}
             record["body"] = (f"arroyo.{type(message).__name__}", body)
         else:
             raise EncodeError(f"cannot encode {type(message).__name__}: not a Start, Event or Stop")
@@ -198,7 +237,12 @@ class Codec:
                 raise
             self.unchecked += 1
             if self._generic is None:
-                self._generic = Codec(registry=self.registry, subject=self.subject)
+                self._generic = Codec(
+                    registry=self.registry,
+                    subject=self.subject,
+                    max_depth=self.max_depth,
+                    max_items=self.max_items,
+                )
             return self._generic.encode(message)
         out = io.BytesIO()
         try:
@@ -243,9 +287,9 @@ class Codec:
             f"found bytes {head[:4].hex(' ') or '(empty)'}"
         )
 
-    def _reader_for(self, writer: Schema) -> tuple[Schema, bool, Any]:
-        """The reader schema for ``writer``, whether its metadata is generic, and the
-        facility record that generic metadata must conform to (or None)."""
+    def _reader_for(self, writer: Schema) -> tuple[Schema, bool, Any, Guard]:
+        """The reader schema for ``writer``, whether its metadata is generic, the facility
+        record that generic metadata must conform to (or None), and the writer's guard."""
         found = self._readers.get(writer.fingerprint)
         if found is None:
             reader, check = self.reader, None
@@ -256,7 +300,8 @@ class Codec:
                 # Generic data cannot be resolved to a record: read it as written, then
                 # check the metadata against the facility record.
                 reader, check = builtin(), reader.event_metadata()
-            found = (reader, _is_generic(reader.event_metadata()), check)
+            limits = guard(writer.definition, writer.canonical)
+            found = (reader, _is_generic(reader.event_metadata()), check, limits)
             self._readers[writer.fingerprint] = found
         return found
 
@@ -264,10 +309,14 @@ class Codec:
         """Decode framed bytes into a Start, Event or Stop.
 
         Raises DecodeError for unknown framing, an unknown or unresolvable writer schema,
-        truncated, trailing or garbage bytes; RegistryError when the registry is down.
+        truncated, trailing or garbage bytes, a body that breaks the codec's limits (before
+        fastavro reads it); RegistryError when the registry is down.
         """
+        if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
+            data = data.cast("B")
         writer, offset = self._writer_for(data)
-        reader, generic, check = self._reader_for(writer)
+        reader, generic, check, limits = self._reader_for(writer)
+        limits.check(data, offset, max_depth=self.max_depth, max_items=self.max_items)
         try:
             message = self._decode(data, offset, writer, reader, generic)
             if check is not None and isinstance(message, Event):
