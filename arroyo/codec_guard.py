@@ -100,13 +100,15 @@ def _item(exc: BaseException, at: str, buf: Buf, start: int, index: int, is_map:
 def _length(size: int, left: int) -> Refused:
     if left < 0:
         return Refused(SHORT)
-    return Refused(f"length {size} declared, only {left} bytes left")
+    return Refused(f"length {size} declared, only {left} bytes left (truncated or corrupt)")
 
 
 def _block(what: str, size: int, unit: str, left: int) -> Refused:
     if left < 0:
         return Refused(SHORT)
-    return Refused(f"{what} block of {size} {unit} declared, only {left} bytes left")
+    return Refused(
+        f"{what} block of {size} {unit} declared, only {left} bytes left (truncated or corrupt)"
+    )
 
 
 def _branch(index: int, count: int) -> Refused:

@@ -120,9 +120,9 @@ def test_the_limits_are_codec_options() -> None:
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
-        ("string length", r"^data\.s: length 4611686018427387904 declared, only 3 bytes left$"),
+        ("string length", r"^data\.s: length 4611686018427387904 declared, only 3 bytes left \("),
         ("array count", r"^data\.a: array block of 1099511627776 items declared, only 3 bytes"),
-        ("map count", r"^data: map block of 1099511627776 items declared, only 3 bytes left$"),
+        ("map count", r"^data: map block of 1099511627776 items declared, only 3 bytes left"),
         ("negative count", r"^data\.a: array block of 1099511627776 items declared"),
         ("block size", r"^data\.a: array block of 4611686018427387904 bytes declared"),
         ("long number", r"^seq: a number longer than 10 bytes$"),
@@ -256,7 +256,9 @@ def test_names_from_a_schema_are_never_run_as_code() -> None:
     with pytest.raises(DecodeError) as info:
         codec.decode(data[:-4])  # ends inside "abc"
     shown = hostile.replace("\n", "\\n")  # one line: the newline is shown escaped
-    assert str(info.value) == f"metadata.{shown}[0]: length 3 declared, only 2 bytes left"
+    assert str(info.value) == (
+        f"metadata.{shown}[0]: length 3 declared, only 2 bytes left (truncated or corrupt)"
+    )
 
 
 def _nested_records(levels: int) -> dict[str, Any]:
