@@ -270,17 +270,24 @@ class _Source:
         self, branches: list[Any], namespace: str, at: str, stack: tuple[str, ...],
         out: list[str], ind: str,
     ) -> None:  # fmt: skip
-        self.uid += 1
-        var = f"u{self.uid}"
+        # The branch number as written (zig-zag: branch i is 2 * i): no arithmetic for the
+        # one-byte numbers of every union of fewer than 64 branches.
         self.where(out, ind, at)
-        self.read(var, out, ind)
+        self.put(
+            out,
+            f"{ind}b = buf[pos]",
+            f"{ind}if b < 0x80:",
+            f"{ind}    pos += 1",
+            f"{ind}else:",
+            f"{ind}    b, pos = _unsigned(buf, pos)",
+        )
         for index, branch in enumerate(branches):
             lines: list[str] = []
             self.at = at
             self.emit(branch, namespace, at, stack, lines, ind + "    ")
-            self.put(out, f"{ind}{'elif' if index else 'if'} {var} == {index}:")
+            self.put(out, f"{ind}{'elif' if index else 'if'} b == {2 * index}:")
             out += lines or [f"{ind}    pass"]
-        self.put(out, f"{ind}else:", f"{ind}    raise _branch({var}, {len(branches)})")
+        self.put(out, f"{ind}else:", f"{ind}    raise _branch(b, {len(branches)})")
         self.at = None
 
     def loop(

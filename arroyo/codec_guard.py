@@ -43,6 +43,23 @@ Buf = bytes | bytearray | memoryview
 Scan = Callable[[Buf, int, int, list[int]], int]
 
 
+_LAST_BYTE = re.compile(rb"[\x00-\x7f]").search  # the last byte of a varint
+
+
+def _unsigned(buf: Buf, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` as written (before zig-zag decoding), the position after it."""
+    b = buf[pos]
+    n, shift = b & 0x7F, 7
+    while b & 0x80:
+        if shift == 70:
+            raise Refused("a number longer than 10 bytes")
+        pos += 1
+        b = buf[pos]
+        n |= (b & 0x7F) << shift
+        shift += 7
+    return n, pos + 1
+
+
 def _varint(buf: Buf, pos: int) -> tuple[int, int]:
     """The zig-zag varint (Avro int or long) at ``pos`` and the position after it."""
     b = buf[pos]
@@ -55,9 +72,6 @@ def _varint(buf: Buf, pos: int) -> tuple[int, int]:
         n |= (b & 0x7F) << shift
         shift += 7
     return (n >> 1) ^ -(n & 1), pos + 1
-
-
-_LAST_BYTE = re.compile(rb"[\x00-\x7f]").search  # the last byte of a varint
 
 
 def _skip_varint(buf: Buf, pos: int) -> int:
@@ -111,11 +125,13 @@ def _block(what: str, size: int, unit: str, left: int) -> Refused:
     )
 
 
-def _branch(index: int, count: int) -> Refused:
-    return Refused(f"union branch {index} of {count}")
+def _branch(code: int, count: int) -> Refused:
+    """A refusal of the branch number written as ``code`` (zig-zag) of a union of ``count``."""
+    return Refused(f"union branch {(code >> 1) ^ -(code & 1)} of {count}")
 
 
 _HELPERS: dict[str, Any] = {
+    "_unsigned": _unsigned,
     "_varint": _varint,
     "_skip_varint": _skip_varint,
     "_fail": _fail,
