@@ -27,8 +27,9 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError, validate
 
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
+from arroyo.codec_values import unwrap, wrap_map
 from arroyo.errors import DecodeError, EncodeError, RegistryError
-from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop
+from arroyo.message import ArrayInfo, Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
 from arroyo.schema import Schema, SchemaStore, builtin, envelope, explain_metadata
 
@@ -36,7 +37,6 @@ log = logging.getLogger("arroyo.codec")
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _zigzag_varint(n: int) -> bytes:
@@ -48,67 +48,6 @@ def _zigzag_varint(n: int) -> bytes:
         z >>= 7
     out.append(z)
     return bytes(out)
-
-
-def _over(budget: list[int], depth: int, path: str) -> EncodeError:
-    """The error for a container at ``depth`` that broke the ``budget`` (see _wrap)."""
-    if depth > budget[1]:
-        limit = f"nesting deeper than {budget[1]} levels (limit arroyo.codec.MAX_DEPTH)"
-    else:
-        limit = (
-            f"more than {budget[2]} array items and map entries in one message "
-            "(limit arroyo.codec.MAX_ITEMS)"
-        )
-    return EncodeError(f"{path}: {limit}", path)
-
-
-def _wrap(value: Any, path: str, depth: int, budget: list[int]) -> dict[str, Any]:
-    """A JSON-like value as the ``arroyo.Value`` record, refusing what would not round-trip
-    or would break a reader's limits: ``depth`` is the levels of containers around it,
-    ``budget`` is [items left, max depth, max items] for the whole message."""
-    if value is None or isinstance(value, bool | float | str | bytes):
-        return {"v": value}
-    if isinstance(value, int):
-        if not _INT64[0] <= value <= _INT64[1]:
-            raise EncodeError(f"{path}: integer {value} does not fit in 64 bits", path)
-        return {"v": value}
-    if isinstance(value, list | tuple):
-        budget[0] -= len(value)
-        if budget[0] < 0 or depth >= budget[1]:
-            raise _over(budget, depth + 1, path)
-        return {"v": [_wrap(v, f"{path}[{i}]", depth + 1, budget) for i, v in enumerate(value)]}
-    if isinstance(value, dict):
-        return {"v": _wrap_map(value, path, depth + 1, budget)}
-    if isinstance(value, bytearray | memoryview):
-        return {"v": bytes(value)}
-    raise EncodeError(
-        f"{path}: {type(value).__name__} is not a JSON-like value "
-        "(null, bool, int, float, str, bytes, list, dict)",
-        path,
-    )
-
-
-def _wrap_map(
-    values: dict[str, Any], path: str, depth: int, budget: list[int]
-) -> dict[str, dict[str, Any]]:
-    budget[0] -= len(values)
-    if budget[0] < 0 or depth > budget[1]:
-        raise _over(budget, depth, path)
-    out = {}
-    for key, value in values.items():
-        if not isinstance(key, str):
-            raise EncodeError(f"{path}: map keys must be str, got {key!r}", path)
-        out[key] = _wrap(value, f"{path}.{key}", depth, budget)
-    return out
-
-
-def _unwrap(value: dict[str, Any]) -> JSON:
-    v = value["v"]
-    if isinstance(v, list):
-        return [_unwrap(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _unwrap(x) for k, x in v.items()}
-    return v  # type: ignore[no-any-return]
 
 
 def _is_generic(metadata_type: Any) -> bool:
@@ -175,7 +114,7 @@ class Codec:
 
     def _metadata(self, metadata: dict[str, Any], budget: list[int]) -> Any:
         if self._writer_generic:
-            return _wrap_map(metadata, "metadata", 1, budget)
+            return wrap_map(metadata, "metadata", 1, budget)
         problem = nonconformance(metadata, self._writer_metadata)
         if problem is not None:
             raise EncodeError(*problem)
@@ -210,7 +149,7 @@ class Codec:
                 },
             )
         elif isinstance(message, Start | Stop):
-            body = {"data": _wrap_map(message.data, "data", 1, budget)}
+            body = {"data": wrap_map(message.data, "data", 1, budget)}
             record["body"] = (f"arroyo.{type(message).__name__}", body)
         else:
             raise EncodeError(f"cannot encode {type(message).__name__}: not a Start, Event or Stop")
@@ -425,12 +364,12 @@ def _message(record: dict[str, Any], generic: bool) -> Message:
         array = body["array"]
         metadata = body["metadata"]
         return Event(
-            metadata={k: _unwrap(v) for k, v in metadata.items()} if generic else metadata,
+            metadata={k: unwrap(v) for k, v in metadata.items()} if generic else metadata,
             payload=body["payload"],
             array=None if array is None else ArrayInfo(array["dtype"], tuple(array["shape"])),
             **identity,
         )
-    data = {k: _unwrap(v) for k, v in body["data"].items()}
+    data = {k: unwrap(v) for k, v in body["data"].items()}
     if name == "arroyo.Start":
         return Start(data=data, **identity)
     if name == "arroyo.Stop":
