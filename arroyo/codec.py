@@ -28,7 +28,7 @@ from fastavro.validation import ValidationError, validate
 
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
 from arroyo.codec_values import unwrap, wrap_map
-from arroyo.errors import DecodeError, EncodeError, RegistryError
+from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
 from arroyo.message import ArrayInfo, Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
 from arroyo.schema import Schema, SchemaStore, builtin, envelope, explain_metadata
@@ -220,7 +220,16 @@ class Codec:
                     f"Confluent-framed data (schema id {schema_id}) but no schema registry is "
                     "configured"
                 )
-            return self.registry.schema(schema_id), 5
+            try:
+                schema = self.registry.schema(schema_id)
+            except SchemaError as exc:
+                raise DecodeError(f"schema id {schema_id}: {exc}") from None
+            if not schema.is_envelope:
+                raise DecodeError(
+                    f"schema id {schema_id} is {schema.name}, not an Arroyo envelope "
+                    "(arroyo.Message)"
+                )
+            return schema, 5
         raise DecodeError(
             "not Arroyo data: expected Avro single-object (C3 01) or Confluent (00) framing, "
             f"found bytes {head[:4].hex(' ') or '(empty)'}"

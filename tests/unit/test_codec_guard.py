@@ -195,6 +195,15 @@ def test_confluent_framed_messages_pass_the_guard() -> None:
         Codec(registry=registry).decode(framed)
 
 
+def test_a_registry_id_of_a_schema_that_is_no_envelope_is_a_decode_error() -> None:
+    registry = Registry("mock://guard-not-envelope")
+    record = load(SCHEMA_DIR / "examples" / "frame-metadata-v1.avsc")
+    schema_id = registry.register("someone-else-value", record)
+    framed = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big") + b"\x02\x00\x00"
+    with pytest.raises(DecodeError, match=rf"schema id {schema_id} is facility.FrameMetadata"):
+        Codec(registry=registry).decode(framed)
+
+
 def test_facility_writers_still_decode_and_are_guarded() -> None:
     v1 = load(SCHEMA_DIR / "examples" / "frame-metadata-v1.avsc")
     v2 = load(SCHEMA_DIR / "examples" / "frame-metadata-v2.avsc")
