@@ -25,7 +25,8 @@ def _over(budget: list[int], depth: int, path: str) -> EncodeError:
             f"more than {budget[2]} array items and map entries in one message "
             "(limit arroyo.codec.MAX_ITEMS)"
         )
-    return EncodeError(f"{path}: {limit}", path)
+    shown = path if len(path) <= 80 else path[:72] + "..."  # a path 64 levels deep is long
+    return EncodeError(f"{shown}: {limit}", path)
 
 
 def wrap(value: Any, path: str, depth: int, budget: list[int]) -> dict[str, Any]:

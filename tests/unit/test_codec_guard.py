@@ -50,7 +50,7 @@ def test_the_limit_is_64_levels_counting_the_data_map() -> None:
     inside = Start({"a": nested(MAX_DEPTH - 1)})  # data (1) + 63 lists = 64 levels
     assert decode(encode(inside)) == inside
     assert decode(bomb("nesting", MAX_DEPTH - 1)).data == {"a": nested(MAX_DEPTH - 1, None)}  # type: ignore[union-attr]
-    with pytest.raises(EncodeError, match=r"data\.a(\[0\])+: nesting deeper than 64 levels"):
+    with pytest.raises(EncodeError, match=r"^data\.a(\[0\])+\.\.\.: nesting deeper than 64 levels"):
         encode(Start({"a": nested(MAX_DEPTH)}))
 
 
@@ -85,7 +85,7 @@ def test_nesting_that_overflowed_the_c_stack_is_refused(levels: int) -> None:
 
 
 def test_event_metadata_is_guarded_like_start_data() -> None:
-    with pytest.raises(EncodeError, match=r"metadata\.deep(\[0\])+: nesting deeper"):
+    with pytest.raises(EncodeError, match=r"^metadata\.deep[\[0\]]+\.\.\.: nesting deeper"):
         encode(Event({"deep": nested(MAX_DEPTH)}))
     writer = Codec(max_depth=200)  # a writer with a higher limit than its reader
     data = writer.encode(Event({"deep": nested(100)}, b"px"))
