@@ -170,6 +170,16 @@ class Guard:
     ) -> None:
         """Raise DecodeError when the Avro body at ``data[start:]`` breaks a limit, is cut
         short or is followed by more bytes; the reason names the field path."""
+        end = self.end(data, start, max_depth=max_depth, max_items=max_items)
+        if end != len(data):
+            raise DecodeError(f"{len(data) - end} unexpected bytes after the message")
+
+    def end(
+        self, data: Buf, start: int, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS
+    ) -> int:
+        """Where the value at ``data[start]`` ends (for values one after the other, as in
+        an Avro container file's blocks). Raises DecodeError, naming the field path, when
+        it breaks a limit or ``data`` ends before it does."""
         try:
             end = self._scan(data, start, max_depth, [max_items])
         except RecursionError:  # a schema nesting named types thousands deep
@@ -185,8 +195,7 @@ class Guard:
             raise DecodeError(reason) from None
         if end > len(data):
             raise DecodeError(_reason(SHORT, "", len(data), max_depth, max_items))
-        if end != len(data):
-            raise DecodeError(f"{len(data) - end} unexpected bytes after the message")
+        return end
 
 
 def _reason(reason: str, path: str, size: int, max_depth: int, max_items: int) -> str:

@@ -270,6 +270,17 @@ def test_names_from_a_schema_are_never_run_as_code() -> None:
     )
 
 
+def test_values_one_after_the_other_are_checked_one_by_one() -> None:
+    """As in the blocks of an Avro container file: Guard.end says where each one ends."""
+    guard = Guard(builtin().definition)
+    first, second = encode(Start({"a": [1]}))[10:], encode(Start({"b": "x"}))[10:]
+    block = first + second + bomb("nesting", 100)[10:]
+    assert guard.end(block, 0) == len(first)
+    assert guard.end(block, len(first)) == len(first) + len(second)
+    with pytest.raises(DecodeError, match=r"^data\.a\[0\].*nesting deeper than 64"):
+        guard.end(block, len(first) + len(second))
+
+
 def _nested_records(levels: int) -> dict[str, Any]:
     """A record nesting ``levels`` arrays of records (each type defined where used)."""
     schema: dict[str, Any] = {"type": "record", "name": f"L{levels}", "fields": []}
