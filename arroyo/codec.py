@@ -11,6 +11,10 @@ A decoder resolves the writer's schema to its reader schema by the Avro rules (f
 does the resolution), so a reader one version behind or ahead still decodes. Everything
 that goes wrong while decoding raises :class:`~arroyo.errors.DecodeError`, except an
 unreachable registry, which raises the retryable :class:`~arroyo.errors.RegistryError`.
+
+Before fastavro reads a body, :mod:`arroyo.codec_guard` checks it against the writer
+schema for resource bombs: nesting deeper than :data:`MAX_DEPTH` arrays and maps, more
+than :data:`MAX_ITEMS` items, lengths and counts that the bytes left cannot hold.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import IO, Any, cast
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError, validate
 
-from arroyo.errors import DecodeError, EncodeError, RegistryError
-from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop
+from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
+from arroyo.codec_values import unwrap, wrap_map
+from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
+from arroyo.message import ArrayInfo, Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
 from arroyo.schema import Schema, SchemaStore, builtin, envelope, explain_metadata
 
@@ -31,7 +37,6 @@ log = logging.getLogger("arroyo.codec")
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _zigzag_varint(n: int) -> bytes:
@@ -43,45 +48,6 @@ def _zigzag_varint(n: int) -> bytes:
         z >>= 7
     out.append(z)
     return bytes(out)
-
-
-def _wrap(value: Any, path: str) -> dict[str, Any]:
-    """A JSON-like value as the ``arroyo.Value`` record, refusing what would not round-trip."""
-    if value is None or isinstance(value, bool | float | str | bytes):
-        return {"v": value}
-    if isinstance(value, int):
-        if not _INT64[0] <= value <= _INT64[1]:
-            raise EncodeError(f"{path}: integer {value} does not fit in 64 bits", path)
-        return {"v": value}
-    if isinstance(value, list | tuple):
-        return {"v": [_wrap(v, f"{path}[{i}]") for i, v in enumerate(value)]}
-    if isinstance(value, dict):
-        return {"v": _wrap_map(value, path)}
-    if isinstance(value, bytearray | memoryview):
-        return {"v": bytes(value)}
-    raise EncodeError(
-        f"{path}: {type(value).__name__} is not a JSON-like value "
-        "(null, bool, int, float, str, bytes, list, dict)",
-        path,
-    )
-
-
-def _wrap_map(values: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
-    out = {}
-    for key, value in values.items():
-        if not isinstance(key, str):
-            raise EncodeError(f"{path}: map keys must be str, got {key!r}", path)
-        out[key] = _wrap(value, f"{path}.{key}")
-    return out
-
-
-def _unwrap(value: dict[str, Any]) -> JSON:
-    v = value["v"]
-    if isinstance(v, list):
-        return [_unwrap(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _unwrap(x) for k, x in v.items()}
-    return v  # type: ignore[no-any-return]
 
 
 def _is_generic(metadata_type: Any) -> bool:
@@ -102,6 +68,11 @@ class Codec:
     metadata that does not conform to the writer's facility schema is written with the
     generic envelope, and data whose writer schema cannot be resolved to the reader's is
     read as written. ``unchecked`` counts how often that happened.
+
+    ``max_depth`` and ``max_items``: the limits of :mod:`arroyo.codec_guard` (default
+    :data:`MAX_DEPTH` levels of arrays and maps, :data:`MAX_ITEMS` items in a message). A
+    body that breaks them is refused before it is read; values that would break them are
+    refused by the encoder.
     """
 
     def __init__(
@@ -113,6 +84,8 @@ class Codec:
         registry: Registry | None = None,
         subject: str | None = None,
         lenient: bool = False,
+        max_depth: int = MAX_DEPTH,
+        max_items: int = MAX_ITEMS,
     ) -> None:
         self.writer = envelope(writer)
         self.reader = envelope(reader) if reader is not None else None
@@ -124,7 +97,8 @@ class Codec:
         self.subject = subject
         self._writer_generic = _is_generic(self.writer.event_metadata())
         self._writer_metadata = self.writer.event_metadata()
-        self._readers: dict[bytes, tuple[Schema, bool, Any]] = {}
+        self._readers: dict[bytes, tuple[Schema, bool, Any, Guard]] = {}
+        self.max_depth, self.max_items = max_depth, max_items
         self.lenient = lenient
         self.unchecked = 0
         self._generic: Codec | None = None
@@ -138,9 +112,9 @@ class Codec:
         schema_id = self.registry.register(subject, self.writer)
         return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
 
-    def _metadata(self, metadata: dict[str, Any]) -> Any:
+    def _metadata(self, metadata: dict[str, Any], budget: list[int]) -> Any:
         if self._writer_generic:
-            return _wrap_map(metadata, "metadata")
+            return wrap_map(metadata, "metadata", 1, budget)
         problem = nonconformance(metadata, self._writer_metadata)
         if problem is not None:
             raise EncodeError(*problem)
@@ -150,8 +124,10 @@ class Codec:
         """The Avro record (a dict) of ``message`` in the writer schema.
 
         With ``payload=False`` an Event's payload is left empty (encode() appends it).
-        Raises EncodeError when a value cannot be carried or breaks the writer schema.
+        Raises EncodeError when a value cannot be carried, breaks the writer schema, or
+        nests deeper or holds more items than the codec's limits.
         """
+        budget = [self.max_items, self.max_depth, self.max_items]
         record: dict[str, Any] = {
             "id": message.id,
             "stream": message.stream,
@@ -160,10 +136,12 @@ class Codec:
         }
         if isinstance(message, Event):
             array = message.array
+            if array is not None:
+                budget[0] -= len(array.shape)
             record["body"] = (
                 "arroyo.Event",
                 {
-                    "metadata": self._metadata(message.metadata),
+                    "metadata": self._metadata(message.metadata, budget),
                     "array": None
                     if array is None
                     else {"dtype": array.dtype, "shape": list(array.shape)},
@@ -171,7 +149,7 @@ class Codec:
                 },
             )
         elif isinstance(message, Start | Stop):
-            body = {"data": _wrap_map(message.data, "data")}
+            body = {"data": wrap_map(message.data, "data", 1, budget)}
             record["body"] = (f"arroyo.{type(message).__name__}", body)
         else:
             raise EncodeError(f"cannot encode {type(message).__name__}: not a Start, Event or Stop")
@@ -198,7 +176,12 @@ class Codec:
                 raise
             self.unchecked += 1
             if self._generic is None:
-                self._generic = Codec(registry=self.registry, subject=self.subject)
+                self._generic = Codec(
+                    registry=self.registry,
+                    subject=self.subject,
+                    max_depth=self.max_depth,
+                    max_items=self.max_items,
+                )
             return self._generic.encode(message)
         out = io.BytesIO()
         try:
@@ -237,15 +220,24 @@ class Codec:
                     f"Confluent-framed data (schema id {schema_id}) but no schema registry is "
                     "configured"
                 )
-            return self.registry.schema(schema_id), 5
+            try:
+                schema = self.registry.schema(schema_id)
+            except SchemaError as exc:
+                raise DecodeError(f"schema id {schema_id}: {exc}") from None
+            if not schema.is_envelope:
+                raise DecodeError(
+                    f"schema id {schema_id} is {schema.name}, not an Arroyo envelope "
+                    "(arroyo.Message)"
+                )
+            return schema, 5
         raise DecodeError(
             "not Arroyo data: expected Avro single-object (C3 01) or Confluent (00) framing, "
             f"found bytes {head[:4].hex(' ') or '(empty)'}"
         )
 
-    def _reader_for(self, writer: Schema) -> tuple[Schema, bool, Any]:
-        """The reader schema for ``writer``, whether its metadata is generic, and the
-        facility record that generic metadata must conform to (or None)."""
+    def _reader_for(self, writer: Schema) -> tuple[Schema, bool, Any, Guard]:
+        """The reader schema for ``writer``, whether its metadata is generic, the facility
+        record that generic metadata must conform to (or None), and the writer's guard."""
         found = self._readers.get(writer.fingerprint)
         if found is None:
             reader, check = self.reader, None
@@ -256,7 +248,8 @@ class Codec:
                 # Generic data cannot be resolved to a record: read it as written, then
                 # check the metadata against the facility record.
                 reader, check = builtin(), reader.event_metadata()
-            found = (reader, _is_generic(reader.event_metadata()), check)
+            limits = guard(writer.definition, writer.canonical)
+            found = (reader, _is_generic(reader.event_metadata()), check, limits)
             self._readers[writer.fingerprint] = found
         return found
 
@@ -264,10 +257,14 @@ class Codec:
         """Decode framed bytes into a Start, Event or Stop.
 
         Raises DecodeError for unknown framing, an unknown or unresolvable writer schema,
-        truncated, trailing or garbage bytes; RegistryError when the registry is down.
+        truncated, trailing or garbage bytes, a body that breaks the codec's limits (before
+        fastavro reads it); RegistryError when the registry is down.
         """
+        if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
+            data = data.cast("B")
         writer, offset = self._writer_for(data)
-        reader, generic, check = self._reader_for(writer)
+        reader, generic, check, limits = self._reader_for(writer)
+        limits.check(data, offset, max_depth=self.max_depth, max_items=self.max_items)
         try:
             message = self._decode(data, offset, writer, reader, generic)
             if check is not None and isinstance(message, Event):
@@ -376,12 +373,12 @@ def _message(record: dict[str, Any], generic: bool) -> Message:
         array = body["array"]
         metadata = body["metadata"]
         return Event(
-            metadata={k: _unwrap(v) for k, v in metadata.items()} if generic else metadata,
+            metadata={k: unwrap(v) for k, v in metadata.items()} if generic else metadata,
             payload=body["payload"],
             array=None if array is None else ArrayInfo(array["dtype"], tuple(array["shape"])),
             **identity,
         )
-    data = {k: _unwrap(v) for k, v in body["data"].items()}
+    data = {k: unwrap(v) for k, v in body["data"].items()}
     if name == "arroyo.Start":
         return Start(data=data, **identity)
     if name == "arroyo.Stop":

@@ -35,10 +35,16 @@ from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.publisher import DeadLetter, Publisher
 
 __all__ = [
+    "BOMBS",
+    "DAMAGE",
     "Collect",
     "Recorder",
     "Workers",
+    "avro_long",
+    "bomb",
+    "damage",
     "free_port",
+    "hostile_start",
     "listening",
     "make_run",
     "publish_all",
@@ -119,6 +125,136 @@ async def publish_all(url: str, messages: Iterable[Message], **options: Any) -> 
     the publisher in any case."""
     async with open_publisher(url, options) as publisher:
         await asyncio.gather(*[publisher.send(message) for message in messages])
+
+
+# -- hostile input: bytes no encoder writes, for testing what readers do with them -------
+
+
+def avro_long(n: int) -> bytes:
+    """Avro's encoding of a long (zig-zag, then base-128 varint), for any ``n``: values
+    beyond 64 bits give the longer varints that no Avro writer produces."""
+    z = 2 * n if n >= 0 else -2 * n - 1
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _avro_string(text: bytes) -> bytes:
+    return avro_long(len(text)) + text
+
+
+def hostile_start(data: bytes, *, seq: bytes | None = None, stream: str = "hostile") -> bytes:
+    """A ``Start`` in Arroyo's framing (built-in schema) whose ``data`` map is the Avro
+    bytes ``data`` as given (and ``seq`` the bytes given, when given): what a reader
+    receives from a writer that is broken or hostile."""
+    from arroyo.schema import builtin
+
+    return b"".join(
+        (
+            b"\xc3\x01" + builtin().fingerprint,
+            _avro_string(b"0" * 32),
+            _avro_string(stream.encode()),
+            avro_long(0) if seq is None else seq,
+            avro_long(1_700_000_000_000_000_000),  # timestamp
+            avro_long(0),  # body: the Start branch
+            data,
+        )
+    )
+
+
+# Branches of the arroyo.Value union (null, boolean, long, double, string, bytes, array, map).
+_NULL, _STRING, _ARRAY, _MAP = avro_long(0), avro_long(4), avro_long(6), avro_long(7)
+
+BOMBS = (
+    "nesting",
+    "map nesting",
+    "string length",
+    "array count",
+    "map count",
+    "negative count",
+    "block size",
+    "long number",
+    "union branch",
+    "items",
+)
+"""The kinds of :func:`bomb`."""
+
+
+def bomb(kind: str, size: int = 5000) -> bytes:
+    """A ``Start`` (see :func:`hostile_start`) that would make a reader that believes it
+    recurse, allocate or loop without end; ``kind`` is one of :data:`BOMBS`:
+
+    - ``nesting``, ``map nesting``: ``data.a`` nests ``size`` arrays (maps) in each other;
+    - ``string length``: ``data.s`` declares 2**62 bytes and has 3;
+    - ``array count``, ``map count``: a block of 2**40 items with 3 bytes left;
+    - ``negative count``: a block of -(2**40) items (a negative count comes with a
+      block size in bytes) with 3 bytes left; ``block size``: a block of 2 items
+      declaring 2**62 bytes;
+    - ``long number``: ``seq`` is an 11-byte varint;
+    - ``union branch``: ``data.u`` takes branch 9 of the 8 of ``arroyo.Value``;
+    - ``items``: ``data.a`` is a list of ``size`` nulls (2 bytes each on the wire).
+    """
+    entry = avro_long(1)  # a map block of one entry, key "a"
+    if kind == "nesting":
+        return hostile_start(
+            entry + _avro_string(b"a") + (_ARRAY + avro_long(1)) * size + _NULL
+            + avro_long(0) * (size + 1)
+        )  # fmt: skip
+    if kind == "map nesting":
+        level = _MAP + avro_long(1) + _avro_string(b"a")
+        return hostile_start(
+            entry + _avro_string(b"a") + level * size + _NULL + avro_long(0) * (size + 1)
+        )
+    if kind == "string length":
+        return hostile_start(entry + _avro_string(b"s") + _STRING + avro_long(2**62) + b"abc")
+    if kind == "array count":
+        return hostile_start(entry + _avro_string(b"a") + _ARRAY + avro_long(2**40) + b"abc")
+    if kind == "map count":
+        return hostile_start(avro_long(2**40) + b"abc")
+    if kind == "negative count":
+        return hostile_start(
+            entry + _avro_string(b"a") + _ARRAY + avro_long(-(2**40)) + avro_long(3) + b"abc"
+        )
+    if kind == "block size":
+        items = _NULL * 2 + avro_long(0)
+        block = avro_long(-2) + avro_long(2**62) + items
+        return hostile_start(entry + _avro_string(b"a") + _ARRAY + block + avro_long(0))
+    if kind == "long number":
+        return hostile_start(avro_long(0), seq=b"\xff" * 10 + b"\x01")
+    if kind == "union branch":
+        return hostile_start(entry + _avro_string(b"u") + avro_long(9) + avro_long(0))
+    if kind == "items":
+        items = avro_long(size) + _NULL * size + avro_long(0)
+        return hostile_start(entry + _avro_string(b"a") + _ARRAY + items + avro_long(0))
+    raise ValueError(f"unknown bomb {kind!r}; known: {', '.join(BOMBS)}")
+
+
+DAMAGE = ("truncated", "bits flipped", "random bytes", "unknown fingerprint")
+"""The kinds of :func:`damage`."""
+
+
+def damage(data: bytes, rnd: random.Random, kind: str | None = None) -> tuple[str, bytes]:
+    """``data`` (a framed message) damaged at random by ``rnd``: the kind of damage (one
+    of :data:`DAMAGE`, ``kind`` or drawn) and the damaged bytes. A truncated message, bytes
+    that do not start with a framing and an unknown fingerprint never decode; flipped
+    bits may leave a message that still does."""
+    kind = kind or rnd.choice(DAMAGE)
+    if kind == "truncated":
+        return kind, data[: rnd.randrange(len(data))]
+    if kind == "bits flipped":
+        damaged = bytearray(data)
+        for _ in range(rnd.randint(1, 4)):
+            at = rnd.randrange(10, len(damaged))
+            damaged[at] ^= 1 << rnd.randrange(8)
+        return kind, bytes(damaged)
+    if kind == "random bytes":
+        return kind, bytes([rnd.randrange(1, 0xC3)]) + rnd.randbytes(rnd.randrange(64))
+    if kind == "unknown fingerprint":
+        return kind, data[:2] + rnd.randbytes(8) + data[10:]
+    raise ValueError(f"unknown damage {kind!r}; known: {', '.join(DAMAGE)}")
 
 
 _CLIENT_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")

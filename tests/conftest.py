@@ -1,5 +1,6 @@
 """The test harness: real broker addresses, names that are unique per test, worker
-processes, and Kafka topics to create and read.
+processes, Kafka topics to create and read, and each broker with acknowledgements as the
+contract and fuzz tests reach it (``broker``).
 
 A broker's address comes from the environment (``ARROYO_KAFKA``, ``ARROYO_REDIS``,
 ``ARROYO_AMQP``, as printed by ``compose/brokers.sh up``); without it, from a
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -343,3 +345,205 @@ def kafka_reader() -> Iterator[Callable[[str, str], Any]]:
     yield start
     for reader in readers:
         reader.close()
+
+
+# -- each broker with acknowledgements, reached the same way (contract and fuzz tests) -----
+
+
+@dataclass
+class Broker:
+    """How a test reaches one broker: URLs for a name, bytes written as they are, and a
+    look at the dead letters. What ``create`` made is deleted after the test."""
+
+    name: str
+    listener: Callable[[str, str], str]  # (name, group) -> listener URL
+    publisher: Callable[[str], str]  # name -> publisher URL
+    make: Callable[[str], None]  # make the topic/stream/queue exist
+    write: Callable[[str, tuple[bytes, ...]], None]  # put bytes that may not be Arroyo data
+    read_dead: Callable[[str, int], list[tuple[bytes, dict[str, str]]]]
+    delete: Callable[[list[str]], None]
+    made: list[str] = field(default_factory=list)
+
+    def create(self, name: str) -> None:
+        """Make ``name`` exist (deleted after the test)."""
+        self.made.append(name)
+        self.make(name)
+
+    def write_raw(self, name: str, *data: bytes) -> None:
+        """Put ``data`` on ``name`` in this order, as they are, and return once the broker
+        has them all."""
+        self.write(name, data)
+
+    def dead_letters(self, name: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+        """The first ``count`` dead letters on ``name``: original bytes and headers."""
+        return self.read_dead(name, count)
+
+
+def _memory_broker() -> Broker:
+    from arroyo.brokers import memory
+
+    def write(name: str, data: tuple[bytes, ...]) -> None:
+        for item in data:
+            memory.topic(name).append(item)
+
+    def dead(name: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+        letters = memory.topic(name).messages()
+        return [(bytes(m.payload), dict(m.metadata)) for m in letters[:count]]  # type: ignore[union-attr,arg-type]
+
+    def delete(names: list[str]) -> None:
+        for name in names:
+            memory.delete(name)
+
+    return Broker(
+        "memory",
+        lambda name, group: f"memory://{name}?group={group}",
+        lambda name: f"memory://{name}",
+        lambda name: None,
+        write,
+        dead,
+        delete,
+    )
+
+
+def _kafka_broker(bootstrap: str) -> Broker:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def create(name: str) -> None:
+        for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
+            future.result(30)
+
+    def write(name: str, data: tuple[bytes, ...]) -> None:
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        for item in data:
+            producer.produce(name, item)
+            producer.poll(0)
+        assert producer.flush(30) == 0
+
+    def dead(name: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+        records = _read_topic(bootstrap, name, count)
+        return [(r.value() or b"", {k: v.decode() for k, v in r.headers()}) for r in records]
+
+    def delete(names: list[str]) -> None:
+        if names:
+            for future in admin.delete_topics(names).values():
+                with contextlib.suppress(Exception):  # best effort
+                    future.result(30)
+
+    return Broker(
+        "kafka",
+        lambda name, group: f"kafka://{bootstrap}/{name}?group={group}",
+        lambda name: f"kafka://{bootstrap}/{name}",
+        create,
+        write,
+        dead,
+        delete,
+    )
+
+
+def _redis_broker(address: str) -> Broker:
+    import redis
+
+    client = redis.Redis.from_url(f"redis://{address}")
+
+    def write(name: str, data: tuple[bytes, ...]) -> None:
+        with client.pipeline(transaction=False) as pipe:
+            for item in data:
+                pipe.xadd(name, {"data": item})
+            pipe.execute()
+
+    def dead(name: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+        entries = client.xrange(name, count=count)
+        return [
+            (fields[b"data"], {k.decode(): v.decode() for k, v in fields.items() if k != b"data"})
+            for _, fields in entries
+        ]
+
+    def delete(names: list[str]) -> None:
+        if names:
+            client.delete(*names)
+
+    return Broker(
+        "redis",
+        lambda name, group: f"redis://{address}/{name}?group={group}&block_ms=50",
+        lambda name: f"redis://{address}/{name}",
+        lambda name: None,
+        write,
+        dead,
+        delete,
+    )
+
+
+def _rabbitmq_broker(url: str) -> Broker:
+    import aio_pika
+
+    async def write(name: str, data: tuple[bytes, ...]) -> None:
+        connection = await aio_pika.connect_robust(url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.declare_queue(name, durable=True)
+            for item in data:
+                await channel.default_exchange.publish(aio_pika.Message(item), routing_key=name)
+
+    async def read(name: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+        out: list[tuple[bytes, dict[str, str]]] = []
+        connection = await aio_pika.connect_robust(url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(name, durable=True, passive=True)
+            while len(out) < count:
+                message = await queue.get(timeout=10)
+                assert message is not None
+                await message.ack()
+                out.append((message.body, {k: str(v) for k, v in message.headers.items()}))
+        return out
+
+    async def declare(name: str) -> None:
+        connection = await aio_pika.connect_robust(url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.declare_queue(name, durable=True)
+
+    async def delete(names: list[str]) -> None:
+        connection = await aio_pika.connect_robust(url)
+        async with connection:
+            channel = await connection.channel()
+            for name in names:
+                await channel.queue_delete(name)
+
+    return Broker(
+        "rabbitmq",
+        lambda name, group: f"{url}?queue={name}",
+        lambda name: f"{url}?queue={name}",
+        lambda name: _run_in_thread(lambda: declare(name)),
+        lambda name, data: _run_in_thread(lambda: write(name, data)),
+        lambda name, count: _run_in_thread(lambda: read(name, count)),
+        lambda names: _run_in_thread(lambda: delete(names)),
+    )
+
+
+def _run_in_thread(make: Callable[[], Any]) -> Any:
+    """Run a coroutine to the end from a test that already has an event loop running."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result(60)
+
+
+@pytest.fixture(params=["memory", "kafka", "redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """Each broker with acknowledgements in turn (the in-process memory broker, Kafka,
+    Redis Streams, RabbitMQ), as a :class:`Broker`."""
+    if request.param == "memory":
+        made = _memory_broker()
+    elif request.param == "kafka":
+        made = _kafka_broker(request.getfixturevalue("kafka_bootstrap"))
+    elif request.param == "redis":
+        made = _redis_broker(request.getfixturevalue("redis_address"))
+    else:
+        made = _rabbitmq_broker(request.getfixturevalue("amqp_url"))
+    yield made
+    made.delete(made.made)
