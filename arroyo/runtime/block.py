@@ -236,16 +236,23 @@ class Block:
         waits for the confirmations and acknowledges.
         """
         settler = self._task(self._settle())
-        process = self._process if self._journal is None else self._journaled
+        journal = self._journal
+        process = self._process if journal is None else self._journaled
         if self.concurrency == 1:
             while (received := await self.intake.get()) is not None:
-                self._publish(received, await process(received))
+                if journal is None:
+                    self._publish(received, await self._process(received))
+                else:  # as _journaled does, without a coroutine more per message
+                    slot = journal.start(received)
+                    result = await self._process(received)
+                    journal.finish(slot)
+                    self._publish(received, result)
         else:
             order: asyncio.Queue[
                 tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None
             ] = asyncio.Queue()
             emitter = self._task(self._emit(order))
-            journal, started = self._journal, deque[asyncio.Task[Any]]()
+            started = deque[asyncio.Task[Any]]()
             try:
                 while (received := await self.intake.get()) is not None:
                     # A message that was being processed when a worker died is processed
@@ -501,11 +508,12 @@ class Block:
             results = await self.listener.ack_many(batch)
         except Exception as exc:
             results = [exc] * len(batch)
+        journal = self._journal
         for received, error in zip(batch, results, strict=True):
             if error is None:
                 self.stats.acknowledged += 1
-                if self._journal is not None:
-                    self._journal.settled(received)
+                if journal is not None and journal.crashes:
+                    journal.settled(received)
             else:
                 self._throttle(
                     log,

@@ -41,6 +41,7 @@ import logging
 import mmap
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -57,7 +58,8 @@ SLOT = 256
 
 _INITIAL_SLOTS = 16
 _REFRESH = 1.0
-"""Seconds between two looks for the files of dead workers (while messages come in)."""
+"""Seconds between two looks for the files of dead workers (while messages come in; the
+clock is read every 64 messages)."""
 _REFRESH_REDELIVERED = 0.05
 """The same when the broker says a message is a redelivery (a worker may just have died)."""
 _EXPIRE = 7 * 24 * 3600.0
@@ -71,8 +73,15 @@ when it has none (it is then not journaled)."""
 
 
 def default_folder() -> Path:
-    """``$XDG_STATE_HOME/arroyo/deliveries`` (``~/.local/state/arroyo/deliveries``)."""
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    """``$XDG_STATE_HOME/arroyo/deliveries`` (``~/.local/state/arroyo/deliveries``; in
+    the temporary folder when there is no home, as for a container's random user)."""
+    state = os.environ.get("XDG_STATE_HOME")
+    if not state:
+        try:
+            state = os.path.join(Path.home(), ".local", "state")
+        except (RuntimeError, KeyError):
+            user = os.getuid() if hasattr(os, "getuid") else "user"
+            state = os.path.join(tempfile.gettempdir(), f"arroyo-{user}")
     return Path(state) / "arroyo" / "deliveries"
 
 
@@ -113,6 +122,7 @@ class DeliveryJournal:
         self._seen: tuple[int, int, int] | None = None
         self._next_refresh = 0.0
         self._soon = 0.0
+        self._countdown = 0
 
     @property
     def active(self) -> bool:
@@ -138,23 +148,29 @@ class DeliveryJournal:
         """``received`` is about to be processed: set its ``deliveries`` (1 + the
         crashes it caused) and record it as being processed. Returns the slot to give
         to :meth:`finish` (-1: not recorded)."""
-        if self._map is None:
+        memory = self._map
+        if memory is None:
             return -1
-        key = self._key(received)
+        key = self.key(received)
         if key is None:
             return -1
-        now = time.monotonic()
-        if now >= self._next_refresh or (received.deliveries > 1 and now >= self._soon):
-            self.refresh()
-        counted = self.crashes.get(key)
+        if len(key) > 60 or "\n" in key:
+            key = _normal(key)
+        self._countdown -= 1
+        if self._countdown <= 0 or received.deliveries > 1:  # look at the clock now and then
+            self._countdown = 64
+            now = time.monotonic()
+            if now >= self._next_refresh or (received.deliveries > 1 and now >= self._soon):
+                self.refresh()
+        counted = self.crashes.get(key) if self.crashes else None
         received.deliveries = 1 + int(counted[0]) if counted else 1
         if not self._free:
-            self._grow()
+            memory = self._grow()
         slot = self._free.pop()
         data = key.encode() + b"\n"
         at = slot * SLOT
-        self._map[at + 1 : at + 1 + len(data)] = data
-        self._map[at] = 1
+        memory[at + 1 : at + 1 + len(data)] = data
+        memory[at] = 1  # in use: written last, so a half-written key is never read
         return slot
 
     def finish(self, slot: int) -> None:
@@ -348,13 +364,15 @@ class DeliveryJournal:
         self._fd, self._path = fd, path
         self._free = list(range(_INITIAL_SLOTS - 1, -1, -1))
 
-    def _grow(self) -> None:
+    def _grow(self) -> mmap.mmap:
+        """Twice as many slots (the file and its mapping); the new mapping."""
         assert self._map is not None
         slots = len(self._map) // SLOT
         os.ftruncate(self._fd, 2 * slots * SLOT)
         self._map.close()
         self._map = mmap.mmap(self._fd, 2 * slots * SLOT)
         self._free.extend(range(2 * slots - 1, slots - 1, -1))
+        return self._map
 
     def _unusable(self, exc: BaseException) -> None:
         text = f"delivery journal {self.folder} cannot be used: {exc}"
@@ -375,6 +393,6 @@ def _folder_name(scope: str) -> str:
 def _normal(key: str) -> str:
     """``key`` as the journal stores it: itself, or its SHA-256 when it does not fit a
     slot or has a newline."""
-    if (len(key) > (SLOT - 2) // 4 and len(key.encode()) > SLOT - 2) or "\n" in key:
+    if len(key.encode()) > SLOT - 2 or "\n" in key:
         return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return key
