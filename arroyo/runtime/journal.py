@@ -12,19 +12,26 @@ it was processing the message:
 
 - Each worker process has a file of its own in the journal's folder (one folder per
   source: consumer group, stream, queue), locked (``flock``) for as long as it lives
-  and memory-mapped. Before the Block processes a message, its key (its source
-  coordinates, e.g. topic:partition:offset) is written into a slot of that file; the
-  slot is cleared when processing returns. A memory store into a shared file mapping
-  reaches the kernel's page cache at once, so it survives SIGKILL or SIGSEGV of the
-  process (not a crash of the machine: no fsync, nothing is written per message but
-  that store). Cost: well under a microsecond per message.
+  and memory-mapped. Before the Block processes a message (parses it and runs the
+  operator), the message's key (its source coordinates, e.g. topic:partition:offset)
+  is written into a slot of that file; the slot is cleared when processing returns.
+  A store into a shared file mapping is in the kernel's page cache at once, so it
+  survives SIGKILL or SIGSEGV of the process; no fsync (a crash of the machine is not
+  a crash loop). Cost: about 2 microseconds per message, no system call.
 - A file whose lock is free belongs to a worker that died. Any worker of the folder
   (at its start, then about every second, and at once when the broker says a message
-  is a redelivery) adds one crash for every key found in use in such a file to the
-  folder's ``crashes.json`` (under a lock, written atomically) and deletes the file.
-- A message's ``deliveries`` is then 1 + its crashes; once it is acknowledged or
-  dead-lettered its entry is removed. Entries of messages never seen again (another
+  is a redelivery) adds one crash for every key in use in such a file to the folder's
+  ``crashes.json`` (under a lock, written atomically) and deletes the file. A worker
+  that stops while it is still processing a message (the grace period ran out: it may
+  hang every worker) counts it the same way.
+- A message's ``deliveries`` is then 1 + its crashes, whatever the broker counted.
+  The entry of a message that was acknowledged (or dead-lettered) is removed when its
+  worker stops cleanly (after the listener's last commit: a Kafka offset is committed
+  some time after the acknowledgement). Entries of messages never seen again (another
   machine took them) are dropped after a week.
+- With ``concurrency`` above 1, a crash counts for every message the Block had started;
+  each of them is then processed alone when it comes back, so that from then on only
+  the one that kills workers is counted.
 
 The folder is local: workers that share it (the workers of one machine, or a worker
 restarted in place) count each other's crashes. A poison that kills workers on several
@@ -118,6 +125,7 @@ class DeliveryJournal:
         self._fd = -1
         self._map: mmap.mmap | None = None
         self._free: list[int] = []
+        self._settled: set[str] = set()
         self._path: Path | None = None
         self._seen: tuple[int, int, int] | None = None
         self._next_refresh = 0.0
@@ -188,26 +196,21 @@ class DeliveryJournal:
         return key is not None and key in self.crashes
 
     def settled(self, received: Received) -> None:
-        """``received`` was acknowledged (processed or dead-lettered): forget its
-        crashes."""
+        """``received`` was acknowledged (processed or dead-lettered): its crashes are
+        forgotten when this worker stops cleanly, once the listener has committed (a
+        Kafka offset is committed after the acknowledgement: a crash before that
+        delivers the message again, and its count must still be there)."""
         if not self.crashes or self._map is None:
             return
         key = self._key(received)
-        if key is None or key not in self.crashes:
-            return
-        try:
-            with self._locked():
-                crashes = self._read()
-                crashes.pop(key, None)
-                self._write(crashes)
-        except OSError as exc:
-            log.warning("delivery journal %s: could not update: %s", self.folder, exc)
-            self.crashes.pop(key, None)
+        if key is not None and key in self.crashes:
+            self._settled.add(key)
 
     def close(self) -> None:
         """Remove this process's file; what it was still processing (abandoned at the
         end of the grace period: it may hang every worker) counts as a delivery, as a
-        crash does. Remove the folder when nothing is left in it."""
+        crash does; what it settled is forgotten. Remove the folder when nothing is left
+        in it."""
         if self._map is None:
             return
         self._map.close()
@@ -217,7 +220,9 @@ class DeliveryJournal:
                 if self._path is not None:
                     crashes = self._read()
                     before = {k: v[0] for k, v in crashes.items()}
-                    self._count(self._path, crashes, "stopped while still processing")
+                    in_use = self._count(self._path, crashes, "stopped while still processing")
+                    for key in self._settled.difference(in_use):
+                        crashes.pop(key, None)
                     if {k: v[0] for k, v in crashes.items()} != before:
                         self._write(crashes)
                     self._path.unlink(missing_ok=True)
@@ -228,6 +233,7 @@ class DeliveryJournal:
             log.warning("delivery journal %s: could not close: %s", self.folder, exc)
         os.close(self._fd)
         self._fd = -1
+        self._settled.clear()
 
     def _key(self, received: Received) -> str | None:
         key = self.key(received)
@@ -282,13 +288,14 @@ class DeliveryJournal:
             dead.append(path)
         return dead
 
-    def _count(self, path: Path, crashes: dict[str, list[float]], how: str) -> None:
+    def _count(self, path: Path, crashes: dict[str, list[float]], how: str) -> list[str]:
         """Add one delivery to every key in use in the file ``path`` (a worker that
-        died, or this one stopping while it was still processing them: ``how``)."""
+        died, or this one stopping while it was still processing them: ``how``); those
+        keys."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return
+            return []
         now, keys = time.time(), []
         for at in range(0, len(data) - SLOT + 1, SLOT):
             if data[at] == 1:
@@ -301,6 +308,7 @@ class DeliveryJournal:
             counts = ", ".join(f"{k} ({int(crashes[k][0])} so far)" for k in keys[:5])
             more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
             log.warning("%s: %s %s%s", self.scope, how, counts, more)
+        return keys
 
     def _read(self) -> dict[str, list[float]]:
         try:

@@ -128,7 +128,7 @@ def test_a_clean_stop_counts_only_what_was_still_being_processed(tmp_path: Path)
     assert not second.folder.exists()  # nothing left behind
 
 
-def test_a_settled_message_is_forgotten(tmp_path: Path) -> None:
+def test_a_settled_message_is_forgotten_when_its_worker_stops(tmp_path: Path) -> None:
     die_while_processing(tmp_path, "frames:0:5")
     j = journal(tmp_path)
     j.open()
@@ -136,9 +136,12 @@ def test_a_settled_message_is_forgotten(tmp_path: Path) -> None:
     j.finish(j.start(poison))
     assert poison.deliveries == 2
     assert j.suspect(poison)
-    j.settled(poison)  # acknowledged (dead-lettered or processed)
-    assert not j.suspect(poison)
-    j.close()
+    j.settled(poison)  # acknowledged (dead-lettered or processed), maybe not committed
+    other = journal(tmp_path)
+    other.open()  # a worker that gets it again before the commit still sees the count
+    assert deliveries(other, "frames:0:5") == 2
+    other.close()
+    j.close()  # a clean stop: the listener has committed
     assert not j.folder.exists()
     again = journal(tmp_path)
     again.open()
@@ -288,3 +291,47 @@ async def test_with_concurrency_a_suspect_is_processed_alone(topic: str, tmp_pat
     assert [m.id for m in out.published] == [m.id for m in messages]
     assert operator.seen[10] == 1  # nothing else ran beside it
     assert max(operator.seen.values()) > 1  # the others ran side by side
+
+
+# -- the listeners' option -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "handle", "source", "key"),
+    [
+        ("kafka://h:9092/frames?group=g", (("frames", 2), 17), {}, "frames:2:17"),
+        ("redis://h:6379/frames?group=g", b"1700-0", {}, "1700-0"),
+        ("amqp://u:p@h:5672/?queue=frames", None, {"message_id": "abc"}, "abc"),
+        ("amqp://u:p@h:5672/?queue=frames", None, {}, None),  # no id: not journaled
+    ],
+)
+def test_consumer_group_listeners_have_a_journal_by_default(
+    url: str, handle: object, source: dict[str, str], key: str | None
+) -> None:
+    pytest.importorskip({"kafka": "confluent_kafka", "redis": "redis"}.get(url[:5], "aio_pika"))
+    from arroyo.brokers import open_listener
+
+    listener = open_listener(url)
+    assert listener.journal is not None
+    assert listener.journal.root == default_folder()
+    assert listener.journal.key(Received(b"", source, handle)) == key
+    assert open_listener(url, {"delivery_journal": False}).journal is None
+    assert open_listener(url + "&delivery_journal=false").journal is None
+    chosen = open_listener(url, {"delivery_journal": "/var/lib/arroyo/deliveries"}).journal
+    assert chosen is not None and chosen.root == Path("/var/lib/arroyo/deliveries")
+
+
+def test_the_scope_tells_groups_and_clusters_apart() -> None:
+    pytest.importorskip("confluent_kafka")
+    from arroyo.brokers import open_listener
+
+    def folder(url: str) -> str:
+        journal = open_listener(url).journal
+        assert journal is not None
+        return journal.folder.name
+
+    one = folder("kafka://h:9092/frames?group=g")
+    assert one.startswith("kafka_h_9092_g-")
+    assert folder("kafka://h:9092/other?group=g") == one  # keys carry the topic
+    assert folder("kafka://h:9092/frames?group=g2") != one
+    assert folder("kafka://k:9092/frames?group=g") != one
