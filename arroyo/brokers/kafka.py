@@ -1002,6 +1002,8 @@ class KafkaListener(Listener):
             self._generation += 1
             owned[key] = self._generation
         self._owned = owned
+        if self.journal is not None:
+            self.journal.look_again()  # their messages may have killed another worker
         log.info("%s: assigned %s", self.name, _partitions(keys))
 
     async def _revoked(self, keys: list[Key], lost: bool, metadata: Any) -> dict[Key, int]:

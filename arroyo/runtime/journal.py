@@ -187,6 +187,12 @@ class DeliveryJournal:
             self._map[slot * SLOT] = 0
             self._free.append(slot)
 
+    def look_again(self) -> None:
+        """Look for the files of dead workers before the next message: the listener was
+        just given work another worker had (new Kafka partitions)."""
+        self._countdown = 0
+        self._next_refresh = 0.0
+
     def suspect(self, received: Received) -> bool:
         """True when ``received`` was being processed when a worker died (so it must be
         processed alone to tell whether it is to blame)."""

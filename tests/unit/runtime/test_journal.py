@@ -78,6 +78,16 @@ def test_a_worker_killed_while_processing_makes_the_next_delivery_count(tmp_path
         j.close()
 
 
+def test_a_running_worker_counts_a_death_once_it_looks_again(tmp_path: Path) -> None:
+    j = journal(tmp_path)
+    j.open()
+    assert deliveries(j, "frames:0:5") == 1
+    die_while_processing(tmp_path, "frames:0:5")  # another worker, while this one runs
+    j.look_again()  # (Kafka: partitions assigned)
+    assert deliveries(j, "frames:0:5") == 2
+    j.close()
+
+
 def test_a_segfault_counts_like_a_kill(tmp_path: Path) -> None:
     die_while_processing(tmp_path, "frames:0:5", signum=signal.SIGSEGV)
     j = journal(tmp_path)
