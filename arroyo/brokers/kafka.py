@@ -13,8 +13,13 @@ Listener (consumer group)
     up to ``drain_timeout_ms`` to be acknowledged, their offsets are committed, and only
     then are they let go. When the Block is full for longer than ``pause_after_ms``, the
     assigned partitions are paused and the consumer keeps polling (so it stays in the
-    group) until there is room again. Kafka keeps no delivery count, so ``max_deliveries``
-    of a Block does not apply to Kafka sources.
+    group) until there is room again. Kafka keeps no delivery count: the listener's
+    delivery journal (``delivery_journal``, on by default) counts, per
+    topic/partition/offset, the workers that died while processing a message, so a
+    message that keeps killing workers reaches the Block's ``max_deliveries`` and goes
+    to the dead letter (:mod:`arroyo.runtime.journal`; the folder is shared by the
+    workers of one machine: ``$XDG_STATE_HOME/arroyo/deliveries`` by default, a folder
+    of your choice, or ``false`` to turn it off).
 
 Publisher
     ``kafka://HOST:PORT/TOPIC`` produces with the idempotent producer
@@ -83,6 +88,7 @@ from arroyo.brokers import BrokerURL, take_options
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import ArroyoError, ConfigError, MessageTooLargeError, PublishError
 from arroyo.message import Message
+from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import Throttle, redact
 from arroyo.runtime.offsets import OffsetTracker
@@ -748,6 +754,7 @@ _LISTENER_OPTIONS: dict[str, Any] = {
     "poll_timeout_ms": 100,
     "drain_timeout_ms": 10000,
     "pause_after_ms": 200,
+    "delivery_journal": "",
 }
 
 
@@ -995,6 +1002,8 @@ class KafkaListener(Listener):
             self._generation += 1
             owned[key] = self._generation
         self._owned = owned
+        if self.journal is not None:
+            self.journal.look_again()  # their messages may have killed another worker
         log.info("%s: assigned %s", self.name, _partitions(keys))
 
     async def _revoked(self, keys: list[Key], lost: bool, metadata: Any) -> dict[Key, int]:
@@ -1347,7 +1356,8 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> KafkaLi
     """``kafka://HOST:PORT/TOPIC[,TOPIC...|^REGEX]?group=G`` plus options:
     ``commit_interval_ms`` (1000), ``commit_every`` (1000), ``batch_size`` (1000 messages
     per consume call), ``poll_timeout_ms`` (100), ``drain_timeout_ms`` (10000, for a
-    revocation), ``pause_after_ms`` (200), and any librdkafka consumer setting."""
+    revocation), ``pause_after_ms`` (200), ``delivery_journal`` (the default folder; a
+    folder, or ``false``), and any librdkafka consumer setting."""
     own, client = _split(url, options, _LISTENER_OPTIONS)
     if not own["group"]:
         raise ConfigError(f"{url}: a Kafka listener needs a consumer group: add ?group=NAME")
@@ -1358,8 +1368,17 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> KafkaLi
             f"{url}: enable.auto.commit must stay false: Arroyo commits offsets itself, "
             "only once messages are done"
         )
-    group = own.pop("group")
-    return KafkaListener(url, _topics(url), group, client, parser or AvroParser(), **own)
+    group, journal = own.pop("group"), own.pop("delivery_journal")
+    made = KafkaListener(url, _topics(url), group, client, parser or AvroParser(), **own)
+    cluster = ",".join(sorted(made.servers.split(",")))
+    made.journal = from_option(journal, str(url), f"kafka {cluster} {group}", _offset_key)
+    return made
+
+
+def _offset_key(received: Received) -> str:
+    """A Kafka message's key in the delivery journal: ``topic:partition:offset``."""
+    (topic, partition), offset = received.handle
+    return f"{topic}:{partition}:{offset}"
 
 
 def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> KafkaPublisher:

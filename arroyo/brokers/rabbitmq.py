@@ -15,7 +15,12 @@ What a worker had not acknowledged when it died goes back to the queue.
 ``Received.deliveries`` is exact on quorum queues (their ``x-delivery-count``
 header). Classic queues only say whether a message was delivered before, so there it
 is 1 or 2, and a message that keeps crashing workers is dead-lettered only when
-``max_deliveries`` is 1: use ``queue_type=quorum`` where that matters.
+``max_deliveries`` is 1: use ``queue_type=quorum`` where that matters. The delivery
+journal (``delivery_journal``, on by default: :mod:`arroyo.runtime.journal`) replaces
+the broker's count, on both kinds of queue, with the number of workers (of this
+machine) that died while processing the message, for messages that have a
+``message_id`` (Arroyo's publisher sets it): the other messages a dying worker held are
+not counted with it.
 
 **Publisher.** Persistent messages (delivery mode 2), each confirmed by the broker
 (publisher confirms); sends are pipelined on one channel and keep their order. By
@@ -55,6 +60,7 @@ from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConfigError, PublishError
 from arroyo.message import Message
+from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import redact
 from arroyo.runtime.parser import Parser
@@ -491,7 +497,8 @@ def _queue_options(url: BrokerURL, opts: dict[str, Any]) -> None:
 
 def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> RabbitMQListener:
     """``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q&prefetch=256&queue_type=classic``."""
-    opts = take_options(url, options, {**_CONNECTION_OPTIONS, **_QUEUE_OPTIONS, "prefetch": 256})
+    known = {**_CONNECTION_OPTIONS, **_QUEUE_OPTIONS, "prefetch": 256, "delivery_journal": ""}
+    opts = take_options(url, options, known)
     settings = AmqpSettings.from_url(url, opts)
     _queue_options(url, opts)
     if not opts["queue"]:
@@ -500,7 +507,7 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> RabbitM
         )
     if opts["prefetch"] < 1:
         raise ConfigError(f"{url}: option 'prefetch' must be at least 1, got {opts['prefetch']}")
-    return RabbitMQListener(
+    made = RabbitMQListener(
         settings,
         opts["queue"],
         queue_type=opts["queue_type"],
@@ -509,6 +516,15 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> RabbitM
         parser=parser,
         location=_location(url, settings, f"queue={opts['queue']}"),
     )
+    scope = f"amqp {settings.host}:{settings.port}{settings.vhost} {opts['queue']}"
+    made.journal = from_option(opts["delivery_journal"], str(url), scope, _message_id_key)
+    return made
+
+
+def _message_id_key(received: Received) -> str | None:
+    """A message's key in the delivery journal: its ``message_id`` (Arroyo's publisher
+    sets it to the message's id); None without one."""
+    return received.source.get("message_id")
 
 
 def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> RabbitMQPublisher:

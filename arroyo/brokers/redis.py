@@ -20,7 +20,10 @@ Entries a consumer has not acknowledged for ``min_idle_ms`` (a crashed worker's)
 taken over by the others with ``XAUTOCLAIM`` (every ``claim_interval_ms``, default 5000
 and at most half of ``min_idle_ms``; Redis 6.2 or later) and delivered with their
 delivery count (from ``XPENDING``), so a message that keeps crashing workers reaches
-the Block's ``max_deliveries`` limit and the dead letter. A live listener keeps its own
+the Block's ``max_deliveries`` limit and the dead letter; with the delivery journal
+(``delivery_journal``, on by default: :mod:`arroyo.runtime.journal`) that count is the
+number of workers (of this machine) that died while processing the entry, so the other
+entries a dying worker held are not counted with it. A live listener keeps its own
 unfinished entries fresh (``XCLAIM ... JUSTID``), so slow work is not taken away;
 ``min_idle_ms`` must still exceed the longest time the event loop can stall. On a
 graceful stop, entries left unfinished are handed back at once. After a server restart
@@ -64,6 +67,7 @@ from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConfigError, PermanentError, PublishError
 from arroyo.message import Message
+from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.logs import redact
 from arroyo.runtime.parser import Parser
@@ -99,6 +103,7 @@ _LISTENER_OPTIONS: dict[str, Any] = {
     "min_idle_ms": 30000,
     "claim_interval_ms": 5000,
     "field": "data",
+    "delivery_journal": "",
 }
 _PUBLISHER_OPTIONS: dict[str, Any] = {
     "maxlen": 0,
@@ -985,7 +990,7 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> Listene
     _positive(url, opts, "batch", "batch_bytes", "block_ms", "min_idle_ms", "claim_interval_ms")
     if not opts["group"]:
         raise ConfigError(f"{url}: option 'group' must not be empty")
-    return RedisStreamListener(
+    made = RedisStreamListener(
         settings,
         stream,
         group=opts["group"],
@@ -999,6 +1004,14 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> Listene
         parser=parser,
         location=_location(url, stream),
     )
+    scope = f"redis {settings.host}:{settings.port}/{settings.db} {stream} {opts['group']}"
+    made.journal = from_option(opts["delivery_journal"], str(url), scope, _entry_key)
+    return made
+
+
+def _entry_key(received: Received) -> str:
+    """A stream entry's key in the delivery journal: its id."""
+    return received.handle.decode()  # type: ignore[no-any-return]
 
 
 def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> Publisher:

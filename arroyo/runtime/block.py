@@ -68,7 +68,10 @@ class Block:
       (default: until the destination is back). Then the dead letter.
     - ``dead_letter``: where bad messages go. Without one, they are logged and dropped.
     - ``max_deliveries``: a message the broker has delivered this many times (it keeps
-      crashing workers) goes to the dead letter instead of being processed again.
+      crashing workers) goes to the dead letter instead of being processed again. With
+      the listener's delivery journal, the deliveries counted are those that ended in
+      the death of a worker while processing the message (see
+      :mod:`arroyo.runtime.journal`).
     - ``grace_period``: after :meth:`stop`, how long in-flight work may take to finish;
       what is not finished then is left unacknowledged, for redelivery.
     - ``max_messages``: stop after this many source messages (``--count``).
@@ -121,6 +124,7 @@ class Block:
         self._settle_more = asyncio.Event()
         self._all_emitted = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._journal = listener.journal
 
     # -- running -------------------------------------------------------------------
 
@@ -140,6 +144,8 @@ class Block:
         self.listener.operator = self.operator
         started: list[Publisher | Operator] = []
         try:
+            if self._journal is not None:
+                self._journal.open()
             for part in [*self.operator.publishers, *filter(None, [self.dead_letter])]:
                 await part.start()
                 started.append(part)
@@ -154,6 +160,8 @@ class Block:
             await self._run()
         finally:
             await self._close(started)
+            if self._journal is not None:
+                self._journal.close()
             log.info(
                 "stopped: %d received, %d published, %d acknowledged, %d dead-lettered",
                 self.stats.received,
@@ -228,17 +236,38 @@ class Block:
         waits for the confirmations and acknowledges.
         """
         settler = self._task(self._settle())
+        journal = self._journal
+        process = self._process if journal is None else self._journaled
         if self.concurrency == 1:
             while (received := await self.intake.get()) is not None:
-                self._publish(received, await self._process(received))
+                if journal is None:
+                    self._publish(received, await self._process(received))
+                else:  # as _journaled does, without a coroutine more per message
+                    slot = journal.start(received)
+                    result = await self._process(received)
+                    journal.finish(slot)
+                    self._publish(received, result)
         else:
             order: asyncio.Queue[
                 tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None
             ] = asyncio.Queue()
             emitter = self._task(self._emit(order))
+            started = deque[asyncio.Task[Any]]()
             try:
                 while (received := await self.intake.get()) is not None:
-                    order.put_nowait((received, self._task(self._process(received))))
+                    # A message that was being processed when a worker died is processed
+                    # alone: if it kills this worker too, it alone is counted.
+                    alone = journal is not None and journal.suspect(received)
+                    if alone and started:
+                        await asyncio.wait(started)
+                    task = self._task(process(received))
+                    order.put_nowait((received, task))
+                    if journal is not None:
+                        while started and started[0].done():
+                            started.popleft()
+                        started.append(task)
+                    if alone:
+                        await asyncio.wait((task,))
             finally:
                 order.put_nowait(None)
             await emitter
@@ -311,6 +340,16 @@ class Block:
             return DeadLetter.from_exception(
                 exc, received.data, received.source, attempts, self.name
             )
+
+    async def _journaled(self, received: Received) -> list[Message] | DeadLetter:
+        """:meth:`_process`, recorded in the listener's delivery journal while it runs
+        (which also sets ``received.deliveries``). Cancelled (abandoned at the end of the
+        grace period), it stays recorded: the journal counts it when it is closed."""
+        assert self._journal is not None
+        slot = self._journal.start(received)
+        result = await self._process(received)
+        self._journal.finish(slot)
+        return result
 
     async def _operate(self, message: Message) -> list[Message]:
         """One call of the operator, timed; its outputs as a list (checked)."""
@@ -469,9 +508,12 @@ class Block:
             results = await self.listener.ack_many(batch)
         except Exception as exc:
             results = [exc] * len(batch)
+        journal = self._journal
         for received, error in zip(batch, results, strict=True):
             if error is None:
                 self.stats.acknowledged += 1
+                if journal is not None and journal.crashes:
+                    journal.settled(received)
             else:
                 self._throttle(
                     log,

@@ -12,6 +12,7 @@ from arroyo.runtime.parser import AvroParser, Parser
 
 if TYPE_CHECKING:
     from arroyo.message import Message
+    from arroyo.runtime.journal import DeliveryJournal
     from arroyo.runtime.operator import Operator
 
 Raw = bytes | memoryview | list[bytes | memoryview]
@@ -67,12 +68,16 @@ class Listener(ABC):
     The Block calls, in order: :meth:`start` (as a task), :meth:`ack_many` with batches
     of messages once they have been fully handled (in input order, concurrently with
     start), :meth:`stop` when it wants no more input, and finally :meth:`close`.
-    ``operator`` is the operator this listener feeds (set by the Block).
+    ``operator`` is the operator this listener feeds (set by the Block). ``journal``,
+    when set, is the :class:`~arroyo.runtime.journal.DeliveryJournal` in which the Block
+    records the messages it is processing; it then sets ``deliveries`` from the journal
+    (how many workers died while processing the message, plus one).
     """
 
     def __init__(self, parser: Parser | None = None) -> None:
         self.parser: Parser = parser or AvroParser()
         self.operator: Operator | None = None
+        self.journal: DeliveryJournal | None = None
 
     @property
     def name(self) -> str:
