@@ -6,7 +6,8 @@ Written with the ``ess-streaming-data-types`` package (the ``ess`` extra):
   timestamp (ms), ``filename`` (default ``STREAM.nxs``), ``run_name`` (default the
   stream), ``nexus_structure``, ``service_id``, ``instrument_name``, ``broker`` and
   ``control_topic`` from the Start's data when it has them (else the format's options),
-  and the rest of the data as the JSON ``metadata`` string;
+  and the rest of the data as the JSON ``metadata`` string (a Start the ``ess`` parser
+  made keeps its own ``metadata``, ``stop_time`` and ``detector_spectrum_map``);
 - a Stop -> ``6s4t`` (run stop): ``job_id`` the stream, ``stop_time`` its timestamp;
 - an Event with an array -> ``ad00``: the array (decompressed, little-endian; integer,
   float32 or float64), ``source_name`` (metadata ``source_name``, else the format's),
@@ -117,14 +118,25 @@ class EssFormat:
     def _run_start(self, start: Start) -> bytes:
         data = dict(start.data)
         fields = {key: data.pop(key, None) for key in _RUN_START_KEYS}
-        metadata = data.pop("metadata", None) if data.get("schema") == "pl72" else None
-        for key in ("schema", "job_id", "start_time", "stop_time", "detector_spectrum_map"):
+        from_ess = data.get("schema") == "pl72"
+        metadata = data.pop("metadata", None) if from_ess else None
+        stop_time = data.pop("stop_time", None) if from_ess else None
+        spectra = data.pop("detector_spectrum_map", None) if from_ess else None
+        for key in ("schema", "job_id", "start_time"):
             data.pop(key, None)
+        spectrum_map = None
+        if isinstance(spectra, dict):
+            spectrum_map = sdt.run_start_pl72.DetectorSpectrumMap(
+                to_array(spectra.get("spectrum_numbers"), "detector_spectrum_map"),
+                to_array(spectra.get("detector_ids"), "detector_spectrum_map"),
+                int(spectra.get("n_spectra", 0)),  # type: ignore[call-overload]
+            )
         return bytes(
             sdt.serialise_pl72(
                 job_id=start.stream,
                 filename=_text(fields["filename"], f"{start.stream}.nxs"),
                 start_time=start.timestamp // 1_000_000,
+                stop_time=stop_time if isinstance(stop_time, int) and stop_time > 0 else None,
                 run_name=_text(fields["run_name"], start.stream),
                 nexus_structure=_text(fields["nexus_structure"], self.defaults["nexus_structure"]),
                 service_id=_text(fields["service_id"], self.defaults["service_id"]),
@@ -132,6 +144,7 @@ class EssFormat:
                 broker=_text(fields["broker"], self.defaults["broker"]),
                 metadata=metadata if isinstance(metadata, str) else _json(data),
                 control_topic=_text(fields["control_topic"], self.defaults["control_topic"]),
+                detector_spectrum_map=spectrum_map,
             )
         )
 
