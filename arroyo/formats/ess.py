@@ -129,7 +129,7 @@ class EssFormat:
             spectrum_map = sdt.run_start_pl72.DetectorSpectrumMap(
                 to_array(spectra.get("spectrum_numbers"), "detector_spectrum_map"),
                 to_array(spectra.get("detector_ids"), "detector_spectrum_map"),
-                int(spectra.get("n_spectra", 0)),  # type: ignore[call-overload]
+                int(spectra.get("n_spectra", 0)),  # type: ignore[arg-type]
             )
         return bytes(
             sdt.serialise_pl72(

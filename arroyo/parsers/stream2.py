@@ -58,6 +58,7 @@ from arroyo.formats.stream2 import (
     dtype_of_tag,
 )
 from arroyo.message import JSON, ArrayInfo, Event, Message, Start, Stop
+from arroyo.parsers._cbor import Blobs, detach
 from arroyo.parsers._frames import size_of
 
 if TYPE_CHECKING:
@@ -73,13 +74,13 @@ _LIMIT = 1000
 class _Compressed:
     algorithm: str
     elem_size: int
-    data: bytes
+    data: bytes | memoryview  # a view of the received buffer when it is large
 
 
 @dataclass(slots=True)
 class _Typed:
     dtype: str
-    data: bytes | _Compressed
+    data: bytes | memoryview | _Compressed
 
 
 @dataclass(slots=True)
@@ -93,10 +94,18 @@ class _Refused(Exception):
     """Raised in the tag hook; cbor2 wraps it, :func:`_loads` finds it again."""
 
 
-def _tag_hook(first: Any, second: Any) -> Any:
-    """cbor2's tag hook (``(decoder, tag)`` before cbor2 6, ``(tag, immutable)`` since)."""
-    tag = first if isinstance(first, cbor2.CBORTag) else second
-    number, value = tag.tag, tag.value
+def _tag_hook(blobs: Blobs) -> Any:
+    """cbor2's tag hook (``(decoder, tag)`` before cbor2 6, ``(tag, immutable)`` since);
+    ``blobs``: the large byte strings :func:`~arroyo.parsers._cbor.detach` took out."""
+
+    def hook(first: Any, second: Any) -> Any:
+        tag = first if isinstance(first, cbor2.CBORTag) else second
+        return _tag(tag.tag, tag.value, blobs)
+
+    return hook
+
+
+def _tag(number: int, value: Any, blobs: Blobs) -> Any:
     if number == COMPRESSED:
         if not (
             isinstance(value, list | tuple)
@@ -110,7 +119,7 @@ def _tag_hook(first: Any, second: Any) -> Any:
             algorithm = compressions.check_algorithm(value[0])
         except DecodeError as exc:
             raise _Refused(str(exc)) from None
-        return _Compressed(algorithm, value[1], value[2])
+        return _Compressed(algorithm, value[1], blobs.get_view(value[2]) or value[2])
     if number in TYPED_ARRAYS:
         try:
             dtype = dtype_of_tag(number)
@@ -118,6 +127,8 @@ def _tag_hook(first: Any, second: Any) -> Any:
             raise _Refused(str(exc)) from None
         if not isinstance(value, bytes | _Compressed):
             raise _Refused(f"typed array tag {number} must hold a byte string")
+        if isinstance(value, bytes):
+            value = blobs.get_view(value) or value
         if isinstance(value, _Compressed) and value.elem_size != int(dtype[2:]):
             raise _Refused(
                 f"typed array tag {number} ({dtype}) holds {value.algorithm} data of "
@@ -138,13 +149,15 @@ def _tag_hook(first: Any, second: Any) -> Any:
     raise _Refused(f"unknown CBOR tag {number}")
 
 
-def _loads(data: Raw) -> Any:
+def _loads(data: Raw) -> tuple[Any, Blobs]:
+    """The decoded message, and the large byte strings left in the received buffer."""
     if isinstance(data, list):
         if len(data) != 1:
             raise DecodeError(f"stream2: expected 1 part (a CBOR map), received {len(data)} parts")
         data = data[0]
+    rest, blobs = detach(data)
     try:
-        return cbor2.loads(data, tag_hook=_tag_hook)
+        return cbor2.loads(rest, tag_hook=_tag_hook(blobs)), blobs
     except cbor2.CBORDecodeEOF:
         raise DecodeError(f"stream2: truncated CBOR ({size_of(data)} bytes)") from None
     except Exception as exc:
@@ -201,7 +214,7 @@ class Stream2Parser:
 
     def parse(self, data: Raw) -> list[Message]:
         """The messages of one stream v2 message (one Event per channel of an image)."""
-        message = _loads(data)
+        message, blobs = _loads(data)
         if not isinstance(message, Mapping):
             raise DecodeError(f"stream2: expected a CBOR map, got {type(message).__name__}")
         kind = message.get("type")
@@ -210,30 +223,30 @@ class Stream2Parser:
         stream = _series(message)
         fields = {k: v for k, v in message.items() if k != "type"}
         if kind == "start":
-            data_ = _plain(fields, "start")
+            data_ = _plain(fields, "start", blobs)
             assert isinstance(data_, dict)
             self._remember(stream, 1)
             return [Start(data=data_, stream=stream, seq=0, id=_id(stream, "start"))]
         seq = self._next_seq.get(stream, 1)
         if kind == "end":
-            data_ = _plain(fields, "end")
+            data_ = _plain(fields, "end", blobs)
             assert isinstance(data_, dict)
             self._next_seq.pop(stream, None)
             return [Stop(data=data_, stream=stream, seq=seq, id=_id(stream, "end"))]
         if kind == "image":
-            events = self._image(fields, stream, seq)
+            events = self._image(fields, stream, seq, blobs)
         else:
-            metadata = _plain(dict(message), kind)
+            metadata = _plain(dict(message), kind, blobs)
             assert isinstance(metadata, dict)
             events = [Event(metadata=metadata, stream=stream, seq=seq)]
         self._remember(stream, seq + len(events))
         return list(events)
 
-    def _image(self, fields: dict[Any, Any], stream: str, seq: int) -> list[Event]:
+    def _image(self, fields: dict[Any, Any], stream: str, seq: int, blobs: Blobs) -> list[Event]:
         images = fields.pop("data", None)
         if not isinstance(images, Mapping) or not images:
             raise DecodeError("stream2: the image message has no 'data' map of channels")
-        metadata = _plain(fields, "image")
+        metadata = _plain(fields, "image", blobs)
         assert isinstance(metadata, dict)
         image_id = repr(metadata.get("image_id"))
         events = []
@@ -256,7 +269,7 @@ class Stream2Parser:
             )
         return events
 
-    def _frame(self, image: _Array, where: str) -> tuple[ArrayInfo, bytes]:
+    def _frame(self, image: _Array, where: str) -> tuple[ArrayInfo, bytes | memoryview]:
         dtype = image.typed.dtype
         itemsize = int(dtype[2:])
         need = math.prod(image.shape) * itemsize
@@ -275,6 +288,7 @@ class Stream2Parser:
                         "needs decompress: true"
                     )
                 return ArrayInfo(dtype, image.shape, content.algorithm), content.data
+            raw: bytes | memoryview
             try:
                 raw = compressions.decompress(content.data, content.algorithm, itemsize, need)
             except DecodeError as exc:
@@ -311,31 +325,36 @@ def _id(stream: str, *parts: object) -> str:
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
-def _plain(value: Any, path: str) -> JSON:
+def _plain(value: Any, path: str, blobs: Blobs) -> JSON:
     """A decoded CBOR value as JSON-like values: arrays as array values, dates as ISO
     strings, rationals as ``[numerator, denominator]``. DecodeError for anything else."""
-    if value is None or isinstance(value, bool | int | float | str | bytes):
+    if isinstance(value, bytes):
+        view = blobs.get_view(value)
+        return value if view is None else bytes(view)
+    if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple):
-        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_plain(v, f"{path}[{i}]", blobs) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         out: dict[str, JSON] = {}
         for key, v in value.items():
             if not isinstance(key, str):
                 raise DecodeError(f"stream2: {path}: map keys must be strings, got {key!r}")
-            out[key] = _plain(v, f"{path}.{key}")
+            out[key] = _plain(v, f"{path}.{key}", blobs)
         return out
     if isinstance(value, _Array):
         content = value.typed.data
         if isinstance(content, _Compressed):
             if value.column_major:
                 raise DecodeError(f"stream2: {path}: compressed column-major arrays unsupported")
-            return array_value(value.typed.dtype, value.shape, content.data, content.algorithm)
+            return array_value(
+                value.typed.dtype, value.shape, bytes(content.data), content.algorithm
+            )
         if value.column_major:
             np = require("numpy", "numpy", "Reading column-major stream v2 arrays")
             flat = np.frombuffer(content, dtype=value.typed.dtype).reshape(value.shape[::-1])
             content = np.ascontiguousarray(flat.T).tobytes()
-        return array_value(value.typed.dtype, value.shape, content)
+        return array_value(value.typed.dtype, value.shape, bytes(content))
     if isinstance(value, _Typed):
         content = value.data  # a one-dimensional typed array
         itemsize = int(value.dtype[2:])
@@ -349,8 +368,10 @@ def _plain(value: Any, path: str) -> JSON:
                 f"stream2: {path}: {size} bytes is not a whole number of {value.dtype}"
             )
         if isinstance(content, _Compressed):
-            return array_value(value.dtype, (size // itemsize,), content.data, content.algorithm)
-        return array_value(value.dtype, (size // itemsize,), content)
+            return array_value(
+                value.dtype, (size // itemsize,), bytes(content.data), content.algorithm
+            )
+        return array_value(value.dtype, (size // itemsize,), bytes(content))
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat()
     if isinstance(value, fractions.Fraction):
@@ -360,7 +381,7 @@ def _plain(value: Any, path: str) -> JSON:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, set | frozenset):
-        return [_plain(v, f"{path}[]") for v in sorted(value, key=repr)]
+        return [_plain(v, f"{path}[]", blobs) for v in sorted(value, key=repr)]
     if value is cbor2.undefined:
         return None
     raise DecodeError(f"stream2: {path}: {type(value).__name__} is not a JSON-like value")

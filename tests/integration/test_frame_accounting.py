@@ -110,3 +110,63 @@ async def test_a_lossless_run_has_nothing_missing(until: Callable[..., Any]) -> 
     assert isinstance(stop, Stop)
     assert (stop.data["frames_expected"], stop.data["frames_missing"]) == (50, 0)
     assert stop.data["frames_missing_ranges"] == []
+
+
+def test_the_simulate_command_reports_the_faults_it_injected() -> None:
+    """``arroyo simulate --format stream2 --drop-rate R --seed S``, read by a PULL socket."""
+    import subprocess
+    import sys
+
+    import zmq
+
+    from arroyo.testing import free_port
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "arroyo",
+        "simulate",
+        f"zmq+push://127.0.0.1:{port}?bind=true",
+        "--format",
+        "stream2",
+        "--compression",
+        "lz4",
+        "--frames",
+        "200",
+        "--shape",
+        "8x8",
+        "--drop-rate",
+        "0.1",
+        "--duplicate-rate",
+        "0.05",
+        "--seed",
+        "5",
+    ]
+    sender = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.connect(f"tcp://127.0.0.1:{port}")
+    pull.setsockopt(zmq.RCVTIMEO, 30_000)
+    parser = make_parser("stream2")
+    accounting = FrameAccounting.for_parser(parser, "cli")
+    assert accounting is not None
+    try:
+        stop = None
+        while stop is None:
+            for message in parser.parse(pull.recv()):
+                observed = accounting.observe(message)
+                stop = observed if isinstance(observed, Stop) else None
+        output, _ = sender.communicate(timeout=30)
+    finally:
+        sender.kill()
+        pull.close(linger=0)
+        context.term()
+    assert sender.returncode == 0
+    line = output.splitlines()[-1]
+    missing, duplicated = stop.data["frames_missing"], stop.data["frames_duplicated"]
+    assert (
+        line
+        == f"faults on purpose: {missing} frames dropped, {duplicated} duplicated, 0 pairs swapped"
+    )
+    assert missing > 0 and duplicated > 0

@@ -395,3 +395,16 @@ def test_decompress_must_be_a_boolean() -> None:
 
     with pytest.raises(ConfigError, match="decompress must be true or false"):
         make_parser("stream2", decompress="no")
+
+
+@pytest.mark.parametrize("decompress", [True, False])
+def test_a_large_frame_is_a_view_of_the_received_buffer(decompress: bool) -> None:
+    """No copy of the image (cbor2 would make one): the payload views the ZeroMQ frame."""
+    original = (np.arange(512 * 512) % 1000).astype("<u2").reshape(512, 512)
+    noise = np.random.default_rng(0).integers(0, 60000, size=(512, 512)).astype("<u2")
+    for frame, compression in [(original, None), (noise, "lz4")]:
+        received = memoryview(image_message(0, {"t": image(frame, compression)}))
+        [event] = Stream2Parser(decompress=decompress).parse([received])
+        if compression is None or not decompress:
+            assert isinstance(event.payload, memoryview) and event.payload.obj is received.obj
+        assert np.array_equal(event.to_array(), frame)
