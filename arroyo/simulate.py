@@ -154,7 +154,7 @@ async def simulate(
     options: dict[str, Any] | None = None,
     wait_subscribers: float = 10.0,
     codec: Codec | None = None,
-    compression: str = "bslz4",
+    compression: str | None = None,
     faults: Faults | None = None,
 ) -> Simulation:
     """Send ``runs`` runs of ``frames`` frames to ``url`` (``zmq+push://`` or ``zmq+pub://``;
@@ -163,7 +163,8 @@ async def simulate(
     a random id). ``options``: socket options ``sndhwm`` (16), ``bind``, ``linger`` (ms
     to wait at the end for the last messages to go out, default 30000).
     ``wait_subscribers``: seconds a PUB socket waits for a first subscriber.
-    ``compression``: of ``stream2`` images (``bslz4``, ``lz4`` or ``none``). ``faults``:
+    ``compression``: of ``stream2`` images (``bslz4``, the default, ``lz4`` or ``none``;
+    other formats send raw frames and refuse one). ``faults``:
     frames to drop, duplicate or reorder on purpose (the report lists them).
 
     Returns once everything was handed to the socket and sent (or ``linger`` ran out).
@@ -176,6 +177,9 @@ async def simulate(
         raise ConfigError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
     if frames < 0 or runs < 1 or rate < 0:
         raise ConfigError("frames must be >= 0, runs >= 1 and rate >= 0")
+    if compression is not None and format != "stream2":
+        raise ConfigError(f"compression applies to stream2 images, not to {format}")
+    compression = compression or "bslz4"
     if compression not in COMPRESSIONS:
         raise ConfigError(f"unknown compression {compression!r}; known: {', '.join(COMPRESSIONS)}")
     if format == "stream2" and len(shape) != 2:

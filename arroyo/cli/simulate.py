@@ -37,8 +37,9 @@ def simulate(
         str | None, typer.Option(help="Run id (STREAM-R for run R when --runs > 1).")
     ] = None,
     compression: Annotated[
-        str, typer.Option(help="stream2 images: bslz4, lz4 or none (raw).")
-    ] = "bslz4",
+        str | None,
+        typer.Option(help="stream2 images: bslz4 (default), lz4 or none (raw)."),
+    ] = None,
     drop_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Drop each frame with this probability.")
     ] = 0.0,

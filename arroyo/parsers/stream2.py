@@ -276,7 +276,10 @@ class Stream2Parser:
         content = image.typed.data
         if isinstance(content, _Compressed):
             if not self.decompress:
-                announced = compressions.uncompressed_size(content.data)
+                try:
+                    announced = compressions.uncompressed_size(content.data)
+                except DecodeError as exc:
+                    raise DecodeError(f"stream2: {where}: {exc}") from None
                 if announced != need:
                     raise DecodeError(
                         f"stream2: {where}: {content.algorithm} data announces {announced} "

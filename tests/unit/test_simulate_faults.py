@@ -42,3 +42,18 @@ def test_no_faults_sends_every_frame_in_order() -> None:
 def test_a_rate_out_of_range_is_a_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match=f"{name.replace('_', '-')} must be between 0 and 1"):
         Faults(**{name: 1.5})
+
+
+async def test_compression_is_for_stream2_only() -> None:
+    from arroyo.simulate import simulate
+
+    with pytest.raises(
+        ConfigError, match="compression applies to stream2 images, not to json-frame"
+    ):
+        await simulate("zmq+push://127.0.0.1:1?bind=true", frames=1, compression="lz4")
+    with pytest.raises(ConfigError, match="unknown compression 'zip'; known: bslz4, lz4, none"):
+        await simulate(
+            "zmq+push://127.0.0.1:1?bind=true", frames=1, format="stream2", compression="zip"
+        )
+    with pytest.raises(ConfigError, match="stream2 images are two-dimensional, got shape \\[4\\]"):
+        await simulate("zmq+push://127.0.0.1:1?bind=true", frames=1, format="stream2", shape=(4,))

@@ -381,6 +381,14 @@ def test_decompress_false_still_checks_the_announced_size() -> None:
         Stream2Parser(decompress=False).parse(wrong)
 
 
+def test_decompress_false_refuses_compressed_data_without_its_header() -> None:
+    short = cbor2.CBORTag(69, cbor2.CBORTag(56500, ["lz4", 2, b"\x00" * 5]))
+    with pytest.raises(DecodeError, match="stream2: image 0 channel c: compressed data of 5 bytes"):
+        Stream2Parser(decompress=False).parse(
+            image_message(0, {"c": cbor2.CBORTag(40, [[2], short])})
+        )
+
+
 def test_the_parser_state_survives_a_bad_message() -> None:
     parser = Stream2Parser()
     parser.parse(start_message())
