@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
@@ -62,10 +63,24 @@ class Stop(_Identity):
 
 @dataclass(frozen=True, slots=True)
 class ArrayInfo:
-    """How to read an Event payload as an array: numpy ``dtype.str`` (with byte order) and shape."""
+    """How to read an Event payload as an array: numpy ``dtype.str`` (with byte order),
+    shape, and ``compression``: None when the payload is the raw array, else how it is
+    compressed (``bslz4``, ``bszstd`` or ``lz4``, with HDF5 framing, as Dectris detectors
+    send them: see :mod:`arroyo.formats.compression`)."""
 
     dtype: str
     shape: tuple[int, ...]
+    compression: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """This description as an ``arroyo.Array`` Avro record."""
+        return {"dtype": self.dtype, "shape": list(self.shape), "compression": self.compression}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ArrayInfo:
+        """The description in an ``arroyo.Array`` record (one written before
+        ``compression`` existed has none)."""
+        return cls(record["dtype"], tuple(record["shape"]), record.get("compression"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +119,11 @@ class Event(_Identity):
     def to_array(self) -> numpy.ndarray[Any, Any]:
         """Return the payload as a read-only, zero-copy ``numpy.frombuffer`` view.
 
-        Raises DecodeError when the Event carries no array description or when the payload
-        size does not match dtype and shape.
+        A compressed payload (``array.compression`` set) is decompressed first (with
+        Dectris' ``dectris-compression``, the ``stream2`` extra), so the array is then a
+        view of the decompressed copy. Raises DecodeError when the Event carries no array
+        description, when the payload does not decompress, or when its size does not match
+        dtype and shape.
         """
         np = require("numpy", "numpy", "Event.to_array")
         if self.array is None:
@@ -119,12 +137,24 @@ class Event(_Identity):
         count = 1
         for n in self.array.shape:
             count *= n
-        if count * dtype.itemsize != len(self.payload) or any(n < 0 for n in self.array.shape):
+        payload = self.payload
+        if self.array.compression is not None:
+            from arroyo.formats.compression import decompress
+
+            try:
+                payload = decompress(
+                    payload, self.array.compression, dtype.itemsize, count * dtype.itemsize
+                )
+            except DecodeError as exc:
+                raise DecodeError(f"event {self.id}: {exc}") from None
+        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        if count * dtype.itemsize != size or any(n < 0 for n in self.array.shape):
             raise DecodeError(
-                f"event {self.id}: payload has {len(self.payload)} bytes but dtype "
+                f"event {self.id}: payload has {size} bytes "
+                f"{'once decompressed ' if self.array.compression else ''}but dtype "
                 f"{self.array.dtype} and shape {self.array.shape} need {count * dtype.itemsize}"
             )
-        flat = np.frombuffer(self.payload, dtype=dtype, count=count)
+        flat = np.frombuffer(payload, dtype=dtype, count=count)
         array: numpy.ndarray[Any, Any] = flat.reshape(self.array.shape)
         return array
 

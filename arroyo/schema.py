@@ -133,17 +133,27 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))
 
 
-def envelope(metadata: Schema | None = None) -> Schema:
+@cache
+def previous() -> tuple[Schema, ...]:
+    """The earlier versions of the built-in envelope (``schemas/previous/``), which
+    Arroyo's own older releases wrote with: every :class:`SchemaStore` knows them, so
+    their data is read (and resolved to the current schema) without configuration."""
+    return tuple(load(path) for path in sorted((SCHEMA_DIR / "previous").glob("*.avsc")))
+
+
+def envelope(metadata: Schema | None = None, base: Schema | None = None) -> Schema:
     """The envelope whose ``Event.metadata`` is ``metadata`` (a facility record).
 
-    Without ``metadata`` it is the built-in ``arroyo.Message``. A schema that already is
-    an envelope is returned as it is.
+    Without ``metadata`` it is ``base`` (default: the built-in ``arroyo.Message``). A
+    schema that already is an envelope is returned as it is. ``base``: the version of
+    the built-in envelope to start from (one of :func:`previous`, for older writers).
     """
+    base = base if base is not None else builtin()
     if metadata is None:
-        return builtin()
+        return base
     if metadata.is_envelope:
         return metadata
-    definition = copy.deepcopy(builtin().definition)
+    definition = copy.deepcopy(base.definition)
     for branch in _body(definition):
         if isinstance(branch, dict) and branch.get("name") == "arroyo.Event":
             for f in branch["fields"]:
@@ -154,7 +164,8 @@ def envelope(metadata: Schema | None = None) -> Schema:
 
 
 class SchemaStore:
-    """The writer schemas a decoder knows, by fingerprint. Always knows the built-in envelope."""
+    """The writer schemas a decoder knows, by fingerprint. Always knows the built-in
+    envelope and its earlier versions (:func:`previous`)."""
 
     def __init__(self, schemas: list[Schema] | tuple[Schema, ...] = ()) -> None:
         self._by_fingerprint: dict[bytes, Schema] = {}
@@ -163,9 +174,14 @@ class SchemaStore:
             self.add(schema)
 
     def add(self, schema: Schema) -> Schema:
-        """Know ``schema`` (a facility record is added as its envelope). Returns what was added."""
+        """Know ``schema`` (a facility record is added as its envelope, and as the
+        envelopes older Arroyo releases made of it). Returns the current envelope."""
         env = envelope(schema)
         self._by_fingerprint[env.fingerprint] = env
+        if not schema.is_envelope or schema is builtin():
+            for base in previous():
+                old = envelope(None if schema is builtin() else schema, base)
+                self._by_fingerprint.setdefault(old.fingerprint, old)
         return env
 
     def get(self, fp: bytes) -> Schema | None:

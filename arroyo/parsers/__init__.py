@@ -2,15 +2,21 @@
 
 Built in: ``arroyo`` (Arroyo's own Avro framing, to chain Arroyo processes),
 ``json-frame`` (a JSON header and a raw frame: :mod:`arroyo.parsers.json_frame`),
-``msgpack-array`` (msgpack metadata and a raw array: :mod:`arroyo.parsers.msgpack_array`)
-and ``bluesky`` (bluesky's 0MQ documents: :mod:`arroyo.parsers.bluesky`). Third-party
-parsers register under the entry point group ``arroyo.parsers``::
+``msgpack-array`` (msgpack metadata and a raw array: :mod:`arroyo.parsers.msgpack_array`),
+``bluesky`` (bluesky's 0MQ documents: :mod:`arroyo.parsers.bluesky`), ``stream2`` (Dectris
+SIMPLON stream v2: :mod:`arroyo.parsers.stream2`), ``ess`` (ESS flatbuffers:
+:mod:`arroyo.parsers.ess`) and ``bluesky-kafka`` (bluesky's Kafka documents:
+:mod:`arroyo.parsers.bluesky_kafka`). Third-party parsers register under the entry point
+group ``arroyo.parsers``::
 
     [project.entry-points."arroyo.parsers"]
     my-detector = "my_package.parsers:MyDetectorParser"
 
 A parser is a class (or factory) taking keyword options and returning an object with
-``parse(data) -> Message | list[Message]`` that raises DecodeError for bad input.
+``parse(data) -> Message | list[Message]`` that raises DecodeError for bad input. A
+parser whose format numbers its frames names its
+:class:`~arroyo.runtime.frames.FrameCounter` class in a ``frame_counter`` attribute
+(frame accounting: :mod:`arroyo.runtime.frames`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ BUILTIN: dict[str, str] = {
     "json-frame": "arroyo.parsers.json_frame:JsonFrameParser",
     "msgpack-array": "arroyo.parsers.msgpack_array:MsgpackArrayParser",
     "bluesky": "arroyo.parsers.bluesky:BlueskyParser",
+    "stream2": "arroyo.parsers.stream2:Stream2Parser",
+    "ess": "arroyo.parsers.ess:EssParser",
+    "bluesky-kafka": "arroyo.parsers.bluesky_kafka:BlueskyKafkaParser",
 }
 """Built-in parsers: name -> ``module:attr`` (imported only when used)."""
 

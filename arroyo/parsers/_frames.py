@@ -19,6 +19,7 @@ from typing import Any
 
 from arroyo.errors import DecodeError
 from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop, new_id
+from arroyo.runtime.frames import SeqCounter
 
 _NAMES = {
     "bool": "b1",
@@ -109,6 +110,8 @@ class FrameParser:
     """
 
     FORMAT = "frame"
+    frame_counter = SeqCounter
+    """Frame accounting by ``seq`` (:mod:`arroyo.runtime.frames`)."""
 
     def __init__(self, stream_key: str = "stream", seq_key: str = "seq") -> None:
         if not isinstance(stream_key, str) or not isinstance(seq_key, str):

@@ -54,6 +54,7 @@ import pickle
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from arroyo.errors import ConfigError, DecodeError
@@ -90,8 +91,48 @@ _LIMIT = 10_000
 Serializer = Literal["auto", "msgpack", "json", "pickle"]
 
 
+class BlueskyCounter:
+    """Frame accounting of bluesky runs (:mod:`arroyo.runtime.frames`): the events'
+    ``seq_num``, per descriptor (a lane per descriptor uid), from 1 to the stop
+    document's ``num_events`` of the descriptor's stream name."""
+
+    def __init__(self) -> None:
+        self._names: OrderedDict[str, str] = OrderedDict()  # descriptor uid -> stream name
+
+    def lanes(self, start: Start) -> Iterable[str]:
+        """None known at the start: descriptors come later."""
+        return ()
+
+    def number(self, event: Event) -> tuple[str, int] | None:
+        """``(descriptor, seq_num)`` of an event document (descriptors are remembered)."""
+        metadata = event.metadata
+        document = metadata.get("document")
+        if document == "descriptor":
+            uid, name = metadata.get("uid"), metadata.get("name")
+            if isinstance(uid, str) and isinstance(name, str):
+                _remember(self._names, uid, name)
+            return None
+        if document == "event":
+            descriptor, seq_num = metadata.get("descriptor"), metadata.get("seq_num")
+            if isinstance(descriptor, str) and isinstance(seq_num, int):
+                return descriptor, seq_num
+        return None
+
+    def first(self, start: Start | None, lane: str) -> int | None:
+        """1 (after a start document)."""
+        return 1 if start is not None else None
+
+    def last(self, start: Start | None, stop: Stop, lane: str) -> int | None:
+        """The stop document's ``num_events`` of the descriptor's stream."""
+        counts, name = stop.data.get("num_events"), self._names.get(lane)
+        count = counts.get(name) if isinstance(counts, dict) and name is not None else None
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
 class BlueskyParser:
     """Parses bluesky 0MQ documents (see the module documentation)."""
+
+    frame_counter = BlueskyCounter
 
     def __init__(
         self,
@@ -146,7 +187,11 @@ class BlueskyParser:
         name = name_bytes.decode("utf-8", "replace")
         if name not in DOCUMENTS:
             raise DecodeError(f"bluesky: unknown document name {name!r} (prefix {prefix!r})")
-        doc = _plain(self._deserialize(name, payload), name)
+        return self._documents(name, self._deserialize(name, payload))
+
+    def _documents(self, name: str, value: Any) -> list[Message]:
+        """The messages of document ``name`` as deserialized (several for a page)."""
+        doc = _plain(value, name)
         if not isinstance(doc, dict):
             raise DecodeError(f"bluesky: the {name} document is a {type(doc).__name__}, not a map")
         docs = _expand(name, doc)

@@ -187,3 +187,25 @@ def register(block: _Block) -> None:
     """Export ``block``'s counts and histograms (at zero before traffic) from now on; its
     ``stats``, ``intake`` and ``metrics`` are read at each scrape."""
     _COLLECTOR.blocks.add(block)
+
+
+FRAME_COUNTERS: dict[str, tuple[str, str]] = {
+    "received": (
+        "arroyo_frames_received",
+        "Frames received, distinct by their source's own frame counter (labels block, stream)",
+    ),
+    "missing": (
+        "arroyo_frames_missing",
+        "Frames a run's source counter says never arrived, counted at the run's Stop",
+    ),
+    "duplicated": (
+        "arroyo_frames_duplicated",
+        "Frames received again with a frame number already received in the run",
+    ),
+    "out_of_order": (
+        "arroyo_frames_out_of_order",
+        "Frames received after a frame with a higher number (they filled a gap)",
+    ),
+}
+"""Frame accounting counters (:mod:`arroyo.runtime.frames`): attribute -> (name, help).
+Labels ``block`` and ``stream`` (the run); exported as ``NAME_total``."""

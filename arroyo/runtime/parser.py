@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import DecodeError
+from arroyo.runtime.frames import SeqCounter
 
 if TYPE_CHECKING:
     from arroyo.message import Message
@@ -22,6 +23,9 @@ class Parser(Protocol):
 
 class AvroParser:
     """Arroyo's own framing: Avro single-object or Confluent-framed messages."""
+
+    frame_counter = SeqCounter
+    """Frame accounting by ``seq`` (:mod:`arroyo.runtime.frames`)."""
 
     def __init__(self, codec: Codec | None = None) -> None:
         self.codec = codec or default_codec()

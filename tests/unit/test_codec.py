@@ -203,7 +203,7 @@ def test_apache_avro_reads_our_bytes_with_only_the_avsc_files() -> None:
     assert (record["id"], record["stream"], record["seq"]) == (event.id, "r", 2)
     body = record["body"]
     assert body["metadata"]["energy"] == {"v": 7.5}
-    assert body["array"] == {"dtype": ">f4", "shape": [5]}
+    assert body["array"] == {"dtype": ">f4", "shape": [5], "compression": None}
     assert body["payload"] == array.tobytes()
     stop = avro.io.DatumReader(schema).read(
         avro.io.BinaryDecoder(io.BytesIO(encode(Stop({"ok": True}))[10:]))

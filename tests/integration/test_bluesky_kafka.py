@@ -1,0 +1,166 @@
+"""bluesky-kafka both ways through the real Kafka, with the real bluesky-kafka package.
+
+A RunEngine scan (ophyd's simulated detector and motor) is published by
+``bluesky_kafka.Publisher``; an Arroyo Block (Kafka listener, parser ``bluesky-kafka``)
+reads it, document for document. The messages it read are then written with the
+``bluesky-kafka`` format to another topic, where ``bluesky_kafka.RemoteDispatcher``
+reads them back: the documents it dispatches are the RunEngine's. A value that is not
+msgpack goes to the dead letter, and the bridge goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from arroyo import Event, Start, Stop
+from arroyo.brokers import open_listener
+from arroyo.formats import make_format
+from arroyo.parsers import make_parser
+from arroyo.runtime import Block
+from arroyo.testing import Recorder
+
+ck = pytest.importorskip("confluent_kafka")
+bluesky_kafka = pytest.importorskip("bluesky_kafka")
+
+pytestmark = pytest.mark.kafka
+
+FAST = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def plain(value: Any) -> Any:
+    """Documents as msgpack gives them back: tuples as lists, numpy values as Python's."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
+def scan_documents(kafka_bootstrap: str, topic: str) -> list[tuple[str, dict[str, Any]]]:
+    """Run a scan whose documents bluesky-kafka's Publisher sends to ``topic``; return them."""
+    from bluesky import RunEngine
+    from bluesky.plans import scan
+    from ophyd.sim import det, motor
+
+    engine = RunEngine({})
+    publisher = bluesky_kafka.Publisher(
+        topic=topic,
+        bootstrap_servers=kafka_bootstrap,
+        key=f"scan-{uuid.uuid4().hex[:6]}",
+        producer_config={"acks": "all"},
+        flush_on_stop_doc=True,
+    )
+    documents: list[tuple[str, dict[str, Any]]] = []
+    engine.subscribe(lambda name, doc: documents.append((name, plain(doc))))
+    engine.subscribe(publisher)
+    engine(scan([det], motor, -1, 1, 5), sample="Si")
+    return documents
+
+
+def test_a_scan_crosses_an_arroyo_bridge_both_ways(kafka_bootstrap: str, kafka_topics: Any) -> None:
+    source, results = kafka_topics("bluesky-in"), kafka_topics("bluesky-out")
+    documents = scan_documents(kafka_bootstrap, source)
+    names = [name for name, _ in documents]
+    assert names[0] == "start" and names[-1] == "stop" and names.count("event") == 5
+    producer = ck.Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(source, b"\xc1 not msgpack")  # a bad record after the run
+    assert producer.flush(30) == 0
+
+    # 1. Arroyo reads what bluesky-kafka's Publisher wrote
+    listener = open_listener(
+        f"kafka://{kafka_bootstrap}/{source}?group={source}-g", FAST, make_parser("bluesky-kafka")
+    )
+    out, dead = Recorder(), Recorder()
+    block = Block(
+        listener, None, [out], dead_letter=dead, max_messages=len(documents) + 1, name="bk"
+    )
+    stats = asyncio.run(block.run())
+    assert (stats.published, stats.dead_lettered) == (len(documents), 1)
+    assert "bluesky-kafka: not msgpack" in dead.dead_letters[0].reason
+    read = []
+    for message in out.published:
+        if isinstance(message, Start):
+            read.append(("start", message.data))
+        elif isinstance(message, Stop):
+            read.append(("stop", message.data))
+        else:
+            assert isinstance(message, Event)
+            doc = dict(message.metadata)
+            read.append((str(doc.pop("document")), doc))
+    assert read == documents  # document for document
+    assert {m.stream for m in out.published} == {documents[0][1]["uid"]}
+
+    # 2. bluesky-kafka's RemoteDispatcher reads what Arroyo writes
+    fmt = make_format("bluesky-kafka")
+    for message in out.published:
+        for record in fmt.encode(message):
+            producer.produce(results, record.value, key=message.stream.encode())
+    assert producer.flush(30) == 0
+    dispatched: list[tuple[str, dict[str, Any]]] = []
+    dispatcher = bluesky_kafka.RemoteDispatcher(
+        topics=[results],
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{results}-dispatcher",
+        consumer_config={"auto.offset.reset": "earliest"},
+    )
+    dispatcher.subscribe(lambda name, doc: dispatched.append((name, plain(doc))))
+    deadline = time.monotonic() + 60
+    dispatcher.start(
+        continue_polling=lambda: len(dispatched) < len(documents) and time.monotonic() < deadline
+    )
+    assert dispatched == documents
+
+
+def test_frames_of_a_detector_reach_a_remote_dispatcher_as_valid_documents(
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: Callable[..., list[Any]]
+) -> None:
+    """A detector run (not bluesky's) becomes start, descriptor, events, stop."""
+    from event_model import DocumentNames, schema_validators
+
+    results = kafka_topics("frames-out")
+    fmt = make_format("bluesky-kafka")
+    frames = [np.full((4, 4), i, dtype="<u2") for i in range(3)]
+    messages = [
+        Start({"detector": "sim"}, stream="det-run-1"),
+        *[
+            Event.from_array(f, {"frame": i}, stream="det-run-1", seq=i + 1)
+            for i, f in enumerate(frames)
+        ],
+        Stop(stream="det-run-1", seq=4),
+    ]
+    producer = ck.Producer({"bootstrap.servers": kafka_bootstrap})
+    for message in messages:
+        for record in fmt.encode(message):
+            producer.produce(results, record.value)
+    assert producer.flush(30) == 0
+    dispatched: list[tuple[str, dict[str, Any]]] = []
+    dispatcher = bluesky_kafka.RemoteDispatcher(
+        topics=[results],
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{results}-dispatcher",
+        consumer_config={"auto.offset.reset": "earliest"},
+    )
+    dispatcher.subscribe(lambda name, doc: dispatched.append((name, doc)))
+    deadline = time.monotonic() + 60
+    dispatcher.start(continue_polling=lambda: len(dispatched) < 6 and time.monotonic() < deadline)
+    assert [name for name, _ in dispatched] == [
+        "start",
+        "descriptor",
+        "event",
+        "event",
+        "event",
+        "stop",
+    ]
+    for name, doc in dispatched:
+        schema_validators[DocumentNames(name)].validate(doc)
+    images = [doc["data"]["image"] for name, doc in dispatched if name == "event"]
+    assert all(np.array_equal(a, f) for a, f in zip(images, frames, strict=True))

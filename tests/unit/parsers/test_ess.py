@@ -1,0 +1,268 @@
+"""The ess parser and the ess format: ESS FlatBuffers <-> Arroyo messages (no broker).
+
+The oracle is the ``ess-streaming-data-types`` package: buffers are made with its
+``serialise_*``, read by the parser, written back by the format, and read again with
+its ``deserialise_*``. The same round trips through the real Kafka are in
+tests/integration/test_ess_kafka.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from streaming_data_types import (
+    deserialise_6s4t,
+    deserialise_ad00,
+    deserialise_da00,
+    deserialise_ev44,
+    deserialise_f144,
+    deserialise_pl72,
+    serialise_6s4t,
+    serialise_ad00,
+    serialise_da00,
+    serialise_ev44,
+    serialise_f144,
+    serialise_pl72,
+    serialise_x5f2,
+)
+from streaming_data_types.area_detector_ad00 import Attribute
+from streaming_data_types.dataarray_da00 import Variable
+from streaming_data_types.run_start_pl72 import DetectorSpectrumMap
+
+from arroyo import DecodeError, EncodeError, Event, Start, Stop
+from arroyo.formats import arrays, make_format
+from arroyo.formats.ess import EssFormat
+from arroyo.parsers import make_parser
+from arroyo.parsers.ess import EssParser
+
+IMAGE = (np.arange(12 * 10, dtype=np.uint16) * 3).reshape(12, 10)
+
+
+def buffers() -> dict[str, bytes]:
+    """One buffer of each schema the parser reads, as ESS software writes them."""
+    return {
+        "pl72": serialise_pl72(
+            job_id="job-1",
+            filename="run.nxs",
+            start_time=1_700_000_000_000,
+            stop_time=1_700_000_100_000,
+            run_name="calibration",
+            nexus_structure='{"children": []}',
+            service_id="fw-1",
+            instrument_name="LOKI",
+            broker="kafka:9092",
+            metadata='{"proposal": 42}',
+            detector_spectrum_map=DetectorSpectrumMap(
+                np.array([1, 2, 3], np.int32), np.array([10, 20, 30], np.int32), 3
+            ),
+            control_topic="loki_control",
+        ),
+        "ad00": serialise_ad00(
+            "loki_camera",
+            17,
+            1_700_000_000_123_456_789,
+            IMAGE,
+            [
+                Attribute("exposure", "exposure time", "camera", 0.25),
+                Attribute("roi", "region", "camera", np.array([1, 2, 3, 4], np.int32)),
+                Attribute("mode", "", "camera", "fast"),
+            ],
+        ),
+        "da00": serialise_da00(
+            "loki_monitor",
+            1_700_000_000_500_000_000,
+            [
+                Variable(
+                    name="signal",
+                    data=np.arange(6, dtype=np.float64).reshape(2, 3),
+                    axes=["x", "y"],
+                    unit="counts",
+                    label="intensity",
+                    source="monitor",
+                ),
+                Variable(name="x", data=np.array([0.5, 1.5], np.float32), axes=["x"], unit="mm"),
+            ],
+        ),
+        "ev44": serialise_ev44(
+            "loki_detector",
+            99,
+            np.array([1_700_000_000_000_000_000, 1_700_000_000_071_000_000]),
+            np.array([0, 3]),
+            np.array([10, 20, 30, 40, 50], np.int32),
+            np.array([1, 2, 3, 4, 5], np.int32),
+        ),
+        "f144": serialise_f144("loki:temperature", 293.15, 1_700_000_000_900_000_000),
+        "6s4t": serialise_6s4t(
+            job_id="job-1",
+            run_name="calibration",
+            service_id="fw-1",
+            command_id="cmd-7",
+            stop_time=1_700_000_100_000,
+        ),
+    }
+
+
+def test_every_schema_becomes_a_message() -> None:
+    parser = make_parser("ess")
+    made = {name: parser.parse(data) for name, data in buffers().items()}
+    start, stop = made["pl72"], made["6s4t"]
+    assert isinstance(start, Start) and isinstance(stop, Stop)
+    assert start.stream == stop.stream == "job-1" and start.seq == 0 and stop.seq == 5
+    assert start.data["instrument_name"] == "LOKI" and start.data["metadata"] == '{"proposal": 42}'
+    assert start.timestamp == 1_700_000_000_000 * 1_000_000
+    spectra = start.data["detector_spectrum_map"]
+    assert np.array_equal(arrays.to_array(spectra["detector_ids"]), [10, 20, 30])
+    assert stop.data["command_id"] == "cmd-7"
+
+    image = made["ad00"]
+    assert isinstance(image, Event) and image.stream == "job-1" and image.seq == 1
+    assert np.array_equal(image.to_array(), IMAGE) and image.array.dtype == "<u2"
+    assert image.metadata["unique_id"] == 17 and image.timestamp == 1_700_000_000_123_456_789
+    assert image.metadata["attributes"][0] == {
+        "name": "exposure",
+        "description": "exposure time",
+        "source": "camera",
+        "data": 0.25,
+    }
+    assert np.array_equal(arrays.to_array(image.metadata["attributes"][1]["data"]), [1, 2, 3, 4])
+
+    monitor = made["da00"]
+    assert isinstance(monitor, Event) and monitor.metadata["signal"] == "signal"
+    assert np.array_equal(monitor.to_array(), np.arange(6, dtype=float).reshape(2, 3))
+    x = monitor.metadata["variables"][1]
+    assert x["unit"] == "mm" and np.array_equal(arrays.to_array(x["data"]), [0.5, 1.5])
+
+    neutrons = made["ev44"]
+    assert isinstance(neutrons, Event) and neutrons.array is None
+    assert neutrons.metadata["message_id"] == 99
+    assert arrays.to_array(neutrons.metadata["time_of_flight"]).tolist() == [10, 20, 30, 40, 50]
+    assert neutrons.timestamp == 1_700_000_000_000_000_000
+
+    log = made["f144"]
+    assert isinstance(log, Event)
+    assert log.metadata == {"schema": "f144", "source_name": "loki:temperature", "value": 293.15}
+    assert log.timestamp == 1_700_000_000_900_000_000
+
+
+def test_the_format_writes_back_what_the_parser_read() -> None:
+    """serialise -> parse -> encode -> deserialise gives what was serialised."""
+    parser, fmt = EssParser(), make_format("ess")
+    original = buffers()
+    again = {}
+    for name, data in original.items():
+        [record] = fmt.encode(parser.parse(data))
+        assert record.value[4:8] == name.encode() and record.key is None
+        again[name] = record.value
+    assert_same_as_serialised(original, again)
+
+
+def assert_same_as_serialised(original: dict[str, bytes], written: dict[str, bytes]) -> None:
+    """Each written buffer deserialises (with the package) to what the original did."""
+    for name, read in {
+        "pl72": deserialise_pl72,
+        "6s4t": deserialise_6s4t,
+        "f144": deserialise_f144,
+    }.items():
+        a, b = read(original[name]), read(written[name])
+        if name == "pl72":  # the spectrum map's arrays compare with numpy; the rest as is
+            assert a._replace(detector_spectrum_map=None) == b._replace(detector_spectrum_map=None)
+            x, y = a.detector_spectrum_map, b.detector_spectrum_map
+            assert np.array_equal(x.spectrum_numbers, y.spectrum_numbers)
+            assert np.array_equal(x.detector_ids, y.detector_ids) and x.n_spectra == y.n_spectra
+            continue
+        assert a == b, name
+    a, b = deserialise_ad00(original["ad00"]), deserialise_ad00(written["ad00"])
+    assert (a.source_name, a.unique_id, a.timestamp_ns) == (
+        b.source_name,
+        b.unique_id,
+        b.timestamp_ns,
+    )
+    assert np.array_equal(a.data, b.data) and a.data.dtype == b.data.dtype
+    assert a.attributes == b.attributes
+    a, b = deserialise_da00(original["da00"]), deserialise_da00(written["da00"])
+    assert a == b
+    a, b = deserialise_ev44(original["ev44"]), deserialise_ev44(written["ev44"])
+    assert (a.source_name, a.message_id) == (b.source_name, b.message_id)
+    for field in ("reference_time", "reference_time_index", "time_of_flight", "pixel_id"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_a_detector_run_is_written_as_pl72_ad00_f144_6s4t() -> None:
+    fmt = EssFormat(source_name="eiger", instrument_name="BIFROST")
+    frame = np.arange(6, dtype=">u2").reshape(2, 3)  # big-endian: written little-endian
+    start = Start({"sample": "Si", "run_name": "scan 3"}, stream="scan-3", timestamp=5_000_000_000)
+    event = Event.from_array(frame, {"exposure": 0.1}, stream="scan-3", seq=1, timestamp=7)
+    scalars = Event({"temperature": 21.5, "counts": [1, 2, 3], "note": "text"}, stream="scan-3")
+    stop = Stop(stream="scan-3", seq=3, timestamp=9_000_000_000)
+    [pl72] = fmt.encode(start)
+    [ad00] = fmt.encode(event)
+    f144 = fmt.encode(scalars)
+    [s6s4t] = fmt.encode(stop)
+    run_start = deserialise_pl72(pl72.value)
+    assert (run_start.job_id, run_start.run_name, run_start.start_time) == (
+        "scan-3",
+        "scan 3",
+        5000,
+    )
+    assert run_start.filename == "scan-3.nxs" and run_start.instrument_name == "BIFROST"
+    assert json.loads(run_start.metadata) == {"sample": "Si"}
+    image = deserialise_ad00(ad00.value)
+    assert (image.source_name, image.unique_id, image.timestamp_ns) == ("eiger", 1, 7)
+    assert np.array_equal(image.data, frame)
+    logs = [deserialise_f144(r.value) for r in f144]
+    assert [(log.source_name, np.asarray(log.value).tolist()) for log in logs] == [
+        ("temperature", 21.5),
+        ("counts", [1, 2, 3]),
+    ]  # "note" is text: f144 carries numbers only
+    run_stop = deserialise_6s4t(s6s4t.value)
+    assert (run_stop.job_id, run_stop.stop_time) == ("scan-3", 9000)
+
+
+def test_a_compressed_frame_is_written_decompressed() -> None:
+    from arroyo.formats.compression import compress
+    from arroyo.message import ArrayInfo
+
+    frame = np.arange(64, dtype="<u2").reshape(8, 8)
+    event = Event(
+        payload=compress(frame.tobytes(), "bslz4", 2), array=ArrayInfo("<u2", (8, 8), "bslz4")
+    )
+    [record] = EssFormat().encode(event)
+    assert np.array_equal(deserialise_ad00(record.value).data, frame)
+
+
+def test_an_array_ad00_cannot_carry_is_an_encode_error() -> None:
+    with pytest.raises(EncodeError, match="ad00 cannot carry arrays of dtype complex64"):
+        EssFormat().encode(Event.from_array(np.zeros(3, np.complex64)))
+
+
+def test_ev44_message_ids_and_ad00_unique_ids_are_frame_counters() -> None:
+    parser = EssParser()
+    counter = EssParser.frame_counter()
+    assert counter.number(parser.parse(buffers()["ad00"])) == ("ad00:loki_camera", 17)
+    assert counter.number(parser.parse(buffers()["ev44"])) == ("ev44:loki_detector", 99)
+    assert counter.number(parser.parse(buffers()["f144"])) is None
+
+
+MALFORMED = {
+    "unknown identifier": (
+        serialise_x5f2("sw", "1.0", "svc", "host", 1, 1000, "{}"),
+        "unknown FlatBuffer identifier 'x5f2'",
+    ),
+    "made-up identifier": (
+        b"\x10\x00\x00\x00zz99" + bytes(16),
+        "unknown FlatBuffer identifier 'zz99'",
+    ),
+    "too short": (b"\x00\x01ad", "4 bytes is too short"),
+    "truncated ad00": (buffers()["ad00"][:40], "malformed ad00 FlatBuffer of 40 bytes"),
+    "garbage with a known id": (b"\xff\xff\xff\x7fpl72" + b"\xff" * 8, "malformed pl72 FlatBuffer"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_a_malformed_buffer_raises_a_decode_error_naming_it(case: str) -> None:
+    data, reason = MALFORMED[case]
+    with pytest.raises(DecodeError) as raised:
+        EssParser().parse(data)
+    assert reason in str(raised.value) and "\n" not in str(raised.value)
