@@ -142,9 +142,7 @@ class Codec:
                 "arroyo.Event",
                 {
                     "metadata": self._metadata(message.metadata, budget),
-                    "array": None
-                    if array is None
-                    else {"dtype": array.dtype, "shape": list(array.shape)},
+                    "array": None if array is None else array.to_record(),
                     "payload": message.payload if payload else b"",
                 },
             )
@@ -375,7 +373,7 @@ def _message(record: dict[str, Any], generic: bool) -> Message:
         return Event(
             metadata={k: unwrap(v) for k, v in metadata.items()} if generic else metadata,
             payload=body["payload"],
-            array=None if array is None else ArrayInfo(array["dtype"], tuple(array["shape"])),
+            array=None if array is None else ArrayInfo.from_record(array),
             **identity,
         )
     data = {k: unwrap(v) for k, v in body["data"].items()}

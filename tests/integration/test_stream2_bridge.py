@@ -73,11 +73,6 @@ async def test_an_eiger_series_arrives_in_kafka_as_raw_frames(
 
 
 @pytest.mark.kafka
-@pytest.mark.xfail(
-    strict=True,
-    reason="the codec (arroyo/codec.py) must write and read arroyo.Array.compression "
-    "(ArrayInfo.to_record / from_record; wired by the lead)",
-)
 @pytest.mark.parametrize("compression", ["bslz4", "lz4"])
 async def test_compressed_frames_cross_kafka_compressed_and_decode_at_the_far_end(
     compression: str, kafka_bootstrap: str, kafka_topics: Any, read_topic: Callable[..., list[Any]]

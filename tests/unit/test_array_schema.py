@@ -95,11 +95,6 @@ def test_uncompressed_events_are_written_with_a_null_compression() -> None:
     assert isinstance(message, Event) and message.array == ArrayInfo("<u2", (4,), None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the codec (arroyo/codec.py) writes and reads only dtype and shape: it must use "
-    "ArrayInfo.to_record() / ArrayInfo.from_record() (two lines, wired by the lead)",
-)
 def test_a_compressed_event_crosses_the_codec_compressed() -> None:
     frame = np.arange(64, dtype="<u2").reshape(8, 8)
     packed = compress(frame.tobytes(), "bslz4", 2)
