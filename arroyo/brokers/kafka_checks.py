@@ -280,7 +280,22 @@ def fit_topic(
                 admin.create_topics([new], request_timeout=timeout)[topic].result(timeout)
             except ck.KafkaException as exc:
                 if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
+                    log.warning(
+                        "%s: could not create topic %r with max.message.bytes=%d (%s); the "
+                        "broker will create it on the first message with its default, "
+                        "message.max.bytes=%d, and refuse larger messages: create it with "
+                        "kafka-topics.sh --bootstrap-server %s --create --topic %s --config "
+                        "max.message.bytes=%d, or raise the broker's message.max.bytes",
+                        where,
+                        topic,
+                        limit,
+                        scrub(exc.args[0].str()),
+                        default,
+                        servers,
+                        topic,
+                        limit,
+                    )
+                    return
                 size = _topic_limit(admin, ConfigResource, topic, timeout)
             else:
                 log.info(

@@ -28,6 +28,7 @@ from arroyo.simulate import frame
 from arroyo.testing import free_port
 
 ck = pytest.importorskip("confluent_kafka")
+kafka_admin = pytest.importorskip("confluent_kafka.admin")
 
 ROOT = Path(__file__).resolve().parents[2]
 ARROYO = [sys.executable, "-m", "arroyo"]
@@ -246,11 +247,11 @@ def test_the_readme_try_it_bridges_2_mib_frames_with_default_settings(
     assert code == 0, log
     assert "ERROR" not in log and "WARNING" not in log, log
     check_runs(records, [stream], frames, (1024, 1024), "<u2")
-    admin = ck.admin.AdminClient({"bootstrap.servers": kafka_bootstrap})
-    resource = ck.admin.ConfigResource("topic", name)
+    admin = kafka_admin.AdminClient({"bootstrap.servers": kafka_bootstrap})
+    resource = kafka_admin.ConfigResource("topic", name)
     entry = admin.describe_configs([resource])[resource].result(30)["max.message.bytes"]
     assert int(entry.value) == 64 << 20
-    assert entry.source == ck.admin.ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert entry.source == kafka_admin.ConfigSource.DYNAMIC_TOPIC_CONFIG.value
 
 
 def test_a_topic_smaller_than_the_frames_gets_one_warning_before_the_first_frame(
