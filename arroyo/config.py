@@ -165,8 +165,32 @@ class PipelineConfig(_Strict):
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
+class _Unset(Exception):
+    """An environment variable without a default is not set; ``path`` is where."""
+
+    def __init__(self, name: str, path: tuple[Any, ...]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.path = path
+
+    def explain(self, where: str) -> ConfigError:
+        return ConfigError(
+            f"{where}: environment variable ${{{self.name}}} is not set (no default): set "
+            f"it, or give a default as in ${{{self.name}:-value}}"
+        )
+
+
 def expand(value: Any, where: str = "") -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``; a
+    variable that is not set and has no default is a ConfigError naming ``where``."""
+    try:
+        return _expand(value, ())
+    except _Unset as exc:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
+        raise exc.explain(f"{where}{path}".lstrip(".") or "<config>") from None
+
+
+def _expand(value: Any, path: tuple[Any, ...]) -> Any:
     if isinstance(value, str):
 
         def one(match: re.Match[str]) -> str:
@@ -175,13 +199,13 @@ def expand(value: Any, where: str = "") -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{where}: environment variable ${{{name}}} is not set (no default)")
+            raise _Unset(name, path)
 
         return _VAR.sub(one, value)
     if isinstance(value, list):
-        return [expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, (*path, i)) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {k: _expand(v, (*path, k)) for k, v in value.items()}
     return value
 
 
@@ -191,7 +215,8 @@ def _location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-            name = node[part].get("name") if isinstance(node, list) and part < len(node) else None
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
             if isinstance(name, str) and out.startswith("blocks["):
                 out += f" ({name})"
         else:
@@ -234,15 +259,41 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(f.alias or name for name, f in model.model_fields.items())
 
 
+_URL = re.compile(r"[A-Za-z][\w+.-]*://[^\s,\[\]{}'\"]*")
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, source: str) -> ConfigError:
+    """One line: where the YAML is broken and why, with a hint for the usual mistake (an
+    unquoted URL with ``?`` inside ``[...]`` or ``{...}``)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}")
+    mark = exc.problem_mark
+    message = f"{source}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: "
+    message += str(exc.problem)
+    if exc.context and exc.context_mark is not None:
+        message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if "got '?'" in str(exc.problem):
+        url = next((m[0] for m in _URL.finditer(line) if m.start() <= mark.column <= m.end()), None)
+        message += "; inside [...] or {...} a '?' must be quoted: write the URL in quotes, " + (
+            f'as in "{url}"' if url else 'as in "kafka://HOST:9092/TOPIC?group=G"'
+        )
+    return ConfigError(message)
+
+
 def parse_config(text: str, source: str = "<config>") -> PipelineConfig:
     """Parse and validate YAML text (structure only; see :func:`build` for the rest)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise _yaml_error(exc, text, source) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with a 'blocks' list at the top")
-    raw = expand(raw)
+    try:
+        raw = _expand(raw, ())
+    except _Unset as exc:
+        raise exc.explain(f"{source}: {_location(exc.path, raw)}") from None
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
@@ -284,19 +335,34 @@ def import_object(spec: str) -> Any:
 
 
 def make_operator(spec: OperatorSpec) -> Operator:
-    """The operator a spec names. Raises ImportError or TypeError with a clear message."""
+    """The operator a spec names. Raises ImportError, TypeError or ConfigError with a
+    message of one line (a module with a syntax error, or one that raises when it is
+    imported, is an ImportError saying so)."""
     if spec.class_ in BUILTIN_OPERATORS:
         return BUILTIN_OPERATORS[spec.class_](**spec.kwargs)
     try:
         target = import_object(spec.class_)
+    except SyntaxError as exc:
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        raise ImportError(f"cannot import {spec.class_!r}: {where}: {exc.msg}") from None
     except (ImportError, AttributeError) as exc:
         raise ImportError(f"cannot import {spec.class_!r}: {exc}") from None
+    except Exception as exc:
+        raise ImportError(
+            f"cannot import {spec.class_!r}: importing it raised {type(exc).__name__}: {exc}"
+        ) from None
     if inspect.isclass(target) and issubclass(target, Operator):
         try:
             inspect.signature(target).bind(**spec.kwargs)
         except TypeError as exc:
             raise TypeError(f"{spec.class_} does not accept these kwargs: {exc}") from None
-        return target(**spec.kwargs)
+        try:
+            made: Operator = target(**spec.kwargs)
+        except Exception as exc:
+            raise ConfigError(
+                f"{spec.class_}(**{spec.kwargs!r}) raised {type(exc).__name__}: {exc}"
+            ) from None
+        return made
     if callable(target) and not inspect.isclass(target):
         if spec.kwargs:
             raise TypeError(f"{spec.class_} is a function: it takes no kwargs")

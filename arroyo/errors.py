@@ -11,6 +11,15 @@ class ConfigError(ArroyoError):
     """A configuration (YAML file, URL, option) is invalid. Raised before anything starts."""
 
 
+class ConnectError(ArroyoError, ConnectionError):
+    """A connector could not connect when it started: the broker did not answer within
+    ``connect_timeout``, or refused the connection's settings (TLS, credentials).
+
+    The message is one line: the URL (password hidden), what failed and, where one is
+    known, what to change (``security.protocol=SSL``, ``rediss://``...).
+    """
+
+
 class MissingDependencyError(ArroyoError, ImportError):
     """An optional client library is not installed; the message names the extra to install."""
 

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fastavro.repository.base import SchemaRepositoryError
 from fastavro.schema import (
     SchemaParseException,
     UnknownType,
@@ -113,6 +114,10 @@ def load(path: str | Path) -> Schema:
         ) from exc
     except (SchemaParseException, ValueError, TypeError, KeyError) as exc:
         raise SchemaError(f"{path}: not a valid Avro schema: {exc}") from exc
+    except SchemaRepositoryError as exc:  # not JSON (the file or one it names)
+        cause = exc.__cause__ or exc.__context__
+        detail = f": {cause}" if cause is not None else ""
+        raise SchemaError(f"{path}: cannot be read as an Avro schema ({exc}{detail})") from None
     if not isinstance(parsed, dict):
         raise SchemaError(f"{path}: expected an Avro record schema, found {parsed!r}")
     return Schema.from_definition(parsed, source=str(path))

@@ -3,8 +3,10 @@
 Each module ``arroyo.brokers.<broker>`` provides a Listener and a Publisher class and two
 factories, ``listener(url, options, parser)`` and ``publisher(url, options, codec)``,
 which check their options (raising ConfigError) but do not connect: connecting happens
-in ``start()``. Importing a module whose client library is missing raises
-MissingDependencyError naming the extra to install.
+in a listener's ``connect()`` (or ``start()``) and a publisher's ``start()``, bounded by
+the ``connect_timeout`` option of every network connector (see
+:mod:`arroyo.brokers.connecting`). Importing a module whose client library is missing
+raises MissingDependencyError naming the extra to install.
 
 URLs (see DESIGN.md): ``kafka://HOST:PORT/TOPIC?group=G``, ``redis://HOST:PORT/STREAM?group=G``,
 ``redis+pubsub://HOST:PORT/CHANNEL``, ``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``,

@@ -28,8 +28,15 @@ Publisher
     in order in one partition (an empty stream: no key). Headers ``arroyo.kind``
     (start/event/stop), ``arroyo.schema`` (the writer schema's CRC-64-AVRO fingerprint in
     hex, or the registry's schema id in decimal) and ``arroyo.id`` let tools route
-    without decoding Avro. A message larger than the producer's ``message.max.bytes``
-    fails with :class:`~arroyo.errors.MessageTooLargeError` naming the settings to raise.
+    without decoding Avro. The producer takes messages up to ``message.max.bytes``,
+    64 MiB unless set (librdkafka's own default is 1 MB: less than one detector frame);
+    a larger one fails with :class:`~arroyo.errors.MessageTooLargeError` naming the
+    settings to raise. On start the publisher reads the topic's ``max.message.bytes``
+    with the admin API: a smaller topic gets one warning naming the command that raises
+    it, and a topic that does not exist yet, which the broker would create with a
+    smaller default (a stock broker's is 1 MiB), is created with a
+    ``max.message.bytes`` that fits (see :mod:`arroyo.brokers.kafka_checks`). Listeners
+    read messages up to librdkafka's ``receive.message.max.bytes`` (100 MB) as they are.
 
 Dead letters
     ``publish_dead_letter`` produces the ORIGINAL bytes as the value, with the reason,
@@ -42,12 +49,17 @@ Settings
     Every key with a dot is a librdkafka setting, passed through to the client as is
     (TLS, SASL, timeouts, batching: ``security.protocol``, ``ssl.ca.location``,
     ``sasl.password``, ``linger.ms``...), given in the YAML block next to the URL or in
-    the URL query. ``ssl_ca``, ``ssl_cert`` and ``ssl_key`` (the names every Arroyo
+    the URL query, and checked by librdkafka when the listener or publisher is made
+    (before anything starts: a misspelled key is a ConfigError naming it). ``ssl_ca``,
+    ``ssl_cert`` and ``ssl_key`` (the names every Arroyo
     connector takes) stand for ``ssl.ca.location``, ``ssl.certificate.location`` and
     ``ssl.key.location`` and imply ``security.protocol=SSL``. A TLS handshake failure (a
     wrong CA) is an error, not an outage to wait for: it stops the worker with librdkafka's
     reason. ``bootstrap.servers`` (several brokers, comma-separated) replaces the
-    URL's one address. Keys without a dot are Arroyo's own and are checked. Secret values
+    URL's one address. Keys without a dot are Arroyo's own and are checked; both
+    listeners and publishers take ``connect_timeout`` (seconds, default 10): how long
+    starting waits for the cluster to answer before it fails with one line saying why
+    (see :mod:`arroyo.brokers.connecting`); later outages are waited out. Secret values
     never appear in logs or errors; librdkafka's own log lines go to the logger
     ``arroyo.kafka.client`` at debug level, its errors to ``arroyo.kafka`` (a repeated
     one at most every 30 s).
@@ -84,9 +96,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from arroyo._optional import require
-from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers import BrokerURL, kafka_checks, take_options
+from arroyo.brokers.connecting import CONNECT_OPTIONS, CONNECT_TIMEOUT, connect_timeout
 from arroyo.codec import Codec, default_codec
-from arroyo.errors import ArroyoError, ConfigError, MessageTooLargeError, PublishError
+from arroyo.errors import (
+    ArroyoError,
+    ConfigError,
+    ConnectError,
+    MessageTooLargeError,
+    PublishError,
+)
 from arroyo.message import Message
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Received
@@ -116,6 +135,10 @@ Key = tuple[str, int]
 _SETTLE_ITERATIONS = 3
 """Event-loop turns given to the Block, after the last delivery report of a transaction,
 to record the acknowledgements those reports complete (it does so in the next turn)."""
+
+MESSAGE_MAX_BYTES = 64 << 20
+"""The producer's ``message.max.bytes`` unless set: detector frames of several MiB fit
+(librdkafka's default, 1 MB, does not take one 1024x1024 frame of 16-bit pixels)."""
 
 _SECRET_KEY = re.compile(r"password|secret|token|key\.pem|oauthbearer\.config", re.IGNORECASE)
 
@@ -214,15 +237,22 @@ def _error_text(exc: BaseException) -> str:
 
 class _ClientLog:
     """Receives librdkafka's own log lines (the ``logger`` setting) and logs them at debug
-    level, without secrets: the errors among them also come through ``error_cb``."""
+    level, without secrets: the errors among them also come through ``error_cb``.
+    ``reports`` keeps the last connection failures (its FAIL lines and the errors), from
+    which a failed start says why (:func:`~arroyo.brokers.kafka_checks.failure`); while
+    ``connecting`` (the start-up check), errors are only kept, not logged."""
 
     def __init__(self, name: str, scrub: _Scrub) -> None:
         self._name = name
         self._scrub = scrub
+        self.reports: deque[str] = deque(maxlen=10)
+        self.connecting = False
 
     def log(self, level: int, msg: str, *args: Any) -> None:
+        text = msg % args if args else msg
+        if text.startswith("FAIL"):
+            self.reports.append(self._scrub(text.split("]: ", 1)[-1]))
         if _client_log.isEnabledFor(logging.DEBUG):
-            text = msg % args if args else msg
             _client_log.debug("%s: %s", self._name, self._scrub(text))
 
 
@@ -236,7 +266,14 @@ def _tls_failure(error: Any) -> bool:
 def _callbacks(
     name: str, scrub: _Scrub, fatal: Callable[[Any], None], repeats: Throttle
 ) -> dict[str, Any]:
+    client_log = _ClientLog(name, scrub)
+
     def on_error(error: Any) -> None:
+        client_log.reports.append(scrub(error.str()))
+        if client_log.connecting:  # a failed start says why, in one line of its own
+            if error.fatal() or _tls_failure(error):
+                fatal(error)
+            return
         if error.fatal():
             log.error("%s: fatal Kafka error: %s", name, scrub(error.str()))
             fatal(error)
@@ -248,7 +285,33 @@ def _callbacks(
             text = scrub(error.str())
             repeats(log, logging.WARNING, text, "%s: %s", name, text)
 
-    return {"error_cb": on_error, "logger": _ClientLog(name, scrub)}
+    return {"error_cb": on_error, "logger": client_log}
+
+
+def _reach(
+    client: Any, timeout: float, fatal: Callable[[], bool], client_log: _ClientLog, config: Any
+) -> None:
+    """(Client thread) Wait up to ``timeout`` seconds until the cluster answers a metadata
+    request, serving callbacks meanwhile (their errors kept in ``client_log``, not
+    logged); stop at once on a fatal error or a failure that waiting cannot mend (see
+    :func:`kafka_checks.failure`). Raises KafkaException."""
+    deadline = time.monotonic() + timeout
+    client_log.connecting = True
+    try:
+        while True:
+            try:
+                client.list_topics(None, min(1.0, max(0.1, deadline - time.monotonic())))
+                return
+            except ck.KafkaException:
+                client.poll(0)
+                if (
+                    fatal()
+                    or time.monotonic() >= deadline
+                    or kafka_checks.failure(list(client_log.reports), config).final
+                ):
+                    raise
+    finally:
+        client_log.connecting = False
 
 
 def _partitions(keys: Iterable[Key]) -> str:
@@ -303,6 +366,7 @@ class _Producer:
         """Set once start() succeeded: before that a fatal error (a TLS failure) is only
         recorded in ``fatal`` for start() to report; it never replaces the producer."""
         self._repeats = Throttle(30.0)
+        self._log = _ClientLog(name, scrub)
 
     @property
     def limit(self) -> str:
@@ -315,18 +379,14 @@ class _Producer:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-producer")
         try:
             await self.call(self._connect, connect_timeout)
-        except ck.KafkaException as exc:
-            fatal = self.fatal
+        except ck.KafkaException:
+            reports = list(self._log.reports)
             await self.close(0)
-            servers = self.config["bootstrap.servers"]
-            if fatal is not None:
-                reason = f"cannot connect to the Kafka cluster at {servers}: {fatal.str()}"
-            else:
-                reason = (
-                    f"cannot reach the Kafka cluster at {servers} within "
-                    f"{connect_timeout:g} s: {_error_text(exc)}"
+            raise ConnectError(
+                self.scrub(
+                    kafka_checks.unreachable(self.name, self.config, reports, connect_timeout)
                 )
-            raise PublishError(f"{self.name}: {self.scrub(reason)}") from None
+            ) from None
         self._start_polling()
         if transactional:
             try:
@@ -344,15 +404,7 @@ class _Producer:
     def _connect(self, timeout: float) -> None:
         """(Producer thread) Wait until the cluster answers a metadata request, serving
         error callbacks meanwhile, so that a TLS failure ends the wait at once."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.producer.list_topics(None, min(1.0, max(0.1, deadline - time.monotonic())))
-                return
-            except ck.KafkaException:
-                self.producer.poll(0)
-                if self.fatal is not None or time.monotonic() >= deadline:
-                    raise
+        _reach(self.producer, timeout, lambda: self.fatal is not None, self._log, self.config)
 
     def call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run a blocking producer call (flush, transactions) in the producer's thread."""
@@ -397,6 +449,7 @@ class _Producer:
             **self.config,
             **_callbacks(self.name, self.scrub, self._on_fatal, self._repeats),
         }
+        self._log = config["logger"]
         try:
             return ck.Producer(config)
         except (ck.KafkaException, ValueError, TypeError) as exc:
@@ -755,6 +808,7 @@ _LISTENER_OPTIONS: dict[str, Any] = {
     "drain_timeout_ms": 10000,
     "pause_after_ms": 200,
     "delivery_journal": "",
+    **CONNECT_OPTIONS,
 }
 
 
@@ -780,6 +834,7 @@ class KafkaListener(Listener):
         poll_timeout_ms: int = 100,
         drain_timeout_ms: int = 10000,
         pause_after_ms: int = 200,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         super().__init__(parser)
         self.url = url
@@ -803,6 +858,7 @@ class KafkaListener(Listener):
         self.poll_timeout = poll_timeout_ms / 1000
         self.drain_timeout = drain_timeout_ms / 1000
         self.pause_after = pause_after_ms / 1000
+        self.connect_timeout = connect_timeout
         self._name = str(url)
         self._txn: _Transactions | None = None
         # loop-thread state
@@ -844,17 +900,31 @@ class KafkaListener(Listener):
         assert self._loop is not None
         return self._loop.run_in_executor(self._executor, func, *args)
 
+    async def connect(self) -> None:
+        """Make the consumer and wait (up to connect_timeout) until the cluster answers;
+        raises ConnectError saying why it did not. Subscribes, but joins the group only
+        once :meth:`start` polls."""
+        if self._consumer is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-consumer")
+        try:
+            await self._call(self._open)
+        except ck.KafkaException as exc:
+            raise ArroyoError(f"{self.name}: {self.scrub(_error_text(exc))}") from None
+
     async def start(self, intake: Intake) -> None:
         """Join the group and hand messages over, in partition order, until stop().
 
-        Raises for what the consumer cannot recover from (a fatal librdkafka error, bad
-        settings, an aborted transaction); broker outages are waited out.
+        Raises ConnectError when the cluster does not answer within connect_timeout at
+        start, and for what the consumer cannot recover from (a fatal librdkafka error,
+        bad settings, an aborted transaction); later broker outages are waited out.
         """
-        self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-consumer")
+        await self.connect()
+        assert self._loop is not None
         self._next_commit = self._loop.time() + self.commit_interval
         try:
-            await self._call(self._open)
             log.info("%s: joining group %r", self.name, self.group)
             while not self._stopping:
                 self._check()
@@ -1097,6 +1167,19 @@ class KafkaListener(Listener):
             consumer = ck.Consumer(config)
         except (ck.KafkaException, ValueError, TypeError) as exc:
             raise ConfigError(f"{self.name}: {self.scrub(_error_text(exc))}") from None
+        client_log = config["logger"]
+        try:
+            _reach(
+                consumer, self.connect_timeout, lambda: self._fatal is not None, client_log, config
+            )
+        except ck.KafkaException:
+            consumer.close()
+            reports = list(client_log.reports)
+            raise ConnectError(
+                self.scrub(
+                    kafka_checks.unreachable(self.name, self.config, reports, self.connect_timeout)
+                )
+            ) from None
         consumer.subscribe(
             list(self.topics),
             on_assign=self._on_assign,
@@ -1236,7 +1319,7 @@ class KafkaListener(Listener):
 
 # -- publisher -------------------------------------------------------------------------
 
-_PUBLISHER_OPTIONS: dict[str, Any] = {"connect_timeout_ms": 30000}
+_PUBLISHER_OPTIONS: dict[str, Any] = {**CONNECT_OPTIONS}
 
 
 class KafkaPublisher(PipelinedPublisher):
@@ -1249,7 +1332,7 @@ class KafkaPublisher(PipelinedPublisher):
         config: dict[str, str],
         codec: Codec | None = None,
         *,
-        connect_timeout_ms: int = 30000,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.url = url
         self.topic = topic
@@ -1257,10 +1340,11 @@ class KafkaPublisher(PipelinedPublisher):
         self.config: dict[str, str] = {
             "enable.idempotence": "true",
             "partitioner": "murmur2_random",
+            "message.max.bytes": str(MESSAGE_MAX_BYTES),
             **config,
         }
         self.scrub = _Scrub(self.config, url.password)
-        self.connect_timeout = connect_timeout_ms / 1000
+        self.connect_timeout = connect_timeout
         self._name = str(url)
         self._core: _Producer | None = None
         self._txn: _Transactions | None = None
@@ -1275,12 +1359,22 @@ class KafkaPublisher(PipelinedPublisher):
         return self.config["bootstrap.servers"]
 
     async def start(self) -> None:
-        """Create the producer and check that the cluster answers (connect_timeout_ms)."""
+        """Create the producer, check that the cluster answers (within connect_timeout,
+        else ConnectError), then check the topic's size limit (see the module docstring)."""
         if self._txn is not None:
             await self._txn.start(self.connect_timeout)
-            return
-        self._core = _Producer(self.name, self.config, self.scrub)
-        await self._core.start(self.connect_timeout)
+        else:
+            self._core = _Producer(self.name, self.config, self.scrub)
+            await self._core.start(self.connect_timeout)
+        await asyncio.to_thread(
+            kafka_checks.fit_topic,
+            self.name,
+            self.config,
+            self.topic,
+            int(self.config["message.max.bytes"]),
+            self.connect_timeout,
+            self.scrub,
+        )
 
     def _schema_headers(self, kind: str, value: bytes) -> list[tuple[str, str]]:
         prefix = value[:10] if value[:1] == b"\xc3" else value[:5]
@@ -1357,7 +1451,8 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> KafkaLi
     ``commit_interval_ms`` (1000), ``commit_every`` (1000), ``batch_size`` (1000 messages
     per consume call), ``poll_timeout_ms`` (100), ``drain_timeout_ms`` (10000, for a
     revocation), ``pause_after_ms`` (200), ``delivery_journal`` (the default folder; a
-    folder, or ``false``), and any librdkafka consumer setting."""
+    folder, or ``false``), ``connect_timeout`` (seconds, 10), and any librdkafka consumer
+    setting (checked by librdkafka now)."""
     own, client = _split(url, options, _LISTENER_OPTIONS)
     if not own["group"]:
         raise ConfigError(f"{url}: a Kafka listener needs a consumer group: add ?group=NAME")
@@ -1369,7 +1464,9 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> KafkaLi
             "only once messages are done"
         )
     group, journal = own.pop("group"), own.pop("delivery_journal")
+    own["connect_timeout"] = connect_timeout(url, own)
     made = KafkaListener(url, _topics(url), group, client, parser or AvroParser(), **own)
+    kafka_checks.check_settings(url, made.config, "consumer", made.scrub)
     cluster = ",".join(sorted(made.servers.split(",")))
     made.journal = from_option(journal, str(url), f"kafka {cluster} {group}", _offset_key)
     return made
@@ -1382,9 +1479,11 @@ def _offset_key(received: Received) -> str:
 
 
 def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> KafkaPublisher:
-    """``kafka://HOST:PORT/TOPIC`` plus ``connect_timeout_ms`` (30000) and any librdkafka
-    producer setting (``linger.ms``, ``compression.type``, ``message.max.bytes``...)."""
+    """``kafka://HOST:PORT/TOPIC`` plus ``connect_timeout`` (seconds, 10) and any
+    librdkafka producer setting (``linger.ms``, ``compression.type``,
+    ``message.max.bytes``...), checked by librdkafka now."""
     own, client = _split(url, options, _PUBLISHER_OPTIONS)
+    own["connect_timeout"] = connect_timeout(url, own)
     topics = _topics(url)
     if len(topics) > 1 or topics[0].startswith("^"):
         raise ConfigError(f"{url}: a Kafka publisher writes to exactly one topic")
@@ -1393,7 +1492,9 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> KafkaPub
             f"{url}: transactional.id is managed by Arroyo: use 'guarantee: exactly-once' "
             "on the block instead"
         )
-    return KafkaPublisher(url, topics[0], client, codec or default_codec(), **own)
+    made = KafkaPublisher(url, topics[0], client, codec or default_codec(), **own)
+    kafka_checks.check_settings(url, made.config, "producer", made.scrub)
+    return made
 
 
 def exactly_once(

@@ -37,10 +37,12 @@ dead-letter headers (``x-death``, ``x-first-death-reason`` = ``rejected``,
 (``arroyo.dead-letter.reason``, ``arroyo.source.queue``...).
 
 Connection settings (URL query or YAML): ``password`` and ``username`` (instead of
-the URL's), ``timeout`` (seconds), ``reconnect_interval`` (seconds), ``heartbeat``
-(seconds); with ``amqps://``, ``ssl_ca`` (CA file), ``ssl_cert`` / ``ssl_key``
-(client certificate), ``ssl_verify`` (default true). Passwords never appear in logs
-or errors.
+the URL's), ``timeout`` (seconds, for acknowledgements), ``connect_timeout`` (seconds,
+default 10: how long starting keeps trying to reach the broker before it fails with one
+line, see :mod:`arroyo.brokers.connecting`), ``reconnect_interval`` (seconds),
+``heartbeat`` (seconds); with ``amqps://``, ``ssl_ca`` (CA file), ``ssl_cert`` /
+``ssl_key`` (client certificate), ``ssl_verify`` (default true). Passwords never appear
+in logs or errors.
 """
 
 from __future__ import annotations
@@ -53,12 +55,20 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from arroyo._optional import require
 from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
+from arroyo.brokers.connecting import (
+    CONNECT_OPTIONS,
+    CONNECT_TIMEOUT,
+    Failure,
+    connect_timeout,
+    connect_within,
+    socket_failure,
+)
 from arroyo.codec import Codec
-from arroyo.errors import ArroyoError, ConfigError, PublishError
+from arroyo.errors import ConfigError, ConnectError, PublishError
 from arroyo.message import Message
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Received
@@ -86,6 +96,7 @@ _CONNECTION_OPTIONS: dict[str, Any] = {
     "username": None,
     "password": None,
     "timeout": 10.0,
+    **CONNECT_OPTIONS,
     "reconnect_interval": 2.0,
     "heartbeat": 60,
     **TLS_OPTIONS,
@@ -99,8 +110,26 @@ _NO_DRAIN: dict[str, Any] = (
 the order stays that of the channel's write queue and confirmations are still awaited."""
 
 
-class RabbitMQConnectError(ArroyoError, ConnectionError):
+class RabbitMQConnectError(ConnectError):
     """The broker could not be reached, refused the credentials, or refused a queue."""
+
+
+class _StartNoise(logging.Filter):
+    """Drops what aiormq and aio-pika log about a connection that was never made: a
+    failed start says why in one line of its own. (aiormq's "error when creating
+    transport" goes for reconnections too: aio-pika logs those failures itself.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("error when creating transport"):
+            return False
+        if message.startswith("Connection to %s closed") and isinstance(record.args, tuple):
+            return getattr(record.args[0], "connection_attempt", 1) != 0
+        return True
+
+
+logging.getLogger("aiormq.connection").addFilter(_StartNoise())
+logging.getLogger("aio_pika.robust_connection").addFilter(_StartNoise())
 
 
 # -- connection ----------------------------------------------------------------------
@@ -117,6 +146,7 @@ class AmqpSettings:
     password: str = field(default="guest", repr=False)
     tls: Tls | None = None
     timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT
     reconnect_interval: float = 2.0
     heartbeat: int = 60
 
@@ -135,29 +165,67 @@ class AmqpSettings:
             password=opts["password"] or url.password or "guest",
             tls=tls,
             timeout=float(opts["timeout"]),
+            connect_timeout=connect_timeout(url, opts),
             reconnect_interval=float(opts["reconnect_interval"]),
             heartbeat=int(opts["heartbeat"]),
         )
 
     async def connect(self, where: str) -> AbstractRobustConnection:
-        """A robust connection; raises RabbitMQConnectError (without the password)."""
+        """A robust connection, trying for up to ``connect_timeout`` seconds; raises
+        RabbitMQConnectError (one line naming ``where``, without the password)."""
         try:
             context = self.tls.context() if self.tls else None
-            return await aio_pika.connect_robust(
-                host=self.host,
-                port=self.port,
-                login=self.username,
-                password=self.password,
-                virtualhost=self.vhost,
-                ssl=self.tls is not None,
-                ssl_context=context,
-                timeout=self.timeout,
-                reconnect_interval=self.reconnect_interval,
-                heartbeat=self.heartbeat,
-                client_properties={"connection_name": f"arroyo {where} (pid {os.getpid()})"},
+        except (OSError, ssl.SSLError) as exc:
+            raise RabbitMQConnectError(f"{where}: TLS settings: {self.hide(exc)}") from None
+
+        async def attempt(seconds: float) -> AbstractRobustConnection:
+            made: list[AbstractRobustConnection] = []
+
+            def tracked(*args: Any, **kwargs: Any) -> AbstractRobustConnection:
+                made.append(aio_pika.RobustConnection(*args, **kwargs))
+                return made[-1]
+
+            try:
+                connection: AbstractRobustConnection = await aio_pika.connect_robust(
+                    host=self.host,
+                    port=self.port,
+                    login=self.username,
+                    password=self.password,
+                    virtualhost=self.vhost,
+                    ssl=self.tls is not None,
+                    ssl_context=context,
+                    timeout=seconds,
+                    reconnect_interval=self.reconnect_interval,
+                    heartbeat=self.heartbeat,
+                    client_properties={"connection_name": f"arroyo {where} (pid {os.getpid()})"},
+                    connection_class=cast(Any, tracked),
+                )
+            except BaseException:  # timed out too: stop the reconnecting it began
+                for one in made:
+                    with contextlib.suppress(Exception):
+                        await one.close()
+                raise
+            return connection
+
+        try:
+            return await connect_within(where, self.connect_timeout, attempt, self._explain)
+        except ConnectError as exc:
+            raise RabbitMQConnectError(self.hide(str(exc))) from None
+
+    def _explain(self, exc: BaseException) -> Failure:
+        """Why connecting failed (see :func:`~arroyo.brokers.connecting.socket_failure`)."""
+        if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
+            code = str(exc).split(" - ")[0]  # ACCESS_REFUSED
+            return Failure(
+                f"the broker refused the credentials of {self.username!r} ({code})", final=True
             )
-        except (aiormq.exceptions.AMQPError, OSError, TimeoutError, ssl.SSLError) as exc:
-            raise RabbitMQConnectError(f"{where}: cannot connect: {self.hide(exc)}") from None
+        if isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(exc):
+            return Failure(
+                f"the broker closed the connection when it opened the virtual host "
+                f"{self.vhost!r}: does it exist, and may {self.username!r} use it?",
+                final=True,
+            )
+        return socket_failure(exc, tls=self.tls is not None, plain="amqp", secure="amqps")
 
     def hide(self, error: BaseException | str) -> str:
         """The text of ``error`` without the password (for errors and logs)."""
@@ -233,6 +301,7 @@ class RabbitMQListener(Listener):
         self.declare = declare
         self._location = location or f"amqp://{settings.host}:{settings.port}/?queue={queue}"
         self._connection: AbstractRobustConnection | None = None
+        self._queue: AbstractQueue | None = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._stopping = False
 
@@ -243,18 +312,31 @@ class RabbitMQListener(Listener):
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._inbox.put_nowait(message)
 
+    async def connect(self) -> None:
+        """Connect (within connect_timeout), open a channel, declare the queue; raises
+        RabbitMQConnectError (one line) when any of it fails."""
+        if self._queue is not None:
+            return
+        if self._connection is None:
+            self._connection = await self.settings.connect(self.name)
+        try:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            self._queue = await _declare(
+                channel, self.settings, self.queue, self.queue_type, self.declare, self.name
+            )
+        except (aiormq.exceptions.AMQPError, OSError) as exc:
+            raise RabbitMQConnectError(f"{self.name}: {self.settings.hide(exc)}") from None
+
     async def start(self, intake: Intake) -> None:
         """Consume and hand each message over in delivery order until :meth:`stop`; the
         robust connection consumes again by itself after a reconnection."""
         if self._stopping:
             return
-        self._connection = connection = await self.settings.connect(self.name)
+        await self.connect()
+        queue = self._queue
+        assert queue is not None
         try:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=self.prefetch)
-            queue = await _declare(
-                channel, self.settings, self.queue, self.queue_type, self.declare, self.name
-            )
             tag = await queue.consume(self._on_message, no_ack=False)
         except (aiormq.exceptions.AMQPError, OSError) as exc:
             raise RabbitMQConnectError(f"{self.name}: {self.settings.hide(exc)}") from None
@@ -329,6 +411,7 @@ class RabbitMQListener(Listener):
     async def close(self) -> None:
         """Disconnect; what was not acknowledged goes back to the queue."""
         connection, self._connection = self._connection, None
+        self._queue = None
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()

@@ -42,9 +42,11 @@ publish fail (and the Block retry it) until at least N subscribers received it.
 
 **Connection settings** (both; in the URL query or the YAML block): ``password`` (or
 ``redis://:PASSWORD@HOST``), ``username`` (Redis ACL users), ``db``, ``timeout``
-(seconds, for connecting and for replies); with ``rediss://``, TLS: ``ssl_ca`` (CA
-file), ``ssl_cert`` / ``ssl_key`` (client certificate), ``ssl_verify`` (default true).
-Passwords never appear in logs or errors.
+(seconds, for replies), ``connect_timeout`` (seconds, default 10: how long starting
+keeps trying to reach the server before it fails with one line, see
+:mod:`arroyo.brokers.connecting`; also the limit of each later reconnection attempt);
+with ``rediss://``, TLS: ``ssl_ca`` (CA file), ``ssl_cert`` / ``ssl_key`` (client
+certificate), ``ssl_verify`` (default true). Passwords never appear in logs or errors.
 """
 
 from __future__ import annotations
@@ -64,8 +66,16 @@ from typing import Any, Generic, TypeVar
 
 from arroyo._optional import require
 from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
+from arroyo.brokers.connecting import (
+    CONNECT_OPTIONS,
+    CONNECT_TIMEOUT,
+    Failure,
+    connect_timeout,
+    connect_within,
+    socket_failure,
+)
 from arroyo.codec import Codec
-from arroyo.errors import ArroyoError, ConfigError, PermanentError, PublishError
+from arroyo.errors import ArroyoError, ConfigError, ConnectError, PermanentError, PublishError
 from arroyo.message import Message
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
@@ -92,6 +102,7 @@ _CONNECTION_OPTIONS: dict[str, Any] = {
     "username": None,
     "db": 0,
     "timeout": 10.0,
+    **CONNECT_OPTIONS,
     **TLS_OPTIONS,
 }
 _LISTENER_OPTIONS: dict[str, Any] = {
@@ -116,7 +127,7 @@ _RELEASED_IDLE_MS = 10**11
 takes them over at its next claim."""
 
 
-class RedisConnectError(ArroyoError, ConnectionError):
+class RedisConnectError(ConnectError):
     """The Redis server could not be reached or refused the connection settings."""
 
 
@@ -145,6 +156,7 @@ class RedisSettings:
     password: str | None = field(default=None, repr=False)
     tls: Tls | None = None
     timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT
 
     @classmethod
     def from_url(cls, url: BrokerURL, opts: dict[str, Any]) -> RedisSettings:
@@ -160,6 +172,7 @@ class RedisSettings:
             password=opts["password"] or url.password,
             tls=tls,
             timeout=float(opts["timeout"]),
+            connect_timeout=connect_timeout(url, opts),
         )
 
     def client(self, read_timeout: float | None = None) -> Redis:
@@ -182,7 +195,7 @@ class RedisSettings:
             username=self.username,
             password=self.password,
             socket_timeout=read_timeout or self.timeout,
-            socket_connect_timeout=self.timeout,
+            socket_connect_timeout=self.connect_timeout,
             retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries=3),
             **tls,
         )
@@ -198,14 +211,24 @@ def _location(url: BrokerURL, name: str) -> str:
 
 
 async def _connect(client: Redis, settings: RedisSettings, where: str) -> None:
-    """Check that the server answers, with errors that say where and never the password."""
-    try:
+    """Check that the server answers, trying for up to ``connect_timeout`` seconds.
+    Raises RedisConnectError (one line naming ``where``, never the password)."""
+    scheme = where.partition("://")[0]
+    plain, secure = scheme.replace("rediss", "redis"), scheme.replace("redis", "rediss", 1)
+
+    def explain(exc: BaseException) -> Failure:
+        if isinstance(exc, ResponseError):  # AUTH, ACL, a server that is loading...
+            return Failure(f"the server refused: {exc}", final=True)
+        return socket_failure(exc, tls=settings.tls is not None, plain=plain, secure=secure)
+
+    async def ping(seconds: float) -> None:
         await client.ping()
-    except (RedisError, OSError) as exc:
+
+    try:
+        await connect_within(where, settings.connect_timeout, ping, explain, settings.hide)
+    except ConnectError as exc:
         await client.aclose()
-        raise RedisConnectError(
-            f"{where}: cannot connect: {settings.hide(str(exc) or type(exc).__name__)}"
-        ) from None
+        raise RedisConnectError(str(exc)) from None
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -349,6 +372,11 @@ class RedisStreamListener(Listener):
         return self._location
 
     # -- connecting
+
+    async def connect(self) -> None:
+        """Connect (within connect_timeout) and create the group when missing; raises
+        RedisConnectError (one line) when it cannot."""
+        await self._open()
 
     async def _open(self) -> Redis:
         if self._client is None:
@@ -840,12 +868,20 @@ class RedisPubSubListener(Listener):
         """Set once the subscription is active (messages published before are not seen)."""
         return self._subscribed
 
+    async def connect(self) -> None:
+        """Connect (within connect_timeout); raises RedisConnectError (one line) when it
+        cannot."""
+        if self._client is None:
+            client = self.settings.client()
+            await _connect(client, self.settings, self.name)
+            self._client = client
+
     async def start(self, intake: Intake) -> None:
         """Subscribe and hand each message over until :meth:`stop`; resubscribes after a
         lost connection (what was published meanwhile is lost)."""
-        client = self.settings.client()
-        await _connect(client, self.settings, self.name)
-        self._client = client
+        await self.connect()
+        client = self._client
+        assert client is not None
         log.info(
             "%s: subscribed; pub/sub is at-most-once: messages published while this "
             "listener is not subscribed, disconnected or too slow are lost",

@@ -12,7 +12,7 @@ reached the end offset it had at the start (messages written afterwards are not 
 or librdkafka reported the end of the partition (an open transaction can hold the end
 back). ``isolation.level`` is ``read_committed``, as for Arroyo's listener.
 
-Options (URL query or YAML): ``timeout`` (seconds to reach the cluster, default 10),
+Options (URL query or YAML): ``connect_timeout`` (seconds to reach the cluster, default 10),
 ``batch`` (messages per fetch, default 500), and any librdkafka setting (keys with a
 dot: ``security.protocol``, ``ssl.ca.location``, ``sasl.password``...); ``ssl_ca``,
 ``ssl_cert``, ``ssl_key`` as for the connector. A listener's ``group`` and commit
@@ -34,13 +34,16 @@ from typing import Any
 
 from arroyo._optional import require
 from arroyo.brokers import BrokerURL
+from arroyo.brokers.connecting import CONNECT_OPTIONS, connect_timeout
+from arroyo.brokers.kafka_checks import unreachable
 from arroyo.browse.base import Browser, Reading, Record, browse_options
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.runtime.logs import redact
 
-_OPTIONS: dict[str, Any] = {"timeout": 10.0, "batch": 500}
+_OPTIONS: dict[str, Any] = {**CONNECT_OPTIONS, "batch": 500}
 _IGNORED = (
     "group",
+    "delivery_journal",
     "commit_interval_ms",
     "commit_every",
     "batch_size",
@@ -206,15 +209,9 @@ class KafkaBrowser(Browser):
         try:
             metadata = await self._call(self._metadata)
         except self._ck.KafkaException as exc:
-            causes = [e for e in self._errors if "brokers are down" not in e] or self._errors
-            cause = causes[-1] if causes else self._hide(_text(exc))
-            plain = self.config.get("security.protocol", "plaintext").lower() == "plaintext"
-            if plain and "APIVERSION_QUERY" in cause:
-                cause += " (is it a TLS port? give ssl_ca=CA.pem, or security.protocol=SSL)"
-            raise ArroyoError(
-                f"{self.name}: cannot reach the Kafka cluster at "
-                f"{self.config['bootstrap.servers']} within {self.timeout:g} s: {cause}"
-            ) from None
+            reports = [*self._errors, self._hide(_text(exc))]
+            line = unreachable(self.name, self.config, reports, self.timeout)
+            raise ArroyoError(self._hide(line)) from None
         found: list[Partition] = []
         for wanted in self.topics:
             if wanted.startswith("^"):
@@ -319,11 +316,10 @@ def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> KafkaB
     own_query = {k: v for k, v in url.query.items() if "." not in k and k not in _TLS_ALIASES}
     own_options = {k: v for k, v in options.items() if "." not in k and k not in _TLS_ALIASES}
     own = browse_options(dataclasses.replace(url, query=own_query), own_options, _OPTIONS, _IGNORED)
-    if own["timeout"] <= 0 or own["batch"] < 1:
-        raise ConfigError(f"{url}: 'timeout' must be positive and 'batch' at least 1")
+    timeout = connect_timeout(url, own)
+    if own["batch"] < 1:
+        raise ConfigError(f"{url}: 'batch' must be at least 1")
     topics = [t.strip() for t in url.path.split(",") if t.strip()]
     if not topics:
         raise ConfigError(f"{url}: a Kafka URL needs a topic, as in kafka://HOST:9092/frames")
-    return KafkaBrowser(
-        url, topics, config, reading, timeout=float(own["timeout"]), batch=own["batch"]
-    )
+    return KafkaBrowser(url, topics, config, reading, timeout=timeout, batch=own["batch"])

@@ -42,6 +42,7 @@ from typing import Any
 
 from arroyo._optional import require
 from arroyo.brokers import TLS_OPTIONS, BrokerURL
+from arroyo.brokers.connecting import CONNECT_OPTIONS
 from arroyo.browse.base import Browser, Reading, Record, browse_options
 from arroyo.errors import ArroyoError, ConfigError
 
@@ -59,8 +60,9 @@ _OPTIONS: dict[str, Any] = {
     "batch": 100,
     "idle_ms": 1000,
     **TLS_OPTIONS,
+    **CONNECT_OPTIONS,
 }
-_IGNORED = ("prefetch", "exchange", "routing_key", "confirm_timeout")
+_IGNORED = ("prefetch", "exchange", "routing_key", "confirm_timeout", "delivery_journal")
 _TYPES = ("", "classic", "quorum", "stream")
 _QUIET = ("aiormq", "aio_pika")
 """Loggers silenced while browsing: a stream queue's refusal of basic.get closes the

@@ -27,6 +27,7 @@ from typing import Any
 
 from arroyo._optional import require
 from arroyo.brokers import TLS_OPTIONS, BrokerURL
+from arroyo.brokers.connecting import CONNECT_OPTIONS
 from arroyo.browse.base import Browser, Reading, Record, browse_options
 from arroyo.errors import ArroyoError, ConfigError
 
@@ -37,9 +38,18 @@ _CONNECTION: dict[str, Any] = {
     "db": 0,
     "timeout": 10.0,
     **TLS_OPTIONS,
+    **CONNECT_OPTIONS,
 }
 _STREAM: dict[str, Any] = {"field": "data", "batch": 100, "block_ms": 1000}
-_IGNORED = ("group", "start", "batch_bytes", "min_idle_ms", "claim_interval_ms", "maxlen")
+_IGNORED = (
+    "group",
+    "delivery_journal",
+    "start",
+    "batch_bytes",
+    "min_idle_ms",
+    "claim_interval_ms",
+    "maxlen",
+)
 
 
 def _entry_id(value: bytes | str) -> tuple[int, int]:

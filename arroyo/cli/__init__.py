@@ -45,5 +45,12 @@ app.add_typer(schemas.app, name="schemas")
 
 
 def main() -> None:
-    """Entry point of the ``arroyo`` console script."""
-    app()
+    """Entry point of the ``arroyo`` console script. An ArroyoError that a command did
+    not report itself is printed as one line (``error: ...``), never as a traceback."""
+    from arroyo.cli.common import fail
+    from arroyo.errors import ArroyoError
+
+    try:
+        app()
+    except ArroyoError as exc:
+        raise SystemExit(fail(exc).exit_code) from None

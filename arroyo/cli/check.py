@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +79,16 @@ async def _listener(listener: Any, limit: float) -> tuple[str, str]:
     if broker == "kafka":
         return "ok", await _kafka_topics(listener.config, listener.topics, limit)
     if broker == "redis":
-        client = listener.settings.client()
-        try:
-            await client.ping()
-        finally:
-            await client.aclose()
+        from arroyo.brokers.redis import _connect
+
+        settings = dataclasses.replace(listener.settings, connect_timeout=limit)
+        client = settings.client()
+        await _connect(client, settings, listener.name)  # closes the client when it fails
+        await client.aclose()
         return "ok", "the server answers"
     if broker == "rabbitmq":
-        connection = await listener.settings.connect(listener.name)
+        settings = dataclasses.replace(listener.settings, connect_timeout=limit)
+        connection = await settings.connect(listener.name)
         await connection.close()
         return "ok", "connected"
     if broker == "file":

@@ -143,7 +143,9 @@ class Block:
         self._slots = asyncio.Semaphore(self.concurrency) if self.concurrency > 1 else None
         self.listener.operator = self.operator
         started: list[Publisher | Operator] = []
+        began = False
         try:
+            await self.listener.connect()
             if self._journal is not None:
                 self._journal.open()
             for part in [*self.operator.publishers, *filter(None, [self.dead_letter])]:
@@ -157,12 +159,14 @@ class Block:
                 type(self.operator).__name__,
                 ", ".join(p.name for p in self.operator.publishers) or "(no publishers)",
             )
+            began = True
             await self._run()
         finally:
             await self._close(started)
             if self._journal is not None:
                 self._journal.close()
-            log.info(
+            log.log(  # a failed start is the one line to read: no summary beside it
+                logging.INFO if began else logging.DEBUG,
                 "stopped: %d received, %d published, %d acknowledged, %d dead-lettered",
                 self.stats.received,
                 self.stats.published,
@@ -209,6 +213,8 @@ class Block:
     async def _listen(self) -> None:
         try:
             await self.listener.start(_CountingIntake(self))
+        except ArroyoError:
+            raise  # its one line is logged by run_blocks
         except Exception:
             log.exception("listener %s failed", self.listener.name)
             raise
@@ -625,5 +631,6 @@ async def run_blocks(blocks: Sequence[Block], handle_signals: bool = True) -> in
         if isinstance(result, BaseException):
             failed += 1
             if not isinstance(result, asyncio.CancelledError):
-                log.error("block %s failed: %s", block.name, result, exc_info=result)
+                trace = None if isinstance(result, ArroyoError) else result  # one line
+                log.error("block %s failed: %s", block.name, result, exc_info=trace)
     return 1 if failed else 0

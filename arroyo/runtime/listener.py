@@ -65,9 +65,10 @@ class Intake(Protocol):
 class Listener(ABC):
     """Receives messages from a source and hands them to a Block, which acknowledges them.
 
-    The Block calls, in order: :meth:`start` (as a task), :meth:`ack_many` with batches
-    of messages once they have been fully handled (in input order, concurrently with
-    start), :meth:`stop` when it wants no more input, and finally :meth:`close`.
+    The Block calls, in order: :meth:`connect`, :meth:`start` (as a task),
+    :meth:`ack_many` with batches of messages once they have been fully handled (in
+    input order, concurrently with start), :meth:`stop` when it wants no more input, and
+    finally :meth:`close`.
     ``operator`` is the operator this listener feeds (set by the Block). ``journal``,
     when set, is the :class:`~arroyo.runtime.journal.DeliveryJournal` in which the Block
     records the messages it is processing; it then sets ``deliveries`` from the journal
@@ -83,6 +84,13 @@ class Listener(ABC):
     def name(self) -> str:
         """Where this listener reads from, for logs (never with a password)."""
         return type(self).__name__
+
+    async def connect(self) -> None:
+        """Connect to the source and check that it answers, giving up after the
+        connector's ``connect_timeout``: raise :class:`~arroyo.errors.ConnectError` (one
+        line saying why) when it cannot. The Block calls it before it starts anything,
+        so a wrong address fails before ``started:``; :meth:`start` connects by itself
+        when this was not called. The default does nothing (sources without a broker)."""
 
     @abstractmethod
     async def start(self, intake: Intake) -> None:

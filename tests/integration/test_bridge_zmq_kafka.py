@@ -28,6 +28,7 @@ from arroyo.simulate import frame
 from arroyo.testing import free_port
 
 ck = pytest.importorskip("confluent_kafka")
+kafka_admin = pytest.importorskip("confluent_kafka.admin")
 
 ROOT = Path(__file__).resolve().parents[2]
 ARROYO = [sys.executable, "-m", "arroyo"]
@@ -194,6 +195,97 @@ def test_the_zmq_to_kafka_connector_with_4_mib_frames_and_a_dead_letter(
     assert b"need 4194304" in headers["arroyo.dead-letter.reason"]
     assert letter.value() == bad[0]  # the original parts: the header, then the frame
     assert headers["arroyo.dead-letter.part.1"] == bad[1]
+
+
+def simulate_1024x1024(port: int, frames: int) -> str:
+    """The README's "try it": ``arroyo simulate`` of 2 MiB frames, as a user types it;
+    the run's stream id (it prints it)."""
+    done = subprocess.run(
+        [
+            *ARROYO,
+            "simulate",
+            f"zmq+push://127.0.0.1:{port}?bind=true",
+            "--frames",
+            str(frames),
+            "--shape",
+            "1024x1024",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().rsplit("streams ", 1)[1]
+
+
+def test_the_readme_try_it_bridges_2_mib_frames_with_default_settings(
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic, unique_name: Any
+) -> None:
+    """``arroyo bridge 'zmq+pull://...?parser=json-frame' kafka://HOST/TOPIC`` with no
+    settings, into a topic that does not exist yet: every 2 MiB frame arrives. The topic
+    is created with its own max.message.bytes, so a stock broker (1 MiB default) takes
+    them too, not only the test broker with its raised default."""
+    name, port, frames = unique_name("frames"), free_port(), 20
+    kafka_topics.made.append(name)  # deleted after the test
+    bridge = subprocess.Popen(
+        [
+            *ARROYO,
+            "bridge",
+            f"zmq+pull://127.0.0.1:{port}?parser=json-frame",
+            f"kafka://{kafka_bootstrap}/{name}",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        stream = simulate_1024x1024(port, frames)
+        records = read_topic(kafka_bootstrap, name, frames + 2, within=90)
+    finally:
+        bridge.send_signal(signal.SIGINT)  # Ctrl-C
+        code, log = finish(bridge)
+    assert code == 0, log
+    assert "ERROR" not in log, log  # nothing refused: no frame too large
+    assert "takes messages up to" not in log, log  # and no warning about the topic
+    check_runs(records, [stream], frames, (1024, 1024), "<u2")
+    admin = kafka_admin.AdminClient({"bootstrap.servers": kafka_bootstrap})
+    resource = kafka_admin.ConfigResource("topic", name)
+    entry = admin.describe_configs([resource])[resource].result(30)["max.message.bytes"]
+    assert int(entry.value) == 64 << 20
+    assert entry.source == kafka_admin.ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+
+def test_a_topic_smaller_than_the_frames_gets_one_warning_before_the_first_frame(
+    kafka_bootstrap: str, kafka_topics: Any
+) -> None:
+    """A topic made with a stock broker's default limit (1 MiB): the bridge says so once,
+    naming the topic, its limit and the setting to raise, before any frame is sent."""
+    name, port = kafka_topics("small", **{"max.message.bytes": "1048588"}), free_port()
+    bridge = subprocess.Popen(
+        [
+            *ARROYO,
+            "bridge",
+            f"zmq+pull://127.0.0.1:{port}?parser=json-frame",
+            f"kafka://{kafka_bootstrap}/{name}",
+            "--count",
+            "4",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        simulate_1024x1024(port, 2)
+    finally:
+        _, log = finish(bridge)
+    lines = log.splitlines()
+    warnings = [n for n, line in enumerate(lines) if "WARNING" in line]
+    assert len(warnings) == 1, log
+    warning = lines[warnings[0]]
+    assert f"topic {name!r} takes messages up to 1048588 bytes (its max.message.bytes)" in (warning)
+    assert "message.max.bytes=67108864" in warning
+    assert f"--entity-name {name} --add-config max.message.bytes=67108864" in warning
+    started = next(n for n, line in enumerate(lines) if "started:" in line)
+    assert warnings[0] < started, log  # said before the bridge takes the first frame
 
 
 BLUESKY_SCAN = textwrap.dedent(

@@ -148,7 +148,8 @@ def test_operator_next_to_the_config_is_importable(tmp_path: Path) -> None:
                 listener: memory://in
                 publishers: ["${ARROYO_TEST_UNSET_VARIABLE}"]
             """,
-            r"blocks\[0\].publishers\[0\]: environment variable \$\{ARROYO_TEST_UNSET_VARIABLE\}",
+            r"pipeline.yaml: blocks\[0\] \(w\).publishers\[0\]: environment variable "
+            r"\$\{ARROYO_TEST_UNSET_VARIABLE\} is not set",
         ),
         ("blocks: []", r"blocks: List should have at least 1 item"),
         ("blocks: [", r"pipeline.yaml: not valid YAML"),
@@ -206,3 +207,174 @@ def test_duplicate_block_names_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="repeated: \\['a'\\]"):
         build(config)
+
+
+# -- errors that used to escape the up-front check (issue 13, defect 6) ------------------
+
+
+def refused(path: Path) -> str:
+    """The error building ``path`` gives: one line (asserted), as the CLI prints it."""
+    with pytest.raises(ConfigError) as info:
+        build_file(path)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_a_misspelled_librdkafka_key_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: workers
+            listener:
+              url: kafka://127.0.0.1:9092/frames?group=g
+              fetch.max.byte: 1000000
+        """,
+    )
+    message = refused(path)
+    assert message.startswith(f"{path}: blocks[0] (workers).listener: kafka://127.0.0.1:9092")
+    assert "librdkafka has no setting 'fetch.max.byte' (did you mean 'fetch.max.bytes'?)" in (
+        message
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"linger.ms": "soon"}, "setting 'linger.ms' (librdkafka's 'queue.buffering.max.ms')"),
+        ({"compression.type": "zip"}, "setting 'compression.type'"),
+        ({"message.max.bytes": 2_000_000_000}, "setting 'message.max.bytes'"),
+        ({"ssl.ca.location": "/nowhere/ca.pem"}, "ssl.ca.location: no such file: /nowhere/ca.pem"),
+        ({"connect_timeout": 0}, "'connect_timeout' must be a positive number of seconds"),
+    ],
+)
+def test_bad_librdkafka_values_name_the_setting(
+    tmp_path: Path, settings: dict[str, object], expected: str
+) -> None:
+    import yaml
+
+    block = {
+        "name": "archive",
+        "listener": "memory://in",
+        "publishers": [{"url": "kafka://127.0.0.1:9092/results", **settings}],
+    }
+    path = write(tmp_path, yaml.safe_dump({"blocks": [block]}))
+    message = refused(path)
+    assert message.startswith(f"{path}: blocks[0] (archive).publishers[0]: kafka://"), message
+    assert expected in message
+
+
+def test_a_consumer_setting_on_a_publisher_is_a_warning_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: w
+            listener: memory://in
+            publishers: [{url: "kafka://127.0.0.1:9092/results", fetch.max.bytes: 1000000}]
+        """,
+    )
+    build_file(path)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "kafka://127.0.0.1:9092/results" in warning
+    assert "fetch.max.bytes is a consumer property" in warning
+
+
+def test_a_syntax_error_in_the_operator_module_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken_ops_a.py").write_text("def integrate(message)\n    return message\n")
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: w
+            listener: memory://in
+            operator: broken_ops_a:integrate
+        """,
+    )
+    message = refused(path)
+    assert message.startswith(f"{path}: blocks[0] (w).operator: cannot import")
+    assert "broken_ops_a.py, line 1: expected ':'" in message
+
+
+def test_an_operator_module_that_raises_on_import_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken_ops_b.py").write_text("raise RuntimeError('no detector')\n")
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: w
+            listener: memory://in
+            operator: broken_ops_b:Op
+        """,
+    )
+    message = refused(path)
+    assert message.startswith(f"{path}: blocks[0] (w).operator: cannot import 'broken_ops_b:Op'")
+    assert "raised RuntimeError: no detector" in message
+
+
+def test_a_malformed_schema_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "metadata.avsc").write_text('{"type": "record", "name": "M", "fields": [\n')
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: w
+            listener: memory://in
+            publishers: [{url: "memory://out", schema: metadata.avsc}]
+        """,
+    )
+    message = refused(path)
+    assert message.startswith(f"{path}: blocks[0] (w).publishers[0]: {tmp_path}/metadata.avsc")
+    assert "cannot be read as an Avro schema" in message
+    assert "line 2 column 1" in message
+
+
+def test_an_unset_variable_names_the_file_block_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAFKA_HOST", raising=False)
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: workers
+            listener: {url: "kafka://${KAFKA_HOST}:9092/frames?group=g"}
+        """,
+    )
+    message = refused(path)
+    assert message.startswith(
+        f"{path}: blocks[0] (workers).listener.url: environment variable ${{KAFKA_HOST}} is not set"
+    )
+    assert "${KAFKA_HOST:-value}" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "url", "where"),
+    [
+        (
+            "    publishers: [redis://127.0.0.1:6379/results?maxlen=10, memory://x]",
+            "redis://127.0.0.1:6379/results?maxlen=10",
+            "line 4, column 48",
+        ),
+        (
+            "    listener: {url: kafka://127.0.0.1:9092/frames?group=g}",
+            "kafka://127.0.0.1:9092/frames?group=g",
+            "line 3, column 50",
+        ),
+    ],
+)
+def test_an_unquoted_question_mark_in_a_flow_list_says_to_quote_the_url(
+    tmp_path: Path, line: str, url: str, where: str
+) -> None:
+    path = tmp_path / "pipeline.yaml"
+    if "publishers" in line:
+        path.write_text(f"blocks:\n  - name: w\n    listener: memory://in\n{line}\n")
+    else:
+        path.write_text(f"blocks:\n  - name: w\n{line}\n")
+    message = refused(path)
+    assert message.startswith(f"{path}: not valid YAML at {where}: "), message
+    assert f'write the URL in quotes, as in "{url}"' in message
+    assert "<unicode string>" not in message

@@ -17,7 +17,7 @@ import pytest
 from arroyo import Event, Run, Start, Stop, decode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.kafka import KafkaListener, KafkaPublisher, exactly_once
-from arroyo.errors import MessageTooLargeError, PublishError
+from arroyo.errors import ConnectError, MessageTooLargeError
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output
 from arroyo.testing import Workers, make_run, publish_all
@@ -174,6 +174,43 @@ async def test_a_message_over_the_topic_limit_names_the_settings_to_raise(
         await publisher.publish(Event({}, b"x" * 1000))
 
 
+async def test_a_frame_at_the_default_limit_goes_through_with_default_settings(
+    kafka_bootstrap: str, kafka_topics: Any, unique_name: Callable[[str], str]
+) -> None:
+    """A frame just under the publisher's default message.max.bytes (64 MiB, more than
+    the consumer's fetch.max.bytes of 50 MiB) is published and read back by a listener,
+    neither with any setting, into a topic the publisher creates to fit it."""
+    name = unique_name("big")
+    kafka_topics.made.append(name)  # deleted after the test
+    payload = os.urandom(1 << 20) * 63 + os.urandom((1 << 20) - (64 << 10))
+    async with open_publisher(f"kafka://{kafka_bootstrap}/{name}") as publisher:
+        await publisher.publish(Event({"frame": 0}, payload))
+    got: list[bytes] = []
+
+    class Keep(Operator):
+        async def process(self, message: Message) -> Output:
+            assert isinstance(message, Event)
+            got.append(message.payload)
+            return None
+
+    listener = open_listener(f"kafka://{kafka_bootstrap}/{name}?group={name}-g", FAST)
+    await asyncio.wait_for(Block(listener, Keep(), max_messages=1).run(), 120)
+    assert got == [payload]
+
+
+async def test_a_missing_topic_the_broker_default_fits_is_left_to_the_broker(
+    kafka_bootstrap: str, kafka_topics: Any, unique_name: Callable[[str], str]
+) -> None:
+    """With message.max.bytes within the broker's default for new topics, starting the
+    publisher creates no topic (the broker creates it on the first message, as usual)."""
+    name = unique_name("plain")
+    kafka_topics.made.append(name)
+    url = f"kafka://{kafka_bootstrap}/{name}"
+    async with open_publisher(url, {"message.max.bytes": 1 << 20}):
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        assert name not in admin.list_topics(timeout=10).topics
+
+
 async def test_tls_settings_pass_through_to_librdkafka(
     kafka_topics: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -193,9 +230,9 @@ async def test_tls_settings_pass_through_to_librdkafka(
     assert collect.ids == [m.id for m in messages]
     # Without the CA the broker's certificate is refused: the settings really are used.
     wrong = open_publisher(
-        f"kafka://{address}/{name}", {"security.protocol": "SSL", "connect_timeout_ms": 3000}
+        f"kafka://{address}/{name}", {"security.protocol": "SSL", "connect_timeout": 3}
     )
-    with pytest.raises(PublishError, match="certificate verify failed"):
+    with pytest.raises(ConnectError, match="certificate verify failed"):
         await wrong.start()
     # A producer that never started is not replaced: a replacement raced the error
     # report and could hide the TLS cause behind "cannot reach".

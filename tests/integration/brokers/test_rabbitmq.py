@@ -308,7 +308,7 @@ async def test_passwords_never_appear_in_errors_or_logs(
     caplog.set_level(logging.DEBUG)
     parts = urlsplit(amqp_url)
     wrong = f"amqp://guest:{SECRET}@{parts.hostname}:{parts.port}/?queue=frames"
-    closed = f"amqp://guest:{SECRET}@127.0.0.1:{free_port()}/?queue=frames"
+    closed = f"amqp://guest:{SECRET}@127.0.0.1:{free_port()}/?queue=frames&connect_timeout=1"
     errors = []
     for url in (wrong, closed):
         for endpoint in (open_listener(url), open_publisher(url)):

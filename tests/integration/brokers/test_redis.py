@@ -351,7 +351,7 @@ async def test_passwords_never_appear_in_errors_or_logs(
     redis_address: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    closed = f"redis://:{SECRET}@127.0.0.1:{free_port()}/frames"
+    closed = f"redis://:{SECRET}@127.0.0.1:{free_port()}/frames?connect_timeout=1"
     errors: list[str] = []
     for endpoint in (open_listener(closed), open_publisher(closed)):
         assert SECRET not in endpoint.name

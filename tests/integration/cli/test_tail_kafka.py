@@ -141,7 +141,7 @@ async def test_kafka_tail_of_a_missing_topic_or_cluster_says_so_in_one_line(
     ]
     from arroyo.testing import free_port
 
-    nowhere = f"kafka://127.0.0.1:{free_port()}/frames?timeout=2"
+    nowhere = f"kafka://127.0.0.1:{free_port()}/frames?connect_timeout=2"
     done = await asyncio.to_thread(tail_cli.run, nowhere, "-e")
     assert done.returncode == 1
     [error] = done.stderr.strip().splitlines()

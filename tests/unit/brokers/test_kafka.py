@@ -55,13 +55,44 @@ def test_several_topics_and_a_regex_subscription() -> None:
     assert make_listener("kafka://h:9092/^frames-.*?group=g").topics == ["^frames-.*"]
 
 
-def test_options_come_from_url_and_yaml_and_librdkafka_settings_pass_through() -> None:
+def self_signed_ca(folder: Path) -> str:
+    """A CA certificate file librdkafka can load (made here: no broker needed)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arroyo test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+def test_options_come_from_url_and_yaml_and_librdkafka_settings_pass_through(
+    tmp_path: Path,
+) -> None:
+    ca = self_signed_ca(tmp_path)
     lst = make_listener(
         "kafka://h:9092/t?group=g&commit_every=50&fetch.wait.max.ms=10",
         commit_interval_ms=250,
         **{
             "security.protocol": "SSL",
-            "ssl.ca.location": "/ca.pem",
+            "ssl.ca.location": ca,
             "session.timeout.ms": 6000,
             "enable.ssl.certificate.verification": True,
         },
@@ -70,7 +101,7 @@ def test_options_come_from_url_and_yaml_and_librdkafka_settings_pass_through() -
     assert lst.commit_interval == 0.25
     assert lst.config["fetch.wait.max.ms"] == "10"
     assert lst.config["security.protocol"] == "SSL"
-    assert lst.config["ssl.ca.location"] == "/ca.pem"
+    assert lst.config["ssl.ca.location"] == ca
     assert lst.config["session.timeout.ms"] == "6000"
     assert lst.config["enable.ssl.certificate.verification"] == "true"
 
