@@ -57,6 +57,7 @@ from arroyo.errors import ArroyoError, ConfigError, PublishError
 from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import redact
+from arroyo.runtime.ordering import FailStop
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
@@ -358,6 +359,7 @@ class RabbitMQPublisher(PipelinedPublisher):
         self._location = location or f"amqp://{settings.host}:{settings.port}/?queue={queue}"
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
+        self._fail_stop = FailStop(self._location)
 
     @property
     def name(self) -> str:
@@ -388,9 +390,13 @@ class RabbitMQPublisher(PipelinedPublisher):
             raise
         self._channel = channel
 
-    def send(self, message: Message) -> asyncio.Task[None]:
+    def send(self, message: Message) -> asyncio.Future[None]:
         """Encode now and start the publish; publishes go out on one channel in send()
-        order. The task completes once the broker confirmed the message."""
+        order. The result completes once the broker confirmed the message.
+
+        After a publish failed, the sends given behind it are not written but fail with
+        NotSent until all of them have completed (:class:`FailStop`): after a
+        reconnection, none of them goes out before the failed one is published again."""
         if self._channel is None:
             raise RuntimeError(f"{self.name}: start() was not called")
         properties = Basic.Properties(
@@ -400,7 +406,12 @@ class RabbitMQPublisher(PipelinedPublisher):
             headers={"arroyo.stream": message.stream, "arroyo.seq": message.seq},
         )
         body = self.codec.encode(message)
-        return asyncio.get_running_loop().create_task(self._publish(body, properties))
+        loop = asyncio.get_running_loop()
+        if not self._fail_stop.given():
+            refused: asyncio.Future[None] = loop.create_future()
+            refused.set_exception(self._fail_stop.not_sent())
+            return refused
+        return loop.create_task(self._publish_given(body, properties))
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Publish the original bytes with RabbitMQ's dead-letter headers and Arroyo's
@@ -440,13 +451,28 @@ class RabbitMQPublisher(PipelinedPublisher):
             headers=headers,
             message_id=str(message_id) if message_id else None,
         )
-        await self._publish(body, properties)
+        if not self._fail_stop.given():
+            raise self._fail_stop.not_sent()
+        await self._publish_given(body, properties)
+
+    async def _publish_given(self, body: bytes, properties: Basic.Properties) -> None:
+        """Publish a send that was given (FailStop.given), and tell FailStop how it ended."""
+        error: BaseException | None = None
+        try:
+            await self._publish(body, properties)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._fail_stop.completed(error)
 
     async def _publish(self, body: bytes, properties: Basic.Properties) -> None:
         assert self._channel is not None
         try:
             await self._channel.ready()  # after a reconnection: the channel is open again
             channel = await self._channel.get_underlay_channel()
+            if not self._fail_stop.writable():
+                raise self._fail_stop.not_sent()
             confirmation = await channel.basic_publish(
                 body,
                 exchange=self.exchange,

@@ -13,30 +13,63 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
-from arroyo.errors import ArroyoError, DecodeError, PermanentError, RegistryError
+from arroyo.errors import ArroyoError, DecodeError, PermanentError, PublishError, RegistryError
 from arroyo.message import Message
 from arroyo.runtime import metrics
+from arroyo.runtime.calls import OperatorCalls, describe
+from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.operator import Operator, Passthrough
+from arroyo.runtime.ordering import NotSent, OrderedSends
 from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.retry import RetryPolicy
+from arroyo.runtime.signals import catch_early_signals, run_blocks
+
+__all__ = ["Block", "InvalidOutput", "catch_early_signals", "run_blocks"]
 
 log = logging.getLogger("arroyo.block")
 T = TypeVar("T")
 
-_Sends = list[tuple[Publisher, Message, Awaitable[None]]]
-"""The outputs of one received message, each with what completes once it is confirmed."""
+_Sends = list[tuple[OrderedSends, Message, "asyncio.Future[None]"]]
+"""The outputs of one received message: each publisher's sends, with what completes once
+it is confirmed."""
 
 _ACK_BATCH = 512
 """At most this many acknowledgements are handed to the listener at once."""
+
+CLOSE_TIMEOUT = 10.0
+"""After the stop, how long closing may take in all (commit, disconnect): with the grace
+period, the bound on a stop."""
+
+ABORT_CLOSE_TIMEOUT = 1.0
+"""The same after :meth:`Block.abort` (a second signal)."""
+
+_FIRST = asyncio.FIRST_COMPLETED
+
+_CANCEL_TIMEOUT = 2.0
+"""How long the Block's tasks get to end once cancelled (they are left behind after)."""
+
+
+class _Dead:
+    """A received message that goes to the dead letter, with its send (None: dropped)."""
+
+    __slots__ = ("letter", "sent")
+
+    def __init__(self, letter: DeadLetter, sent: asyncio.Future[None] | None) -> None:
+        self.letter = letter
+        self.sent = sent
+
+
+class PublishAbandoned(PublishError):
+    """A publisher cancelled a send (an aborted Kafka transaction): the Block stops and
+    what it had not acknowledged is redelivered."""
 
 
 class InvalidOutput(PermanentError, TypeError):
@@ -64,17 +97,25 @@ class Block:
     - ``queue_size`` / ``max_bytes``: at most this many messages (and bytes) are held
       between the listener and their acknowledgement; a full Block pauses the listener.
     - ``concurrency``: how many ``operator.process`` calls run at once.
-    - ``retry``: for operator failures; ``publish_retry``: for publisher failures
-      (default: until the destination is back). Then the dead letter.
-    - ``dead_letter``: where bad messages go. Without one, they are logged and dropped.
+    - ``retry``: for operator failures; ``publish_retry``: for publisher and dead-letter
+      failures (default: until the destination is back). Then the dead letter.
+    - ``dead_letter``: where bad messages go. Without one, they are logged and dropped
+      (counted). A dead letter the destination does not take stops the Block.
     - ``max_deliveries``: a message the broker has delivered this many times (it keeps
       crashing workers) goes to the dead letter instead of being processed again.
     - ``grace_period``: after :meth:`stop`, how long in-flight work may take to finish;
-      what is not finished then is left unacknowledged, for redelivery.
+      what is not finished then is left unacknowledged, for redelivery (calls still
+      running are abandoned). Closing then takes at most :data:`CLOSE_TIMEOUT` more.
+    - ``operator_timeout``: a call of the operator that takes longer fails (retried, then
+      dead-lettered). ``hung_after``: a call running this long is logged as hung.
     - ``max_messages``: stop after this many source messages (``--count``).
     - ``on_invalid``: what to do with a message that breaks a schema (cannot be decoded,
       or an output cannot be encoded): ``dead-letter`` it (default) or ``drop`` it
       (logged and counted in ``arroyo_dropped_total``).
+
+    Outputs reach each publisher in input order, also when a publish fails and is
+    retried (:mod:`arroyo.runtime.ordering`). Any task of the Block that fails makes the
+    Block fail: :meth:`run` raises it.
     """
 
     def __init__(
@@ -92,11 +133,15 @@ class Block:
         publish_retry: RetryPolicy | None = None,
         max_deliveries: int | None = 5,
         grace_period: float = 30.0,
+        operator_timeout: float | None = None,
+        hung_after: float = 60.0,
         max_messages: int | None = None,
         on_invalid: Literal["dead-letter", "drop"] = "dead-letter",
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if operator_timeout is not None and operator_timeout <= 0:
+            raise ValueError(f"operator_timeout must be positive, got {operator_timeout}")
         self.name = name
         self.listener = listener
         self.operator = operator if operator is not None else Passthrough()
@@ -108,19 +153,32 @@ class Block:
         self.publish_retry = publish_retry if publish_retry is not None else RetryPolicy(None)
         self.max_deliveries = max_deliveries
         self.grace_period = grace_period
+        self.operator_timeout = operator_timeout
+        self.hung_after = hung_after
         self.max_messages = max_messages
         self.on_invalid = on_invalid
         self.intake = BoundedIntake(queue_size, max_bytes)
         self.stats = metrics.BlockStats()
         self.metrics = metrics.BlockMetrics()
         metrics.register(self)
+        self.abandoned = 0
+        """Messages left unacknowledged when the grace period ended (0 after a clean stop)."""
         self._stop_requested = asyncio.Event()
         self._throttle = Throttle()
         self._slots: asyncio.Semaphore | None = None
-        self._settling: deque[tuple[Received, _Sends | DeadLetter]] = deque()
+        self._calls = OperatorCalls(self.operator, operator_timeout, hung_after)
+        self._dead = DeadLetters(
+            dead_letter, on_invalid, self.publish_retry, self.stats, self._throttle
+        )
+        self._gates: dict[Publisher, OrderedSends] = {}
+        self._settling: deque[tuple[Received, _Sends | _Dead]] = deque()
         self._settle_more = asyncio.Event()
         self._all_emitted = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._failure: BaseException | None = None
+        self._failed = asyncio.Event()
+        self._aborting = False
+        self._running: asyncio.Task[Any] | None = None
 
     # -- running -------------------------------------------------------------------
 
@@ -129,15 +187,25 @@ class Block:
         close. Safe to call from a signal handler (on the loop thread), and more than once."""
         self._stop_requested.set()
 
+    def abort(self) -> None:
+        """Stop now: cancel in-flight work (left unacknowledged) and close within
+        :data:`ABORT_CLOSE_TIMEOUT`; :meth:`run` then raises CancelledError."""
+        self._aborting = True
+        if self._running is not None:
+            self._running.cancel()
+
     async def run(self) -> metrics.BlockStats:
         """Run until the source ends or :meth:`stop` is called; return what was done.
 
-        Raises what the listener raised (after finishing in-flight work), or what
-        starting a publisher raised (before taking any input).
+        Raises what the listener raised (after finishing in-flight work), what starting
+        a publisher raised (before taking any input), or what made a task of the Block
+        fail (a dead-letter destination that refuses, a bug): then it stops at once.
         """
         token = current_block.set(self.name)
+        self._running = asyncio.current_task()
         self._slots = asyncio.Semaphore(self.concurrency) if self.concurrency > 1 else None
         self.listener.operator = self.operator
+        self._calls.operator = self.operator
         started: list[Publisher | Operator] = []
         try:
             for part in [*self.operator.publishers, *filter(None, [self.dead_letter])]:
@@ -153,50 +221,75 @@ class Block:
             )
             await self._run()
         finally:
-            await self._close(started)
-            log.info(
-                "stopped: %d received, %d published, %d acknowledged, %d dead-lettered",
-                self.stats.received,
-                self.stats.published,
-                self.stats.acknowledged,
-                self.stats.dead_lettered,
-            )
-            current_block.reset(token)
+            try:
+                await self._close(started)
+            finally:
+                self._throttle.flush()
+                stats = self.stats
+                log.info(
+                    "stopped: %d received, %d published, %d acknowledged, %d dead-lettered, "
+                    "%d dropped, %d retried%s",
+                    stats.received,
+                    stats.published,
+                    stats.acknowledged,
+                    stats.dead_lettered,
+                    stats.dropped,
+                    stats.retried,
+                    f", {self.abandoned} left unacknowledged" if self.abandoned else "",
+                )
+                current_block.reset(token)
         return self.stats
 
     async def _run(self) -> None:
         listen = asyncio.create_task(self._listen(), name=f"{self.name}-listen")
-        work = asyncio.create_task(self._work(), name=f"{self.name}-work")
+        work = self._task(self._work())
+        self._task(self._calls.watch())
         stop = asyncio.create_task(self._stop_requested.wait())
+        failed = asyncio.create_task(self._failed.wait())
         try:
-            await asyncio.wait({listen, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({listen, stop, failed}, return_when=_FIRST)
             deadline: float | None = None
-            if not listen.done():
+            if not listen.done() and self._failure is None:
                 log.info("stopping: no more input; finishing in-flight work")
                 deadline = time.monotonic() + self.grace_period
-                await self.listener.stop()
-                await asyncio.wait({listen}, timeout=self.grace_period)
+                await _bounded(self.listener.stop(), self.grace_period, "stopping the listener")
+                await asyncio.wait({listen, failed}, timeout=_left(deadline), return_when=_FIRST)
             elif not listen.cancelled() and listen.exception() is not None:
                 deadline = time.monotonic() + self.grace_period  # no waiting for ever
             self.intake.close()
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            await asyncio.wait({work}, timeout=timeout)
+            if self._failure is None:
+                await asyncio.wait({work, failed}, timeout=_left(deadline), return_when=_FIRST)
+            if self._failure is not None:
+                log.error("stopping at once: %s", self._failure)
+                await _bounded(self.listener.stop(), _CANCEL_TIMEOUT, "stopping the listener")
+                raise self._failure
             if not work.done():
+                self.abandoned = self.intake.held
                 log.warning(
                     "grace period of %.1f s is over: %d messages left unacknowledged "
                     "(they will be redelivered)",
                     self.grace_period,
-                    self.intake.held,
+                    self.abandoned,
                 )
+                self._calls.report_abandoned()
             if listen.done() and not listen.cancelled() and listen.exception() is not None:
                 raise listen.exception()  # type: ignore[misc]
-            if work.done() and not work.cancelled() and work.exception() is not None:
-                raise work.exception()  # type: ignore[misc]
         finally:
-            tasks = (stop, listen, work, *self._tasks)
+            self.intake.close()
+            tasks = {stop, failed, listen, *self._tasks}
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            timeout = ABORT_CLOSE_TIMEOUT if self._aborting else _CANCEL_TIMEOUT
+            done, left = await asyncio.wait(tasks, timeout=timeout)
+            for task in done:
+                _retrieve(task)
+            if left:
+                log.warning(
+                    "%d task(s) did not end within %.0f s of being cancelled: left behind",
+                    len(left),
+                    timeout,
+                )
+            self._leave_unsettled()
 
     async def _listen(self) -> None:
         try:
@@ -208,15 +301,31 @@ class Block:
             self.intake.close()
 
     async def _close(self, started: Sequence[Publisher | Operator]) -> None:
-        try:
-            await self.listener.close()
-        except Exception:
-            log.exception("closing listener %s failed", self.listener.name)
-        for part in reversed(started):
+        """Close the listener, then the operator and the publishers, within a budget in
+        all (what does not close in time is left as it is: the process may exit)."""
+        budget = ABORT_CLOSE_TIMEOUT if self._aborting else CLOSE_TIMEOUT
+        deadline = time.monotonic() + budget
+        parts: list[tuple[str, Any]] = [(self.listener.name, self.listener)]
+        parts += [(getattr(p, "name", type(p).__name__), p) for p in reversed(started)]
+        for name, part in parts:
             try:
-                await part.close()
+                await _bounded(part.close(), _left(deadline) or 0.0, f"closing {name}")
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("closing %s failed", getattr(part, "name", type(part).__name__))
+                log.exception("closing %s failed", name)
+
+    def _leave_unsettled(self) -> None:
+        """The Block ends with work unsettled: drop what is held back, and mark the
+        outcome of every send nobody waits for any more as seen (no warning storm)."""
+        for gate in self._gates.values():
+            gate.abandon()
+        for _, result in self._settling:
+            sends = [result.sent] if isinstance(result, _Dead) else [s for _, _, s in result]
+            for sent in sends:
+                if sent is not None:
+                    sent.add_done_callback(_retrieve)
+        self._settling.clear()
 
     # -- the pipeline --------------------------------------------------------------
 
@@ -247,11 +356,19 @@ class Block:
         await settler
 
     def _task(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """A task of this Block, cancelled if the Block is cancelled."""
+        """A task of this Block, cancelled when the Block ends; when it fails, the Block
+        fails (stops at once and raises it)."""
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._ended)
         return task
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        failed = not task.cancelled() and task.exception() is not None
+        if failed and self._failure is None:
+            self._failure = task.exception()
+            self._failed.set()
 
     async def _process(self, received: Received) -> list[Message] | DeadLetter:
         """Parse and run the operator on one received message (never raises)."""
@@ -316,7 +433,7 @@ class Block:
         """One call of the operator, timed; its outputs as a list (checked)."""
         began = time.perf_counter()
         try:
-            return _outputs(await self.operator.process(message))
+            return _outputs(await self._calls.call(message))
         finally:
             self.metrics.processing.observe(time.perf_counter() - began)
 
@@ -357,111 +474,119 @@ class Block:
 
     def _publish(self, received: Received, result: list[Message] | DeadLetter) -> None:
         """Send the outputs of ``received`` now, in order, without waiting for their
-        confirmations; the settler waits for them (or sends the dead letter)."""
-        settle: _Sends | DeadLetter
+        confirmations (or its dead letter); the settler waits for them."""
+        settle: _Sends | _Dead
         if isinstance(result, DeadLetter):
-            settle = result
+            settle = _Dead(result, self._dead.send(result))
         else:
-            settle = [
-                (publisher, message, _send(publisher, message))
-                for message in result
-                for publisher in list(self.operator.publishers)
-            ]
+            gates = [self._gates.get(p) or self._gate(p) for p in self.operator.publishers]
+            settle = [(gate, message, gate.send(message)) for message in result for gate in gates]
         self._settling.append((received, settle))
         self._settle_more.set()
 
+    def _gate(self, publisher: Publisher) -> OrderedSends:
+        gate = self._gates[publisher] = OrderedSends(publisher)
+        return gate
+
     async def _settle(self) -> None:
         """Settle each received message in input order: wait for its outputs'
-        confirmations (or send its dead letter), then acknowledge it.
+        confirmations (or its dead letter's), then acknowledge it.
 
         Settled messages are acknowledged together, as soon as the next one is not
         confirmed yet (or at :data:`_ACK_BATCH`), so one broker round trip acknowledges
         many and no acknowledgement waits for later work. Returns when every emitted
-        message is settled.
+        message is settled. When settling fails (a dead letter not taken), what was
+        settled before is acknowledged, then the failure is raised (the Block stops).
         """
         pending, ready = self._settling, list[Received]()
-        while True:
-            if pending and not (
-                ready and (len(ready) >= _ACK_BATCH or not _confirmed(pending[0][1]))
-            ):
-                received, result = pending.popleft()
-                if isinstance(result, DeadLetter):
-                    await self._dead_letter(received, result)
+        try:
+            while True:
+                if pending and not (
+                    ready and (len(ready) >= _ACK_BATCH or not _confirmed(pending[0][1]))
+                ):
+                    received, result = pending[0]
+                    if isinstance(result, _Dead):
+                        await self._dead.confirm(result.letter, result.sent)
+                    else:
+                        await self._confirm(received, result)
+                    pending.popleft()
+                    ready.append(received)
+                elif ready:
+                    await self._ack(ready)
+                    ready = []
+                elif self._all_emitted:
+                    return
                 else:
-                    await self._confirm(received, result)
-                ready.append(received)
-            elif ready:
+                    self._settle_more.clear()
+                    await self._settle_more.wait()
+        except Exception:
+            if ready:
                 await self._ack(ready)
-                ready = []
-            elif self._all_emitted:
-                return
-            else:
-                self._settle_more.clear()
-                await self._settle_more.wait()
+            raise
 
     async def _confirm(self, received: Received, sends: _Sends) -> None:
-        """Wait for every publisher's confirmation (retrying failures); when one still
-        fails, send the dead letter instead.
+        """Wait for every publisher's confirmation (retrying failures, in order: later
+        sends to that publisher are held back meanwhile); when one still fails, send the
+        dead letter instead.
 
         A cancelled confirmation (the publisher abandoned the work, as an aborted Kafka
-        transaction does) ends the settling: nothing from there on is acknowledged, and
-        is redelivered after the listener's failure ends the Block.
+        transaction does) fails the Block: nothing from there on is acknowledged, and is
+        redelivered.
         """
         failure: DeadLetter | None = None
-        for publisher, message, sent in sends:
+        for gate, message, sent in sends:
+            if gate.holding and gate.is_first_held(sent):
+                gate.release()  # everything sent before the hold is settled
             try:
                 await sent
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                raise PublishAbandoned(
+                    f"{gate.publisher.name} abandoned {describe(message)}: stopping"
+                ) from None
             except Exception as first:
                 if failure is not None:
                     continue
-                try:
-                    if isinstance(first, PermanentError):
-                        raise first
-                    self._retried("publish", 1, first)
-                    await self.publish_retry.call(
-                        lambda p=publisher, m=message: p.publish(m),  # type: ignore[misc]
-                        lambda n, e: self._retried("publish", n + 1, e),
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.error(
-                        "publisher %s could not publish %s: %s", publisher.name, message.id, exc
-                    )
-                    failure = DeadLetter.from_exception(
-                        exc, received.data, received.source, 1, self.name
-                    )
+                failure = await self._publish_again(received, gate, message, first)
+                if failure is not None:
                     continue
             self.stats.published += 1
             self.metrics.latency.observe(max(0.0, time.time() - message.timestamp / 1e9))
         if failure is not None:
-            await self._dead_letter(received, failure)
+            await self._dead.confirm(failure, self._dead.send(failure))
 
-    async def _dead_letter(self, received: Received, letter: DeadLetter) -> None:
-        """Send ``letter`` to the dead-letter destination (until it confirms), or drop it
-        (counted) when there is none or the policy says so."""
-        source = ", ".join(f"{k}={v}" for k, v in letter.source.items())
-        destination = self.dead_letter
-        if letter.invalid and self.on_invalid == "drop":
-            self.stats.dropped += 1
-            log.warning("dropped an invalid message from %s: %s", source, letter.reason)
-        elif destination is None:
-            self.stats.dropped += 1
-            log.error(
-                "dropped a bad message (no dead-letter destination configured) from %s: %s: %s",
-                source,
-                letter.error,
-                letter.reason,
+    async def _publish_again(
+        self, received: Received, gate: OrderedSends, message: Message, first: Exception
+    ) -> DeadLetter | None:
+        """Publish ``message`` again after its send failed with ``first``, holding later
+        sends to that publisher back meanwhile; the dead letter when it still fails."""
+        publisher = gate.publisher
+        try:
+            if isinstance(first, PermanentError):
+                raise first
+            gate.hold()
+            if not isinstance(first, NotSent):  # a NotSent one was never tried: no retry
+                self._retried("publish", 1, first)
+            await self.publish_retry.call(
+                lambda: publisher.publish(message),
+                lambda n, e: self._retried("publish", n + 1, e),
             )
-        else:
-            log.warning("dead letter from %s: %s: %s", source, letter.error, letter.reason)
-            await RetryPolicy(None).call(
-                lambda: destination.publish_dead_letter(letter),
-                lambda n, e: self._retried("dead-letter", n, e),
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._throttle(
+                log,
+                logging.ERROR,
+                f"publish-failed:{publisher.name}:{type(exc).__name__}",
+                "publisher %s could not publish %s: %s",
+                publisher.name,
+                describe(message),
+                exc,
             )
-            self.stats.dead_lettered += 1
+            return DeadLetter.from_exception(exc, received.data, received.source, 1, self.name)
+        return None
 
     async def _ack(self, batch: list[Received]) -> None:
         """Acknowledge ``batch``; a failure is logged (the message will be redelivered)."""
@@ -488,21 +613,42 @@ class _TooManyDeliveries(PermanentError):
     """The broker delivered this message more often than max_deliveries."""
 
 
-def _confirmed(result: _Sends | DeadLetter) -> bool:
-    """True when every output was already confirmed (or failed): nothing to wait for."""
-    return not isinstance(result, DeadLetter) and all(
-        isinstance(sent, asyncio.Future) and sent.done() for _, _, sent in result
-    )
+def _confirmed(result: _Sends | _Dead) -> bool:
+    """True when every output (or the dead letter) was already confirmed (or failed):
+    nothing to wait for."""
+    if isinstance(result, _Dead):
+        return result.sent is None or result.sent.done()
+    return all(sent.done() for _, _, sent in result)
 
 
-def _send(publisher: Publisher, message: Message) -> Awaitable[None]:
-    """publisher.send(message), with a synchronous failure turned into a failed future."""
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (never negative); None for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+async def _bounded(work: Awaitable[Any], seconds: float | None, what: str) -> bool:
+    """Await ``work`` for at most ``seconds`` (None: no limit); then cancel it without
+    waiting for it to end, log, and return False."""
+    task = asyncio.ensure_future(work)
     try:
-        return publisher.send(message)
-    except Exception as exc:
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        failed.set_exception(exc)
-        return failed
+        done, _ = await asyncio.wait((task,), timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        raise
+    if done:
+        task.result()
+        return True
+    task.cancel()
+    task.add_done_callback(_retrieve)
+    log.warning("%s took longer than %.1f s: left as it is", what, seconds or 0.0)
+    return False
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark the outcome of a future nobody awaits as seen (no 'never retrieved' warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _CountingIntake:
@@ -535,53 +681,3 @@ class _CountingIntake:
 
     def full(self) -> bool:
         return self._intake.full()
-
-
-_early_signals: list[int] = []
-
-
-def catch_early_signals() -> None:
-    """Remember SIGTERM/SIGINT received before :func:`run_blocks` installs its handlers
-    (while a worker imports and builds its config); run_blocks then stops at once."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda received, frame: _early_signals.append(received))
-
-
-async def run_blocks(blocks: Sequence[Block], handle_signals: bool = True) -> int:
-    """Run blocks until all end; SIGTERM/SIGINT stop them gracefully (a second signal
-    cancels at once). Returns 0 when every block ended cleanly, 1 otherwise."""
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    tasks = [asyncio.create_task(block.run(), name=block.name) for block in blocks]
-    count = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal count
-        count += 1
-        if count == 1:
-            log.info("received %s: stopping gracefully", signal.Signals(signum).name)
-            for block in blocks:
-                block.stop()
-        else:
-            log.warning("received %s again: stopping now", signal.Signals(signum).name)
-            for task in tasks:
-                task.cancel()
-
-    if handle_signals:
-        for signum in signals:
-            loop.add_signal_handler(signum, on_signal, signum)
-        while _early_signals:
-            on_signal(_early_signals.pop(0))
-    try:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        if handle_signals:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
-    failed = 0
-    for block, result in zip(blocks, results, strict=True):
-        if isinstance(result, BaseException):
-            failed += 1
-            if not isinstance(result, asyncio.CancelledError):
-                log.error("block %s failed: %s", block.name, result, exc_info=result)
-    return 1 if failed else 0

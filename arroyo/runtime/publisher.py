@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arroyo.message import Event, Message
+from arroyo.runtime.ordering import failed, not_sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ class Publisher(ABC):
     their order implements :meth:`send` instead (:class:`PipelinedPublisher`).
     """
 
+    _last_send: asyncio.Future[None] | None = None
+
     @property
     def name(self) -> str:
         """Where this publisher writes to, for logs (never with a password)."""
@@ -101,11 +104,21 @@ class Publisher(ABC):
     def send(self, message: Message) -> Awaitable[None]:
         """Start sending ``message`` now and return what completes once it is confirmed.
 
-        Messages must reach the destination in the order of send() calls. The default
-        runs :meth:`publish` as a task (tasks start in creation order); connectors that
-        can enqueue synchronously override this.
+        Messages must reach the destination in the order of send() calls, also when one
+        fails: a send given after one that failed must not be written but fail with
+        :class:`~arroyo.runtime.ordering.NotSent`, unless every earlier send had
+        completed when it was given (the ordering rule of :mod:`arroyo.runtime.ordering`;
+        :class:`~arroyo.runtime.ordering.FailStop` keeps that state for a connector).
+
+        The default runs :meth:`publish` for each message after the previous one's
+        publish returned (one at a time: order is kept whatever publish does); connectors
+        that can queue sends in order override this.
         """
-        return asyncio.ensure_future(self.publish(message))
+        previous = self._last_send
+        if previous is not None and previous.done():
+            previous = None
+        self._last_send = sent = asyncio.ensure_future(_publish_after(self, previous, message))
+        return sent
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Send a dead letter and return once confirmed. The default sends
@@ -122,6 +135,18 @@ class Publisher(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _publish_after(
+    publisher: Publisher, previous: asyncio.Future[None] | None, message: Message
+) -> None:
+    """``publisher.publish(message)`` once ``previous`` completed; not at all (NotSent)
+    when ``previous`` failed."""
+    if previous is not None:
+        await asyncio.wait((previous,))
+        if failed(previous):
+            raise not_sent(publisher.name)
+    await publisher.publish(message)
 
 
 class PipelinedPublisher(Publisher):
