@@ -15,7 +15,11 @@ What a worker had not acknowledged when it died goes back to the queue.
 ``Received.deliveries`` is exact on quorum queues (their ``x-delivery-count``
 header). Classic queues only say whether a message was delivered before, so there it
 is 1 or 2, and a message that keeps crashing workers is dead-lettered only when
-``max_deliveries`` is 1: use ``queue_type=quorum`` where that matters.
+``max_deliveries`` is 1: use ``queue_type=quorum`` where that matters. The header is
+read only when the listener's ``queue_type`` is ``quorum`` (checked by the declaration;
+with ``declare=false`` it must match the queue): on a classic queue an
+``x-delivery-count`` comes with the message (moved from a quorum queue), and counts
+nothing here.
 
 **Publisher.** Persistent messages (delivery mode 2), each confirmed by the broker
 (publisher confirms); sends are pipelined on one channel and keep their order. By
@@ -194,12 +198,16 @@ async def _declare(
         ) from None
 
 
-def deliveries(message: AbstractIncomingMessage) -> int:
-    """How often the broker has delivered ``message``: ``x-delivery-count`` + 1 on quorum
-    queues; elsewhere 2 when it is redelivered (it may have been more), else 1."""
-    count = message.headers.get("x-delivery-count") if message.headers else None
-    if isinstance(count, int) and count >= 0:
-        return count + 1
+def deliveries(message: AbstractIncomingMessage, quorum: bool) -> int:
+    """How often the broker has delivered ``message``: on a quorum queue (``quorum``),
+    its ``x-delivery-count`` + 1; elsewhere 2 when it is redelivered (it may have been
+    more), else 1. Only a quorum queue sets ``x-delivery-count``: on another queue the
+    header is one the message brought along (moved from a quorum queue, or set by its
+    publisher), not a count of this queue's deliveries, and it is ignored."""
+    if quorum and message.headers:
+        count = message.headers.get("x-delivery-count")
+        if isinstance(count, int) and count >= 0:
+            return count + 1
     return 2 if message.redelivered else 1
 
 
@@ -263,7 +271,8 @@ class RabbitMQListener(Listener):
                 }
                 if message.message_id:
                     source["message_id"] = message.message_id
-                await intake.put(Received(message.body, source, message, deliveries(message)))
+                count = deliveries(message, self.queue_type == "quorum")
+                await intake.put(Received(message.body, source, message, count))
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)

@@ -254,7 +254,7 @@ class Block:
                 deadline = time.monotonic() + self.grace_period
                 await _bounded(self.listener.stop(), self.grace_period, "stopping the listener")
                 await asyncio.wait({listen, failed}, timeout=_left(deadline), return_when=_FIRST)
-            elif not listen.cancelled() and listen.exception() is not None:
+            elif listen.done() and not listen.cancelled() and listen.exception() is not None:
                 deadline = time.monotonic() + self.grace_period  # no waiting for ever
             self.intake.close()
             if self._failure is None:

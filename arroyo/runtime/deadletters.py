@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from arroyo.errors import ArroyoError
+from arroyo.errors import ArroyoError, PermanentError
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.retry import RetryPolicy
@@ -100,8 +100,10 @@ class DeadLetters:
         except asyncio.CancelledError:
             raise
         except Exception as first:
-            self._retried(1, first)
             try:
+                if isinstance(first, PermanentError):
+                    raise first
+                self._retried(1, first)
                 await self.retry.call(
                     lambda: destination.publish_dead_letter(letter),
                     lambda n, e: self._retried(n + 1, e),
