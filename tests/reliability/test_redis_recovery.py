@@ -10,6 +10,8 @@
   that was acknowledged is lost.
 - The destination's server is down for seconds mid-stream: the outputs still reach it
   in input order (no output sent after the outage overtakes one refused during it).
+- SIGTERM while the destination is down: the worker stops within its grace period,
+  leaving what was not confirmed unacknowledged, in a few log lines.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import textwrap
 from collections.abc import Callable
@@ -408,3 +411,42 @@ async def test_outputs_keep_input_order_through_a_destination_outage(
     assert distinct == len(messages)
     assert found == 0, f"{found} order inversions, e.g. {examples}"
     assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
+
+
+async def test_sigterm_during_a_destination_outage_stops_cleanly(
+    tmp_path: Path,
+    redis_address: str,
+    redis_client: redis.Redis,
+    redis_names: dict[str, str],
+    private_redis: PrivateRedis,
+    workers: Workers,
+    until: Until,
+) -> None:
+    messages: list[Message] = [Run("scan-5").event({"i": i}) for i in range(5000)]
+    produce(redis_client, redis_names["source"], messages)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            blocks:
+              - name: workers
+                listener: redis://{redis_address}/{redis_names["source"]}?group=workers
+                publishers: [redis://{private_redis.address}/results]
+                grace_period: 2
+            """
+        )
+    )
+    worker = workers.start(config)
+    destination = redis.Redis(port=private_redis.port, retry=Retry(NoBackoff(), 0))
+    sink = Sink(destination, "results")
+    await until(lambda: len(sink.read()) >= 500, within=60, what="500 messages through")
+    private_redis.kill()
+    await until(lambda: "publish failed" in workers.log(worker), within=30, what="the outage seen")
+    worker.send_signal(signal.SIGTERM)
+    await until(lambda: worker.poll() is not None, within=60, what="the worker exits")
+    log = workers.log(worker)
+    destination.close()
+    assert worker.returncode == 0, log
+    assert "messages left unacknowledged (they will be redelivered)" in log
+    assert "never retrieved" not in log, log[-3000:]
+    assert len(log.splitlines()) < 40, log[-3000:]  # a few lines, not a storm

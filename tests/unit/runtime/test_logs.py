@@ -61,3 +61,20 @@ def test_repeated_events_are_logged_once_per_interval(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="arroyo.test"):
         throttle(logger, logging.WARNING, "down", "%s: %s", "kafka://h/t", "1/1 brokers down")
     assert "(and 4 more like it in the last" in caplog.records[-1].getMessage()
+
+
+def test_what_was_left_out_is_counted_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
+    from arroyo.runtime.logs import Throttle
+
+    logger = logging.getLogger("arroyo.test")
+    throttle = Throttle(interval=3600)
+    with caplog.at_level(logging.WARNING, logger="arroyo.test"):
+        for i in range(1000):
+            throttle(logger, logging.ERROR, "too-large", "could not publish frame %d", i)
+        throttle.flush()
+        throttle.flush()  # nothing more to say
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not publish frame 0",
+        "could not publish frame 999 (999 like it in the last 0 s)",
+    ]
+    assert caplog.records[-1].levelno == logging.ERROR
