@@ -66,7 +66,7 @@ from arroyo.codec import Codec, default_codec
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.message import Message, Start, Stop
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
-from arroyo.runtime.logs import current_block
+from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import PipelinedPublisher
 
@@ -172,6 +172,7 @@ class SeqGaps:
         self._next: OrderedDict[str, tuple[int, float]] = OrderedDict()
         """Per open run: the next seq expected, and when a message of it last came."""
         self._parser_missing = int(getattr(parser, "missing", 0) or 0)
+        self._throttle = Throttle()
 
     def parse(self, data: Raw) -> Message | list[Message]:
         """Parse with the wrapped parser, then note gaps. Raises what the parser raises."""
@@ -211,6 +212,10 @@ class SeqGaps:
                 del self._next[stream]
                 self._unstopped(stream, expected - 1, f"nothing of it for {self.run_timeout:g} s")
 
+    def flush_log(self) -> None:
+        """Log the count of the warnings left out (throttled) since the last one."""
+        self._throttle.flush()
+
     def open_runs(self) -> list[str]:
         """The streams of the runs seen without their Stop yet."""
         return list(self._next)
@@ -218,7 +223,10 @@ class SeqGaps:
     def _lost(self, count: int, detail: str | None) -> None:
         self.missing += count
         GAPS.labels(current_block.get()).inc(count)
-        log.warning(
+        self._throttle(
+            log,
+            logging.WARNING,
+            "lost",
             "%s: %d message(s) lost%s (ZeroMQ does not redeliver)",
             self.where,
             count,
@@ -228,7 +236,10 @@ class SeqGaps:
     def _unstopped(self, stream: str, last: int, why: str) -> None:
         self.without_stop += 1
         RUNS_WITHOUT_STOP.labels(current_block.get()).inc()
-        log.warning(
+        self._throttle(
+            log,
+            logging.WARNING,
+            "unstopped",
             "%s: run %r ended without its Stop (%s; its last message had seq %d): the Stop "
             "was lost, or the sender stopped sending",
             self.where,
@@ -320,6 +331,8 @@ class ZmqListener(Listener):
             expiring.cancel()
             socket.close(linger=0)
             self._socket = None
+            if isinstance(self.parser, SeqGaps):
+                self.parser.flush_log()
             if isinstance(self.parser, SeqGaps) and (runs := self.parser.open_runs()):
                 log.info(
                     "%s: stopped with %d run(s) not ended by a Stop yet: %s",

@@ -14,15 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from arroyo.errors import ArroyoError
 from arroyo.message import Message
+from arroyo.runtime.logs import Throttle
+from arroyo.runtime.tasks import retrieve
 
 if TYPE_CHECKING:
     from arroyo.runtime.operator import Operator, Output
 
 log = logging.getLogger("arroyo.block")
+
+_NAMED = 10
+"""At most this many abandoned calls are named one by one at the end of a grace period."""
 
 
 class OperatorTimeout(ArroyoError, TimeoutError):
@@ -41,12 +46,19 @@ def describe(message: Message) -> str:
 class OperatorCalls:
     """Runs ``operator.process`` and keeps which calls are running, since when."""
 
-    def __init__(self, operator: Operator, timeout: float | None, hung_after: float) -> None:
+    def __init__(
+        self,
+        operator: Operator,
+        timeout: float | None,
+        hung_after: float,
+        throttle: Throttle | None = None,
+    ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"the operator's timeout must be positive, got {timeout}")
         self.operator = operator
         self.timeout = timeout
         self.hung_after = hung_after
+        self.throttle = throttle or Throttle()
         self._running: dict[int, tuple[Message, float]] = {}
         self._reported: set[int] = set()
 
@@ -84,7 +96,7 @@ class OperatorCalls:
             raise
         if not done:
             call.cancel()  # not awaited: an operator that ignores it cannot hold us
-            call.add_done_callback(_retrieve)
+            call.add_done_callback(retrieve)
             raise OperatorTimeout(
                 f"the operator did not return within its timeout of {timeout:g} s "
                 f"on {describe(message)}"
@@ -106,7 +118,10 @@ class OperatorCalls:
             for key, (message, began) in list(self._running.items()):
                 if now - began >= self.hung_after and key not in self._reported:
                     self._reported.add(key)
-                    log.warning(
+                    self.throttle(
+                        log,
+                        logging.WARNING,
+                        "hung",
                         "the operator has been running for %.0f s on %s: hung? (nothing "
                         "stops it; set the operator's timeout to fail such calls)",
                         now - began,
@@ -116,18 +131,14 @@ class OperatorCalls:
     def report_abandoned(self) -> int:
         """Log each call still running (the grace period is over: it is abandoned, its
         message left unacknowledged); how many there were."""
-        running = self.running()
-        for message, seconds in running:
+        running = sorted(self.running(), key=lambda call: -call[1])
+        for message, seconds in running[:_NAMED]:
             log.warning(
                 "abandoned the operator's call on %s, running for %.1f s (hung?); the "
                 "message is left unacknowledged",
                 describe(message),
                 seconds,
             )
+        if len(running) > _NAMED:
+            log.warning("abandoned %d more calls of the operator", len(running) - _NAMED)
         return len(running)
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark the outcome of a task nobody awaits as seen (no 'never retrieved' warning)."""
-    if not task.cancelled():
-        task.exception()

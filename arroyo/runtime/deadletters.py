@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from arroyo.errors import ArroyoError, PermanentError
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.publisher import DeadLetter, Publisher
-from arroyo.runtime.retry import RetryPolicy
+from arroyo.runtime.retry import RetryPolicy, note_retry
 
 if TYPE_CHECKING:
     from arroyo.runtime.metrics import BlockStats
@@ -119,13 +119,4 @@ class DeadLetters:
         self.stats.dead_lettered += 1
 
     def _retried(self, attempt: int, error: BaseException) -> None:
-        self.stats.retried += 1
-        self.stats.retried_steps["dead-letter"] += 1
-        self.throttle(
-            log,
-            logging.WARNING,
-            "dead-letter-retry",
-            "dead letter failed (attempt %d), retrying: %r",
-            attempt,
-            error,
-        )
+        note_retry(self.stats, self.throttle, "dead-letter", attempt, error)
