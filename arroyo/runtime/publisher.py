@@ -6,12 +6,14 @@ import asyncio
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from arroyo.errors import PermanentError
 from arroyo.message import Event, Message
-from arroyo.runtime.ordering import failed, not_sent
+from arroyo.runtime.ordering import not_sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ class Publisher(ABC):
     their order implements :meth:`send` instead (:class:`PipelinedPublisher`).
     """
 
-    _last_send: asyncio.Future[None] | None = None
+    _serial: _Serial | None = None
 
     @property
     def name(self) -> str:
@@ -110,15 +112,15 @@ class Publisher(ABC):
         completed when it was given (the ordering rule of :mod:`arroyo.runtime.ordering`;
         :class:`~arroyo.runtime.ordering.FailStop` keeps that state for a connector).
 
-        The default runs :meth:`publish` for each message after the previous one's
-        publish returned (one at a time: order is kept whatever publish does); connectors
-        that can queue sends in order override this.
+        The default runs :meth:`publish` for one message after the other, in a task of
+        the publisher's (order is kept whatever publish does; after a failure, what was
+        queued behind fails with NotSent); a destination that can queue sends in order
+        overrides this (:class:`PipelinedPublisher`).
         """
-        previous = self._last_send
-        if previous is not None and previous.done():
-            previous = None
-        self._last_send = sent = asyncio.ensure_future(_publish_after(self, previous, message))
-        return sent
+        serial = self._serial
+        if serial is None:
+            serial = self._serial = _Serial(self)
+        return serial.add(message)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Send a dead letter and return once confirmed. The default sends
@@ -137,16 +139,49 @@ class Publisher(ABC):
         await self.close()
 
 
-async def _publish_after(
-    publisher: Publisher, previous: asyncio.Future[None] | None, message: Message
-) -> None:
-    """``publisher.publish(message)`` once ``previous`` completed; not at all (NotSent)
-    when ``previous`` failed."""
-    if previous is not None:
-        await asyncio.wait((previous,))
-        if failed(previous):
-            raise not_sent(publisher.name)
-    await publisher.publish(message)
+class _Serial:
+    """The default :meth:`Publisher.send`: publishes queued messages one at a time, in
+    order, in one task; a failure fails what is queued behind it (fail-stop)."""
+
+    __slots__ = ("_queue", "_task", "publisher")
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._queue: deque[tuple[Message, asyncio.Future[None]]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, message: Message) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.append((message, done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return done
+
+    async def _run(self) -> None:
+        queue = self._queue
+        while queue:
+            message, done = queue.popleft()
+            if done.done():  # cancelled: nobody waits for it any more
+                continue
+            try:
+                await self.publisher.publish(message)
+            except asyncio.CancelledError:
+                done.cancel()
+                while queue:
+                    queue.popleft()[1].cancel()
+                raise
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                if not isinstance(exc, PermanentError):
+                    while queue:
+                        _, behind = queue.popleft()
+                        if not behind.done():
+                            behind.set_exception(not_sent(self.publisher.name))
+            else:
+                if not done.done():
+                    done.set_result(None)
 
 
 class PipelinedPublisher(Publisher):
