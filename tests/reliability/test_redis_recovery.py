@@ -396,6 +396,7 @@ async def test_outputs_keep_input_order_through_a_destination_outage(
     worker = workers.start(config)
     await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
     private_redis.kill()
+    before = len(sink.read())
     await until(lambda: "publish failed" in workers.log(worker), within=30, what="the outage seen")
     # The outage itself: long enough for the retries of the first refused output to back
     # off for seconds while later outputs queue up (the scenario that reordered them).
@@ -407,7 +408,11 @@ async def test_outputs_keep_input_order_through_a_destination_outage(
     assert workers.stop(worker) == 0, workers.log(worker)
     found, distinct, examples = inversions(destination, "results")
     destination.close()
-    print(f"{distinct} messages, {len(sink.ids) - distinct} duplicates, {found} inversions")
+    print(
+        f"outage after {before} messages; {distinct} messages, "
+        f"{len(sink.ids) - distinct} duplicates, {found} inversions"
+    )
+    assert before < len(messages), "the outage came after the end of the stream"
     assert distinct == len(messages)
     assert found == 0, f"{found} order inversions, e.g. {examples}"
     assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
