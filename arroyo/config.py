@@ -11,9 +11,10 @@
         dead_letter: kafka://127.0.0.1:9092/frames.dlq
         concurrency: 4
 
-Strings may use ``${VAR}`` and ``${VAR:-default}``. The folder of the config file is
-importable, so ``ops.py`` next to it can hold the operators. Every error names the file,
-the block and the key.
+An operator given as a mapping may set ``timeout`` (seconds): a call that takes longer
+fails, is retried, then dead-lettered. Strings may use ``${VAR}`` and
+``${VAR:-default}``. The folder of the config file is importable, so ``ops.py`` next to
+it can hold the operators. Every error names the file, the block and the key.
 """
 
 from __future__ import annotations
@@ -97,11 +98,13 @@ class Endpoint(BaseModel):
 
 
 class OperatorSpec(_Strict):
-    """``class``: ``module:attr`` (a class, or a function run in a pool) or a built-in name."""
+    """``class``: ``module:attr`` (a class, or a function run in a pool) or a built-in name.
+    ``timeout``: seconds a call may take; a longer one fails (retried, then dead-lettered)."""
 
     class_: str = Field(alias="class")
     kwargs: dict[str, Any] = Field(default_factory=dict)
     executor: Literal["thread", "process"] = "thread"
+    timeout: float | None = Field(default=None, gt=0)
 
 
 class RetrySettings(_Strict):
@@ -510,6 +513,7 @@ def build(
                     publish_retry=block.publish_retry.policy(),
                     max_deliveries=block.max_deliveries,
                     grace_period=block.grace_period,
+                    operator_timeout=block.operator.timeout,
                     on_invalid="drop" if block.schema_policy == "drop" else "dead-letter",
                 ),
             )

@@ -15,12 +15,15 @@ What a worker had not acknowledged when it died goes back to the queue.
 ``Received.deliveries`` is exact on quorum queues (their ``x-delivery-count``
 header). Classic queues only say whether a message was delivered before, so there it
 is 1 or 2, and a message that keeps crashing workers is dead-lettered only when
-``max_deliveries`` is 1: use ``queue_type=quorum`` where that matters. The delivery
-journal (``delivery_journal``, on by default: :mod:`arroyo.runtime.journal`) replaces
-the broker's count, on both kinds of queue, with the number of workers (of this
-machine) that died while processing the message, for messages that have a
-``message_id`` (Arroyo's publisher sets it): the other messages a dying worker held are
-not counted with it.
+``max_deliveries`` is 1: use ``queue_type=quorum`` where that matters. The header is
+read only when the listener's ``queue_type`` is ``quorum`` (checked by the declaration;
+with ``declare=false`` it must match the queue): on a classic queue an
+``x-delivery-count`` comes with the message (moved from a quorum queue), and counts
+nothing here. The delivery journal (``delivery_journal``, on by default:
+:mod:`arroyo.runtime.journal`) replaces the broker's count, on both kinds of queue, with
+the number of workers (of this machine) that died while processing the message, for
+messages that have a ``message_id`` (Arroyo's publisher sets it): the other messages a
+dying worker held are not counted with it.
 
 **Publisher.** Persistent messages (delivery mode 2), each confirmed by the broker
 (publisher confirms); sends are pipelined on one channel and keep their order. By
@@ -73,6 +76,7 @@ from arroyo.message import Message
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import redact
+from arroyo.runtime.ordering import FailStop
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
@@ -267,12 +271,16 @@ async def _declare(
         ) from None
 
 
-def deliveries(message: AbstractIncomingMessage) -> int:
-    """How often the broker has delivered ``message``: ``x-delivery-count`` + 1 on quorum
-    queues; elsewhere 2 when it is redelivered (it may have been more), else 1."""
-    count = message.headers.get("x-delivery-count") if message.headers else None
-    if isinstance(count, int) and count >= 0:
-        return count + 1
+def deliveries(message: AbstractIncomingMessage, quorum: bool) -> int:
+    """How often the broker has delivered ``message``: on a quorum queue (``quorum``),
+    its ``x-delivery-count`` + 1; elsewhere 2 when it is redelivered (it may have been
+    more), else 1. Only a quorum queue sets ``x-delivery-count``: on another queue the
+    header is one the message brought along (moved from a quorum queue, or set by its
+    publisher), not a count of this queue's deliveries, and it is ignored."""
+    if quorum and message.headers:
+        count = message.headers.get("x-delivery-count")
+        if isinstance(count, int) and count >= 0:
+            return count + 1
     return 2 if message.redelivered else 1
 
 
@@ -350,7 +358,8 @@ class RabbitMQListener(Listener):
                 }
                 if message.message_id:
                     source["message_id"] = message.message_id
-                await intake.put(Received(message.body, source, message, deliveries(message)))
+                count = deliveries(message, self.queue_type == "quorum")
+                await intake.put(Received(message.body, source, message, count))
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
@@ -447,6 +456,7 @@ class RabbitMQPublisher(PipelinedPublisher):
         self._location = location or f"amqp://{settings.host}:{settings.port}/?queue={queue}"
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
+        self._fail_stop = FailStop(self._location)
 
     @property
     def name(self) -> str:
@@ -477,9 +487,13 @@ class RabbitMQPublisher(PipelinedPublisher):
             raise
         self._channel = channel
 
-    def send(self, message: Message) -> asyncio.Task[None]:
+    def send(self, message: Message) -> asyncio.Future[None]:
         """Encode now and start the publish; publishes go out on one channel in send()
-        order. The task completes once the broker confirmed the message."""
+        order. The result completes once the broker confirmed the message.
+
+        After a publish failed, the sends given behind it are not written but fail with
+        NotSent until all of them have completed (:class:`FailStop`): after a
+        reconnection, none of them goes out before the failed one is published again."""
         if self._channel is None:
             raise RuntimeError(f"{self.name}: start() was not called")
         properties = Basic.Properties(
@@ -489,7 +503,12 @@ class RabbitMQPublisher(PipelinedPublisher):
             headers={"arroyo.stream": message.stream, "arroyo.seq": message.seq},
         )
         body = self.codec.encode(message)
-        return asyncio.get_running_loop().create_task(self._publish(body, properties))
+        loop = asyncio.get_running_loop()
+        if not self._fail_stop.given():
+            refused: asyncio.Future[None] = loop.create_future()
+            refused.set_exception(self._fail_stop.not_sent())
+            return refused
+        return loop.create_task(self._publish_given(body, properties))
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Publish the original bytes with RabbitMQ's dead-letter headers and Arroyo's
@@ -529,13 +548,28 @@ class RabbitMQPublisher(PipelinedPublisher):
             headers=headers,
             message_id=str(message_id) if message_id else None,
         )
-        await self._publish(body, properties)
+        if not self._fail_stop.given():
+            raise self._fail_stop.not_sent()
+        await self._publish_given(body, properties)
+
+    async def _publish_given(self, body: bytes, properties: Basic.Properties) -> None:
+        """Publish a send that was given (FailStop.given), and tell FailStop how it ended."""
+        error: BaseException | None = None
+        try:
+            await self._publish(body, properties)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._fail_stop.completed(error)
 
     async def _publish(self, body: bytes, properties: Basic.Properties) -> None:
         assert self._channel is not None
         try:
             await self._channel.ready()  # after a reconnection: the channel is open again
             channel = await self._channel.get_underlay_channel()
+            if not self._fail_stop.writable():
+                raise self._fail_stop.not_sent()
             confirmation = await channel.basic_publish(
                 body,
                 exchange=self.exchange,

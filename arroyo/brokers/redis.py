@@ -80,6 +80,7 @@ from arroyo.message import Message
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.logs import redact
+from arroyo.runtime.ordering import not_sent
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, Publisher
 from arroyo.runtime.retry import RetryPolicy
@@ -246,6 +247,11 @@ class _Batcher(Generic[T]):
     that goes alone). ``flush(items)`` returns one result per item: None for success,
     an exception for a failure. When it raises, every item of the batch fails with that
     exception.
+
+    Fail-stop (the ordering rule of :mod:`arroyo.runtime.ordering`): when a batch fails
+    (other than with a PermanentError), every item queued behind it fails at once with
+    NotSent, unwritten, so none of them reaches Redis before the failed items are sent
+    again, even when the connection is back by the time they would be flushed.
     """
 
     def __init__(
@@ -253,8 +259,10 @@ class _Batcher(Generic[T]):
         flush: Callable[[list[T]], Awaitable[Sequence[BaseException | None]]],
         limit: int,
         limit_bytes: int = 1 << 62,
+        where: str = "redis",
     ) -> None:
         self._flush = flush
+        self._where = where
         self._limit = max(1, limit)
         self._limit_bytes = limit_bytes
         self._items: deque[tuple[T, int, asyncio.Future[None]]] = deque()
@@ -293,6 +301,7 @@ class _Batcher(Generic[T]):
                 raise
             except Exception as exc:
                 results = [exc] * len(batch)
+            stop = False
             for (_, _, done), result in zip(batch, results, strict=True):
                 if done.done():
                     continue
@@ -300,6 +309,12 @@ class _Batcher(Generic[T]):
                     done.set_result(None)
                 else:
                     done.set_exception(result)
+                    stop = stop or not isinstance(result, PermanentError)
+            if stop:
+                while self._items:
+                    _, _, done = self._items.popleft()
+                    if not done.done():
+                        done.set_exception(not_sent(self._where))
 
     async def drain(self) -> None:
         """Wait until everything added so far was flushed."""
@@ -718,7 +733,7 @@ class _RedisPublisher(PipelinedPublisher, Generic[T]):
         self.settings = settings
         self._location = location
         self._client: Redis | None = None
-        self._batcher: _Batcher[T] = _Batcher(self._flush, batch, batch_bytes)
+        self._batcher: _Batcher[T] = _Batcher(self._flush, batch, batch_bytes, location)
 
     @property
     def name(self) -> str:

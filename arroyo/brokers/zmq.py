@@ -19,7 +19,12 @@ misses messages, and nothing tells it. The listener counts what it can detect, g
 ``seq`` per stream (the sender's numbers: ``arroyo`` framing, ``json-frame`` headers with
 ``seq``; and seq_num gaps that a parser counts in its ``missing`` attribute, as the
 bluesky parser does), in the Prometheus counter ``arroyo_zmq_gaps{block}`` with a log
-warning. A dead-lettered message leaves a gap too.
+warning. A dead-lettered message leaves a gap too. A lost Stop leaves no gap (nothing of
+its run follows it), so a run that ends without its Stop is counted in
+``arroyo_zmq_runs_without_stop{block}``, with a warning: when its stream starts again
+with a new Start, or when nothing of it came for ``run_timeout`` seconds (then the Stop
+was lost or the sender stopped sending). Runs still open when the listener stops are
+logged, not counted.
 
 **Messages**: ``Received.data`` is the single frame (bytes) of a one-part message, or
 the list of frames of a multipart one, and the parser gets exactly that. Frames of at
@@ -36,7 +41,7 @@ Options (URL query or YAML):
 - listeners: ``rcvhwm`` (16: the socket queue; the Block's intake is the real buffer,
   so memory stays bounded in bytes; raise it for PUB/SUB bursts), ``topic`` (SUB only:
   a prefix filter on the first frame; a list in YAML; default: everything), ``bind``,
-  ``copy_threshold`` (bytes);
+  ``copy_threshold`` (bytes), ``run_timeout`` (60 s: see above);
 - publishers: ``sndhwm`` (16: messages queued in the socket; PUSH then blocks, so the
   Block waits; PUB drops), ``bind``, ``linger`` (ms that close() waits for queued
   messages to go out; -1 forever).
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import Any
@@ -60,7 +66,7 @@ from arroyo.codec import Codec, default_codec
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.message import Message, Start, Stop
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
-from arroyo.runtime.logs import current_block
+from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import PipelinedPublisher
 
@@ -72,6 +78,12 @@ log = logging.getLogger("arroyo.brokers.zmq")
 GAPS = Counter(
     "arroyo_zmq_gaps",
     "Messages missing from a ZeroMQ stream (gaps in seq per stream: PUB/SUB drops)",
+    ["block"],
+)
+RUNS_WITHOUT_STOP = Counter(
+    "arroyo_zmq_runs_without_stop",
+    "Runs of a ZeroMQ stream that ended without their Stop (lost, or the sender stopped): "
+    "a new Start of the stream came first, or nothing of it for run_timeout seconds",
     ["block"],
 )
 
@@ -140,17 +152,27 @@ class SeqGaps:
     A Start begins a stream; afterwards a message whose ``seq`` is beyond the next
     expected one means messages were lost: they are added to ``arroyo_zmq_gaps`` and
     logged. A stream first seen without its Start (a late join) is not a gap. Increases
-    of the wrapped parser's ``missing`` attribute (if it has one) count too.
+    of the wrapped parser's ``missing`` attribute (if it has one) count too. A run that
+    ends without its Stop (a new Start of its stream, or nothing of it for
+    ``run_timeout`` seconds, see :meth:`expire`) is added to
+    ``arroyo_zmq_runs_without_stop`` and logged.
     """
 
-    def __init__(self, parser: Parser, where: str, streams: int = 10_000) -> None:
+    def __init__(
+        self, parser: Parser, where: str, streams: int = 10_000, run_timeout: float = 60.0
+    ) -> None:
         self.parser = parser
         self.where = where
+        self.run_timeout = run_timeout
         self.missing = 0
         """Messages known to be lost so far."""
+        self.without_stop = 0
+        """Runs that ended without their Stop so far."""
         self._streams = streams
-        self._next: OrderedDict[str, int] = OrderedDict()
+        self._next: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        """Per open run: the next seq expected, and when a message of it last came."""
         self._parser_missing = int(getattr(parser, "missing", 0) or 0)
+        self._throttle = Throttle()
 
     def parse(self, data: Raw) -> Message | list[Message]:
         """Parse with the wrapped parser, then note gaps. Raises what the parser raises."""
@@ -165,26 +187,65 @@ class SeqGaps:
 
     def _observe(self, message: Message) -> None:
         stream, seq = message.stream, message.seq
-        expected = self._next.get(stream)
-        if expected is not None and seq > expected and not isinstance(message, Start):
+        known = self._next.get(stream)
+        expected = None if known is None else known[0]
+        if expected is not None and isinstance(message, Start):
+            self._unstopped(stream, expected - 1, "its stream started again")
+        elif expected is not None and seq > expected:
             self._lost(seq - expected, f"stream {stream!r}: seq {seq} follows {expected - 1}")
         if isinstance(message, Stop):
             self._next.pop(stream, None)
             return
         if expected is None or seq >= expected or isinstance(message, Start):
-            self._next[stream] = seq + 1
+            self._next[stream] = (seq + 1, time.monotonic())
             self._next.move_to_end(stream)
             if len(self._next) > self._streams:
                 self._next.popitem(last=False)
 
+    def expire(self, now: float | None = None) -> None:
+        """Count the open runs with nothing for ``run_timeout`` seconds (before ``now``, a
+        ``time.monotonic()`` value) as ended without their Stop (the listener calls this
+        about every second)."""
+        now = time.monotonic() if now is None else now
+        for stream, (expected, last) in list(self._next.items()):
+            if now - last >= self.run_timeout:
+                del self._next[stream]
+                self._unstopped(stream, expected - 1, f"nothing of it for {self.run_timeout:g} s")
+
+    def flush_log(self) -> None:
+        """Log the count of the warnings left out (throttled) since the last one."""
+        self._throttle.flush()
+
+    def open_runs(self) -> list[str]:
+        """The streams of the runs seen without their Stop yet."""
+        return list(self._next)
+
     def _lost(self, count: int, detail: str | None) -> None:
         self.missing += count
         GAPS.labels(current_block.get()).inc(count)
-        log.warning(
+        self._throttle(
+            log,
+            logging.WARNING,
+            "lost",
             "%s: %d message(s) lost%s (ZeroMQ does not redeliver)",
             self.where,
             count,
             f" ({detail})" if detail else "",
+        )
+
+    def _unstopped(self, stream: str, last: int, why: str) -> None:
+        self.without_stop += 1
+        RUNS_WITHOUT_STOP.labels(current_block.get()).inc()
+        self._throttle(
+            log,
+            logging.WARNING,
+            "unstopped",
+            "%s: run %r ended without its Stop (%s; its last message had seq %d): the Stop "
+            "was lost, or the sender stopped sending",
+            self.where,
+            stream,
+            why,
+            last,
         )
 
 
@@ -204,13 +265,14 @@ class ZmqListener(Listener):
         topics: list[str] | None = None,
         bind: bool = False,
         copy_threshold: int = COPY_THRESHOLD,
+        run_timeout: float = 60.0,
     ) -> None:
         if url.scheme not in RECEIVING:
             raise ConfigError(f"{url}: a listener needs zmq+pull:// or zmq+sub://")
         address(url, bind)
         self.url = url
         self._name = _name(url)
-        super().__init__(SeqGaps(parser or AvroParser(), self._name))
+        super().__init__(SeqGaps(parser or AvroParser(), self._name, run_timeout=run_timeout))
         self.kind = RECEIVING[url.scheme]
         self.rcvhwm = rcvhwm
         self.topics = [""] if topics is None else topics
@@ -248,6 +310,7 @@ class ZmqListener(Listener):
         # Messages already queued are read without an asyncio round trip (the shadow is
         # the same socket, used synchronously with NOBLOCK); only an empty queue is awaited.
         shadow = zmq.Socket.shadow(socket.underlying)
+        expiring = asyncio.create_task(self._expire_runs())
         try:
             while not self._stopping.is_set():
                 try:
@@ -265,8 +328,26 @@ class ZmqListener(Listener):
                     # message: a loop iteration costs more than a small message).
                     await asyncio.sleep(0)
         finally:
+            expiring.cancel()
             socket.close(linger=0)
             self._socket = None
+            if isinstance(self.parser, SeqGaps):
+                self.parser.flush_log()
+            if isinstance(self.parser, SeqGaps) and (runs := self.parser.open_runs()):
+                log.info(
+                    "%s: stopped with %d run(s) not ended by a Stop yet: %s",
+                    self.name,
+                    len(runs),
+                    ", ".join(map(repr, runs[:10])),
+                )
+
+    async def _expire_runs(self) -> None:
+        """Every second, let the gap tracker count runs that ended without their Stop."""
+        if not isinstance(self.parser, SeqGaps):
+            return
+        while True:
+            await asyncio.sleep(min(1.0, self.parser.run_timeout / 4))
+            self.parser.expire()
 
     async def _wait(self, socket: Any) -> list[Any] | None:
         """The next message, awaited; None when stop() interrupted the wait."""
@@ -384,13 +465,23 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> ZmqList
         raise ConfigError(
             f"{url}: {url.scheme}:// sends; a listener needs zmq+pull:// or zmq+sub://"
         )
-    known = {"rcvhwm": 16, "topic": "", "bind": False, "copy_threshold": COPY_THRESHOLD}
+    known = {
+        "rcvhwm": 16,
+        "topic": "",
+        "bind": False,
+        "copy_threshold": COPY_THRESHOLD,
+        "run_timeout": 60.0,
+    }
     opts = take_options(url, options, known)
     if url.scheme != "zmq+sub" and ("topic" in options or "topic" in url.query):
         raise ConfigError(f"{url}: option 'topic' is for zmq+sub:// only")
     for key in ("rcvhwm", "copy_threshold"):
         if opts[key] < 0:
             raise ConfigError(f"{url}: option {key!r} must not be negative, got {opts[key]}")
+    if opts["run_timeout"] <= 0:
+        raise ConfigError(
+            f"{url}: option 'run_timeout' must be positive, got {opts['run_timeout']}"
+        )
     return ZmqListener(
         url,
         parser,
@@ -398,6 +489,7 @@ def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> ZmqList
         topics=_topics(url, opts["topic"]),
         bind=opts["bind"],
         copy_threshold=opts["copy_threshold"],
+        run_timeout=float(opts["run_timeout"]),
     )
 
 

@@ -75,12 +75,14 @@ def configure(level: int = logging.INFO, role: str | None = None) -> None:
 
 class Throttle:
     """Logs the first of a burst of similar events, then at most one line per ``interval``
-    seconds per key, saying how many were left out (an outage is one line, not a storm)."""
+    seconds per key, saying how many were left out (an outage is one line, not a storm).
+    :meth:`flush` logs the count of what was left out since (at the end of a Block)."""
 
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
         self._last: dict[str, float] = {}
         self._skipped: dict[str, int] = {}
+        self._latest: dict[str, tuple[logging.Logger, int, str, tuple[object, ...]]] = {}
 
     def __call__(
         self, logger: logging.Logger, level: int, key: str, message: str, *args: object
@@ -89,13 +91,26 @@ class Throttle:
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
             self._skipped[key] = self._skipped.get(key, 0) + 1
+            self._latest[key] = (logger, level, message, args)
             return
         if len(self._last) > 1000:  # keys made of error texts: do not grow without bound
+            self.flush()
             self._last.clear()
-            self._skipped.clear()
         skipped = self._skipped.pop(key, 0)
+        self._latest.pop(key, None)
         if skipped and last is not None:
             message += " (and %d more like it in the last %.0f s)"
             args = (*args, skipped, now - last)
         self._last[key] = now
         logger.log(level, message, *args)
+
+    def flush(self) -> None:
+        """Log, for each key, the latest event left out, with how many were left out since
+        the last line (nothing when none was)."""
+        now = time.monotonic()
+        for key, skipped in list(self._skipped.items()):
+            logger, level, message, args = self._latest.pop(key)
+            since = now - self._last.get(key, now)
+            logger.log(level, message + " (%d like it in the last %.0f s)", *args, skipped, since)
+        self._skipped.clear()
+        self._latest.clear()

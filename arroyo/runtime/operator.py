@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import importlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from arroyo.codec import decode, encode
 from arroyo.message import Message
+from arroyo.runtime.threads import AbandonablePool
 
 if TYPE_CHECKING:
     from arroyo.runtime.publisher import Publisher
@@ -83,15 +84,17 @@ class Passthrough(Operator):
 class BlockingOperator(Operator):
     """An operator written as plain blocking code: implement :meth:`compute`.
 
-    ``compute`` runs in a thread pool of ``workers`` threads, so a slow call (file I/O,
-    numpy releasing the GIL, a C library) does not stall the event loop. For pure-Python
+    ``compute`` runs in a pool of ``workers`` threads, so a slow call (file I/O, numpy
+    releasing the GIL, a C library) does not stall the event loop. For pure-Python
     CPU-heavy work, use :class:`FunctionOperator` with ``executor="process"``.
+
+    A call the Block gives up on (the operator's ``timeout``, or the end of the grace
+    period at a stop) cannot be stopped: its thread is abandoned, left to run on while
+    another thread takes its place, and the process can exit without it.
     """
 
     def __init__(self, workers: int = 4) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=type(self).__name__
-        )
+        self._pool = AbandonablePool(workers, type(self).__name__)
 
     @abstractmethod
     def compute(self, message: Message) -> Output:
@@ -99,11 +102,34 @@ class BlockingOperator(Operator):
 
     async def process(self, message: Message) -> Output:
         """Run :meth:`compute` in the thread pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.compute, message)
+        return await _in_pool(self._pool, self.compute, message)
 
     async def close(self) -> None:
-        """Wait for the worker threads to finish."""
-        self._pool.shutdown(wait=True)
+        """Wait for the calls still running (not for abandoned ones), then end the threads."""
+        await _shut(self._pool)
+
+
+async def _in_pool(
+    pool: AbandonablePool, func: Callable[[Message], Output], message: Message
+) -> Output:
+    """``func(message)`` in ``pool``; when the caller stops waiting, the call's thread is
+    abandoned (it cannot be stopped)."""
+    future = pool.submit(func, message)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if not future.cancel():
+            pool.abandon(future)
+        raise
+
+
+async def _shut(pool: AbandonablePool) -> None:
+    """Shut ``pool`` down without blocking the event loop: wait for the calls running
+    (abandoned ones excepted), asynchronously, so that the caller can bound the wait."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    running = [asyncio.wrap_future(f) for f in pool.running()]
+    if running:
+        await asyncio.wait(running)
 
 
 def _in_worker(func: Callable[[Message], Output], data: bytes) -> list[bytes]:
@@ -118,7 +144,9 @@ class FunctionOperator(Operator):
     """Runs a plain function ``func(message) -> output`` in a thread or process pool.
 
     With ``executor="process"`` the function must be importable by name (defined at the
-    top of a module), and messages travel to and from the worker processes as Avro.
+    top of a module), and messages travel to and from the worker processes as Avro. A
+    call the Block gives up on is abandoned (thread) or its worker process is ended at
+    close (process).
     """
 
     def __init__(
@@ -133,7 +161,10 @@ class FunctionOperator(Operator):
         self.func: Callable[[Message], Output] = func  # type: ignore[assignment]
         self.executor = executor
         self.workers = workers
-        self._pool: concurrent.futures.Executor | None = None
+        self._threads: AbandonablePool | None = None
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
+        self._running: set[concurrent.futures.Future[list[bytes]]] = set()
+        self._gave_up = False
 
     async def start(self) -> None:
         """Start the worker pool."""
@@ -141,22 +172,53 @@ class FunctionOperator(Operator):
             import multiprocessing
 
             context = multiprocessing.get_context("spawn")
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+            self._processes = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=context
+            )
         else:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.workers)
+            workers = self.workers or min(32, (os.cpu_count() or 1) + 4)
+            self._threads = AbandonablePool(workers, getattr(self.func, "__name__", "function"))
 
     async def process(self, message: Message) -> Output:
         """Call the function in the pool."""
-        if self._pool is None:
+        if self._threads is None and self._processes is None:
             await self.start()
-        loop = asyncio.get_running_loop()
-        if self.executor == "thread":
-            return await loop.run_in_executor(self._pool, self.func, message)
-        call = functools.partial(_in_worker, self.func, encode(message))
-        return [decode(data) for data in await loop.run_in_executor(self._pool, call)]
+        if self._threads is not None:
+            return await _in_pool(self._threads, self.func, message)
+        assert self._processes is not None
+        future = self._processes.submit(_in_worker, self.func, encode(message))
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        try:
+            results = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            self._gave_up = self._gave_up or not future.cancel()
+            raise
+        return [decode(data) for data in results]
 
     async def close(self) -> None:
-        """Shut the pool down."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Shut the pool down: wait for the calls still running, except those given up
+        (their threads are abandoned; worker processes running one are ended)."""
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            await _shut(threads)
+        processes, self._processes = self._processes, None
+        if processes is None:
+            return
+        if self._gave_up:
+            _end_workers(processes)
+        processes.shutdown(wait=False, cancel_futures=True)
+        running = [asyncio.wrap_future(f) for f in self._running]
+        try:
+            if running:
+                await asyncio.wait(running)
+        except asyncio.CancelledError:
+            _end_workers(processes)
+            raise
+
+
+def _end_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Terminate the worker processes of ``pool`` (a call in one of them hangs)."""
+    workers: dict[int, Any] = getattr(pool, "_processes", None) or {}  # no public API < 3.14
+    for process in list(workers.values()):
+        process.terminate()

@@ -6,11 +6,14 @@ import asyncio
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from arroyo.errors import PermanentError
 from arroyo.message import Event, Message
+from arroyo.runtime.ordering import not_sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ class Publisher(ABC):
     their order implements :meth:`send` instead (:class:`PipelinedPublisher`).
     """
 
+    _serial: _Serial | None = None
+
     @property
     def name(self) -> str:
         """Where this publisher writes to, for logs (never with a password)."""
@@ -101,11 +106,21 @@ class Publisher(ABC):
     def send(self, message: Message) -> Awaitable[None]:
         """Start sending ``message`` now and return what completes once it is confirmed.
 
-        Messages must reach the destination in the order of send() calls. The default
-        runs :meth:`publish` as a task (tasks start in creation order); connectors that
-        can enqueue synchronously override this.
+        Messages must reach the destination in the order of send() calls, also when one
+        fails: a send given after one that failed must not be written but fail with
+        :class:`~arroyo.runtime.ordering.NotSent`, unless every earlier send had
+        completed when it was given (the ordering rule of :mod:`arroyo.runtime.ordering`;
+        :class:`~arroyo.runtime.ordering.FailStop` keeps that state for a connector).
+
+        The default runs :meth:`publish` for one message after the other, in a task of
+        the publisher's (order is kept whatever publish does; after a failure, what was
+        queued behind fails with NotSent); a destination that can queue sends in order
+        overrides this (:class:`PipelinedPublisher`).
         """
-        return asyncio.ensure_future(self.publish(message))
+        serial = self._serial
+        if serial is None:
+            serial = self._serial = _Serial(self)
+        return serial.add(message)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Send a dead letter and return once confirmed. The default sends
@@ -122,6 +137,51 @@ class Publisher(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _Serial:
+    """The default :meth:`Publisher.send`: publishes queued messages one at a time, in
+    order, in one task; a failure fails what is queued behind it (fail-stop)."""
+
+    __slots__ = ("_queue", "_task", "publisher")
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._queue: deque[tuple[Message, asyncio.Future[None]]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, message: Message) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.append((message, done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return done
+
+    async def _run(self) -> None:
+        queue = self._queue
+        while queue:
+            message, done = queue.popleft()
+            if done.done():  # cancelled: nobody waits for it any more
+                continue
+            try:
+                await self.publisher.publish(message)
+            except asyncio.CancelledError:
+                done.cancel()
+                while queue:
+                    queue.popleft()[1].cancel()
+                raise
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                if not isinstance(exc, PermanentError):
+                    while queue:
+                        _, behind = queue.popleft()
+                        if not behind.done():
+                            behind.set_exception(not_sent(self.publisher.name))
+            else:
+                if not done.done():
+                    done.set_result(None)
 
 
 class PipelinedPublisher(Publisher):

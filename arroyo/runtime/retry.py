@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -17,7 +18,24 @@ from tenacity import (
 
 from arroyo.errors import PermanentError
 
+if TYPE_CHECKING:
+    from arroyo.runtime.logs import Throttle
+    from arroyo.runtime.metrics import BlockStats
+
 T = TypeVar("T")
+log = logging.getLogger("arroyo.block")
+
+
+def note_retry(
+    stats: BlockStats, throttle: Throttle, step: str, attempt: int, error: BaseException
+) -> None:
+    """Count a retry of ``step`` (parse, operator, publish, dead-letter) in ``stats`` and
+    log it, throttled per step."""
+    stats.retried += 1
+    stats.retried_steps[step] += 1
+    throttle(
+        log, logging.WARNING, step, "%s failed (attempt %d), retrying: %r", step, attempt, error
+    )
 
 
 def _retryable(error: BaseException) -> bool:

@@ -108,3 +108,35 @@ async def test_poison_goes_to_the_dead_letter_and_the_rest_flows(
     )
     assert stats.dead_lettered == 4
     assert not await drain(channel, amqp_names["source"])  # every message was acknowledged
+
+
+async def test_a_delivery_count_header_on_a_classic_queue_counts_nothing(
+    amqp_url: str, channel: aio_pika.abc.AbstractChannel, amqp_names: dict[str, str]
+) -> None:
+    # Messages moved from a quorum queue keep its x-delivery-count header; on a classic
+    # queue this is their first delivery, whatever the header says.
+    run = Run("scan-10")
+    moved = [run.event({"i": i}) for i in range(3)]
+    await channel.declare_queue(amqp_names["source"], durable=True)
+    for message in moved:
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                encode(message),
+                message_id=message.id,
+                delivery_mode=2,
+                headers={"x-delivery-count": 7},
+            ),
+            amqp_names["source"],
+        )
+    block = Block(
+        open_listener(f"{amqp_url}?queue={amqp_names['source']}"),
+        publishers=[open_publisher(f"{amqp_url}?queue={amqp_names['sink']}")],
+        dead_letter=open_publisher(f"{amqp_url}?queue={amqp_names['dlq']}"),
+        max_deliveries=5,
+        max_messages=len(moved),
+    )
+    stats = await block.run()
+    assert (stats.published, stats.dead_lettered) == (3, 0)
+    sink = await drain(channel, amqp_names["sink"])
+    assert [m.message_id for m in sink] == [m.id for m in moved]
+    assert not await drain(channel, amqp_names["dlq"])

@@ -67,7 +67,7 @@ def test_operator_next_to_the_config_is_importable(tmp_path: Path) -> None:
         blocks:
           - name: a
             listener: memory://in
-            operator: {class: "myops:Scale", kwargs: {factor: 2.5}}
+            operator: {class: "myops:Scale", kwargs: {factor: 2.5}, timeout: 7.5}
           - name: b
             listener: memory://in2
             operator: {class: "myops:plain", executor: process}
@@ -78,6 +78,7 @@ def test_operator_next_to_the_config_is_importable(tmp_path: Path) -> None:
     )
     a, b, c = (built.block for built in build_file(path))
     assert a.operator.factor == 2.5  # type: ignore[attr-defined]
+    assert (a.operator_timeout, b.operator_timeout) == (7.5, None)
     assert isinstance(b.operator, FunctionOperator)
     assert b.operator.executor == "process"
     assert isinstance(c.operator, Passthrough)

@@ -21,9 +21,11 @@ from arroyo.brokers.redis import (
     RedisStreamPublisher,
     _Batcher,
     _publish_error,
+    _Refused,
     consumer_name,
 )
 from arroyo.errors import PermanentError, PublishError
+from arroyo.runtime.ordering import NotSent
 
 
 def test_schemes_pick_streams_or_pubsub() -> None:
@@ -122,15 +124,36 @@ async def test_batcher_keeps_order_and_reports_each_result() -> None:
     async def flush(items: list[int]) -> list[BaseException | None]:
         flushed.append(items)
         await asyncio.sleep(0)
-        return [ValueError(f"odd {i}") if i % 2 else None for i in items]
+        return [_Refused(f"odd {i}") if i % 2 else None for i in items]
 
     batcher: _Batcher[int] = _Batcher(flush, limit=3)
     futures = [batcher.add(i) for i in range(7)]
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert [i for batch in flushed for i in batch] == list(range(7))
     assert max(len(batch) for batch in flushed) == 3
+    # A refusal (permanent: that message goes to the dead letter) stops nothing.
     assert [r is None for r in results] == [i % 2 == 0 for i in range(7)]
     assert str(results[1]) == "odd 1"
+
+
+async def test_a_retryable_error_fails_what_is_queued_behind_it_unwritten() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[BaseException | None]:
+        flushed.append(items)
+        await asyncio.sleep(0)
+        return [PublishError("OOM command not allowed") if i == 1 else None for i in items]
+
+    batcher: _Batcher[int] = _Batcher(flush, limit=3, where="redis://h:1/out")
+    futures = [batcher.add(i) for i in range(7)]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert flushed == [[0, 1, 2]]  # 3..6 never written: they would overtake 1's retry
+    assert [type(r).__name__ for r in results] == ["NoneType", "PublishError", "NoneType"] + [
+        "NotSent"
+    ] * 4
+    assert "redis://h:1/out: not sent: an earlier message failed" in str(results[3])
+    assert await batcher.add(7) is None  # given after the failure was reported: written
+    assert flushed[-1] == [7]
 
 
 async def test_batcher_limits_the_bytes_of_a_batch() -> None:
@@ -146,7 +169,7 @@ async def test_batcher_limits_the_bytes_of_a_batch() -> None:
     assert flushed == [["a", "b"], ["c"], ["huge"], ["d"]]  # a large item goes alone
 
 
-async def test_a_failed_flush_fails_its_whole_batch_only() -> None:
+async def test_a_failed_flush_fails_its_batch_and_what_is_queued_behind_it() -> None:
     calls = 0
 
     async def flush(items: list[str]) -> list[BaseException | None]:
@@ -159,11 +182,10 @@ async def test_a_failed_flush_fails_its_whole_batch_only() -> None:
     batcher: _Batcher[str] = _Batcher(flush, limit=2)
     first = [batcher.add("a"), batcher.add("b")]
     later = batcher.add("c")
-    assert [type(r) for r in await asyncio.gather(*first, return_exceptions=True)] == [
-        PublishError,
-        PublishError,
-    ]
-    assert await later is None
+    results = await asyncio.gather(*first, later, return_exceptions=True)
+    assert [type(r) for r in results] == [PublishError, PublishError, NotSent]
+    assert calls == 1  # "c" was not written: it would reach Redis before "a" and "b"
+    assert await batcher.add("c") is None  # sent again once the failure is known: written
     await batcher.drain()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import pytest
@@ -129,3 +131,39 @@ def test_a_parsers_own_missing_count_is_reported() -> None:
         current_block.reset(token)
     assert tracker.missing == 3
     assert gaps("parser-missing") == 3
+
+
+def without_stop(block: str) -> float:
+    return REGISTRY.get_sample_value("arroyo_zmq_runs_without_stop_total", {"block": block}) or 0
+
+
+def test_a_run_that_ends_without_its_stop_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    first, second = Run("scan-1"), Run("scan-2")
+    lost_stop = [first.start(), first.event(), first.event()]  # its Stop was dropped
+    again = Run("scan-1")  # the same stream starts a new run
+    messages = [*lost_stop, second.start(), again.start(), second.event(), second.stop()]
+    with caplog.at_level(logging.WARNING, logger="arroyo.brokers.zmq"):
+        tracker = observe(messages, "lost-stop")
+    assert (tracker.missing, tracker.without_stop) == (0, 1)
+    assert without_stop("lost-stop") == 1
+    assert (
+        "run 'scan-1' ended without its Stop (its stream started again; its last message had seq 2)"
+    ) in caplog.text
+    assert tracker.open_runs() == ["scan-1"]  # the new run, not ended yet
+
+
+def test_a_run_with_nothing_for_run_timeout_ended_without_its_stop() -> None:
+    run, other = Run("quiet"), Run("busy")
+    token = current_block.set("run-timeout")
+    try:
+        tracker = SeqGaps(Replay([run.start(), run.event(), other.start()]), "test", run_timeout=5)
+        for _ in range(3):
+            tracker.parse(b"")
+        tracker.expire(time.monotonic() + 1)
+        assert tracker.without_stop == 0
+        tracker.expire(time.monotonic() + 5)
+    finally:
+        current_block.reset(token)
+    assert tracker.without_stop == 2  # both open runs, silent for 5 s
+    assert without_stop("run-timeout") == 2
+    assert tracker.open_runs() == []

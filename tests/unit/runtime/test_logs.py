@@ -90,3 +90,20 @@ def test_lines_name_the_worker_and_pid_that_wrote_them(
         root.handlers[:], level = saved
         root.setLevel(level)
     assert line.endswith(f" WARNING {tag.format(pid=os.getpid())}[-] arroyo.kafka: m")
+
+
+def test_what_was_left_out_is_counted_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
+    from arroyo.runtime.logs import Throttle
+
+    logger = logging.getLogger("arroyo.test")
+    throttle = Throttle(interval=3600)
+    with caplog.at_level(logging.WARNING, logger="arroyo.test"):
+        for i in range(1000):
+            throttle(logger, logging.ERROR, "too-large", "could not publish frame %d", i)
+        throttle.flush()
+        throttle.flush()  # nothing more to say
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not publish frame 0",
+        "could not publish frame 999 (999 like it in the last 0 s)",
+    ]
+    assert caplog.records[-1].levelno == logging.ERROR

@@ -1,0 +1,253 @@
+"""Settling: the outputs of each received message are sent as soon as they are known, and
+the message is acknowledged once they are confirmed, in input order.
+
+The Block hands over each received message with its result (:meth:`Settler.publish`):
+its outputs go to each publisher at once, without waiting for earlier confirmations
+(:class:`~arroyo.runtime.ordering.OrderedSends` keeps their order when one fails), or
+its dead letter is sent. :meth:`Settler.run` waits for those confirmations in input
+order, re-publishes what failed (with ``publish_retry``; what still fails is
+dead-lettered) and acknowledges settled messages in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from arroyo.errors import PermanentError, PublishError
+from arroyo.message import Message
+from arroyo.runtime.calls import describe
+from arroyo.runtime.deadletters import DeadLetters
+from arroyo.runtime.intake import BoundedIntake
+from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.logs import Throttle
+from arroyo.runtime.metrics import BlockMetrics, BlockStats
+from arroyo.runtime.ordering import NotSent, OrderedSends
+from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.retry import RetryPolicy, note_retry
+from arroyo.runtime.tasks import retrieve
+
+log = logging.getLogger("arroyo.block")
+
+_ACK_BATCH = 512
+"""At most this many acknowledgements are handed to the listener at once."""
+
+_Sends = list[tuple[OrderedSends, Message, "asyncio.Future[None]"]]
+"""The outputs of one received message: each publisher's sends, with what completes once
+it is confirmed."""
+
+
+class PublishAbandoned(PublishError):
+    """A publisher cancelled a send (an aborted Kafka transaction): the Block stops and
+    what it had not acknowledged is redelivered."""
+
+
+class _Dead:
+    """A received message that goes to the dead letter, with its send (None: dropped)."""
+
+    __slots__ = ("letter", "sent")
+
+    def __init__(self, letter: DeadLetter, sent: asyncio.Future[None] | None) -> None:
+        self.letter = letter
+        self.sent = sent
+
+
+class Settler:
+    """Publishes the results of one Block and acknowledges its received messages."""
+
+    def __init__(
+        self,
+        name: str,
+        listener: Listener,
+        publishers: Callable[[], list[Publisher]],
+        intake: BoundedIntake,
+        dead: DeadLetters,
+        publish_retry: RetryPolicy,
+        stats: BlockStats,
+        metrics: BlockMetrics,
+        throttle: Throttle,
+    ) -> None:
+        self.name = name
+        self.listener = listener
+        self.publishers = publishers
+        self.intake = intake
+        self.dead = dead
+        self.publish_retry = publish_retry
+        self.stats = stats
+        self.metrics = metrics
+        self.throttle = throttle
+        self._pending: deque[tuple[Received, _Sends | _Dead]] = deque()
+        self._more = asyncio.Event()
+        self._all_given = False
+        self._gates: dict[Publisher, OrderedSends] = {}
+
+    def publish(self, received: Received, result: list[Message] | DeadLetter) -> None:
+        """Send the outputs of ``received`` now, in order, without waiting for their
+        confirmations (or its dead letter); :meth:`run` waits for them."""
+        settle: _Sends | _Dead
+        if isinstance(result, DeadLetter):
+            settle = _Dead(result, self.dead.send(result))
+        else:
+            gates = [self._gates.get(p) or self._gate(p) for p in self.publishers()]
+            settle = [(gate, message, gate.send(message)) for message in result for gate in gates]
+        self._pending.append((received, settle))
+        self._more.set()
+
+    def _gate(self, publisher: Publisher) -> OrderedSends:
+        gate = self._gates[publisher] = OrderedSends(publisher)
+        return gate
+
+    def finish(self) -> None:
+        """Nothing more will be published: :meth:`run` returns once all is settled."""
+        self._all_given = True
+        self._more.set()
+
+    async def run(self) -> None:
+        """Settle each received message in input order: wait for its outputs'
+        confirmations (or its dead letter's), then acknowledge it.
+
+        Settled messages are acknowledged together, as soon as the next one is not
+        confirmed yet (or at :data:`_ACK_BATCH`), so one broker round trip acknowledges
+        many and no acknowledgement waits for later work. Returns when everything
+        published is settled (after :meth:`finish`). When settling fails (a dead letter
+        not taken), what was settled before is acknowledged, then the failure is raised.
+        """
+        pending, ready = self._pending, list[Received]()
+        try:
+            while True:
+                if pending and not (
+                    ready and (len(ready) >= _ACK_BATCH or not _confirmed(pending[0][1]))
+                ):
+                    received, result = pending[0]
+                    if isinstance(result, _Dead):
+                        await self.dead.confirm(result.letter, result.sent)
+                    else:
+                        await self._confirm(received, result)
+                    pending.popleft()
+                    ready.append(received)
+                elif ready:
+                    await self._ack(ready)
+                    ready = []
+                elif self._all_given:
+                    return
+                else:
+                    self._more.clear()
+                    await self._more.wait()
+        except Exception as exc:
+            # Settled means confirmed: acknowledge it, unless the publisher abandoned
+            # the work (an aborted Kafka transaction discarded those outputs too).
+            if ready and not isinstance(exc, PublishAbandoned):
+                await self._ack(ready)
+            raise
+
+    def leave(self) -> None:
+        """The Block ends with work unsettled: drop what is held back, and mark the
+        outcome of every send nobody waits for any more as seen (no warning storm)."""
+        for gate in self._gates.values():
+            gate.abandon()
+        for _, result in self._pending:
+            sends = [result.sent] if isinstance(result, _Dead) else [s for _, _, s in result]
+            for sent in sends:
+                if sent is not None:
+                    sent.add_done_callback(retrieve)
+        self._pending.clear()
+
+    async def _confirm(self, received: Received, sends: _Sends) -> None:
+        """Wait for every publisher's confirmation (retrying failures, in order: later
+        sends to that publisher are held back meanwhile); when one still fails, send the
+        dead letter instead.
+
+        A cancelled confirmation (the publisher abandoned the work, as an aborted Kafka
+        transaction does) raises PublishAbandoned: nothing from there on is acknowledged,
+        and is redelivered.
+        """
+        failure: DeadLetter | None = None
+        for gate, message, sent in sends:
+            if gate.holding and gate.is_first_held(sent):
+                gate.release()  # everything sent before the hold is settled
+            try:
+                await sent
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                raise PublishAbandoned(
+                    f"{gate.publisher.name} abandoned {describe(message)}: stopping"
+                ) from None
+            except Exception as first:
+                if failure is not None:
+                    continue
+                failure = await self._publish_again(received, gate, message, first)
+                if failure is not None:
+                    continue
+            self.stats.published += 1
+            self.metrics.latency.observe(max(0.0, time.time() - message.timestamp / 1e9))
+        if failure is not None:
+            await self.dead.confirm(failure, self.dead.send(failure))
+
+    async def _publish_again(
+        self, received: Received, gate: OrderedSends, message: Message, first: Exception
+    ) -> DeadLetter | None:
+        """Publish ``message`` again after its send failed with ``first``, holding later
+        sends to that publisher back meanwhile; the dead letter when it still fails."""
+        publisher = gate.publisher
+        try:
+            if isinstance(first, PermanentError):
+                raise first
+            gate.hold()
+            if not isinstance(first, NotSent):  # a NotSent one was never tried: no retry
+                self._retried(1, first)
+            await self.publish_retry.call(
+                lambda: publisher.publish(message), lambda n, e: self._retried(n + 1, e)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.throttle(
+                log,
+                logging.ERROR,
+                f"publish-failed:{publisher.name}:{type(exc).__name__}",
+                "publisher %s could not publish %s: %s",
+                publisher.name,
+                describe(message),
+                exc,
+            )
+            return DeadLetter.from_exception(exc, received.data, received.source, 1, self.name)
+        return None
+
+    def _retried(self, attempt: int, error: BaseException) -> None:
+        note_retry(self.stats, self.throttle, "publish", attempt, error)
+
+    async def _ack(self, batch: list[Received]) -> None:
+        """Acknowledge ``batch``; a failure is logged (the message will be redelivered)."""
+        try:
+            results = await self.listener.ack_many(batch)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        journal = self.listener.journal
+        for received, error in zip(batch, results, strict=True):
+            if error is None:
+                self.stats.acknowledged += 1
+                if journal is not None and journal.crashes:
+                    journal.settled(received)
+            else:
+                self.throttle(
+                    log,
+                    logging.WARNING,
+                    "ack",
+                    "could not acknowledge a message from %s (it will be redelivered): %r",
+                    dict(received.source),
+                    error,
+                )
+            self.intake.done(received)
+
+
+def _confirmed(result: _Sends | _Dead) -> bool:
+    """True when every output (or the dead letter) was already confirmed (or failed):
+    nothing to wait for."""
+    if isinstance(result, _Dead):
+        return result.sent is None or result.sent.done()
+    return all(sent.done() for _, _, sent in result)
