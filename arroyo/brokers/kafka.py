@@ -1162,6 +1162,11 @@ class KafkaListener(Listener):
             raise
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        # librdkafka keeps a partition paused across a rebalance: one that _hold paused
+        # and that was revoked before _fetch resumed the assignment would never be read
+        # again once assigned back. A new assignment starts unpaused (_hold pauses it
+        # again while the Block is full).
+        consumer.resume(partitions)
         keys = [(p.topic, p.partition) for p in partitions]
         try:
             self._run_on_loop(self._assigned(keys), 30)
