@@ -1108,7 +1108,6 @@ class KafkaListener(Listener):
         if self._paused:
             consumer.resume(consumer.assignment())
             self._paused = False
-        self._revoked_during.clear()
         msgs = consumer.consume(self.batch_size, 0)
         if not msgs:
             first = consumer.poll(self.poll_timeout)
@@ -1116,6 +1115,11 @@ class KafkaListener(Listener):
                 return []
             msgs = [first]
             if self.batch_size > 1:
+                # Only a revocation served by the next call makes ``first`` stale. One
+                # served by the calls above came before it: ``first`` is then the first
+                # message of the new assignment, and dropping it would skip it for good
+                # (the offsets after it get committed).
+                self._revoked_during.clear()
                 more = consumer.consume(self.batch_size - 1, 0)
                 if self._revoked_during:  # a rebalance between poll and consume
                     revoked = self._revoked_during
