@@ -1200,7 +1200,6 @@ class KafkaListener(Listener):
         if self._paused:
             consumer.resume(consumer.assignment())
             self._paused = False
-        self._revoked_during.clear()
         msgs = consumer.consume(self.batch_size, 0)
         if not msgs:
             first = consumer.poll(self.poll_timeout)
@@ -1208,6 +1207,11 @@ class KafkaListener(Listener):
                 return []
             msgs = [first]
             if self.batch_size > 1:
+                # Only a revocation served by the next call makes ``first`` stale. One
+                # served by the calls above came before it: ``first`` is then the first
+                # message of the new assignment, and dropping it would skip it for good
+                # (the offsets after it get committed).
+                self._revoked_during.clear()
                 more = consumer.consume(self.batch_size - 1, 0)
                 if self._revoked_during:  # a rebalance between poll and consume
                     revoked = self._revoked_during
@@ -1254,6 +1258,11 @@ class KafkaListener(Listener):
             raise
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        # librdkafka keeps a partition paused across a rebalance: one that _hold paused
+        # and that was revoked before _fetch resumed the assignment would never be read
+        # again once assigned back. A new assignment starts unpaused (_hold pauses it
+        # again while the Block is full).
+        consumer.resume(partitions)
         keys = [(p.topic, p.partition) for p in partitions]
         try:
             self._run_on_loop(self._assigned(keys), 30)

@@ -7,6 +7,7 @@ import asyncio
 import os
 import random
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from arroyo import Event, Run, Start, Stop, decode
+from arroyo import Event, Run, Start, Stop, decode, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.kafka import KafkaListener, KafkaPublisher, exactly_once
 from arroyo.errors import ConnectError, MessageTooLargeError
@@ -380,3 +381,68 @@ def wait_for_members(bootstrap: str, group: str, count: int, within: float) -> N
             return
         time.sleep(0.2)
     raise AssertionError(f"group {group} not stable with {count} members: {last}")
+
+
+async def test_a_partition_paused_before_a_rebalance_is_read_when_it_comes_back(
+    kafka_bootstrap: str, kafka_topics: Any, until: Callable[..., Any]
+) -> None:
+    """The Block is full, so the listener pauses both its partitions; a second consumer
+    joins and takes one of them; the Block drains and the listener resumes what it still
+    has; the other consumer leaves and the partition comes back. librdkafka keeps a
+    partition paused across a rebalance, so the one that came back was never read
+    again (the worker stalled with work waiting). Every message is processed."""
+    name = kafka_topics("paused", partitions=2)
+    placed = {p: [Run(f"p{p}").event({"i": i}) for i in range(10)] for p in (0, 1)}
+    producer = ck.Producer({"bootstrap.servers": kafka_bootstrap})
+    for partition, events in placed.items():
+        for event in events:
+            producer.produce(name, encode(event), partition=partition)
+    assert producer.flush(10) == 0
+    release, seen = asyncio.Event(), list[str]()
+
+    class Stall(Operator):
+        async def process(self, message: Message) -> Output:
+            await release.wait()
+            seen.append(message.id)
+            return None
+
+    group = f"{name}-g"
+    listener = open_listener(
+        f"kafka://{kafka_bootstrap}/{name}?group={group}&pause_after_ms=50&drain_timeout_ms=200",
+        FAST,
+    )
+    assert isinstance(listener, KafkaListener)
+    block = Block(listener, Stall(), queue_size=2)
+    task = asyncio.create_task(block.run())
+    other = ck.Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False}
+        | FAST
+    )
+    leave = threading.Event()
+
+    def poll_until_told() -> None:
+        other.subscribe([name])
+        while not leave.is_set():
+            other.poll(0.1)
+        other.close()  # leaves the group: its partition goes back to the listener
+
+    try:
+        await until(
+            lambda: listener._paused and len(listener._owned) == 2, 20, "both partitions paused"
+        )
+        joined = asyncio.create_task(asyncio.to_thread(poll_until_told))
+        await until(lambda: len(listener._owned) == 1, 30, "the other consumer takes one")
+        (kept,) = (p for _, p in listener._owned)
+        release.set()
+        await until(
+            lambda: {e.id for e in placed[kept]} <= set(seen), 30, f"partition {kept} processed"
+        )
+        leave.set()
+        await joined
+        await until(lambda: len(listener._owned) == 2, 30, "the partition comes back")
+        everything = {e.id for events in placed.values() for e in events}
+        await until(lambda: everything <= set(seen), 30, f"partition {1 - kept} processed")
+    finally:
+        leave.set()
+        block.stop()
+        await asyncio.wait_for(task, 30)
