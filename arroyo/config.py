@@ -137,6 +137,8 @@ class BlockConfig(_Strict):
     grace_period: float = Field(default=30.0, ge=0)
     guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
     schema_policy: Literal["dead-letter", "drop", "pass"] = "dead-letter"
+    frame_accounting: bool | None = None
+    """Count each run's frames (see Block); default: on for instrument formats."""
 
     @field_validator("listener", "dead_letter", mode="before")
     @classmethod
@@ -515,6 +517,7 @@ def build(
                     grace_period=block.grace_period,
                     operator_timeout=block.operator.timeout,
                     on_invalid="drop" if block.schema_policy == "drop" else "dead-letter",
+                    frame_accounting=block.frame_accounting,
                 ),
             )
         )

@@ -174,6 +174,11 @@ class SeqGaps:
         self._parser_missing = int(getattr(parser, "missing", 0) or 0)
         self._throttle = Throttle()
 
+    @property
+    def wrapped(self) -> Parser:
+        """The parser this one parses with (whose frame counter the Block uses)."""
+        return self.parser
+
     def parse(self, data: Raw) -> Message | list[Message]:
         """Parse with the wrapped parser, then note gaps. Raises what the parser raises."""
         result = self.parser.parse(data)

@@ -22,10 +22,12 @@ from arroyo.message import Message
 from arroyo.runtime import metrics
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
+from arroyo.runtime.frames import FrameAccounting
 from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.operator import Operator, Passthrough
+from arroyo.runtime.parser import AvroParser
 from arroyo.runtime.process import InvalidOutput, Processor
 from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.retry import RetryPolicy
@@ -72,6 +74,11 @@ class Block:
     - ``operator_timeout``: a call of the operator that takes longer fails (retried, then
       dead-lettered). ``hung_after``: a call running this long is logged as hung.
     - ``max_messages``: stop after this many source messages (``--count``).
+    - ``frame_accounting``: count each run's frames (missing, duplicated, out of order)
+      by the source's own frame counter, in metrics and in the run's Stop
+      (:mod:`arroyo.runtime.frames`). None (default): on for instrument formats (a
+      parser with a frame counter), off for Arroyo's own messages, whose ``seq`` an
+      upstream operator may leave gaps in on purpose.
     - ``on_invalid``: what to do with a message that breaks a schema (cannot be decoded,
       or an output cannot be encoded): ``dead-letter`` it (default) or ``drop`` it
       (logged and counted in ``arroyo_dropped_total``).
@@ -100,6 +107,7 @@ class Block:
         hung_after: float = 60.0,
         max_messages: int | None = None,
         on_invalid: Literal["dead-letter", "drop"] = "dead-letter",
+        frame_accounting: bool | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -120,6 +128,7 @@ class Block:
         self.hung_after = hung_after
         self.max_messages = max_messages
         self.on_invalid = on_invalid
+        self.frame_accounting = frame_accounting
         self.intake = BoundedIntake(queue_size, max_bytes)
         self.stats = metrics.BlockStats()
         self.metrics = metrics.BlockMetrics()
@@ -152,6 +161,7 @@ class Block:
             stats,
             self.metrics,
             throttle,
+            self._frames(),
         )
         dead = DeadLetters(self.dead_letter, self.on_invalid, self.publish_retry, stats, throttle)
         settler = Settler(
@@ -166,6 +176,15 @@ class Block:
             throttle,
         )
         return processor, settler
+
+    def _frames(self) -> FrameAccounting | None:
+        """The frame accounting ``frame_accounting`` asks for (see the class docstring)."""
+        parser = self.listener.parser
+        parser = getattr(parser, "wrapped", parser)  # a parser that wraps another (ZeroMQ)
+        wanted = self.frame_accounting
+        if wanted is None:
+            wanted = not isinstance(parser, AvroParser)
+        return FrameAccounting.for_parser(parser, self.name) if wanted else None
 
     # -- running -------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any
 from arroyo.errors import ArroyoError, DecodeError, PermanentError, RegistryError
 from arroyo.message import Event, Message, Start, Stop
 from arroyo.runtime.calls import OperatorCalls
+from arroyo.runtime.frames import FrameAccounting
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.metrics import BlockMetrics, BlockStats
@@ -60,6 +61,7 @@ class Processor:
         stats: BlockStats,
         metrics: BlockMetrics,
         throttle: Throttle,
+        frames: FrameAccounting | None = None,
     ) -> None:
         self.name = name
         self.listener = listener
@@ -71,6 +73,8 @@ class Processor:
         self.stats = stats
         self.metrics = metrics
         self.throttle = throttle
+        self.frames = frames
+        """Counts the frames of each run as parsed (and adds the summary to its Stop)."""
 
     async def process(self, received: Received) -> list[Message] | DeadLetter:
         """Parse and run the operator on one received message (never raises)."""
@@ -94,6 +98,9 @@ class Processor:
                         failed=exc,
                     )
                 messages = parsed if isinstance(parsed, list) else [parsed]
+            first = messages[0] if messages else None
+            if self.frames is not None:
+                messages = self.frames.observe_all(messages)
             results: list[Message] = []
             for message in messages:
                 attempts = 1
@@ -119,6 +126,7 @@ class Processor:
                     and len(messages) == 1
                     and len(produced) == 1
                     and produced[0] is message
+                    and message is first  # not a Stop that gained a frame summary
                     and isinstance(received.data, bytes)
                 ):
                     object.__setattr__(message, "_wire", received.data)

@@ -379,3 +379,25 @@ def test_an_unquoted_question_mark_in_a_flow_list_says_to_quote_the_url(
     assert message.startswith(f"{path}: not valid YAML at {where}: "), message
     assert f'write the URL in quotes, as in "{url}"' in message
     assert "<unicode string>" not in message
+
+
+def test_frame_accounting_is_on_for_instrument_formats_and_asked_for_arroyo(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "frames.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            blocks:
+              - name: detector
+                listener: zmq+pull://127.0.0.1:5555?parser=json-frame
+              - name: chained
+                listener: zmq+pull://127.0.0.1:5556
+              - name: counted
+                listener: zmq+pull://127.0.0.1:5557
+                frame_accounting: true
+            """
+        )
+    )
+    detector, chained, counted = (b.block._processor.frames for b in build_file(config))
+    assert detector is not None and chained is None and counted is not None
