@@ -153,16 +153,16 @@ class Codec:
             raise EncodeError(f"cannot encode {type(message).__name__}: not a Start, Event or Stop")
         return record
 
-    def encode(self, message: Message) -> bytes:
+    def encode(self, message: Message, wire: bytes | None = None) -> bytes:
         """Frame and encode ``message``; the payload of an Event is copied exactly once.
 
         Raises EncodeError (with the field path) when a value cannot be carried or breaks
         the writer schema; RegistryError when the registry cannot be reached.
 
-        A message a Block forwards unchanged carries the bytes it arrived as; when they
-        have this codec's framing (same writer schema), they are sent as they are.
+        ``wire``: the bytes ``message`` arrived as, when it is forwarded unchanged (see
+        :meth:`~arroyo.runtime.publisher.Publisher.send`); when they have this codec's
+        framing (same writer schema), they are returned as they are.
         """
-        wire = message._wire
         if wire is not None:
             prefix = self._prefix()
             if wire.startswith(prefix):

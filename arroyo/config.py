@@ -37,6 +37,7 @@ from arroyo.brokers import open_listener, open_publisher, parse_url
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.parsers import make_parser
+from arroyo.plugins import import_object
 from arroyo.registry import Registry
 from arroyo.runtime.block import Block
 from arroyo.runtime.listener import Listener
@@ -324,19 +325,6 @@ class Built:
 
     config: BlockConfig
     block: Block
-
-
-def import_object(spec: str) -> Any:
-    """Import ``module:attr`` (or ``module.attr``)."""
-    module, sep, attr = spec.partition(":")
-    if not sep:
-        module, _, attr = spec.rpartition(".")
-    if not module or not attr:
-        raise ImportError(f"{spec!r} is not of the form 'module:attr'")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def make_operator(spec: OperatorSpec) -> Operator:

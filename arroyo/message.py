@@ -40,7 +40,6 @@ class _Identity:
     seq: int = 0
     id: str = field(default_factory=new_id)
     timestamp: int = field(default_factory=time.time_ns)
-    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
     """The message exactly as received, when a Block forwards it unchanged: an encoder
     with the same framing sends these bytes instead of encoding again."""
 

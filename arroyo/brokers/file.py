@@ -63,7 +63,7 @@ class FilePublisher(PipelinedPublisher):
             self._file, self.codec.writer.parsed, codec=self.compression, sync_interval=1 << 20
         )
 
-    def send(self, message: Message) -> asyncio.Future[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Write the record now; the future completes when its block is flushed."""
         if self._writer is None:
             raise RuntimeError(f"{self.name}: start() was not called")

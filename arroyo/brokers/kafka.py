@@ -1406,11 +1406,11 @@ class KafkaPublisher(PipelinedPublisher):
             raise PublishError(f"{self.name}: start() was not called")
         return self._core.produce(self.topic, value, key, headers, what)
 
-    def send(self, message: Message) -> asyncio.Future[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Encode and enqueue ``message`` now (so send order is partition order); the
         future completes with its delivery report. Raises EncodeError, or
         MessageTooLargeError when it exceeds the producer's message.max.bytes."""
-        value = self.codec.encode(message)
+        value = self.codec.encode(message, wire)
         headers = [*self._schema_headers(message.kind, value), ("arroyo.id", message.id)]
         key = message.stream.encode() if message.stream else None
         return self._produce(value, key, headers, f"{message.kind} {message.id}")

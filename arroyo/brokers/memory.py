@@ -20,7 +20,7 @@ from arroyo.errors import ConfigError
 from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.parser import AvroParser, Parser
-from arroyo.runtime.publisher import Publisher
+from arroyo.runtime.publisher import PipelinedPublisher
 
 
 @dataclass
@@ -168,8 +168,8 @@ class MemoryListener(Listener):
         self.topic._wake()
 
 
-class MemoryPublisher(Publisher):
-    """Appends encoded messages to a memory topic (confirmed at once)."""
+class MemoryPublisher(PipelinedPublisher):
+    """Appends encoded messages to a memory topic (confirmed at once, in order)."""
 
     def __init__(self, name: str, codec: Codec | None = None) -> None:
         self.topic = topic(name)
@@ -179,9 +179,13 @@ class MemoryPublisher(Publisher):
     def name(self) -> str:
         return f"memory://{self.topic.name}"
 
-    async def publish(self, message: Message) -> None:
-        """Append ``message``."""
-        self.topic.put(message, self.codec)
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
+        """Append ``message`` now (``wire``: the bytes it arrived as, appended as they are
+        when they have this codec's framing); the future is already done."""
+        self.topic.append(self.codec.encode(message, wire))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
 def _name(url: BrokerURL) -> str:

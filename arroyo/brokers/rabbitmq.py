@@ -487,7 +487,7 @@ class RabbitMQPublisher(PipelinedPublisher):
             raise
         self._channel = channel
 
-    def send(self, message: Message) -> asyncio.Future[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Encode now and start the publish; publishes go out on one channel in send()
         order. The result completes once the broker confirmed the message.
 
@@ -502,7 +502,7 @@ class RabbitMQPublisher(PipelinedPublisher):
             message_type=message.kind,
             headers={"arroyo.stream": message.stream, "arroyo.seq": message.seq},
         )
-        body = self.codec.encode(message)
+        body = self.codec.encode(message, wire)
         loop = asyncio.get_running_loop()
         if not self._fail_stop.given():
             refused: asyncio.Future[None] = loop.create_future()

@@ -808,9 +808,9 @@ class RedisStreamPublisher(_RedisPublisher[dict[Any, Any]]):
         self.maxlen = maxlen or None
         self.field = field
 
-    def send(self, message: Message) -> asyncio.Future[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Encode now and queue the XADD; messages reach the stream in send() order."""
-        data = self.codec.encode(message)
+        data = self.codec.encode(message, wire)
         fields: dict[Any, Any] = {
             "kind": message.kind,
             "stream": message.stream,
@@ -990,9 +990,9 @@ class RedisPubSubPublisher(_RedisPublisher[bytes]):
         self.receivers = 0
         """How many subscribers received the last confirmed message."""
 
-    def send(self, message: Message) -> asyncio.Future[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Encode now and queue the PUBLISH; messages go out in send() order."""
-        data = self.codec.encode(message)
+        data = self.codec.encode(message, wire)
         return self._queue(data, len(data))
 
     def _command(self, pipe: Any, item: bytes) -> None:

@@ -437,13 +437,13 @@ class ZmqPublisher(PipelinedPublisher):
             raise
         log.info("%s: %s %s", self.name, "bound" if self.bind else "sending to", self.endpoint)
 
-    def send(self, message: Message) -> Awaitable[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> Awaitable[None]:
         """Encode ``message`` and queue it on the socket now; the result completes once
         ZeroMQ took it (at once unless a PUSH socket is at its high-water mark).
         Raises EncodeError at once for a message that cannot be encoded."""
         if self._socket is None:
             raise RuntimeError(f"{self.name}: start() was not called")
-        future: Awaitable[None] = self._socket.send(self.codec.encode(message), copy=False)
+        future: Awaitable[None] = self._socket.send(self.codec.encode(message, wire), copy=False)
         return future
 
     async def close(self) -> None:

@@ -39,7 +39,7 @@ class Outcome:
 def describe(built: Built) -> str:
     """``name: LISTENER -> OPERATOR -> PUBLISHER, ...; dead letter URL`` (no password)."""
     block = built.block
-    publishers = ", ".join(p.name for p in block.operator.publishers) or "(no publishers)"
+    publishers = ", ".join(p.name for p in block.publishers) or "(no publishers)"
     line = f"{block.name}: {block.listener.name} -> {built.config.operator.class_} -> {publishers}"
     if block.dead_letter is not None:
         line += f"; dead letter {block.dead_letter.name}"

@@ -20,7 +20,7 @@ def endpoints(built: Built, where: str) -> Iterator[tuple[str, Endpoint, Any]]:
     block = built.block
     yield f"{where}.listener", built.config.listener, block.listener
     for i, (endpoint, publisher) in enumerate(
-        zip(built.config.publishers, block.operator.publishers, strict=True)
+        zip(built.config.publishers, block.publishers, strict=True)
     ):
         yield f"{where}.publishers[{i}]", endpoint, publisher
     if built.config.dead_letter is not None:

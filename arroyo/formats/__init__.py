@@ -19,12 +19,10 @@ A format is a class (or factory) taking keyword options and returning a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
-from arroyo.errors import ConfigError
+from arroyo.plugins import Plugins
 
 if TYPE_CHECKING:
     from arroyo.message import Message
@@ -51,33 +49,26 @@ class WireFormat(Protocol):
         cannot carry; it then keeps no state of that message."""
 
 
-BUILTIN: dict[str, str] = {
-    "ess": "arroyo.formats.ess:EssFormat",
-    "bluesky-kafka": "arroyo.formats.bluesky_kafka:BlueskyKafkaFormat",
-}
-"""Built-in formats: name -> ``module:attr`` (imported only when used)."""
+FORMATS = Plugins(
+    "format",
+    "arroyo.formats",
+    {
+        "ess": "arroyo.formats.ess:EssFormat",
+        "bluesky-kafka": "arroyo.formats.bluesky_kafka:BlueskyKafkaFormat",
+    },
+)
+"""The wire formats: built in (imported only when used) and from entry points."""
+
+BUILTIN = FORMATS.builtin
 
 
 def available() -> list[str]:
     """Names of every format: built in, then from entry points."""
-    return sorted(set(BUILTIN) | {e.name for e in entry_points(group="arroyo.formats")})
+    return FORMATS.names()
 
 
 def make_format(name: str, **options: Any) -> WireFormat:
     """The format called ``name``, made with ``options``. Raises ConfigError if unknown
     or if it does not take these options (MissingDependencyError without its extra)."""
-    factory: Callable[..., WireFormat]
-    if name in BUILTIN:
-        from importlib import import_module
-
-        module, _, attr = BUILTIN[name].partition(":")
-        factory = getattr(import_module(module), attr)
-    else:
-        found = [e for e in entry_points(group="arroyo.formats") if e.name == name]
-        if not found:
-            raise ConfigError(f"unknown format {name!r}; known: {', '.join(available())}")
-        factory = found[0].load()
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise ConfigError(f"format {name!r} does not accept these options: {exc}") from None
+    made: WireFormat = FORMATS.make(name, **options)
+    return made

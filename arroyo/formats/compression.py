@@ -19,7 +19,6 @@ import struct
 
 from arroyo._optional import require
 from arroyo.errors import DecodeError, EncodeError
-from arroyo.message import Buffer
 
 ALGORITHMS = ("bslz4", "bszstd", "lz4")
 """What :func:`decompress` reads (the ``compression`` of an ``arroyo.Array``)."""
@@ -40,6 +39,11 @@ def check_algorithm(algorithm: object) -> str:
     if algorithm not in ALGORITHMS:
         raise DecodeError(f"unknown compression {algorithm!r}; known: {', '.join(ALGORITHMS)}")
     return str(algorithm)
+
+
+Buffer = bytes | bytearray | memoryview
+"""Bytes to (de)compress (as :data:`arroyo.message.Buffer`; not imported from there,
+which uses this module)."""
 
 
 def uncompressed_size(data: Buffer) -> int:

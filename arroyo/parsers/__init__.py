@@ -21,45 +21,38 @@ parser whose format numbers its frames names its
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any
 
-from arroyo.errors import ConfigError
+from arroyo.plugins import Plugins
 from arroyo.runtime.parser import AvroParser, Parser
 
-BUILTIN: dict[str, str] = {
-    "arroyo": "arroyo.runtime.parser:AvroParser",
-    "json-frame": "arroyo.parsers.json_frame:JsonFrameParser",
-    "msgpack-array": "arroyo.parsers.msgpack_array:MsgpackArrayParser",
-    "bluesky": "arroyo.parsers.bluesky:BlueskyParser",
-    "stream2": "arroyo.parsers.stream2:Stream2Parser",
-    "ess": "arroyo.parsers.ess:EssParser",
-    "bluesky-kafka": "arroyo.parsers.bluesky_kafka:BlueskyKafkaParser",
-}
-"""Built-in parsers: name -> ``module:attr`` (imported only when used)."""
+PARSERS = Plugins(
+    "parser",
+    "arroyo.parsers",
+    {
+        "arroyo": "arroyo.runtime.parser:AvroParser",
+        "json-frame": "arroyo.parsers.json_frame:JsonFrameParser",
+        "msgpack-array": "arroyo.parsers.msgpack_array:MsgpackArrayParser",
+        "bluesky": "arroyo.parsers.bluesky:BlueskyParser",
+        "stream2": "arroyo.parsers.stream2:Stream2Parser",
+        "ess": "arroyo.parsers.ess:EssParser",
+        "bluesky-kafka": "arroyo.parsers.bluesky_kafka:BlueskyKafkaParser",
+    },
+)
+"""The parsers: built in (imported only when used) and from entry points."""
+
+BUILTIN = PARSERS.builtin
 
 
 def available() -> list[str]:
     """Names of every parser: built in, then from entry points."""
-    return sorted(set(BUILTIN) | {e.name for e in entry_points(group="arroyo.parsers")})
+    return PARSERS.names()
 
 
 def make_parser(name: str, **options: Any) -> Parser:
-    """The parser called ``name``, made with ``options``. Raises ConfigError if unknown."""
+    """The parser called ``name``, made with ``options``. Raises ConfigError if unknown
+    or if it does not take these options."""
     if name == "arroyo" and not options:
         return AvroParser()
-    factory: Callable[..., Parser]
-    if name in BUILTIN:
-        from arroyo.config import import_object
-
-        factory = import_object(BUILTIN[name])
-    else:
-        found = [e for e in entry_points(group="arroyo.parsers") if e.name == name]
-        if not found:
-            raise ConfigError(f"unknown parser {name!r}; known: {', '.join(available())}")
-        factory = found[0].load()
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise ConfigError(f"parser {name!r} does not accept these options: {exc}") from None
+    parser: Parser = PARSERS.make(name, **options)
+    return parser

@@ -18,7 +18,6 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from arroyo.errors import ArroyoError
-from arroyo.message import Message
 from arroyo.runtime import metrics
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
@@ -28,8 +27,8 @@ from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.operator import Operator, Passthrough
 from arroyo.runtime.parser import AvroParser
-from arroyo.runtime.process import InvalidOutput, Processor
-from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.process import InvalidOutput, Outcome, Processor
+from arroyo.runtime.publisher import Publisher
 from arroyo.runtime.retry import RetryPolicy
 from arroyo.runtime.settle import Settler
 from arroyo.runtime.signals import catch_early_signals, run_blocks
@@ -116,8 +115,10 @@ class Block:
         self.name = name
         self.listener = listener
         self.operator = operator if operator is not None else Passthrough()
+        self.publishers: list[Publisher] = []
+        """Where the operator's outputs go, each in input order (see add_publisher)."""
         for publisher in publishers:
-            self.operator.add_publisher(publisher)
+            self.add_publisher(publisher)
         self.dead_letter = dead_letter
         self.concurrency = concurrency
         self.retry = retry if retry is not None else RetryPolicy()
@@ -167,7 +168,7 @@ class Block:
         settler = Settler(
             self.name,
             self.listener,
-            lambda: self.operator.publishers,
+            lambda: self.publishers,
             self.intake,
             dead,
             self.publish_retry,
@@ -176,6 +177,18 @@ class Block:
             throttle,
         )
         return processor, settler
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        """Send the operator's outputs to ``publisher`` too (once, however often it is
+        added). Before :meth:`run`, or while running for a publisher already started."""
+        if publisher not in self.publishers:
+            self.publishers.append(publisher)
+
+    def remove_publisher(self, publisher: Publisher) -> None:
+        """Send no more outputs to ``publisher``; what was sent to it is still confirmed
+        (and acknowledged) as before."""
+        if publisher in self.publishers:
+            self.publishers.remove(publisher)
 
     def _frames(self) -> FrameAccounting | None:
         """The frame accounting ``frame_accounting`` asks for (see the class docstring)."""
@@ -209,7 +222,6 @@ class Block:
         """
         token = current_block.set(self.name)
         self._running = asyncio.current_task()
-        self.listener.operator = self.operator
         self._calls.operator = self.operator
         self._processor, self._settler = self._parts()
         started: list[Publisher | Operator] = []
@@ -218,7 +230,7 @@ class Block:
             await self.listener.connect()
             if self._journal is not None:
                 self._journal.open()
-            for part in [*self.operator.publishers, *filter(None, [self.dead_letter])]:
+            for part in [*self.publishers, *filter(None, [self.dead_letter])]:
                 await part.start()
                 started.append(part)
             await self.operator.start()
@@ -227,7 +239,7 @@ class Block:
                 "started: %s -> %s -> %s",
                 self.listener.name,
                 type(self.operator).__name__,
-                ", ".join(p.name for p in self.operator.publishers) or "(no publishers)",
+                ", ".join(p.name for p in self.publishers) or "(no publishers)",
             )
             began = True
             await self._run()
@@ -353,9 +365,7 @@ class Block:
                     self._settler.publish(received, result)
         else:
             process = processor.process if journal is None else self._journaled
-            order: asyncio.Queue[
-                tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None
-            ] = asyncio.Queue()
+            order: asyncio.Queue[tuple[Received, asyncio.Task[Outcome]] | None] = asyncio.Queue()
             emitter = self._task(self._emit(order))
             started = deque[asyncio.Task[Any]]()
             try:
@@ -379,7 +389,7 @@ class Block:
         self._settler.finish()
         await settler
 
-    async def _journaled(self, received: Received) -> list[Message] | DeadLetter:
+    async def _journaled(self, received: Received) -> Outcome:
         """Process ``received``, recorded in the listener's delivery journal while it runs
         (which also sets ``received.deliveries``). Cancelled (abandoned at the end of the
         grace period), it stays recorded: the journal counts it when it is closed."""
@@ -406,7 +416,7 @@ class Block:
 
     async def _emit(
         self,
-        order: asyncio.Queue[tuple[Received, asyncio.Task[list[Message] | DeadLetter]] | None],
+        order: asyncio.Queue[tuple[Received, asyncio.Task[Outcome]] | None],
     ) -> None:
         """Take results in input order and start their publication, without waiting for
         the confirmations of earlier ones."""

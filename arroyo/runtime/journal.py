@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from arroyo.errors import ConfigError
-from arroyo.runtime.listener import Received
+from arroyo.runtime.received import Received
 
 log = logging.getLogger("arroyo.journal")
 

@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from arroyo.runtime.parser import AvroParser, Parser
+from arroyo.runtime.received import Raw, Received
 
 if TYPE_CHECKING:
-    from arroyo.message import Message
     from arroyo.runtime.journal import DeliveryJournal
-    from arroyo.runtime.operator import Operator
 
-Raw = bytes | memoryview | list[bytes | memoryview]
-"""What a listener received: one byte string, or the parts of a multipart message.
-
-A part may be a read-only ``memoryview`` (1-D, bytes) when the listener hands over a
-large buffer without copying it (ZeroMQ frames); parsers must accept both."""
-
-
-@dataclass(slots=True, eq=False)
-class Received:
-    """One message as a listener received it, before parsing.
-
-    ``source`` holds its coordinates (``url``, and e.g. ``topic``/``partition``/``offset``),
-    which go into logs and dead letters. ``handle`` is the listener's own: whatever it
-    needs to acknowledge this message. ``deliveries`` counts how often the broker has
-    delivered it (1 the first time), so a message that keeps failing can be dead-lettered.
-    ``messages``, when set, are already parsed (sources such as Avro files parse as they
-    read) and ``data`` is then only kept for dead letters.
-    """
-
-    data: Raw
-    source: Mapping[str, Any]
-    handle: Any = None
-    deliveries: int = 1
-    messages: list[Message] | None = None
-    received_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def size(self) -> int:
-        """Bytes received (all parts)."""
-        if isinstance(self.data, list):
-            return sum(len(part) for part in self.data)
-        return len(self.data)
+__all__ = ["Intake", "Listener", "Raw", "Received"]
 
 
 class Intake(Protocol):
@@ -77,7 +43,6 @@ class Listener(ABC):
 
     def __init__(self, parser: Parser | None = None) -> None:
         self.parser: Parser = parser or AvroParser()
-        self.operator: Operator | None = None
         self.journal: DeliveryJournal | None = None
 
     @property

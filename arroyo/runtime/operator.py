@@ -8,14 +8,11 @@ import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from arroyo.codec import decode, encode
 from arroyo.message import Message
 from arroyo.runtime.threads import AbandonablePool
-
-if TYPE_CHECKING:
-    from arroyo.runtime.publisher import Publisher
 
 Output = Message | list[Message] | None
 """What process() returns: a message, several, or None to publish nothing."""
@@ -24,34 +21,16 @@ Output = Message | list[Message] | None
 class Operator(ABC):
     """Processes each message and returns what to publish.
 
-    The Block sends what :meth:`process` returns to every publisher in
-    :attr:`publishers`. State belongs to the instance: nothing is shared between
-    operators through the class. Messages are immutable: to change one, make a new one
-    (``dataclasses.replace``); never change a message's metadata in place.
+    The Block sends what :meth:`process` returns to every one of its publishers (the
+    Block owns them: :meth:`Block.add_publisher`). State belongs to the instance: nothing
+    is shared between operators through the class. Messages are immutable: to change
+    one, make a new one (``dataclasses.replace``); never change a message's metadata in
+    place.
     """
 
     forwards_input: ClassVar[bool] = False
     """True when process() returns its input untouched (never mutated in place): the
     Block then lets publishers send the bytes as received instead of encoding again."""
-
-    @property
-    def publishers(self) -> list[Publisher]:
-        """The publishers this operator's outputs go to (added by the Block)."""
-        try:
-            return self._publishers
-        except AttributeError:
-            self._publishers: list[Publisher] = []
-            return self._publishers
-
-    def add_publisher(self, publisher: Publisher) -> None:
-        """Send outputs to ``publisher`` too (a publisher is added once)."""
-        if publisher not in self.publishers:
-            self.publishers.append(publisher)
-
-    def remove_publisher(self, publisher: Publisher) -> None:
-        """Stop sending outputs to ``publisher``; messages already sent are still confirmed."""
-        if publisher in self.publishers:
-            self.publishers.remove(publisher)
 
     async def start(self) -> None:
         """Prepare (load a model, open a file). Called once before the first message."""

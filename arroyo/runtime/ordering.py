@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections import deque
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from arroyo.errors import PermanentError, PublishError
@@ -70,30 +70,35 @@ class OrderedSends:
     every send given before the hold is settled.
     """
 
-    __slots__ = ("_held", "_tail", "publisher")
+    __slots__ = ("_held", "_tail", "_takes_wire", "publisher")
 
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
+        self._takes_wire = "wire" in inspect.signature(publisher.send).parameters
+        """False for a publisher whose send() predates ``wire``: it gets the message alone."""
         self._tail: asyncio.Future[None] | None = None
-        self._held: deque[tuple[Message, asyncio.Future[None]]] | None = None
+        self._held: deque[tuple[Message, bytes | None, asyncio.Future[None]]] | None = None
 
     @property
     def holding(self) -> bool:
         """True while later sends are held back behind a failed one."""
         return self._held is not None
 
-    def send(self, message: Message) -> asyncio.Future[None]:
-        """Send ``message`` now, or hold it back when a send before it has failed; what
-        is returned completes once the publisher confirmed it (or fails as it failed)."""
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
+        """Send ``message`` now (``wire``: as for :meth:`Publisher.send`), or hold it back
+        when a send before it has failed; what is returned completes once the publisher
+        confirmed it (or fails as it failed)."""
+        if not self._takes_wire:
+            wire = None
         held = self._held
         if held is None:
             tail = self._tail
             if tail is None or not tail.done() or not failed(tail):
-                self._tail = sent = _send(self.publisher, message)
+                self._tail = sent = _send(self.publisher, message, wire)
                 return sent
             self._held = held = deque()
         waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        held.append((message, waiting))
+        held.append((message, wire, waiting))
         return waiting
 
     def hold(self) -> None:
@@ -103,23 +108,23 @@ class OrderedSends:
 
     def is_first_held(self, sent: asyncio.Future[None]) -> bool:
         """True when ``sent`` is the first placeholder held back."""
-        return bool(self._held) and self._held[0][1] is sent  # type: ignore[index]
+        return bool(self._held) and self._held[0][2] is sent  # type: ignore[index]
 
     def release(self) -> None:
         """Send what was held back, in order, and send directly again from now on. Called
         by the settler once every send given before the hold is confirmed or given up."""
         held, self._held = self._held, None
         while held:
-            message, waiting = held.popleft()
+            message, wire, waiting = held.popleft()
             if waiting.done():  # cancelled: the Block is ending
                 continue
-            self._tail = sent = _send(self.publisher, message)
+            self._tail = sent = _send(self.publisher, message, wire)
             sent.add_done_callback(functools.partial(_copy, target=waiting))
 
     def abandon(self) -> None:
         """Cancel what is held back (the Block ends without sending it)."""
         held, self._held = self._held, None
-        for _, waiting in held or ():
+        for _, _, waiting in held or ():
             waiting.cancel()
 
 
@@ -134,10 +139,11 @@ def _copy(source: asyncio.Future[None], *, target: asyncio.Future[None]) -> None
         target.set_result(None)
 
 
-def _send(publisher: Publisher, message: Message) -> asyncio.Future[None]:
-    """``publisher.send(message)`` as a future; a synchronous failure becomes a failed one."""
+def _send(publisher: Publisher, message: Message, wire: bytes | None) -> asyncio.Future[None]:
+    """``publisher.send(message, wire)`` as a future; a synchronous failure becomes a
+    failed one."""
     try:
-        sent: Awaitable[None] = publisher.send(message)
+        sent = publisher.send(message) if wire is None else publisher.send(message, wire)
     except Exception as exc:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_exception(exc)

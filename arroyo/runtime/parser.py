@@ -10,7 +10,7 @@ from arroyo.runtime.frames import SeqCounter
 
 if TYPE_CHECKING:
     from arroyo.message import Message
-    from arroyo.runtime.listener import Raw
+    from arroyo.runtime.received import Raw
 
 
 class Parser(Protocol):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from arroyo.errors import ArroyoError, DecodeError, PermanentError, RegistryError
@@ -36,6 +37,21 @@ def outputs(value: Any) -> list[Message]:
                 "a list of them, or None"
             )
     return items
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """The outcome of a message the operator returned unchanged (a Passthrough): the
+    message itself, and the bytes it arrived as, which a publisher of the same framing
+    sends as they are instead of encoding it again."""
+
+    message: Message
+    wire: bytes
+
+
+Outcome = list[Message] | Forward | DeadLetter
+"""What processing one received message gives: its outputs, itself to forward, or its
+dead letter."""
 
 
 class _TooManyDeliveries(PermanentError):
@@ -76,7 +92,7 @@ class Processor:
         self.frames = frames
         """Counts the frames of each run as parsed (and adds the summary to its Stop)."""
 
-    async def process(self, received: Received) -> list[Message] | DeadLetter:
+    async def process(self, received: Received) -> Outcome:
         """Parse and run the operator on one received message (never raises)."""
         attempts = 1
         try:
@@ -129,7 +145,7 @@ class Processor:
                     and message is first  # not a Stop that gained a frame summary
                     and isinstance(received.data, bytes)
                 ):
-                    object.__setattr__(message, "_wire", received.data)
+                    return Forward(message, received.data)
                 results.extend(produced)
             return results
         except asyncio.CancelledError:

@@ -103,8 +103,13 @@ class Publisher(ABC):
         confirmed: a PermanentError when retrying cannot help (too large, breaks the
         schema), anything else when a retry may."""
 
-    def send(self, message: Message) -> Awaitable[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> Awaitable[None]:
         """Start sending ``message`` now and return what completes once it is confirmed.
+
+        ``wire``, when given, is the exact bytes ``message`` arrived as: the Block
+        forwards it unchanged (a Passthrough). A publisher that writes the same framing
+        may send them instead of encoding the message again (``codec.encode(message,
+        wire)`` does that check); any other publisher ignores them.
 
         Messages must reach the destination in the order of send() calls, also when one
         fails: a send given after one that failed must not be written but fail with
@@ -189,9 +194,10 @@ class PipelinedPublisher(Publisher):
     the brokers): implement :meth:`send`; :meth:`publish` is sending and waiting."""
 
     @abstractmethod
-    def send(self, message: Message) -> Awaitable[None]:
+    def send(self, message: Message, wire: bytes | None = None) -> Awaitable[None]:
         """Queue ``message`` now, behind those sent before; return what completes once
-        the destination confirmed it (or fails as :meth:`Publisher.publish` raises)."""
+        the destination confirmed it (or fails as :meth:`Publisher.publish` raises).
+        ``wire``: as for :meth:`Publisher.send`."""
 
     async def publish(self, message: Message) -> None:
         """Send ``message`` and return once the destination confirmed it."""

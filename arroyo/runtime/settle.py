@@ -26,6 +26,7 @@ from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.metrics import BlockMetrics, BlockStats
 from arroyo.runtime.ordering import NotSent, OrderedSends
+from arroyo.runtime.process import Forward, Outcome
 from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.retry import RetryPolicy, note_retry
 from arroyo.runtime.tasks import retrieve
@@ -84,7 +85,7 @@ class Settler:
         self._all_given = False
         self._gates: dict[Publisher, OrderedSends] = {}
 
-    def publish(self, received: Received, result: list[Message] | DeadLetter) -> None:
+    def publish(self, received: Received, result: Outcome) -> None:
         """Send the outputs of ``received`` now, in order, without waiting for their
         confirmations (or its dead letter); :meth:`run` waits for them."""
         settle: _Sends | _Dead
@@ -92,7 +93,11 @@ class Settler:
             settle = _Dead(result, self.dead.send(result))
         else:
             gates = [self._gates.get(p) or self._gate(p) for p in self.publishers()]
-            settle = [(gate, message, gate.send(message)) for message in result for gate in gates]
+            if isinstance(result, Forward):
+                message, wire = result.message, result.wire
+                settle = [(gate, message, gate.send(message, wire)) for gate in gates]
+            else:
+                settle = [(gate, m, gate.send(m)) for m in result for gate in gates]
         self._pending.append((received, settle))
         self._more.set()
 

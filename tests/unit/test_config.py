@@ -42,7 +42,7 @@ def test_a_valid_config_builds_blocks_without_connecting(tmp_path: Path) -> None
     assert block.name == "archive"
     assert isinstance(block.listener, MemoryListener)
     assert isinstance(block.operator, Integrate)
-    [publisher] = block.operator.publishers
+    [publisher] = block.publishers
     assert isinstance(publisher, FilePublisher)
     assert publisher.compression == "deflate"
     assert block.concurrency == 3

@@ -29,7 +29,7 @@ async def _read_as(config: Path, topic: str) -> Recorder:
         memory.topic(topic).append(data)
     [built] = build_file(config)
     out = Recorder()
-    built.block.operator.add_publisher(out)
+    built.block.add_publisher(out)
     built.block.dead_letter = out
     built.block.max_messages = 3
     await built.block.run()

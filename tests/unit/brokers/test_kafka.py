@@ -245,7 +245,7 @@ def test_the_kafka_workers_connector_loads_and_builds(monkeypatch: pytest.Monkey
     assert block.listener.group == "integrate"
     assert block.listener.servers == "broker.example:19092"
     assert isinstance(block.operator, Integrate)
-    (results,) = block.operator.publishers
+    (results,) = block.publishers
     assert isinstance(results, KafkaPublisher) and results.topic == "frames.integrated"
     assert isinstance(block.dead_letter, KafkaPublisher)
     assert block.dead_letter.topic == "frames.dlq"

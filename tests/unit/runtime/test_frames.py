@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from arroyo import Event, Start, Stop
+from arroyo import Event, Message, Start, Stop
 from arroyo.parsers import make_parser
 from arroyo.runtime import frames
 from arroyo.runtime.frames import FrameAccounting, SeqCounter
@@ -109,14 +110,39 @@ def test_runs_are_counted_apart_and_a_new_start_resets() -> None:
     assert accounting.open_runs == 0
 
 
-def test_the_summary_replaces_the_forwarded_bytes() -> None:
-    accounting = FrameAccounting(SeqCounter())
-    accounting.observe(Start(stream="w"))
-    stop = Stop(stream="w", seq=3)
-    object.__setattr__(stop, "_wire", b"the bytes as received")
-    out = accounting.observe(stop)
-    assert out is not stop and out._wire is None and out.id == stop.id
-    assert out.data["frames_missing"] == 2
+async def test_a_stop_that_gained_its_summary_is_not_forwarded_as_received() -> None:
+    """A Passthrough Block forwards each message with the bytes it arrived as; a Stop
+    that gained the frame summary is a new message, so its received bytes must not go
+    out in its place."""
+    from arroyo import encode
+    from arroyo.brokers import memory
+    from arroyo.runtime import Block
+    from arroyo.runtime.publisher import Publisher
+
+    class Wires(Publisher):
+        def __init__(self) -> None:
+            self.sent: list[tuple[Message, bytes | None]] = []
+
+        async def publish(self, message: Message) -> None:
+            raise AssertionError("send() is what the Block calls")
+
+        def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
+            self.sent.append((message, wire))
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    start, stop = Start(stream="w"), Stop(stream="w", seq=3)
+    for message in (start, stop):
+        memory.topic("frames-forwarded").append(encode(message))
+    out = Wires()
+    listener = memory.MemoryListener("frames-forwarded", stop_at_end=True)
+    await Block(listener, None, [out], frame_accounting=True).run()
+    memory.delete("frames-forwarded")
+    (first, first_wire), (last, last_wire) = out.sent
+    assert first == start and first_wire == encode(start)
+    assert isinstance(last, Stop) and last.id == stop.id and last_wire is None
+    assert last.data["frames_missing"] == 2
 
 
 class _Lanes:
