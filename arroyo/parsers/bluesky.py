@@ -94,7 +94,11 @@ Serializer = Literal["auto", "msgpack", "json", "pickle"]
 class BlueskyCounter:
     """Frame accounting of bluesky runs (:mod:`arroyo.runtime.frames`): the events'
     ``seq_num``, per descriptor (a lane per descriptor uid), from 1 to the stop
-    document's ``num_events`` of the descriptor's stream name."""
+    document's ``num_events`` of the descriptor's stream name. The stop document is the
+    RunEngine's and goes on as it came (bluesky-kafka readers get document for
+    document): the summary is in the metrics and the log only."""
+
+    summary_in_stop = False
 
     def __init__(self) -> None:
         self._names: OrderedDict[str, str] = OrderedDict()  # descriptor uid -> stream name

@@ -79,6 +79,9 @@ class FrameCounter(Protocol):
         """The number of a lane's last frame, as the source announced it; None: the
         highest number seen (frames lost after it go unseen)."""
 
+    # A counter may set ``summary_in_stop = False``: the run's Stop is then forwarded as
+    # it came (a document of someone else's), the summary only counted and logged.
+
 
 class SeqCounter:
     """Arroyo's ``seq`` (formats ``arroyo``, ``json-frame``, ``msgpack-array``): the Start
@@ -216,6 +219,8 @@ class FrameAccounting:
         self.block = block
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self.totals: OrderedDict[str, FrameTotals] = OrderedDict()
+        self.last_summary: dict[str, JSON] | None = None
+        """The summary of the run that ended last (also when not added to its Stop)."""
         """Per stream, the most recent :data:`MAX_STREAMS`."""
         _COLLECTOR.accountings.add(self)
 
@@ -240,7 +245,7 @@ class FrameAccounting:
             run = self._runs.pop(message.stream, None)
             if run is not None:
                 summary = self._settle(message, run)
-                if summary is not None:
+                if summary is not None and getattr(self.counter, "summary_in_stop", True):
                     return dataclasses.replace(message, data={**message.data, **summary})
         return message
 
@@ -316,6 +321,7 @@ class FrameAccounting:
         summary["frames_missing_ranges"] = [list(r) for r in first_ranges]
         if len(per_lane) > 1:
             summary["frames_lanes"] = dict(per_lane)
+        self.last_summary = summary
         self._totals(stop.stream).missing += sums["missing"]
         if sums["missing"] or sums["duplicated"] or sums["out_of_order"]:
             log.warning(
