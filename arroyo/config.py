@@ -20,7 +20,6 @@ it can hold the operators. Every error names the file, the block and the key.
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import os
 import re
@@ -416,16 +415,14 @@ def _listener(endpoint: Endpoint, codec: Codec) -> Listener:
 
 
 def exactly_once(
-    listener: Listener, publishers: list[Publisher], dead_letter: Publisher | None
+    url: str, listener: Listener, publishers: list[Publisher], dead_letter: Publisher | None
 ) -> None:
-    """Set up exactly-once delivery between a listener and its publishers.
+    """Set up exactly-once delivery between a listener (read from ``url``) and its
+    publishers, with the hook its connector declares (Kafka: transactions); ConfigError
+    when the connector has none or the publishers cannot take part."""
+    from arroyo.brokers.connector import CONNECTORS
 
-    The listener's broker module must provide ``exactly_once(listener, publishers,
-    dead_letter)`` (Kafka does: transactions); it raises ConfigError when the publishers
-    cannot take part.
-    """
-    module = importlib.import_module(type(listener).__module__)
-    hook = getattr(module, "exactly_once", None)
+    hook = CONNECTORS.for_scheme(parse_url(url).scheme).exactly_once
     if hook is None:
         raise ConfigError(
             f"exactly-once is not available for {listener.name}: only Kafka -> Kafka blocks "
@@ -484,7 +481,7 @@ def build(
             raise endpoint_error("operator", exc) from None
         if block.guarantee == "exactly-once":
             try:
-                exactly_once(listener, publishers, dead_letter)
+                exactly_once(block.listener.url, listener, publishers, dead_letter)
             except ArroyoError as exc:
                 raise endpoint_error("guarantee", exc) from None
         built.append(

@@ -16,7 +16,6 @@ URLs (see DESIGN.md): ``kafka://HOST:PORT/TOPIC?group=G``, ``redis://HOST:PORT/S
 
 from __future__ import annotations
 
-import importlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,23 +30,6 @@ if TYPE_CHECKING:
     from arroyo.runtime.listener import Listener
     from arroyo.runtime.parser import Parser
     from arroyo.runtime.publisher import Publisher
-
-SCHEMES: dict[str, str] = {
-    "kafka": "kafka",
-    "redis": "redis",
-    "rediss": "redis",
-    "redis+pubsub": "redis",
-    "rediss+pubsub": "redis",
-    "amqp": "rabbitmq",
-    "amqps": "rabbitmq",
-    "zmq+pub": "zmq",
-    "zmq+sub": "zmq",
-    "zmq+push": "zmq",
-    "zmq+pull": "zmq",
-    "memory": "memory",
-    "file": "file",
-}
-"""URL scheme -> module of ``arroyo.brokers``."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +56,14 @@ class BrokerURL:
 
 def parse_url(url: str) -> BrokerURL:
     """Parse ``url``; raise ConfigError for an unknown scheme or a malformed URL."""
+    from arroyo.brokers.connector import CONNECTORS
+
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
+    if not CONNECTORS.knows(scheme):
         raise ConfigError(
             f"unknown URL scheme {scheme or '(none)'!r} in {redact(url)!r}; "
-            f"known: {', '.join(sorted(SCHEMES))}"
+            f"known: {', '.join(CONNECTORS.schemes())}"
         )
     try:
         port = parts.port
@@ -100,34 +84,32 @@ def parse_url(url: str) -> BrokerURL:
     )
 
 
-def _module(scheme: str) -> Any:
-    return importlib.import_module(f"arroyo.brokers.{SCHEMES[scheme]}")
-
-
 def open_listener(
     url: str | BrokerURL, options: Mapping[str, Any] | None = None, parser: Parser | None = None
 ) -> Listener:
     """A listener for ``url``; ``options`` are the settings next to it in the YAML."""
+    from arroyo.brokers.connector import CONNECTORS
     from arroyo.runtime.parser import AvroParser
 
     parsed = url if isinstance(url, BrokerURL) else parse_url(url)
-    listener: Listener = _module(parsed.scheme).listener(
-        parsed, dict(options or {}), parser or AvroParser()
-    )
-    return listener
+    factory = CONNECTORS.for_scheme(parsed.scheme).listener
+    if factory is None:
+        raise ConfigError(f"{parsed}: a {parsed.scheme}:// URL cannot be a listener")
+    return factory(parsed, dict(options or {}), parser or AvroParser())
 
 
 def open_publisher(
     url: str | BrokerURL, options: Mapping[str, Any] | None = None, codec: Codec | None = None
 ) -> Publisher:
     """A publisher for ``url``; ``options`` are the settings next to it in the YAML."""
+    from arroyo.brokers.connector import CONNECTORS
     from arroyo.codec import default_codec
 
     parsed = url if isinstance(url, BrokerURL) else parse_url(url)
-    publisher: Publisher = _module(parsed.scheme).publisher(
-        parsed, dict(options or {}), codec or default_codec()
-    )
-    return publisher
+    factory = CONNECTORS.for_scheme(parsed.scheme).publisher
+    if factory is None:
+        raise ConfigError(f"{parsed}: a {parsed.scheme}:// URL cannot be a publisher")
+    return factory(parsed, dict(options or {}), codec or default_codec())
 
 
 TLS_OPTIONS: dict[str, Any] = {

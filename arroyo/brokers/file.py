@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from fastavro import reader as avro_reader
 from fastavro.write import Writer
 
 from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers.connector import Connector
 from arroyo.codec import Codec, default_codec, from_record, is_generic
 from arroyo.errors import ConfigError, DecodeError
 from arroyo.message import Message
@@ -24,6 +25,9 @@ from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import PipelinedPublisher
 from arroyo.schema import Schema
+
+if TYPE_CHECKING:
+    from arroyo.browse.base import Browser, Reading
 
 
 class FilePublisher(PipelinedPublisher):
@@ -164,3 +168,30 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> FilePubl
     """``file:///path.avro?compression=deflate&fsync=true``: archive to a file."""
     opts = take_options(url, options, {"compression": "null", "fsync": False})
     return FilePublisher(_path(url), codec, opts["compression"], opts["fsync"])
+
+
+async def probe(endpoint: FileListener | FilePublisher, seconds: float) -> tuple[str, str]:
+    """A listener's file must be there; a publisher's folder is made at start."""
+    if isinstance(endpoint, FileListener):
+        if not await asyncio.to_thread(Path(endpoint.path).is_file):
+            return "FAILED", "no such file"
+        return "ok", "the file is there"
+    folder = Path(endpoint.path).parent
+    there = await asyncio.to_thread(folder.is_dir)
+    return "ok", f"{folder} {'exists' if there else 'will be made'}"
+
+
+def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
+    from arroyo.browse import file as browse
+
+    return browse.browser(url, options, reading)
+
+
+CONNECTOR = Connector(
+    name="file",
+    schemes=("file",),
+    listener=listener,
+    publisher=publisher,
+    browser=_browser,
+    probe=probe,
+)

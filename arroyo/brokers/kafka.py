@@ -93,11 +93,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arroyo._optional import require
 from arroyo.brokers import BrokerURL, kafka_checks, take_options
 from arroyo.brokers.connecting import CONNECT_OPTIONS, CONNECT_TIMEOUT, connect_timeout
+from arroyo.brokers.connector import Connector
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import (
     ArroyoError,
@@ -113,6 +114,9 @@ from arroyo.runtime.logs import Throttle, redact
 from arroyo.runtime.offsets import OffsetTracker
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, Publisher
+
+if TYPE_CHECKING:
+    from arroyo.browse.base import Browser, Reading
 
 ck = require("confluent_kafka", "kafka", "The Kafka connector (kafka:// URLs)")
 
@@ -1574,3 +1578,47 @@ def exactly_once(
         and dead_letter.config == first.config
     ):
         dead_letter._txn = txn
+
+
+async def probe(endpoint: KafkaListener | KafkaPublisher, seconds: float) -> tuple[str, str]:
+    """Reach the cluster without joining a group or producing (``arroyo check
+    --connect``): a publisher starts and closes its producer; both say how many
+    partitions their topics have."""
+    from arroyo.brokers import kafka_admin
+
+    if isinstance(endpoint, KafkaPublisher):
+        endpoint.connect_timeout = min(endpoint.connect_timeout, seconds)
+        await endpoint.start()
+        await endpoint.close()
+        topics, prefix = [endpoint.topic], "producer connected; "
+    else:
+        topics, prefix = list(endpoint.topics), ""
+    counts = await asyncio.to_thread(kafka_admin.partitions, endpoint.config, seconds)
+    parts = []
+    for topic in topics:
+        if topic.startswith("^"):
+            matching = [t for t in counts if re.match(topic, t)]
+            parts.append(f"pattern {topic!r} matches {len(matching)} topic(s)")
+        elif topic in counts:
+            parts.append(f"topic {topic!r} has {counts[topic]} partition(s)")
+        else:
+            parts.append(f"topic {topic!r} does not exist (yet)")
+    return "ok", prefix + "; ".join(parts)
+
+
+def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
+    from arroyo.browse import kafka as browse
+
+    return browse.browser(url, options, reading)
+
+
+CONNECTOR = Connector(
+    name="kafka",
+    schemes=("kafka",),
+    extra="kafka",
+    listener=listener,
+    publisher=publisher,
+    browser=_browser,
+    probe=probe,
+    exactly_once=exactly_once,
+)

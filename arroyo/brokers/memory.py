@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers.connector import Connector
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import ConfigError
 from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import PipelinedPublisher
+
+if TYPE_CHECKING:
+    from arroyo.browse.base import Browser, Reading
 
 
 @dataclass
@@ -205,3 +209,24 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> MemoryPu
     """``memory://NAME``."""
     take_options(url, options, {})
     return MemoryPublisher(_name(url), codec)
+
+
+async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
+    """Nothing to reach: the topic is in this process."""
+    return "ok", "in this process"
+
+
+def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
+    from arroyo.browse import memory as browse
+
+    return browse.browser(url, options, reading)
+
+
+CONNECTOR = Connector(
+    name="memory",
+    schemes=("memory",),
+    listener=listener,
+    publisher=publisher,
+    browser=_browser,
+    probe=probe,
+)

@@ -52,13 +52,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from arroyo._optional import require
 from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
@@ -70,6 +71,7 @@ from arroyo.brokers.connecting import (
     connect_within,
     socket_failure,
 )
+from arroyo.brokers.connector import Connector
 from arroyo.codec import Codec
 from arroyo.errors import ConfigError, ConnectError, PublishError
 from arroyo.message import Message
@@ -93,6 +95,9 @@ from aio_pika.abc import (  # noqa: E402
 )
 from aiormq.abc import DeliveredMessage  # noqa: E402
 from pamqp.commands import Basic  # noqa: E402
+
+if TYPE_CHECKING:
+    from arroyo.browse.base import Browser, Reading
 
 log = logging.getLogger("arroyo.brokers.rabbitmq")
 
@@ -675,3 +680,29 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> RabbitMQ
         confirm_timeout=float(opts["confirm_timeout"]),
         location=_location(url, settings, what),
     )
+
+
+async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
+    """Connect and close within ``seconds`` (``arroyo check --connect``): no queue is
+    declared, nothing consumed or published."""
+    settings = dataclasses.replace(endpoint.settings, connect_timeout=seconds)
+    connection = await settings.connect(endpoint.name)
+    await connection.close()
+    return "ok", "connected"
+
+
+def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
+    from arroyo.browse import rabbitmq as browse
+
+    return browse.browser(url, options, reading)
+
+
+CONNECTOR = Connector(
+    name="rabbitmq",
+    schemes=("amqp", "amqps"),
+    extra="rabbitmq",
+    listener=listener,
+    publisher=publisher,
+    browser=_browser,
+    probe=probe,
+)

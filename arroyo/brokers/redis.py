@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -62,7 +63,7 @@ from abc import abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from arroyo._optional import require
 from arroyo.brokers import TLS_OPTIONS, BrokerURL, Tls, take_options
@@ -74,6 +75,7 @@ from arroyo.brokers.connecting import (
     connect_within,
     socket_failure,
 )
+from arroyo.brokers.connector import Connector
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConfigError, ConnectError, PermanentError, PublishError
 from arroyo.message import Message
@@ -93,6 +95,9 @@ from redis.backoff import ExponentialWithJitterBackoff  # noqa: E402
 from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 from redis.exceptions import RedisError, ResponseError  # noqa: E402
 from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
+
+if TYPE_CHECKING:
+    from arroyo.browse.base import Browser, Reading
 
 log = logging.getLogger("arroyo.brokers.redis")
 
@@ -1094,3 +1099,31 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> Publishe
         batch_bytes=opts["batch_bytes"],
         location=_location(url, stream),
     )
+
+
+async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
+    """PING the server within ``seconds`` (``arroyo check --connect``): no group is
+    created, nothing read or written."""
+    settings = dataclasses.replace(endpoint.settings, connect_timeout=seconds)
+    client = settings.client()
+    await _connect(client, settings, endpoint.name)  # closes the client when it fails
+    await client.aclose()
+    return "ok", "the server answers"
+
+
+def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
+    from arroyo.browse import redis as browse
+
+    return browse.browser(url, options, reading)
+
+
+CONNECTOR = Connector(
+    name="redis",
+    schemes=("redis", "rediss", "redis+pubsub", "rediss+pubsub"),
+    extra="redis",
+    listener=listener,
+    publisher=publisher,
+    browser=_browser,
+    probe=probe,
+    notes={"redis+pubsub": "at-most-once", "rediss+pubsub": "at-most-once"},
+)

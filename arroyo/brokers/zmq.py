@@ -56,12 +56,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
 from arroyo._optional import require
 from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers.connector import Connector
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.message import Message, Start, Stop
@@ -69,6 +70,9 @@ from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import PipelinedPublisher
+
+if TYPE_CHECKING:
+    from arroyo.browse.base import Browser, Reading
 
 zmq = require("zmq", "zmq", "The ZeroMQ connectors (zmq+*:// URLs)")
 zmq_asyncio = require("zmq.asyncio", "zmq", "The ZeroMQ connectors (zmq+*:// URLs)")
@@ -509,3 +513,27 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> ZmqPubli
     if opts["sndhwm"] < 0:
         raise ConfigError(f"{url}: option 'sndhwm' must not be negative, got {opts['sndhwm']}")
     return ZmqPublisher(url, codec, sndhwm=opts["sndhwm"], bind=opts["bind"], linger=opts["linger"])
+
+
+async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
+    """ZeroMQ has no handshake to try: a socket connects when a peer is there."""
+    return "skipped", "ZeroMQ has no handshake to try (it connects when a peer is there)"
+
+
+def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
+    from arroyo.browse import zmq as browse
+
+    return browse.browser(url, options, reading)
+
+
+CONNECTOR = Connector(
+    name="zmq",
+    schemes=("zmq+pub", "zmq+sub", "zmq+push", "zmq+pull"),
+    extra="zmq",
+    listener=listener,
+    publisher=publisher,
+    browser=_browser,
+    probe=probe,
+    acknowledges=False,
+    notes={"zmq+sub": "at-most-once: PUB/SUB drops by design"},
+)

@@ -21,32 +21,14 @@ MissingDependencyError naming the extra to install.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from arroyo.brokers import SCHEMES, BrokerURL, parse_url
+from arroyo.brokers import BrokerURL, parse_url
 from arroyo.browse.base import Browser, Data, Reading, Record
 from arroyo.errors import ConfigError
 
 __all__ = ["Browser", "Data", "Reading", "Record", "open_browser"]
-
-MODULES: dict[str, str] = {
-    "kafka": "kafka",
-    "redis": "redis",
-    "rediss": "redis",
-    "redis+pubsub": "redis",
-    "rediss+pubsub": "redis",
-    "amqp": "rabbitmq",
-    "amqps": "rabbitmq",
-    "zmq+sub": "zmq",
-    "zmq+pull": "zmq",
-    "zmq+pub": "zmq",
-    "zmq+push": "zmq",
-    "memory": "memory",
-    "file": "file",
-}
-"""URL scheme -> module of ``arroyo.browse``."""
 
 
 def open_browser(
@@ -58,10 +40,10 @@ def open_browser(
     ConfigError for a URL or option that cannot work, MissingDependencyError when the
     broker's client is not installed.
     """
+    from arroyo.brokers.connector import CONNECTORS
+
     parsed = url if isinstance(url, BrokerURL) else parse_url(url)
-    name = MODULES.get(parsed.scheme)
-    if name is None:  # pragma: no cover - every scheme of arroyo.brokers is listed
-        raise ConfigError(f"{parsed}: cannot browse {parsed.scheme}:// (known: {sorted(SCHEMES)})")
-    module = importlib.import_module(f"arroyo.browse.{name}")
-    browser: Browser = module.browser(parsed, dict(options or {}), reading or Reading())
-    return browser
+    factory = CONNECTORS.for_scheme(parsed.scheme).browser
+    if factory is None:
+        raise ConfigError(f"{parsed}: {parsed.scheme}:// cannot be looked at without consuming")
+    return factory(parsed, dict(options or {}), reading or Reading())

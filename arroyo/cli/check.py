@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ from arroyo.runtime.logs import configure, redact
 
 if TYPE_CHECKING:
     from arroyo.config import Built
-
-_BROKER_MODULE = "arroyo.brokers."
 
 
 @dataclass(frozen=True)
@@ -46,102 +43,31 @@ def describe(built: Built) -> str:
     return line
 
 
-def _broker(connector: Any) -> str:
-    module = type(connector).__module__
-    return module[len(_BROKER_MODULE) :] if module.startswith(_BROKER_MODULE) else module
+async def _try(where: str, url: str, endpoint: Any, limit: float) -> Outcome:
+    """Reach one endpoint with its connector's probe, within ``limit`` seconds."""
+    from arroyo.brokers import parse_url
+    from arroyo.brokers.connector import CONNECTORS
 
-
-async def _kafka_topics(config: Any, wanted: list[str], limit: float) -> str:
-    from arroyo.brokers import kafka_admin
-
-    counts = await asyncio.to_thread(kafka_admin.partitions, config, limit)
-    parts = []
-    for topic in wanted:
-        if topic.startswith("^"):
-            matching = [t for t in counts if _matches(topic, t)]
-            parts.append(f"pattern {topic!r} matches {len(matching)} topic(s)")
-        elif topic in counts:
-            parts.append(f"topic {topic!r} has {counts[topic]} partition(s)")
-        else:
-            parts.append(f"topic {topic!r} does not exist (yet)")
-    return "; ".join(parts)
-
-
-def _matches(pattern: str, topic: str) -> bool:
-    import re
-
-    return re.match(pattern, topic) is not None
-
-
-async def _listener(listener: Any, limit: float) -> tuple[str, str]:
-    """Connect to a listener's broker without reading or joining anything."""
-    broker = _broker(listener)
-    if broker == "kafka":
-        return "ok", await _kafka_topics(listener.config, listener.topics, limit)
-    if broker == "redis":
-        from arroyo.brokers.redis import _connect
-
-        settings = dataclasses.replace(listener.settings, connect_timeout=limit)
-        client = settings.client()
-        await _connect(client, settings, listener.name)  # closes the client when it fails
-        await client.aclose()
-        return "ok", "the server answers"
-    if broker == "rabbitmq":
-        settings = dataclasses.replace(listener.settings, connect_timeout=limit)
-        connection = await settings.connect(listener.name)
-        await connection.close()
-        return "ok", "connected"
-    if broker == "file":
-        if not await asyncio.to_thread(Path(listener.path).is_file):
-            return "FAILED", "no such file"
-        return "ok", "the file is there"
-    if broker == "memory":
-        return "ok", "in this process"
-    if broker == "zmq":
-        return "skipped", "ZeroMQ has no handshake to try (it connects when a peer is there)"
-    return "skipped", f"nothing to try for {broker} connectors"
-
-
-async def _publisher(publisher: Any, limit: float) -> tuple[str, str]:
-    """Start and close a publisher (for brokers where that creates nothing)."""
-    broker = _broker(publisher)
-    if broker in ("rabbitmq", "redis"):  # start() would declare queues: only connect
-        return await _listener(publisher, limit)
-    if broker == "file":
-        folder = Path(publisher.path).parent
-        there = await asyncio.to_thread(folder.is_dir)
-        return "ok", f"{folder} {'exists' if there else 'will be made'}"
-    if broker != "kafka":
-        return await _listener(publisher, limit)
-    if hasattr(publisher, "connect_timeout"):
-        publisher.connect_timeout = min(publisher.connect_timeout, limit)
-    await publisher.start()
-    await publisher.close()
-    return "ok", "producer connected; " + await _kafka_topics(
-        publisher.config, [publisher.topic], limit
-    )
-
-
-async def _try(where: str, connector: Any, listener: bool, limit: float) -> Outcome:
+    probe = CONNECTORS.for_scheme(parse_url(url).scheme).probe
+    if probe is None:
+        return Outcome(where, endpoint.name, "skipped", "its connector has nothing to try")
     try:
         async with asyncio.timeout(limit + 5):
-            probe = _listener if listener else _publisher
-            status, detail = await probe(connector, limit)
+            status, detail = await probe(endpoint, limit)
     except TimeoutError:
         status, detail = "FAILED", f"no answer within {limit:g} s"
-    except (ArroyoError, OSError, Exception) as exc:  # any failure is the answer here
+    except Exception as exc:  # any failure is the answer here
         status, detail = "FAILED", redact(str(exc) or type(exc).__name__)
-        detail = detail.removeprefix(f"{connector.name}: ")
-    return Outcome(where, connector.name, status, detail)
+        detail = detail.removeprefix(f"{endpoint.name}: ")
+    return Outcome(where, endpoint.name, status, detail)
 
 
 async def connect_all(blocks: list[Built], limit: float) -> list[Outcome]:
     """Try every endpoint of ``blocks`` (one after the other), each within ``limit`` s."""
     outcomes = []
     for built in blocks:
-        for where, _, connector in topics.endpoints(built, built.block.name):
-            is_listener = where.endswith(".listener")
-            outcomes.append(await _try(where, connector, is_listener, limit))
+        for where, config, endpoint in topics.endpoints(built, built.block.name):
+            outcomes.append(await _try(where, config.url, endpoint, limit))
     return outcomes
 
 
