@@ -6,8 +6,9 @@ module reads the way its broker allows without taking anything:
 
 - ``kafka://`` (:mod:`.kafka`): partitions assigned explicitly, no consumer group joined,
   no offset ever committed;
-- ``redis://`` (:mod:`.redis`): ``XRANGE`` / ``XREAD``, never a consumer group;
-  ``redis+pubsub://``: a subscription (pub/sub keeps nothing: only what comes);
+- ``redis://`` (``arroyo/brokers/redis/browse.py``): ``XRANGE`` / ``XREAD``, never a
+  consumer group; ``redis+pubsub://``: a subscription (pub/sub keeps nothing: only what
+  comes);
 - ``amqp://`` (:mod:`.rabbitmq`): a stream queue is read as a stream; a classic or quorum
   queue with ``basic.get`` and no acknowledgement, and every message goes back to where it
   was when the browser closes (see that module for what RabbitMQ cannot avoid);

@@ -1,4 +1,5 @@
-"""Browse Redis: ``redis://HOST:PORT/STREAM`` (Streams) and ``redis+pubsub://HOST:PORT/CHANNEL``.
+"""What ``arroyo tail`` reads on Redis, changing nothing: ``redis://HOST:PORT/STREAM``
+(Streams) and ``redis+pubsub://HOST:PORT/CHANNEL``.
 
 **Streams** are read with ``XRANGE`` (up to what was there at the start) and ``XREAD``
 (what comes after), never through a consumer group: no group is created, no entry
@@ -12,11 +13,11 @@ other fields are shown as headers; the parts of a multipart dead letter are its
 **Pub/sub** keeps nothing: the browser subscribes and shows what is published from then
 on, so it can only start at the end, and stopping at the end stops at once.
 
-Options (URL query or YAML): ``password``, ``username``, ``db``, ``timeout`` (seconds),
-``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify`` (``rediss://``) as for the
-connector; for Streams also ``field`` (default ``data``), ``batch`` (entries per read,
-default 100) and ``block_ms`` (how long one read waits for new entries, default 1000).
-A listener's ``group``, ``start`` and claim options are ignored (with a warning).
+Options (URL query or YAML): those that reach the server, as for the connector
+(``RedisSettings``); for Streams also ``field``, ``batch`` (entries per read) and
+``block_ms`` (how long one read waits for new entries): ``RedisStreamReadSettings``,
+both in ``settings.py``. The other options of a listener or publisher (``group``,
+``start``, the claim options...) are ignored, with a warning.
 """
 
 from __future__ import annotations
@@ -25,31 +26,28 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from arroyo._optional import require
-from arroyo.brokers import TLS_OPTIONS, BrokerURL
-from arroyo.brokers.connecting import CONNECT_OPTIONS
-from arroyo.browse.base import Browser, Reading, Record, browse_options
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from arroyo.brokers import BrokerURL
+from arroyo.brokers.redis.connection import RedisServer, connect, target
+from arroyo.brokers.redis.settings import (
+    RedisPubSubListenerSettings,
+    RedisSettings,
+    RedisStreamListenerSettings,
+    RedisStreamPublisherSettings,
+    RedisStreamReadSettings,
+)
+from arroyo.browse.base import Browser, Reading, Record, browse_settings
 from arroyo.errors import ArroyoError, ConfigError
 
-_PURPOSE = "Browsing Redis (redis:// URLs)"
-_CONNECTION: dict[str, Any] = {
-    "password": None,
-    "username": None,
-    "db": 0,
-    "timeout": 10.0,
-    **TLS_OPTIONS,
-    **CONNECT_OPTIONS,
-}
-_STREAM: dict[str, Any] = {"field": "data", "batch": 100, "block_ms": 1000}
-_IGNORED = (
-    "group",
-    "delivery_journal",
-    "start",
-    "batch_bytes",
-    "min_idle_ms",
-    "claim_interval_ms",
-    "maxlen",
+IGNORED = sorted(
+    (set(RedisStreamListenerSettings.known()) | set(RedisStreamPublisherSettings.known()))
+    - set(RedisStreamReadSettings.known())
 )
+"""The options of a Streams listener or publisher that tail ignores (``group``,
+``start``, ``maxlen``...), with a warning, so their URL can be pasted as it is."""
 
 
 def _entry_id(value: bytes | str) -> tuple[int, int]:
@@ -59,30 +57,24 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
 
 
 class _RedisBrowser(Browser):
-    def __init__(self, settings: Any, location: str, reading: Reading) -> None:
+    def __init__(self, url: BrokerURL, settings: RedisSettings, name: str, reading: Reading):
         self.settings = settings
+        self.server = RedisServer.from_url(url, settings)
         self.reading = reading
-        self._location = location
-        self._client: Any = None
+        self._location = self.server.location(url, name)
+        self._client: Redis | None = None
 
     @property
     def name(self) -> str:
         return self._location
 
-    def _error(self, exc: BaseException, doing: str = "") -> ArroyoError:
-        text = self.settings.hide(str(exc) or type(exc).__name__)
-        return ArroyoError(f"{self.name}: {doing}{text}")
+    def _error(self, exc: BaseException) -> ArroyoError:
+        return ArroyoError(f"{self.name}: {self.server.hide(str(exc) or type(exc).__name__)}")
 
-    async def _connect(self) -> Any:
-        redis = require("redis.exceptions", "redis", _PURPOSE)
-        client = self.settings.client()
-        try:
-            await client.ping()
-        except (redis.RedisError, OSError) as exc:
-            await client.aclose()
-            raise self._error(exc, "cannot connect: ") from None
-        self._client = client
-        return client
+    async def _connect(self) -> Redis:
+        """Connect within connect_timeout (ConnectError, one line, when it cannot)."""
+        self._client = await connect(self.server, self.name)
+        return self._client
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -94,28 +86,17 @@ class _RedisBrowser(Browser):
 class RedisStreamBrowser(_RedisBrowser):
     """Reads a stream with XRANGE / XREAD and no consumer group (see the module docstring)."""
 
-    def __init__(
-        self,
-        settings: Any,
-        stream: str,
-        location: str,
-        reading: Reading,
-        *,
-        field: str = "data",
-        batch: int = 100,
-        block_ms: int = 1000,
-    ) -> None:
-        super().__init__(settings, location, reading)
-        self.stream = stream
-        self.field = field
-        self.batch = batch
-        self.block_ms = block_ms
+    def __init__(self, url: BrokerURL, settings: RedisStreamReadSettings, reading: Reading):
+        self.stream = target(url, "frames")
+        super().__init__(url, settings, self.stream, reading)
+        self.field = settings.field
+        self.batch = settings.batch
+        self.block_ms = settings.block_ms
         self._start = "0-0"
         self._end: str | None = None
 
     async def open(self) -> None:
         """Connect; note the stream's last-generated id (its end at the start)."""
-        redis = require("redis.exceptions", "redis", _PURPOSE)
         client = await self._connect()
         try:
             kind = await client.type(self.stream)
@@ -125,7 +106,7 @@ class RedisStreamBrowser(_RedisBrowser):
             if kind != "stream":
                 raise ArroyoError(f"{self.name}: {self.stream!r} is a Redis {kind}, not a stream")
             info = await client.xinfo_stream(self.stream)
-        except (redis.RedisError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             raise self._error(exc) from None
         last = info["last-generated-id"]
         last = last.decode() if isinstance(last, bytes) else str(last)
@@ -135,10 +116,11 @@ class RedisStreamBrowser(_RedisBrowser):
             self._start = last
 
     async def records(self) -> AsyncGenerator[Record, None]:
-        redis = require("redis.exceptions", "redis", _PURPOSE)
         client, position = self._client, self._start
+        assert client is not None
         exit_at_end = self.reading.exit_at_end
         while True:
+            entries: Any
             try:
                 if exit_at_end:
                     if self._end is None or _entry_id(position) >= _entry_id(self._end):
@@ -149,11 +131,11 @@ class RedisStreamBrowser(_RedisBrowser):
                     if not entries:
                         return
                 else:
-                    reply = await client.xread(
+                    reply: Any = await client.xread(
                         {self.stream: position}, count=self.batch, block=self.block_ms
                     )
                     entries = reply[0][1] if reply else []
-            except (redis.RedisError, OSError) as exc:
+            except (RedisError, OSError) as exc:
                 raise self._error(exc) from None
             for entry_id, fields in entries:
                 position = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -181,32 +163,30 @@ class RedisStreamBrowser(_RedisBrowser):
 class RedisPubSubBrowser(_RedisBrowser):
     """Subscribes to a channel: shows what is published from now on."""
 
-    def __init__(self, settings: Any, channel: str, location: str, reading: Reading) -> None:
-        super().__init__(settings, location, reading)
-        self.channel = channel
-        self._pubsub: Any = None
+    def __init__(self, url: BrokerURL, settings: RedisPubSubListenerSettings, reading: Reading):
+        self.channel = target(url, "frames")
+        super().__init__(url, settings, self.channel, reading)
+        self._pubsub: PubSub | None = None
 
     async def open(self) -> None:
         """Connect and subscribe."""
-        redis = require("redis.exceptions", "redis", _PURPOSE)
         client = await self._connect()
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await self._pubsub.subscribe(self.channel)
-        except (redis.RedisError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             raise self._error(exc) from None
 
     async def records(self) -> AsyncGenerator[Record, None]:
-        redis = require("redis.exceptions", "redis", _PURPOSE)
         if self.reading.exit_at_end:
             return  # pub/sub keeps nothing: nothing was there at the start
+        pubsub = self._pubsub
+        assert pubsub is not None
         source = {"url": self.name, "channel": self.channel}
         while True:
             try:
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=0.2
-                )
-            except (redis.RedisError, OSError) as exc:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            except (RedisError, OSError) as exc:
                 raise self._error(exc) from None
             if message is not None and message["type"] == "message":
                 yield Record(message["data"], source)
@@ -215,39 +195,20 @@ class RedisPubSubBrowser(_RedisBrowser):
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
         await super().close()
 
 
 def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
     """``redis://HOST:PORT/STREAM`` or ``redis+pubsub://HOST:PORT/CHANNEL``."""
-    require("redis.asyncio", "redis", _PURPOSE)
-    from arroyo.brokers.redis import RedisSettings
-
-    pubsub = url.scheme.endswith("+pubsub")
-    known = _CONNECTION if pubsub else {**_CONNECTION, **_STREAM}
-    opts = browse_options(url, options, known, _IGNORED)
-    settings = RedisSettings.from_url(url, opts)
-    kind = "channel" if pubsub else "stream"
-    if not url.path:
-        raise ConfigError(f"{url}: a Redis URL needs a {kind} name: {url.scheme}://HOST:6379/NAME")
-    location = f"{url.scheme}://{settings.host}:{settings.port}/{url.path}"
-    if pubsub:
-        if reading.from_end is False:
-            raise ConfigError(
-                f"{url}: pub/sub keeps nothing, so there is no beginning to read from: "
-                "tail shows what is published from now on (leave out --from-beginning)"
-            )
-        return RedisPubSubBrowser(settings, url.path, location, reading)
-    for key in ("batch", "block_ms"):
-        if opts[key] < 1:
-            raise ConfigError(f"{url}: option {key!r} must be at least 1, got {opts[key]}")
-    return RedisStreamBrowser(
-        settings,
-        url.path,
-        location,
-        reading,
-        field=opts["field"],
-        batch=opts["batch"],
-        block_ms=opts["block_ms"],
-    )
+    if not url.scheme.endswith("+pubsub"):
+        settings = browse_settings(url, options, RedisStreamReadSettings, IGNORED)
+        return RedisStreamBrowser(url, settings, reading)
+    pubsub = browse_settings(url, options, RedisPubSubListenerSettings, IGNORED)
+    made = RedisPubSubBrowser(url, pubsub, reading)
+    if reading.from_end is False:
+        raise ConfigError(
+            f"{url}: pub/sub keeps nothing, so there is no beginning to read from: "
+            "tail shows what is published from now on (leave out --from-beginning)"
+        )
+    return made
