@@ -57,7 +57,9 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
 
 
 class _RedisBrowser(Browser):
-    def __init__(self, url: BrokerURL, settings: RedisSettings, name: str, reading: Reading):
+    def __init__(
+        self, url: BrokerURL, settings: RedisSettings, name: str, reading: Reading
+    ) -> None:
         self.settings = settings
         self.server = RedisServer.from_url(url, settings)
         self.reading = reading
@@ -86,7 +88,7 @@ class _RedisBrowser(Browser):
 class RedisStreamBrowser(_RedisBrowser):
     """Reads a stream with XRANGE / XREAD and no consumer group (see the module docstring)."""
 
-    def __init__(self, url: BrokerURL, settings: RedisStreamReadSettings, reading: Reading):
+    def __init__(self, url: BrokerURL, settings: RedisStreamReadSettings, reading: Reading) -> None:
         self.stream = target(url, "frames")
         super().__init__(url, settings, self.stream, reading)
         self.field = settings.field
@@ -163,7 +165,9 @@ class RedisStreamBrowser(_RedisBrowser):
 class RedisPubSubBrowser(_RedisBrowser):
     """Subscribes to a channel: shows what is published from now on."""
 
-    def __init__(self, url: BrokerURL, settings: RedisPubSubListenerSettings, reading: Reading):
+    def __init__(
+        self, url: BrokerURL, settings: RedisPubSubListenerSettings, reading: Reading
+    ) -> None:
         self.channel = target(url, "frames")
         super().__init__(url, settings, self.channel, reading)
         self._pubsub: PubSub | None = None

@@ -43,7 +43,9 @@ class ConsumerGroup:
     ``stream``, created reading from ``start`` when missing. ``where`` names the stream
     in errors and logs."""
 
-    def __init__(self, server: RedisServer, stream: str, group: str, start: str, where: str):
+    def __init__(
+        self, server: RedisServer, stream: str, group: str, start: str, where: str
+    ) -> None:
         self.server = server
         self.stream = stream
         self.group = group
