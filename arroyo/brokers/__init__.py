@@ -1,17 +1,20 @@
-"""Connectors, one module per broker, all of the same shape.
+"""Connectors: one package per broker (``memory`` and ``file`` are modules), all of the
+same shape.
 
-Each module ``arroyo.brokers.<broker>`` provides a Listener and a Publisher class and two
-factories, ``listener(url, options, parser)`` and ``publisher(url, options, codec)``,
+Each connector ``arroyo.brokers.<broker>`` provides a Listener and a Publisher class and
+two factories, ``listener(url, options, parser)`` and ``publisher(url, options, codec)``,
 which check their options (raising ConfigError) but do not connect: connecting happens
 in a listener's ``connect()`` (or ``start()``) and a publisher's ``start()``, bounded by
 the ``connect_timeout`` option of every network connector (see
-:mod:`arroyo.brokers.connecting`). Importing a module whose client library is missing
-raises MissingDependencyError naming the extra to install.
+:mod:`arroyo.brokers.connecting`). It declares itself as a
+:class:`~arroyo.brokers.connector.Connector`. Importing one whose client library is
+missing raises MissingDependencyError naming the extra to install.
 
-URLs (see DESIGN.md): ``kafka://HOST:PORT/TOPIC?group=G``, ``redis://HOST:PORT/STREAM?group=G``,
-``redis+pubsub://HOST:PORT/CHANNEL``, ``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``,
-``zmq+pull://HOST:PORT`` (and ``zmq+push``, ``zmq+sub``, ``zmq+pub``; ``*`` binds),
-``memory://NAME``, ``file:///path/to/file.avro``.
+URLs (the table "Broker URLs" in README.md): ``kafka://HOST:PORT/TOPIC?group=G``,
+``redis://HOST:PORT/STREAM?group=G``, ``redis+pubsub://HOST:PORT/CHANNEL``,
+``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``, ``zmq+pull://HOST:PORT`` (and
+``zmq+push``, ``zmq+sub``, ``zmq+pub``; ``*`` binds), ``memory://NAME``,
+``file:///path/to/file.avro``.
 """
 
 from __future__ import annotations

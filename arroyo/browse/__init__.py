@@ -12,9 +12,11 @@ module reads the way its broker allows without taking anything:
 - ``amqp://`` (:mod:`.rabbitmq`): a stream queue is read as a stream; a classic or quorum
   queue with ``basic.get`` and no acknowledgement, and every message goes back to where it
   was when the browser closes (see that module for what RabbitMQ cannot avoid);
-- ``zmq+sub://`` (:mod:`.zmq`): a subscriber takes nothing from anyone; ``zmq+pull://`` is
-  refused (a PULL socket takes each message away from the real receiver);
-- ``memory://`` and ``file://`` (:mod:`.memory`, :mod:`.file`).
+- ``zmq+sub://`` (:mod:`arroyo.brokers.zmq.browse`): a subscriber takes nothing from
+  anyone; ``zmq+pull://`` is refused (a PULL socket takes each message away from the real
+  receiver);
+- ``memory://`` and ``file://`` (in :mod:`arroyo.brokers.memory` and
+  :mod:`arroyo.brokers.file`).
 
 Each module imports its broker's client only when used; a missing one raises
 MissingDependencyError naming the extra to install.

@@ -121,8 +121,34 @@ def browse_options(
     silent: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The options of ``url`` (query) and ``options``, checked against ``known`` (see
-    :func:`arroyo.brokers.take_options`). Options of the broker's listener that make no
-    sense for a reader that changes nothing (``group``...) are in ``ignored``: they are
+    :func:`arroyo.brokers.take_options`), after leaving out those of a consuming listener
+    (see :func:`without_listening_options`)."""
+    url, options = without_listening_options(url, options, ignored, silent)
+    return take_options(url, options, known)
+
+
+def browse_settings(
+    model: type[S],
+    url: BrokerURL,
+    options: Mapping[str, Any],
+    ignored: Iterable[str] = (),
+    silent: Iterable[str] = (),
+) -> S:
+    """The browser's settings ``model`` (see :mod:`arroyo.brokers.settings`) from ``url``
+    (query) and ``options``, after leaving out those of a consuming listener (see
+    :func:`without_listening_options`). Raises ConfigError naming a bad option."""
+    url, options = without_listening_options(url, options, ignored, silent)
+    return model.from_url(url, options)
+
+
+def without_listening_options(
+    url: BrokerURL,
+    options: Mapping[str, Any],
+    ignored: Iterable[str] = (),
+    silent: Iterable[str] = (),
+) -> tuple[BrokerURL, dict[str, Any]]:
+    """``url`` and ``options`` without the options of the broker's listener that make no
+    sense for a reader that changes nothing (``group``...), in ``ignored``: they are
     dropped with a warning instead of refused, so a listener's URL can be pasted as is;
     those in ``silent`` say what the browser does anyway, and are dropped silently."""
     url, kept = _without(url, options, ignored, silent)

@@ -130,7 +130,8 @@ def test_operator_next_to_the_config_is_importable(tmp_path: Path) -> None:
               - name: w
                 listener: memory://in?colour=blue
             """,
-            r"blocks\[0\] \(w\).listener: memory://in\?colour=blue: unknown option\(s\) 'colour'",
+            r"blocks\[0\] \(w\).listener: memory://in\?colour=blue: "
+            r"unknown memory option\(s\) 'colour'",
         ),
         (
             """

@@ -1,11 +1,13 @@
-"""Browse a ZeroMQ publisher: ``zmq+sub://HOST:PORT`` (``?topic=PREFIX``).
+"""Browse a ZeroMQ publisher (``arroyo tail``): ``zmq+sub://HOST:PORT`` (``?topic=PREFIX``).
 
 A SUB socket takes nothing from anyone: every subscriber gets its own copy, so looking
 changes nothing. ZeroMQ keeps nothing either: the browser shows what is published from
 the moment it is connected (it can only start at the end, and stopping at the end stops
 at once). ``zmq+pull://`` is refused: a PULL socket takes each message away from the
-receiver it was meant for. Options: ``topic`` (a prefix filter on the first frame;
-default everything), ``bind``, ``rcvhwm``.
+receiver it was meant for. Options: those of
+:class:`~arroyo.brokers.zmq.settings.ZmqBrowserSettings`; a listener's other options
+(``copy_threshold``, ``run_timeout``) are ignored with a warning, so a listener's URL can
+be pasted as it is.
 """
 
 from __future__ import annotations
@@ -15,25 +17,26 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from arroyo._optional import require
 from arroyo.brokers import BrokerURL
-from arroyo.browse.base import Browser, Data, Reading, Record, browse_options
+from arroyo.brokers.zmq import zmq, zmq_asyncio
+from arroyo.brokers.zmq.connection import address, open_socket
+from arroyo.brokers.zmq.settings import ZmqBrowserSettings, ZmqListenerSettings
+from arroyo.browse.base import Browser, Data, Reading, Record, browse_settings
 from arroyo.errors import ConfigError
 
-_PURPOSE = "Browsing ZeroMQ (zmq+sub:// URLs)"
+LISTENING_ONLY = sorted(set(ZmqListenerSettings.known()) - set(ZmqBrowserSettings.known()))
+"""A listener's options that mean nothing to a reader (ignored, with a warning)."""
 
 
 class ZmqSubBrowser(Browser):
     """Subscribes to a PUB socket and shows what it publishes from now on."""
 
-    def __init__(
-        self, url: BrokerURL, reading: Reading, *, topics: list[str], bind: bool, rcvhwm: int
-    ) -> None:
+    def __init__(self, url: BrokerURL, reading: Reading, settings: ZmqBrowserSettings) -> None:
         self.url = url
         self.reading = reading
-        self.topics = topics
-        self.bind = bind
-        self.rcvhwm = rcvhwm
+        self.topics = list(settings.topic)
+        self.bind = settings.bind
+        self.rcvhwm = settings.rcvhwm
         self._socket: Any = None
 
     @property
@@ -42,10 +45,6 @@ class ZmqSubBrowser(Browser):
 
     async def open(self) -> None:
         """Connect (or bind) and subscribe."""
-        zmq = require("zmq", "zmq", _PURPOSE)
-        zmq_asyncio = require("zmq.asyncio", "zmq", _PURPOSE)
-        from arroyo.brokers.zmq import open_socket
-
         options = {zmq.RCVHWM: self.rcvhwm, zmq.LINGER: 0}
         context = zmq_asyncio.Context.instance()
         self._socket, _ = open_socket(context, "SUB", self.url, self.bind, options)
@@ -85,15 +84,6 @@ def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> ZmqSub
             f"{url}: ZeroMQ keeps nothing, so there is no beginning to read from: tail shows "
             "what is published from now on (leave out --from-beginning)"
         )
-    require("zmq", "zmq", _PURPOSE)
-    from arroyo.brokers.zmq import address
-
-    opts = browse_options(
-        url, options, {"topic": "", "bind": False, "rcvhwm": 1000}, ("copy_threshold",)
-    )
-    address(url, opts["bind"])
-    topic = opts["topic"]
-    topics = topic if isinstance(topic, list) else [topic]
-    if not all(isinstance(t, str) for t in topics):
-        raise ConfigError(f"{url}: option 'topic' must be a string or a list of strings")
-    return ZmqSubBrowser(url, reading, topics=topics, bind=opts["bind"], rcvhwm=opts["rcvhwm"])
+    settings = browse_settings(ZmqBrowserSettings, url, options, LISTENING_ONLY)
+    address(url, settings.bind)
+    return ZmqSubBrowser(url, reading, settings)
