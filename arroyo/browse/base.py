@@ -151,29 +151,6 @@ def without_listening_options(
     sense for a reader that changes nothing (``group``...), in ``ignored``: they are
     dropped with a warning instead of refused, so a listener's URL can be pasted as is;
     those in ``silent`` say what the browser does anyway, and are dropped silently."""
-    url, kept = _without(url, options, ignored, silent)
-    return take_options(url, kept, known)
-
-
-def browse_settings(
-    url: BrokerURL,
-    options: Mapping[str, Any],
-    model: type[S],
-    ignored: Iterable[str] = (),
-    silent: Iterable[str] = (),
-) -> S:
-    """:func:`browse_options` for a connector whose options are a typed model
-    (``arroyo/brokers/settings.py``): the ``model`` made from the options left once
-    ``ignored`` (with a warning) and ``silent`` ones are dropped."""
-    url, kept = _without(url, options, ignored, silent)
-    return model.from_url(url, kept)
-
-
-def _without(
-    url: BrokerURL, options: Mapping[str, Any], ignored: Iterable[str], silent: Iterable[str]
-) -> tuple[BrokerURL, dict[str, Any]]:
-    """``url`` and ``options`` without the ``ignored`` options (warned about) and the
-    ``silent`` ones."""
     dropped = sorted(set(ignored) & (set(url.query) | set(options)))
     ignored = set(ignored) | set(silent)
     if dropped:

@@ -206,9 +206,9 @@ class RedisPubSubBrowser(_RedisBrowser):
 def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
     """``redis://HOST:PORT/STREAM`` or ``redis+pubsub://HOST:PORT/CHANNEL``."""
     if not url.scheme.endswith("+pubsub"):
-        settings = browse_settings(url, options, RedisStreamReadSettings, IGNORED)
+        settings = browse_settings(RedisStreamReadSettings, url, options, IGNORED)
         return RedisStreamBrowser(url, settings, reading)
-    pubsub = browse_settings(url, options, RedisPubSubListenerSettings, IGNORED)
+    pubsub = browse_settings(RedisPubSubListenerSettings, url, options, IGNORED)
     made = RedisPubSubBrowser(url, pubsub, reading)
     if reading.from_end is False:
         raise ConfigError(
