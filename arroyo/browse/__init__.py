@@ -8,9 +8,10 @@ module reads the way its broker allows without taking anything:
   no offset ever committed;
 - ``redis://`` (:mod:`.redis`): ``XRANGE`` / ``XREAD``, never a consumer group;
   ``redis+pubsub://``: a subscription (pub/sub keeps nothing: only what comes);
-- ``amqp://`` (:mod:`.rabbitmq`): a stream queue is read as a stream; a classic or quorum
-  queue with ``basic.get`` and no acknowledgement, and every message goes back to where it
-  was when the browser closes (see that module for what RabbitMQ cannot avoid);
+- ``amqp://`` (:mod:`arroyo.brokers.rabbitmq.browse`): a stream queue is read as a
+  stream; a classic or quorum queue with ``basic.get`` and no acknowledgement, and every
+  message goes back to where it was when the browser closes (see that module for what
+  RabbitMQ cannot avoid);
 - ``zmq+sub://`` (:mod:`.zmq`): a subscriber takes nothing from anyone; ``zmq+pull://`` is
   refused (a PULL socket takes each message away from the real receiver);
 - ``memory://`` and ``file://`` (:mod:`.memory`, :mod:`.file`).

@@ -7,12 +7,15 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arroyo.brokers import BrokerURL, take_options
 
 if TYPE_CHECKING:
+    from arroyo.brokers.settings import Settings
     from arroyo.message import Message
+
+S = TypeVar("S", bound="Settings")
 
 log = logging.getLogger("arroyo.browse")
 
@@ -122,6 +125,30 @@ def browse_options(
     sense for a reader that changes nothing (``group``...) are in ``ignored``: they are
     dropped with a warning instead of refused, so a listener's URL can be pasted as is;
     those in ``silent`` say what the browser does anyway, and are dropped silently."""
+    url, kept = _without(url, options, ignored, silent)
+    return take_options(url, kept, known)
+
+
+def browse_settings(
+    url: BrokerURL,
+    options: Mapping[str, Any],
+    model: type[S],
+    consuming: Iterable[type[Settings]],
+) -> S:
+    """The browser's settings ``model`` of ``url`` (query) and ``options``. The options of
+    the broker's listener and publisher (their models: ``consuming``) that ``model`` does
+    not take make no sense for a reader that changes nothing (``group``...): they are
+    dropped with a warning instead of refused, so a listener's URL can be pasted as is."""
+    ignored = {key for one in consuming for key in one.known()} - set(model.known())
+    url, kept = _without(url, options, ignored)
+    return model.from_url(url, kept)
+
+
+def _without(
+    url: BrokerURL, options: Mapping[str, Any], ignored: Iterable[str], silent: Iterable[str] = ()
+) -> tuple[BrokerURL, dict[str, Any]]:
+    """``url`` and ``options`` without the keys in ``ignored`` (with a warning naming
+    those given) and in ``silent``."""
     dropped = sorted(set(ignored) & (set(url.query) | set(options)))
     ignored = set(ignored) | set(silent)
     if dropped:
@@ -131,4 +158,4 @@ def browse_options(
             ", ".join(f"{key}={url.query.get(key, options.get(key))}" for key in dropped),
         )
     url = dataclasses.replace(url, query={k: v for k, v in url.query.items() if k not in ignored})
-    return take_options(url, {k: v for k, v in options.items() if k not in ignored}, known)
+    return url, {k: v for k, v in options.items() if k not in ignored}
