@@ -133,22 +133,21 @@ def browse_settings(
     url: BrokerURL,
     options: Mapping[str, Any],
     model: type[S],
-    consuming: Iterable[type[Settings]],
+    ignored: Iterable[str] = (),
+    silent: Iterable[str] = (),
 ) -> S:
-    """The browser's settings ``model`` of ``url`` (query) and ``options``. The options of
-    the broker's listener and publisher (their models: ``consuming``) that ``model`` does
-    not take make no sense for a reader that changes nothing (``group``...): they are
-    dropped with a warning instead of refused, so a listener's URL can be pasted as is."""
-    ignored = {key for one in consuming for key in one.known()} - set(model.known())
-    url, kept = _without(url, options, ignored)
+    """:func:`browse_options` for a connector whose options are a typed model
+    (``arroyo/brokers/settings.py``): the ``model`` made from the options left once
+    ``ignored`` (with a warning) and ``silent`` ones are dropped."""
+    url, kept = _without(url, options, ignored, silent)
     return model.from_url(url, kept)
 
 
 def _without(
-    url: BrokerURL, options: Mapping[str, Any], ignored: Iterable[str], silent: Iterable[str] = ()
+    url: BrokerURL, options: Mapping[str, Any], ignored: Iterable[str], silent: Iterable[str]
 ) -> tuple[BrokerURL, dict[str, Any]]:
-    """``url`` and ``options`` without the keys in ``ignored`` (with a warning naming
-    those given) and in ``silent``."""
+    """``url`` and ``options`` without the ``ignored`` options (warned about) and the
+    ``silent`` ones."""
     dropped = sorted(set(ignored) & (set(url.query) | set(options)))
     ignored = set(ignored) | set(silent)
     if dropped:

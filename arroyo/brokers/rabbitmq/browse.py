@@ -54,6 +54,12 @@ from arroyo.errors import ArroyoError, ConfigError
 
 log = logging.getLogger("arroyo.brokers.rabbitmq")
 
+_CONSUMING = sorted(
+    {*RabbitMQListenerSettings.known(), *RabbitMQPublisherSettings.known()}
+    - {*RabbitMQBrowseSettings.known()}
+)
+"""The options of a listener or a publisher that tail does not take (``prefetch``...):
+ignored, with a warning, so that their URL can be pasted as it is."""
 _QUIET = ("aiormq", "aio_pika")
 """Loggers silenced while browsing: a stream queue's refusal of basic.get closes the
 connection, which they would report as an error with a traceback."""
@@ -236,8 +242,7 @@ class RabbitMQBrowser(Browser):
 
 def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> RabbitMQBrowser:
     """``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q`` plus the options of the module docstring."""
-    consuming = (RabbitMQListenerSettings, RabbitMQPublisherSettings)
-    settings = browse_settings(url, options, RabbitMQBrowseSettings, consuming)
+    settings = browse_settings(url, options, RabbitMQBrowseSettings, _CONSUMING)
     if not settings.queue:
         raise ConfigError(f"{url}: tail needs a queue: amqp://USER:PASS@HOST:5672/?queue=NAME")
     return RabbitMQBrowser(url, settings, reading)
