@@ -68,7 +68,7 @@ require("aio_pika", "rabbitmq", "The RabbitMQ connector (amqp:// URLs)")
 
 from arroyo.brokers.rabbitmq import browse, connection, listener, publisher  # noqa: E402
 from arroyo.brokers.rabbitmq.browse import RabbitMQBrowser  # noqa: E402
-from arroyo.brokers.rabbitmq.connection import Broker  # noqa: E402
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker  # noqa: E402
 from arroyo.brokers.rabbitmq.listener import RabbitMQListener, deliveries  # noqa: E402
 from arroyo.brokers.rabbitmq.publisher import RabbitMQPublisher  # noqa: E402
 from arroyo.brokers.rabbitmq.settings import (  # noqa: E402
@@ -80,7 +80,7 @@ from arroyo.brokers.rabbitmq.settings import (  # noqa: E402
 
 __all__ = [
     "CONNECTOR",
-    "Broker",
+    "RabbitMQBroker",
     "RabbitMQBrowseSettings",
     "RabbitMQBrowser",
     "RabbitMQListener",

@@ -43,7 +43,7 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.rabbitmq.connection import Broker, disconnect
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, disconnect
 from arroyo.brokers.rabbitmq.settings import (
     RabbitMQBrowseSettings,
     RabbitMQListenerSettings,
@@ -70,7 +70,7 @@ class RabbitMQBrowser(Browser):
 
     def __init__(self, url: BrokerURL, settings: RabbitMQBrowseSettings, reading: Reading) -> None:
         self.settings = settings
-        self.broker = Broker.at(url, settings)
+        self.broker = RabbitMQBroker.from_url(url, settings)
         self.queue = settings.queue
         self.reading = reading
         self.queue_type = settings.queue_type

@@ -48,7 +48,7 @@ logging.getLogger("aio_pika.robust_connection").addFilter(_StartNoise())
 
 
 @dataclass(frozen=True)
-class Broker:
+class RabbitMQBroker:
     """The broker a URL names, with the credentials to use (the options' ``username`` /
     ``password`` win over the URL's, default ``guest``) and the connection settings."""
 
@@ -62,7 +62,7 @@ class Broker:
     settings: RabbitMQSettings
 
     @classmethod
-    def at(cls, url: BrokerURL, settings: RabbitMQSettings) -> Broker:
+    def from_url(cls, url: BrokerURL, settings: RabbitMQSettings) -> RabbitMQBroker:
         """The broker of ``url`` (an empty virtual host is ``/``; the port defaults to
         5672, or 5671 with ``amqps://``); ConfigError for ssl_* options without TLS."""
         tls = settings.tls(url, "amqps")
@@ -167,7 +167,7 @@ async def disconnect(connection: AbstractConnection | None) -> None:
 
 
 async def declare(
-    channel: AbstractChannel, broker: Broker, settings: RabbitMQQueueSettings, where: str
+    channel: AbstractChannel, broker: RabbitMQBroker, settings: RabbitMQQueueSettings, where: str
 ) -> AbstractQueue:
     """The queue of ``settings``, declared durable (of its ``queue_type``) when missing,
     or only looked up with ``declare=false``; ConnectError (one line) when it exists
@@ -193,7 +193,7 @@ async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
     """Connect and close within ``seconds`` (``arroyo check --connect``; ``endpoint`` is
     a RabbitMQ listener or publisher): no queue is declared, nothing consumed or
     published."""
-    broker: Broker = endpoint.broker
+    broker: RabbitMQBroker = endpoint.broker
     connection = await broker.connect(endpoint.name, seconds)
     await connection.close()
     return "ok", "connected"

@@ -12,7 +12,7 @@ import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.rabbitmq.connection import Broker, declare, disconnect
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
 from arroyo.brokers.rabbitmq.settings import RabbitMQListenerSettings
 from arroyo.errors import ConfigError, ConnectError
 from arroyo.runtime.journal import from_option
@@ -46,7 +46,7 @@ class RabbitMQListener(Listener):
     ) -> None:
         super().__init__(parser)
         self.settings = settings
-        self.broker = Broker.at(url, settings)
+        self.broker = RabbitMQBroker.from_url(url, settings)
         self.queue = settings.queue
         self.queue_type = settings.queue_type
         self.prefetch = settings.prefetch

@@ -14,7 +14,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.rabbitmq.connection import Broker, declare, disconnect
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
 from arroyo.brokers.rabbitmq.settings import RabbitMQPublisherSettings
 from arroyo.codec import Codec
 from arroyo.errors import ConfigError, ConnectError, PublishError
@@ -39,7 +39,7 @@ class RabbitMQPublisher(PipelinedPublisher):
 
     def __init__(self, url: BrokerURL, settings: RabbitMQPublisherSettings, codec: Codec) -> None:
         self.settings = settings
-        self.broker = Broker.at(url, settings)
+        self.broker = RabbitMQBroker.from_url(url, settings)
         self.codec = codec
         self.queue = settings.queue
         self.exchange = settings.exchange
