@@ -121,33 +121,36 @@ def browse_options(
     silent: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The options of ``url`` (query) and ``options``, checked against ``known`` (see
-    :func:`arroyo.brokers.take_options`). Options of the broker's listener that make no
-    sense for a reader that changes nothing (``group``...) are in ``ignored``: they are
-    dropped with a warning instead of refused, so a listener's URL can be pasted as is;
-    those in ``silent`` say what the browser does anyway, and are dropped silently."""
-    url, kept = _without(url, options, ignored, silent)
-    return take_options(url, kept, known)
+    :func:`arroyo.brokers.take_options`), after leaving out those of a consuming listener
+    (see :func:`without_listening_options`)."""
+    url, options = without_listening_options(url, options, ignored, silent)
+    return take_options(url, options, known)
 
 
 def browse_settings(
+    model: type[S],
     url: BrokerURL,
     options: Mapping[str, Any],
-    model: type[S],
     ignored: Iterable[str] = (),
     silent: Iterable[str] = (),
 ) -> S:
-    """:func:`browse_options` for a connector whose options are a typed model
-    (``arroyo/brokers/settings.py``): the ``model`` made from the options left once
-    ``ignored`` (with a warning) and ``silent`` ones are dropped."""
-    url, kept = _without(url, options, ignored, silent)
-    return model.from_url(url, kept)
+    """The browser's settings ``model`` (see :mod:`arroyo.brokers.settings`) from ``url``
+    (query) and ``options``, after leaving out those of a consuming listener (see
+    :func:`without_listening_options`). Raises ConfigError naming a bad option."""
+    url, options = without_listening_options(url, options, ignored, silent)
+    return model.from_url(url, options)
 
 
-def _without(
-    url: BrokerURL, options: Mapping[str, Any], ignored: Iterable[str], silent: Iterable[str]
+def without_listening_options(
+    url: BrokerURL,
+    options: Mapping[str, Any],
+    ignored: Iterable[str] = (),
+    silent: Iterable[str] = (),
 ) -> tuple[BrokerURL, dict[str, Any]]:
-    """``url`` and ``options`` without the ``ignored`` options (warned about) and the
-    ``silent`` ones."""
+    """``url`` and ``options`` without the options of the broker's listener that make no
+    sense for a reader that changes nothing (``group``...), in ``ignored``: they are
+    dropped with a warning instead of refused, so a listener's URL can be pasted as is;
+    those in ``silent`` say what the browser does anyway, and are dropped silently."""
     dropped = sorted(set(ignored) & (set(url.query) | set(options)))
     ignored = set(ignored) | set(silent)
     if dropped:

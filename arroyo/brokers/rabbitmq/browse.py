@@ -242,7 +242,7 @@ class RabbitMQBrowser(Browser):
 
 def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> RabbitMQBrowser:
     """``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q`` plus the options of the module docstring."""
-    settings = browse_settings(url, options, RabbitMQBrowseSettings, _CONSUMING)
+    settings = browse_settings(RabbitMQBrowseSettings, url, options, _CONSUMING)
     if not settings.queue:
         raise ConfigError(f"{url}: tail needs a queue: amqp://USER:PASS@HOST:5672/?queue=NAME")
     return RabbitMQBrowser(url, settings, reading)
