@@ -9,14 +9,15 @@ module reads the way its broker allows without taking anything:
 - ``redis://`` (``arroyo/brokers/redis/browse.py``): ``XRANGE`` / ``XREAD``, never a
   consumer group; ``redis+pubsub://``: a subscription (pub/sub keeps nothing: only what
   comes);
-- ``amqp://`` (:mod:`.rabbitmq`): a stream queue is read as a stream; a classic or quorum
-  queue with ``basic.get`` and no acknowledgement, and every message goes back to where it
-  was when the browser closes (see that module for what RabbitMQ cannot avoid);
-- ``zmq+sub://`` (:mod:`arroyo.brokers.zmq.browse`): a subscriber takes nothing from
+- ``amqp://`` (``arroyo/brokers/rabbitmq/browse.py``): a stream queue is read as a
+  stream; a classic or quorum queue with ``basic.get`` and no acknowledgement, and every
+  message goes back to where it was when the browser closes (see that module for what
+  RabbitMQ cannot avoid);
+- ``zmq+sub://`` (``arroyo/brokers/zmq/browse.py``): a subscriber takes nothing from
   anyone; ``zmq+pull://`` is refused (a PULL socket takes each message away from the real
   receiver);
-- ``memory://`` and ``file://`` (in :mod:`arroyo.brokers.memory` and
-  :mod:`arroyo.brokers.file`).
+- ``memory://`` and ``file://`` (in ``arroyo/brokers/memory.py`` and
+  ``arroyo/brokers/file.py``).
 
 Each module imports its broker's client only when used; a missing one raises
 MissingDependencyError naming the extra to install.

@@ -1,18 +1,15 @@
-"""RabbitMQ connector logic that needs no broker: URLs, options, secrets, delivery counts."""
+"""RabbitMQ URLs and options (arroyo.brokers.rabbitmq.settings), checked without a broker."""
 
 from __future__ import annotations
 
-import importlib
 import ssl
-import sys
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from arroyo import ConfigError, MissingDependencyError
+from arroyo import ConfigError
 from arroyo.brokers import open_listener, open_publisher
-from arroyo.brokers.rabbitmq import AmqpSettings, RabbitMQListener, RabbitMQPublisher, deliveries
+from arroyo.brokers.rabbitmq import RabbitMQListener, RabbitMQPublisher
 
 
 def test_url_parts_and_options() -> None:
@@ -20,9 +17,9 @@ def test_url_parts_and_options() -> None:
         "amqp://alice:pw@broker:5673/beamline?queue=frames&prefetch=10", {"queue_type": "quorum"}
     )
     assert isinstance(listener, RabbitMQListener)
-    settings = listener.settings
-    assert (settings.host, settings.port, settings.vhost) == ("broker", 5673, "beamline")
-    assert (settings.username, settings.password, settings.tls) == ("alice", "pw", None)
+    broker = listener.broker
+    assert (broker.host, broker.port, broker.vhost) == ("broker", 5673, "beamline")
+    assert (broker.username, broker.password, broker.tls) == ("alice", "pw", None)
     assert (listener.queue, listener.prefetch, listener.queue_type) == ("frames", 10, "quorum")
     assert listener.name == "amqp://broker:5673/beamline?queue=frames"
 
@@ -38,7 +35,7 @@ def test_url_parts_and_options() -> None:
 def test_vhost_and_default_ports(url: str, vhost: str, port: int) -> None:
     listener = open_listener(url)
     assert isinstance(listener, RabbitMQListener)
-    assert (listener.settings.vhost, listener.settings.port) == (vhost, port)
+    assert (listener.broker.vhost, listener.broker.port) == (vhost, port)
 
 
 def test_publisher_targets() -> None:
@@ -59,13 +56,33 @@ def test_publisher_targets() -> None:
     ("kind", "url", "options", "problem"),
     [
         ("listener", "amqp://h/", {}, "needs a queue"),
-        ("listener", "amqp://h/?queue=q&prefetch=0", {}, "'prefetch' must be at least 1"),
-        ("listener", "amqp://h/?queue=q", {"queue_type": "stream"}, "'queue_type' must be one"),
+        (
+            "listener",
+            "amqp://h/?queue=q&prefetch=0",
+            {},
+            "rabbitmq option 'prefetch': input should be greater than or equal to 1, got '0'",
+        ),
+        (
+            "listener",
+            "amqp://h/?queue=q",
+            {"queue_type": "stream"},
+            "rabbitmq option 'queue_type': input should be 'classic' or 'quorum', got 'stream'",
+        ),
         ("listener", "amqp://h/?queue=q", {"ssl_ca": "/ca.pem"}, r"need TLS \(the amqps:// scheme"),
-        ("listener", "amqp://h/?queue=q&qeue=x", {}, "unknown option.*'qeue'"),
+        ("listener", "amqp://h/?queue=q&qeue=x", {}, r"unknown rabbitmq option\(s\) 'qeue'"),
         ("publisher", "amqp://h/", {}, "needs a queue .* or an exchange"),
-        ("publisher", "amqp://h/?queue=q", {"prefetch": 5}, "unknown option.*'prefetch'"),
-        ("publisher", "amqp://h/?queue=q", {"reconnect_interval": 0}, "must be positive"),
+        (
+            "publisher",
+            "amqp://h/?queue=q",
+            {"prefetch": 5},
+            r"unknown rabbitmq option\(s\) 'prefetch'",
+        ),
+        (
+            "publisher",
+            "amqp://h/?queue=q",
+            {"reconnect_interval": 0},
+            "rabbitmq option 'reconnect_interval': input should be greater than 0, got 0",
+        ),
     ],
 )
 def test_bad_options_are_refused(
@@ -79,10 +96,12 @@ def test_bad_options_are_refused(
 def test_passwords_come_from_the_url_or_the_yaml_and_stay_hidden() -> None:
     publisher = open_publisher("amqp://bob:from-url@h/?queue=q", {"password": "from-yaml"})
     assert isinstance(publisher, RabbitMQPublisher)
-    assert publisher.settings.password == "from-yaml"
+    assert publisher.broker.password == "from-yaml"
     assert "from-url" not in publisher.name and "from-yaml" not in repr(publisher.settings)
-    settings = AmqpSettings("h", 5672, password="pa55")
-    text = settings.hide(RuntimeError("login pa55 refused for amqp://bob:pa55@h/"))
+    assert "from-yaml" not in repr(publisher.broker)
+    hiding = open_publisher("amqp://h/?queue=q", {"password": "pa55"})
+    assert isinstance(hiding, RabbitMQPublisher)
+    text = hiding.broker.hide(RuntimeError("login pa55 refused for amqp://bob:pa55@h/"))
     assert "pa55" not in text
     with pytest.raises(ConfigError) as refused:
         open_listener("amqp://bob:pa55@h/?queue=q&bogus=1")
@@ -92,31 +111,24 @@ def test_passwords_come_from_the_url_or_the_yaml_and_stay_hidden() -> None:
 def test_tls_context() -> None:
     listener = open_listener("amqps://h/?queue=q&ssl_verify=false")
     assert isinstance(listener, RabbitMQListener)
-    assert listener.settings.tls is not None
-    context = listener.settings.tls.context()
+    assert listener.broker.tls is not None
+    context = listener.broker.tls.context()
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
     strict = open_listener("amqps://h/?queue=q")
     assert isinstance(strict, RabbitMQListener)
-    assert strict.settings.tls is not None
-    assert strict.settings.tls.context().verify_mode == ssl.CERT_REQUIRED
+    assert strict.broker.tls is not None
+    assert strict.broker.tls.context().verify_mode == ssl.CERT_REQUIRED
 
 
-def message(headers: dict[str, Any] | None, redelivered: bool) -> Any:
-    return SimpleNamespace(headers=headers, redelivered=redelivered)
+def test_a_yaml_password_of_digits_is_the_same_text_and_stays_hidden() -> None:
+    listener = open_listener("amqp://bob@h/?queue=q", {"password": 314159, "username": 42})
+    assert isinstance(listener, RabbitMQListener)
+    assert (listener.broker.username, listener.broker.password) == ("42", "314159")
+    assert "314159" not in repr(listener.settings) and "314159" not in repr(listener.broker)
 
 
-def test_delivery_counts() -> None:
-    assert deliveries(message({}, False), quorum=False) == 1
-    assert deliveries(message(None, True), quorum=False) == 2  # classic: only "redelivered"
-    assert deliveries(message({"x-delivery-count": 0}, False), quorum=True) == 1
-    assert deliveries(message({"x-delivery-count": 4}, True), quorum=True) == 5
-    # Elsewhere the header came with the message (moved from a quorum queue): ignored.
-    assert deliveries(message({"x-delivery-count": 7}, False), quorum=False) == 1
-    assert deliveries(message({"x-delivery-count": 7}, True), quorum=False) == 2
-
-
-def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "aio_pika", None)
-    monkeypatch.delitem(sys.modules, "arroyo.brokers.rabbitmq")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'arroyo-streams\[rabbitmq\]'"):
-        importlib.import_module("arroyo.brokers.rabbitmq")
+def test_only_a_quorum_queue_counts_deliveries() -> None:
+    quorum = open_listener("amqp://h/?queue=q&queue_type=quorum")
+    classic = open_listener("amqp://h/?queue=q")
+    assert isinstance(quorum, RabbitMQListener) and isinstance(classic, RabbitMQListener)
+    assert quorum.settings.counts_deliveries and not classic.settings.counts_deliveries

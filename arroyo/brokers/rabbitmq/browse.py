@@ -1,4 +1,4 @@
-"""Browse a RabbitMQ queue: ``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``.
+"""``arroyo tail`` on a RabbitMQ queue: ``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``.
 
 **Stream queues** (``x-queue-type: stream``) are read as streams: a consumer from the
 first offset (or from the next one, from the end), whose acknowledgements only grant
@@ -22,48 +22,44 @@ The type of the queue is found by asking for a message: a stream queue refuses
 ``basic.get`` (and closes that connection), and is then read as a stream. ``queue_type``
 (``classic``, ``quorum`` or ``stream``) says it instead.
 
-Options (URL query or YAML): ``queue`` (required), ``queue_type``, ``username``,
-``password``, ``timeout`` (seconds), ``heartbeat``; ``ssl_ca``, ``ssl_cert``, ``ssl_key``,
-``ssl_verify`` (``amqps://``); ``batch`` (stream messages in flight, default 100) and
-``idle_ms``. The queue is never declared, only looked up (``declare`` is accepted and
-changes nothing). A listener's ``prefetch`` is ignored (with a warning).
+Options (URL query or YAML): those of :class:`~.settings.RabbitMQBrowseSettings`:
+``queue`` (required), ``queue_type``, the connection's (``username``, ``password``,
+``connect_timeout``, ``timeout``, ``heartbeat``, TLS with ``amqps://``), ``batch``
+(stream messages in flight, default 100) and ``idle_ms``. The queue is never declared,
+only looked up (``declare`` is accepted and changes nothing). The other options of a
+listener or a publisher (``prefetch``...) are ignored, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import ssl
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
 
-from arroyo._optional import require
-from arroyo.brokers import TLS_OPTIONS, BrokerURL
-from arroyo.brokers.connecting import CONNECT_OPTIONS
-from arroyo.browse.base import Browser, Reading, Record, browse_options
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractConnection
+
+from arroyo.brokers import BrokerURL
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, disconnect
+from arroyo.brokers.rabbitmq.settings import (
+    RabbitMQBrowseSettings,
+    RabbitMQListenerSettings,
+    RabbitMQPublisherSettings,
+)
+from arroyo.browse.base import Browser, Reading, Record, browse_settings
 from arroyo.errors import ArroyoError, ConfigError
 
-log = logging.getLogger("arroyo.browse.rabbitmq")
+log = logging.getLogger("arroyo.brokers.rabbitmq")
 
-_PURPOSE = "Browsing RabbitMQ (amqp:// URLs)"
-_OPTIONS: dict[str, Any] = {
-    "queue": "",
-    "queue_type": "",
-    "username": None,
-    "password": None,
-    "timeout": 10.0,
-    "reconnect_interval": 2.0,
-    "heartbeat": 60,
-    "batch": 100,
-    "idle_ms": 1000,
-    **TLS_OPTIONS,
-    **CONNECT_OPTIONS,
-}
-_IGNORED = ("prefetch", "exchange", "routing_key", "confirm_timeout", "delivery_journal")
-_TYPES = ("", "classic", "quorum", "stream")
+_CONSUMING = sorted(
+    {*RabbitMQListenerSettings.known(), *RabbitMQPublisherSettings.known()}
+    - {*RabbitMQBrowseSettings.known()}
+)
+"""The options of a listener or a publisher that tail does not take (``prefetch``...):
+ignored, with a warning, so that their URL can be pasted as it is."""
 _QUIET = ("aiormq", "aio_pika")
 """Loggers silenced while browsing: a stream queue's refusal of basic.get closes the
 connection, which they would report as an error with a traceback."""
@@ -72,25 +68,15 @@ connection, which they would report as an error with a traceback."""
 class RabbitMQBrowser(Browser):
     """Reads a queue without acknowledging anything (see the module docstring)."""
 
-    def __init__(
-        self,
-        settings: Any,
-        queue: str,
-        location: str,
-        reading: Reading,
-        *,
-        queue_type: str = "",
-        batch: int = 100,
-        idle_ms: int = 1000,
-    ) -> None:
+    def __init__(self, url: BrokerURL, settings: RabbitMQBrowseSettings, reading: Reading) -> None:
         self.settings = settings
-        self.queue = queue
+        self.broker = RabbitMQBroker.from_url(url, settings)
+        self.queue = settings.queue
         self.reading = reading
-        self.queue_type = queue_type
-        self.batch = batch
-        self.idle = idle_ms / 1000
-        self._location = location
-        self._connection: Any = None
+        self.queue_type = settings.queue_type
+        """The queue's type: as given, else found by :meth:`open`."""
+        self._location = self.broker.location(f"queue={settings.queue}")
+        self._connection: AbstractConnection | None = None
         self._queue: Any = None
         self._ready = 0
         self._first: Any = None
@@ -112,32 +98,18 @@ class RabbitMQBrowser(Browser):
         return f"{self.name}: {what} back in the queue (marked redelivered)"
 
     async def _connect(self) -> Any:
-        aio_pika = require("aio_pika", "rabbitmq", _PURPOSE)
-        aiormq = require("aiormq", "rabbitmq", _PURPOSE)
-        settings = self.settings
+        """Connect (within ``connect_timeout``: ConnectError), look the queue up."""
+        self._connection = await self.broker.connect_once(self.name, "tail")
         try:
-            self._connection = await aio_pika.connect(
-                host=settings.host,
-                port=settings.port,
-                login=settings.username,
-                password=settings.password,
-                virtualhost=settings.vhost,
-                ssl=settings.tls is not None,
-                ssl_context=settings.tls.context() if settings.tls else None,
-                timeout=settings.timeout,
-                heartbeat=settings.heartbeat,
-                client_properties={"connection_name": f"arroyo tail (pid {os.getpid()})"},
-            )
             channel = await self._connection.channel()
             return await channel.declare_queue(self.queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             raise ArroyoError(f"{self.name}: no queue {self.queue!r}") from None
-        except (aiormq.exceptions.AMQPError, OSError, TimeoutError, ssl.SSLError) as exc:
-            raise ArroyoError(f"{self.name}: cannot connect: {settings.hide(exc)}") from None
+        except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
+            raise ArroyoError(f"{self.name}: cannot connect: {self.broker.hide(exc)}") from None
 
     async def open(self) -> None:
         """Connect, look the queue up (never declare it), find its type."""
-        aiormq = require("aiormq", "rabbitmq", _PURPOSE)
         for name in _QUIET:
             self._levels[name] = logging.getLogger(name).level
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -148,7 +120,7 @@ class RabbitMQBrowser(Browser):
                 self._first = await self._queue.get(no_ack=False, fail=False)
             except aiormq.exceptions.AMQPError as exc:
                 if "stream" not in str(exc):
-                    raise ArroyoError(f"{self.name}: {self.settings.hide(exc)}") from None
+                    raise ArroyoError(f"{self.name}: {self.broker.hide(exc)}") from None
                 await self._disconnect()
                 self._queue = await self._connect()
                 self.queue_type = "stream"
@@ -171,7 +143,7 @@ class RabbitMQBrowser(Browser):
 
     async def _consume_stream(self) -> None:
         channel = await self._queue.channel.get_underlay_channel()
-        await channel.basic_qos(prefetch_count=self.batch)
+        await channel.basic_qos(prefetch_count=self.settings.batch)
         offset = "next" if self.reading.from_end else "first"
         await channel.basic_consume(
             self.queue,
@@ -185,7 +157,6 @@ class RabbitMQBrowser(Browser):
             async for record in self._stream_records():
                 yield record
             return
-        aiormq = require("aiormq", "rabbitmq", _PURPOSE)
         if self._first is not None:
             yield self._record(self._first)
         taken = len(self._held)
@@ -197,8 +168,7 @@ class RabbitMQBrowser(Browser):
                 )
             except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
                 raise ArroyoError(
-                    f"{self.name}: {self.settings.hide(exc)} (what tail held goes back to the "
-                    "queue)"
+                    f"{self.name}: {self.broker.hide(exc)} (what tail held goes back to the queue)"
                 ) from None
             if message is None:
                 if exit_at_end:
@@ -210,11 +180,11 @@ class RabbitMQBrowser(Browser):
             yield self._record(message)
 
     async def _stream_records(self) -> AsyncGenerator[Record, None]:
-        aio_pika = require("aio_pika", "rabbitmq", _PURPOSE)
+        idle = self.settings.idle_ms / 1000
         while True:
             try:
                 if self.reading.exit_at_end:
-                    delivered = await asyncio.wait_for(self._inbox.get(), self.idle)
+                    delivered = await asyncio.wait_for(self._inbox.get(), idle)
                 else:
                     delivered = await self._inbox.get()
             except TimeoutError:
@@ -252,9 +222,7 @@ class RabbitMQBrowser(Browser):
 
     async def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
+        await disconnect(connection)
 
     async def close(self) -> None:
         """Put every message taken back (one ``basic.nack``), then disconnect (which would
@@ -274,28 +242,7 @@ class RabbitMQBrowser(Browser):
 
 def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> RabbitMQBrowser:
     """``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q`` plus the options of the module docstring."""
-    require("aio_pika", "rabbitmq", _PURPOSE)
-    from arroyo.brokers.rabbitmq import AmqpSettings
-
-    opts = browse_options(url, options, _OPTIONS, _IGNORED, silent=("declare",))
-    settings = AmqpSettings.from_url(url, opts)
-    if not opts["queue"]:
+    settings = browse_settings(RabbitMQBrowseSettings, url, options, _CONSUMING)
+    if not settings.queue:
         raise ConfigError(f"{url}: tail needs a queue: amqp://USER:PASS@HOST:5672/?queue=NAME")
-    if opts["queue_type"] not in _TYPES:
-        raise ConfigError(
-            f"{url}: option 'queue_type' must be classic, quorum or stream, "
-            f"got {opts['queue_type']!r}"
-        )
-    if opts["batch"] < 1 or opts["idle_ms"] < 1:
-        raise ConfigError(f"{url}: options 'batch' and 'idle_ms' must be at least 1")
-    vhost = "" if settings.vhost == "/" else settings.vhost
-    location = f"{url.scheme}://{settings.host}:{settings.port}/{vhost}?queue={opts['queue']}"
-    return RabbitMQBrowser(
-        settings,
-        opts["queue"],
-        location,
-        reading,
-        queue_type=opts["queue_type"],
-        batch=opts["batch"],
-        idle_ms=opts["idle_ms"],
-    )
+    return RabbitMQBrowser(url, settings, reading)
