@@ -226,6 +226,7 @@ registry_start() {
         stop_pid "$pid" registry
     elif [[ -f "$REGISTRY_PID_FILE" ]]; then
         log "registry: stale pid file (process $(read_pid "$REGISTRY_PID_FILE") is gone); starting it again"
+        await_ports_closed "$REGISTRY_PORT" "$REGISTRY_MANAGEMENT_PORT"
     fi
     rm -f "$REGISTRY_PID_FILE"
     [[ "$REGISTRY_PORT" != "$REGISTRY_MANAGEMENT_PORT" ]] ||
