@@ -34,46 +34,10 @@ from redis.retry import Retry
 from arroyo import Run, encode
 from arroyo.message import Message
 from arroyo.testing import Workers, free_port
+from tests.reliability.redis_pipelines import produce, write_config
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.redis
-
-
-def write_config(
-    folder: Path, redis_address: str, redis_names: dict[str, str], **block: Any
-) -> Path:
-    """A one-block pipeline: source stream -> operator -> sink stream (+ dead letter)."""
-    settings = "".join(f"    {key}: {value}\n" for key, value in block.items())
-    config = folder / "pipeline.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            blocks:
-              - name: workers
-                listener:
-                  url: redis://{redis_address}/{redis_names["source"]}?group=workers
-                  min_idle_ms: 1000
-                  claim_interval_ms: 200
-                  block_ms: 100
-                publishers: [redis://{redis_address}/{redis_names["sink"]}]
-                dead_letter: redis://{redis_address}/{redis_names["dlq"]}
-                grace_period: 10
-            """
-        )
-        + settings
-    )
-    return config
-
-
-def produce(redis_client: redis.Redis, stream: str, messages: list[Message]) -> list[bytes]:
-    """XADD the messages as Arroyo's publisher writes them; returns the entry ids."""
-    ids: list[bytes] = []
-    for first in range(0, len(messages), 1000):
-        pipe = redis_client.pipeline(transaction=False)
-        for message in messages[first : first + 1000]:
-            pipe.xadd(stream, {"id": message.id, "data": encode(message)})
-        ids += pipe.execute()
-    return ids
 
 
 class Sink:
