@@ -5,6 +5,18 @@ its own polls it and hands each batch of delivery reports to the event loop in o
 ``produce`` enqueues at once (so the order of calls is the order in the partition); when
 librdkafka's queue is full (BufferError), the message and every later one wait in order
 in a backlog, which is retried as delivery reports free room. Nothing is ever dropped.
+
+Order after a failure (rule 2 of :mod:`arroyo.runtime.ordering`): librdkafka retries a
+message in order until ``message.timeout.ms``, so short outages never reach Arroyo. A
+message that fails after that leaves a gap: what was queued behind it would still be
+delivered, ahead of its re-publication. So the first failed delivery report purges
+librdkafka's queue at once (in the thread that serves the report, before anything else
+is sent): what was queued behind fails with :class:`~arroyo.runtime.ordering.NotSent`,
+unwritten, and so do the sends given before the loop has seen the failure and while
+sends given before it are outstanding (:class:`~arroyo.runtime.ordering.FailStop`). The
+runtime then publishes them again, in order. What librdkafka had already put in a
+produce request when the failure was reported can still be written (a purge cannot take
+back a request on the wire).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from arroyo.brokers.kafka.connection import (
 )
 from arroyo.errors import ConfigError, ConnectError, MessageTooLargeError, PublishError
 from arroyo.runtime.logs import Throttle
+from arroyo.runtime.ordering import FailStop, NotSent
 
 log = logging.getLogger("arroyo.brokers.kafka")
 
@@ -37,6 +50,13 @@ T = TypeVar("T")
 
 _Queued = tuple[str, bytes, bytes | None, list[Any], asyncio.Future[None]]
 """A message waiting to be handed to librdkafka: topic, value, key, headers, its future."""
+
+
+def _breaks(error: Any) -> bool:
+    """True for a failed delivery after which later messages must not be written: not
+    one librdkafka refused for its size (dead-lettered, nothing waits for it), not one
+    purged from the queue (it was not written)."""
+    return bool(error.code() not in (ck.KafkaError.MSG_SIZE_TOO_LARGE, ck.KafkaError._PURGE_QUEUE))
 
 
 class Producer:
@@ -67,6 +87,13 @@ class Producer:
         recorded in ``fatal`` for start() to report; it never replaces the producer."""
         self._repeats = Throttle(30.0)
         self._log = ClientLog(name, hide)
+        self._fail_stop = FailStop(name)
+        self._halts = 0
+        """Failed deliveries seen by the thread serving reports (each purged the queue)."""
+        self._halts_seen = 0
+        """The same, as far as the event loop has taken them into account."""
+        self._halting = threading.Lock()
+        """Makes purging the queue and handing a message over exclusive."""
 
     @property
     def limit(self) -> str:
@@ -187,14 +214,23 @@ class Producer:
         done: asyncio.Future[None] | None = None,
     ) -> asyncio.Future[None]:
         """Enqueue now; the future (``done``, or a new one) completes with the delivery
-        report. Raises MessageTooLargeError / PublishError when librdkafka refuses the
-        message at once."""
+        report, or fails with NotSent when an earlier message failed and must be sent
+        again first (see the module docstring). Raises MessageTooLargeError /
+        PublishError when librdkafka refuses the message at once."""
         if self.producer is None or self._loop is None:
             raise PublishError(f"{self.name}: not started (or already closed)")
         if done is None:
             done = self._loop.create_future()
-        if self._backlog or not self._produce(topic, value, key, headers, done, what):
-            self._backlog.append((topic, value, key, headers, done))
+        if self.on_failure is None and (
+            self._halts != self._halts_seen or not self._fail_stop.given()
+        ):
+            done.set_exception(self._fail_stop.not_sent())
+            return done
+        try:
+            if self._backlog or not self._produce(topic, value, key, headers, done, what):
+                self._backlog.append((topic, value, key, headers, done))
+        except NotSent as exc:  # the thread serving reports saw a failure meanwhile
+            done.set_exception(exc)
         return done
 
     def _produce(
@@ -206,20 +242,44 @@ class Producer:
         done: asyncio.Future[None],
         what: str,
     ) -> bool:
-        """Hand one message to librdkafka; False when its queue is full."""
-        reports = self._reports
+        """Hand one message to librdkafka; False when its queue is full. Raises NotSent
+        instead of writing it after a failure (fail-stop), or what librdkafka refused."""
+        reports, producer, stops = self._reports, self.producer, self.on_failure is None
 
         def report(error: Any, msg: Any) -> None:
+            if error is not None and stops and _breaks(error):
+                self._halt(producer)
             reports.append((done, error, msg if error is not None else None))
 
         try:
-            self.producer.produce(topic, value, key, headers=headers, on_delivery=report)
+            with self._halting:
+                if stops and (self._halts != self._halts_seen or not self._fail_stop.writable()):
+                    raise self._fail_stop.not_sent()
+                producer.produce(topic, value, key, headers=headers, on_delivery=report)
         except BufferError:
             return False
+        except NotSent as exc:
+            self._completed(exc)
+            raise
         except ck.KafkaException as exc:
-            raise self._refused(exc, len(value), what) from None
+            refused = self._refused(exc, len(value), what)
+            self._completed(refused)
+            raise refused from None
         self._outstanding += 1
         return True
+
+    def _halt(self, producer: Any) -> None:
+        """(The thread serving delivery reports) A delivery failed: purge what librdkafka
+        has queued, before it is sent (its reports say ``_PURGE_QUEUE``: not sent)."""
+        with self._halting:
+            self._halts += 1
+            with contextlib.suppress(ck.KafkaException, RuntimeError):
+                producer.purge(in_queue=True, in_flight=False, blocking=False)
+
+    def _completed(self, error: BaseException | None) -> None:
+        """A send that was given has its outcome (for fail-stop)."""
+        if self.on_failure is None:
+            self._fail_stop.completed(error)
 
     def _refused(self, exc: BaseException, size: int, what: str) -> PublishError:
         error = exc.args[0] if exc.args else None
@@ -242,6 +302,8 @@ class Producer:
                 "too large: raise the topic's max.message.bytes (or the broker's "
                 f"message.max.bytes); the producer's message.max.bytes is {self.limit}"
             )
+        if error.code() == ck.KafkaError._PURGE_QUEUE and self.on_failure is None:
+            return self._fail_stop.not_sent()
         return PublishError(
             f"{self.name}: delivery to {where} failed: {error.name()}: {self.hide(error.str())}"
         )
@@ -249,19 +311,24 @@ class Producer:
     def _resolve(self) -> None:
         """Complete the futures of the delivery reports received so far (loop thread)."""
         self._scheduled = False
-        reports = self._reports
+        reports, stops = self._reports, self.on_failure is None
         while reports:
             done, error, msg = reports.popleft()
             self._outstanding -= 1
+            failure = None if error is None else self._delivery_error(error, msg)
+            if stops:
+                self._fail_stop.completed(failure)
+                if error is not None and _breaks(error):
+                    self._halts_seen += 1
             if done.done():
                 continue
-            if error is None:
+            if failure is None:
                 done.set_result(None)
             elif self.on_failure is not None:
                 done.cancel()
-                self.on_failure(self._delivery_error(error, msg))
+                self.on_failure(failure)
             else:
-                done.set_exception(self._delivery_error(error, msg))
+                done.set_exception(failure)
         self._retry_backlog()
         if self._outstanding == 0 and not self._backlog and self._idle is not None:
             if not self._idle.done():
@@ -273,7 +340,9 @@ class Producer:
         backlog = self._backlog
         while backlog and self.producer is not None:
             topic, value, key, headers, done = backlog[0]
-            if not done.done():
+            if done.done():
+                self._completed(None)  # abandoned: never written
+            else:
                 try:
                     if not self._produce(topic, value, key, headers, done, "a message"):
                         return
@@ -293,6 +362,7 @@ class Producer:
         """Cancel the futures of what librdkafka does not have yet (abandoned work)."""
         while self._backlog:
             self._backlog.popleft()[-1].cancel()
+            self._completed(None)
 
     @property
     def outstanding(self) -> int:
