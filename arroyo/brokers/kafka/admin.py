@@ -34,7 +34,7 @@ import confluent_kafka as ck
 
 from arroyo.brokers.kafka.connection import ClientLog, Hide, hider
 from arroyo.brokers.kafka.settings import Collect
-from arroyo.errors import ArroyoError, ConfigError
+from arroyo.errors import ArroyoError, ConfigError, ConnectError
 
 log = logging.getLogger("arroyo.brokers.kafka")
 
@@ -97,14 +97,14 @@ def _admin(config: Mapping[str, str]) -> Any:
 def partitions(config: Mapping[str, str], timeout: float = 10.0) -> dict[str, int]:
     """Every topic of the cluster and its number of partitions.
 
-    Raises TopicAdminError when the cluster does not answer within ``timeout`` seconds.
+    Raises ConnectError when the cluster does not answer within ``timeout`` seconds.
     """
     try:
         metadata = _admin(config).list_topics(timeout=timeout)
     except ck.KafkaException as exc:
         error = exc.args[0] if exc.args else exc
         reason = error.str() if hasattr(error, "str") else str(error)
-        raise TopicAdminError(
+        raise ConnectError(
             f"cannot reach the Kafka cluster at {config.get('bootstrap.servers')} within "
             f"{timeout:g} s: {hider(config)(reason)}"
         ) from None
@@ -114,7 +114,8 @@ def partitions(config: Mapping[str, str], timeout: float = 10.0) -> dict[str, in
 def create(requests: Sequence[TopicRequest], timeout: float = 30.0) -> list[str]:
     """Create the requested topics that do not exist; the names of those created.
 
-    Raises TopicAdminError naming the endpoint and the broker's reason.
+    Raises TopicAdminError naming the endpoint and the broker's reason, ConnectError when
+    the cluster does not answer.
     """
     if not requests:
         return []
@@ -223,7 +224,7 @@ def warn_idle_workers(
         return
     try:
         counts = partitions(config, timeout=10.0)
-    except TopicAdminError as exc:
+    except ConnectError as exc:
         log.warning("%s: cannot check partitions against %d workers: %s", where, workers, exc)
         return
     for topic in names:
