@@ -115,16 +115,6 @@ def open_publisher(
     return factory(parsed, dict(options or {}), codec or default_codec())
 
 
-TLS_OPTIONS: dict[str, Any] = {
-    "ssl_ca": None,
-    "ssl_cert": None,
-    "ssl_key": None,
-    "ssl_verify": True,
-}
-"""The TLS options of a connector, with their defaults (Kafka takes the first three as
-aliases of librdkafka's ``ssl.*`` settings)."""
-
-
 @dataclass(frozen=True)
 class Tls:
     """A connection's TLS settings: the CA file (None: the system's CAs), the client
@@ -135,16 +125,6 @@ class Tls:
     key: str | None = None
     verify: bool = True
 
-    @classmethod
-    def from_options(cls, url: BrokerURL, opts: Mapping[str, Any], tls_scheme: str) -> Tls | None:
-        """The TLS settings in ``opts`` (taken with :data:`TLS_OPTIONS`) when ``url`` has
-        the ``tls_scheme``; else None, and ssl_* options are a ConfigError."""
-        if not url.scheme.startswith(tls_scheme):
-            if any(opts[key] for key in ("ssl_ca", "ssl_cert", "ssl_key")):
-                raise ConfigError(f"{url}: ssl_* options need TLS (the {tls_scheme}:// scheme)")
-            return None
-        return cls(opts["ssl_ca"], opts["ssl_cert"], opts["ssl_key"], opts["ssl_verify"])
-
     def context(self) -> ssl.SSLContext:
         """An SSL context with this CA (or the system's) and client certificate."""
         context = ssl.create_default_context(cafile=self.ca)
@@ -154,46 +134,3 @@ class Tls:
         if self.cert:
             context.load_cert_chain(self.cert, self.key)
         return context
-
-
-def take_options(
-    url: BrokerURL, options: dict[str, Any], known: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Merge URL query parameters and YAML options; refuse keys not in ``known``.
-
-    ``known`` maps each accepted key to its default; values given as strings in the URL
-    are converted to the default's type (int, float, bool). Returns every known key.
-    """
-    merged: dict[str, Any] = {**url.query, **options}
-    unknown = sorted(set(merged) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{url}: unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(sorted(known)) or '(none)'}"
-        )
-    out = dict(known)
-    for key, value in merged.items():
-        default = known[key]
-        out[key] = _convert(url, key, value, default)
-    return out
-
-
-def _convert(url: BrokerURL, key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or default is None or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise ConfigError(
-            f"{url}: option {key!r} must be a {type(default).__name__}, got {value!r}"
-        ) from None
-    return value

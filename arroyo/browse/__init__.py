@@ -4,8 +4,8 @@ A :class:`Browser` shows what a source holds and leaves it exactly as it was: th
 messages, counts, pending entries, consumer groups and committed offsets. Each broker's
 module reads the way its broker allows without taking anything:
 
-- ``kafka://`` (:mod:`.kafka`): partitions assigned explicitly, no consumer group joined,
-  no offset ever committed;
+- ``kafka://`` (``arroyo/brokers/kafka/browse.py``): partitions assigned explicitly, no
+  consumer group joined, no offset ever committed;
 - ``redis://`` (``arroyo/brokers/redis/browse.py``): ``XRANGE`` / ``XREAD``, never a
   consumer group; ``redis+pubsub://``: a subscription (pub/sub keeps nothing: only what
   comes);

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers import BrokerURL
 
 if TYPE_CHECKING:
     from arroyo.brokers.settings import Settings
@@ -111,20 +111,6 @@ class Reading:
 
     from_end: bool | None = None
     exit_at_end: bool = False
-
-
-def browse_options(
-    url: BrokerURL,
-    options: Mapping[str, Any],
-    known: Mapping[str, Any],
-    ignored: Iterable[str] = (),
-    silent: Iterable[str] = (),
-) -> dict[str, Any]:
-    """The options of ``url`` (query) and ``options``, checked against ``known`` (see
-    :func:`arroyo.brokers.take_options`), after leaving out those of a consuming listener
-    (see :func:`without_listening_options`)."""
-    url, options = without_listening_options(url, options, ignored, silent)
-    return take_options(url, options, known)
 
 
 def browse_settings(

@@ -455,3 +455,6 @@ class _CountingIntake:
 
     def full(self) -> bool:
         return self._intake.full()
+
+    async def acknowledged(self) -> None:
+        await self._block._settler.acknowledged()

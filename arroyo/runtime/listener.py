@@ -27,6 +27,14 @@ class Intake(Protocol):
     def full(self) -> bool:
         """True when a put() would wait."""
 
+    async def acknowledged(self) -> None:
+        """Return once every message handed over so far whose outputs are all confirmed
+        by now (or whose dead letter is) has been acknowledged (:meth:`Listener.ack_many`
+        returned). Nothing else is waited for: not a message still processed, not one
+        whose outputs or dead letter are not confirmed yet, nor what comes after it in
+        input order, so a listener may call this while it holds sends back (a Kafka
+        transaction being committed). Returns at once when the Block is not settling."""
+
 
 class Listener(ABC):
     """Receives messages from a source and hands them to a Block, which acknowledges them.

@@ -1,5 +1,5 @@
-"""The Kafka connector against the real broker: order, scale-out, headers, limits, TLS,
-backpressure and exactly-once."""
+"""The Kafka listener against the real broker: order, commits, scale-out, rebalances,
+backpressure, TLS (the producers of these tests are Arroyo's publishers)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pytest
 
 from arroyo import Event, Run, Start, Stop, decode, encode
 from arroyo.brokers import open_listener, open_publisher
-from arroyo.brokers.kafka import KafkaListener, KafkaPublisher, exactly_once
-from arroyo.errors import ConnectError, MessageTooLargeError
+from arroyo.brokers.kafka import KafkaListener
+from arroyo.errors import ConnectError
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output
-from arroyo.testing import Workers, make_run, publish_all
+from arroyo.testing import Workers, publish_all
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient  # noqa: E402
@@ -29,25 +29,8 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 pytestmark = pytest.mark.kafka
 
 ReadTopic = Callable[..., list[Any]]
-FAST = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        offsets = consumer.committed(
-            [ck.TopicPartition(topic, p) for p in range(partitions)], timeout=10
-        )
-        return [max(tp.offset, 0) for tp in offsets]  # none committed (empty partition): 0
-    finally:
-        consumer.close()
-
-
-def runs(count: int, events: int) -> tuple[list[str], list[Message]]:
-    """``count`` runs (Start, events, Stop), interleaved message by message."""
-    made = [make_run(events, f"run-{i}-{os.urandom(3).hex()}") for i in range(count)]
-    interleaved = [m for group in zip(*made, strict=True) for m in group]
-    return [run[0].stream for run in made], interleaved
+Committed = Callable[[str, str, str, int], list[int]]
+Runs = Callable[[int, int], tuple[list[str], list[Message]]]
 
 
 class Collect(Operator):
@@ -70,13 +53,18 @@ class Shuffle(Operator):
 
 
 async def test_round_trip_with_headers_keys_and_committed_offsets(
-    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    read_topic: ReadTopic,
+    fast: dict[str, Any],
+    committed: Committed,
+    runs: Runs,
 ) -> None:
     source, results = kafka_topics("in", 2), kafka_topics("out", 2)
     _, messages = runs(2, 5)
     await publish_all(f"kafka://{kafka_bootstrap}/{source}", messages)
     group = f"{source}-g"
-    listener = open_listener(f"kafka://{kafka_bootstrap}/{source}?group={group}", FAST)
+    listener = open_listener(f"kafka://{kafka_bootstrap}/{source}?group={group}", fast)
     publisher = open_publisher(f"kafka://{kafka_bootstrap}/{results}")
     stats = await Block(listener, None, [publisher], max_messages=len(messages)).run()
     assert stats.acknowledged == len(messages)
@@ -102,7 +90,7 @@ async def test_round_trip_with_headers_keys_and_committed_offsets(
 
 
 async def test_interleaved_runs_stay_in_order_through_a_block(
-    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic
+    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic, fast: dict[str, Any], runs: Runs
 ) -> None:
     """3 runs interleaved into a 4-partition topic come out with each run's Start,
     Events and Stop in order, each run in one partition, while the operator finishes
@@ -110,7 +98,7 @@ async def test_interleaved_runs_stay_in_order_through_a_block(
     source, results = kafka_topics("in", 4), kafka_topics("out", 4)
     streams, messages = runs(3, 60)
     await publish_all(f"kafka://{kafka_bootstrap}/{source}", messages)
-    listener = open_listener(f"kafka://{kafka_bootstrap}/{source}?group={source}-g", FAST)
+    listener = open_listener(f"kafka://{kafka_bootstrap}/{source}?group={source}-g", fast)
     publisher = open_publisher(f"kafka://{kafka_bootstrap}/{results}")
     block = Block(listener, Shuffle(), [publisher], concurrency=8, max_messages=len(messages))
     await block.run()
@@ -131,7 +119,11 @@ async def test_interleaved_runs_stay_in_order_through_a_block(
 
 
 async def test_several_topics_and_a_regex_subscription(
-    kafka_bootstrap: str, kafka_topics: Any, unique_name: Callable[[str], str]
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    unique_name: Callable[[str], str],
+    fast: dict[str, Any],
+    runs: Runs,
 ) -> None:
     prefix = unique_name("rx")
     first, second = kafka_topics(f"{prefix}-a"), kafka_topics(f"{prefix}-b")
@@ -143,77 +135,14 @@ async def test_several_topics_and_a_regex_subscription(
         collect = Collect()
         listener = open_listener(
             f"kafka://{kafka_bootstrap}/{path}?group={prefix}-{len(path)}",
-            {"topic.metadata.refresh.interval.ms": 1000, **FAST},
+            {"topic.metadata.refresh.interval.ms": 1000, **fast},
         )
         await Block(listener, collect, max_messages=len(expected)).run()
         assert set(collect.ids) == expected, path
 
 
-async def test_a_message_over_the_producer_limit_names_the_settings_to_raise(
-    kafka_bootstrap: str, kafka_topics: Any
-) -> None:
-    name = kafka_topics("big")
-    publisher = open_publisher(f"kafka://{kafka_bootstrap}/{name}", {"message.max.bytes": 100_000})
-    async with publisher:
-        with pytest.raises(MessageTooLargeError) as caught:
-            await publisher.publish(Event({}, b"x" * 200_000))
-        text = str(caught.value)
-        assert "message.max.bytes=100000" in text
-        assert "max.message.bytes" in text
-        await publisher.publish(Event({}, b"x" * 50_000))  # still works afterwards
-
-
-async def test_a_message_over_the_topic_limit_names_the_settings_to_raise(
-    kafka_bootstrap: str, kafka_topics: Any
-) -> None:
-    name = kafka_topics("small", **{"max.message.bytes": "20000"})
-    publisher = open_publisher(f"kafka://{kafka_bootstrap}/{name}")
-    async with publisher:
-        with pytest.raises(MessageTooLargeError) as caught:
-            await publisher.publish(Event({}, b"x" * 50_000))
-        assert "topic's max.message.bytes" in str(caught.value)
-        await publisher.publish(Event({}, b"x" * 1000))
-
-
-async def test_a_frame_at_the_default_limit_goes_through_with_default_settings(
-    kafka_bootstrap: str, kafka_topics: Any, unique_name: Callable[[str], str]
-) -> None:
-    """A frame just under the publisher's default message.max.bytes (64 MiB, more than
-    the consumer's fetch.max.bytes of 50 MiB) is published and read back by a listener,
-    neither with any setting, into a topic the publisher creates to fit it."""
-    name = unique_name("big")
-    kafka_topics.made.append(name)  # deleted after the test
-    payload = os.urandom(1 << 20) * 63 + os.urandom((1 << 20) - (64 << 10))
-    async with open_publisher(f"kafka://{kafka_bootstrap}/{name}") as publisher:
-        await publisher.publish(Event({"frame": 0}, payload))
-    got: list[bytes] = []
-
-    class Keep(Operator):
-        async def process(self, message: Message) -> Output:
-            assert isinstance(message, Event)
-            got.append(message.payload)
-            return None
-
-    listener = open_listener(f"kafka://{kafka_bootstrap}/{name}?group={name}-g", FAST)
-    await asyncio.wait_for(Block(listener, Keep(), max_messages=1).run(), 120)
-    assert got == [payload]
-
-
-async def test_a_missing_topic_the_broker_default_fits_is_left_to_the_broker(
-    kafka_bootstrap: str, kafka_topics: Any, unique_name: Callable[[str], str]
-) -> None:
-    """With message.max.bytes within the broker's default for new topics, starting the
-    publisher creates no topic (the broker creates it on the first message, as usual)."""
-    name = unique_name("plain")
-    kafka_topics.made.append(name)
-    url = f"kafka://{kafka_bootstrap}/{name}"
-    async with open_publisher(url, {"message.max.bytes": 1 << 20}):
-        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-        assert name not in admin.list_topics(timeout=10).topics
-
-
 async def test_tls_settings_pass_through_to_librdkafka(
-    kafka_topics: Any, caplog: pytest.LogCaptureFixture
+    kafka_topics: Any, caplog: pytest.LogCaptureFixture, fast: dict[str, Any], runs: Runs
 ) -> None:
     address, ca = os.environ.get("ARROYO_KAFKA_TLS"), os.environ.get("ARROYO_TLS_CA")
     if not address or not ca:
@@ -226,7 +155,7 @@ async def test_tls_settings_pass_through_to_librdkafka(
     _, messages = runs(1, 3)
     await publish_all(f"kafka://{address}/{name}", messages, **tls)
     collect = Collect()
-    listener = open_listener(f"kafka://{address}/{name}?group={name}-g", {**tls, **FAST})
+    listener = open_listener(f"kafka://{address}/{name}?group={name}-g", {**tls, **fast})
     await Block(listener, collect, max_messages=len(messages)).run()
     assert collect.ids == [m.id for m in messages]
     # Without the CA the broker's certificate is refused: the settings really are used.
@@ -241,7 +170,12 @@ async def test_tls_settings_pass_through_to_librdkafka(
 
 
 async def test_a_stalled_block_pauses_the_partitions_and_stays_in_the_group(
-    kafka_bootstrap: str, kafka_topics: Any, until: Callable[..., Any]
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    until: Callable[..., Any],
+    fast: dict[str, Any],
+    committed: Committed,
+    runs: Runs,
 ) -> None:
     """The operator holds the Block full longer than max.poll.interval.ms: the listener
     pauses and keeps polling, so it is not thrown out of the group (no second
@@ -260,7 +194,7 @@ async def test_a_stalled_block_pauses_the_partitions_and_stays_in_the_group(
 
     listener = open_listener(
         f"kafka://{kafka_bootstrap}/{name}?group={name}-g&pause_after_ms=50",
-        {**FAST, "max.poll.interval.ms": 6000},
+        {**fast, "max.poll.interval.ms": 6000},
     )
     assert isinstance(listener, KafkaListener)
     block = Block(listener, Stall(), queue_size=2, max_messages=len(messages))
@@ -271,38 +205,8 @@ async def test_a_stalled_block_pauses_the_partitions_and_stays_in_the_group(
     release.set()
     await asyncio.wait_for(task, 30)
     assert seen == [m.id for m in messages]
-    assert listener._generation == 1, "the partition was revoked and assigned again"
+    assert listener.partitions.generation == 1, "the partition was revoked and assigned again"
     assert committed(kafka_bootstrap, f"{name}-g", name, 1) == [len(messages)]
-
-
-async def test_exactly_once_block_commits_outputs_offsets_and_dead_letters_together(
-    kafka_bootstrap: str, kafka_topics: Any, read_topic: ReadTopic
-) -> None:
-    source, results, dlq = kafka_topics("in", 2), kafka_topics("out", 2), kafka_topics("dlq")
-    _, messages = runs(2, 200)
-    await publish_all(f"kafka://{kafka_bootstrap}/{source}", messages)
-    raw = ck.Producer({"bootstrap.servers": kafka_bootstrap})
-    raw.produce(source, b"not arroyo data", partition=0)
-    raw.flush(10)
-    group = f"{source}-g"
-    listener = open_listener(
-        f"kafka://{kafka_bootstrap}/{source}?group={group}&commit_every=50", FAST
-    )
-    publisher = open_publisher(f"kafka://{kafka_bootstrap}/{results}")
-    dead = open_publisher(f"kafka://{kafka_bootstrap}/{dlq}")
-    exactly_once(listener, [publisher], dead)
-    assert isinstance(dead, KafkaPublisher) and dead._txn is not None
-    total = len(messages) + 1
-    stats = await Block(listener, None, [publisher], dead_letter=dead, max_messages=total).run()
-    assert (stats.published, stats.dead_lettered) == (len(messages), 1)
-
-    records = read_topic(kafka_bootstrap, results, len(messages))
-    assert sorted(decode(r.value()).id for r in records) == sorted(m.id for m in messages)
-    (letter,) = read_topic(kafka_bootstrap, dlq, 1)
-    assert letter.value() == b"not arroyo data"
-    assert dict(letter.headers())["arroyo.dead-letter.error"] == b"DecodeError"
-    # Only committed transactions are visible, and the offsets went with them.
-    assert sum(committed(kafka_bootstrap, group, source, 2)) == total
 
 
 def test_three_worker_processes_share_a_six_partition_topic(
@@ -384,7 +288,7 @@ def wait_for_members(bootstrap: str, group: str, count: int, within: float) -> N
 
 
 async def test_a_partition_paused_before_a_rebalance_is_read_when_it_comes_back(
-    kafka_bootstrap: str, kafka_topics: Any, until: Callable[..., Any]
+    kafka_bootstrap: str, kafka_topics: Any, until: Callable[..., Any], fast: dict[str, Any]
 ) -> None:
     """The Block is full, so the listener pauses both its partitions; a second consumer
     joins and takes one of them; the Block drains and the listener resumes what it still
@@ -409,14 +313,14 @@ async def test_a_partition_paused_before_a_rebalance_is_read_when_it_comes_back(
     group = f"{name}-g"
     listener = open_listener(
         f"kafka://{kafka_bootstrap}/{name}?group={group}&pause_after_ms=50&drain_timeout_ms=200",
-        FAST,
+        fast,
     )
     assert isinstance(listener, KafkaListener)
     block = Block(listener, Stall(), queue_size=2)
     task = asyncio.create_task(block.run())
     other = ck.Consumer(
         {"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False}
-        | FAST
+        | fast
     )
     leave = threading.Event()
 
@@ -428,18 +332,20 @@ async def test_a_partition_paused_before_a_rebalance_is_read_when_it_comes_back(
 
     try:
         await until(
-            lambda: listener._paused and len(listener._owned) == 2, 20, "both partitions paused"
+            lambda: listener._paused and len(listener.partitions.owned) == 2,
+            20,
+            "both partitions paused",
         )
         joined = asyncio.create_task(asyncio.to_thread(poll_until_told))
-        await until(lambda: len(listener._owned) == 1, 30, "the other consumer takes one")
-        (kept,) = (p for _, p in listener._owned)
+        await until(lambda: len(listener.partitions.owned) == 1, 30, "the other consumer takes one")
+        (kept,) = (p for _, p in listener.partitions.owned)
         release.set()
         await until(
             lambda: {e.id for e in placed[kept]} <= set(seen), 30, f"partition {kept} processed"
         )
         leave.set()
         await joined
-        await until(lambda: len(listener._owned) == 2, 30, "the partition comes back")
+        await until(lambda: len(listener.partitions.owned) == 2, 30, "the partition comes back")
         everything = {e.id for events in placed.values() for e in events}
         await until(lambda: everything <= set(seen), 30, f"partition {1 - kept} processed")
     finally:

@@ -1,15 +1,22 @@
-"""Kafka topics before a pipeline starts: create those marked ``create:``, count partitions.
+"""Kafka topics: created when ``create:`` asks, counted, and checked to fit the messages.
 
 ``create: {partitions: N, replication: R, config: {...}}`` next to a Kafka URL (listener,
-publisher or dead letter) makes Arroyo create the topic when it does not exist, before
-any block starts (AdminClient ``create_topics``). An existing topic is left as it is (a
-warning says so when it has fewer partitions than asked for). Without ``partitions`` or
-``replication`` the broker's defaults (``num.partitions``, ``default.replication.factor``)
-apply; ``config`` holds topic settings such as ``max.message.bytes`` or ``retention.ms``.
+publisher or dead letter; its model is ``TopicSettings`` in ``arroyo/config.py``) makes
+Arroyo create the topic when it does not exist, before any block starts (AdminClient
+``create_topics``). An existing topic is left as it is (a warning says so when it has
+fewer partitions than asked for). Without ``partitions`` or ``replication`` the broker's
+defaults (``num.partitions``, ``default.replication.factor``) apply; ``config`` holds
+topic settings such as ``max.message.bytes`` or ``retention.ms``.
 
 :func:`warn_idle_workers` tells, once, when a consumer group's topic has fewer partitions
 than there are workers: Kafka gives each partition to one worker of a group, so the
 others get nothing to do.
+
+:func:`fit_topic` checks, when a publisher starts, the size limit of its topic: a topic
+smaller than the publisher's ``message.max.bytes`` gets one warning naming the setting
+to change, and a topic that does not exist yet, which the broker would create with its
+smaller default, is created with a ``max.message.bytes`` that fits (so large frames work
+against a stock broker, whose default is 1 MiB).
 
 The admin client uses the endpoint's connection settings (``bootstrap.servers``,
 ``security.protocol``, ``ssl.*``, ``sasl.*``...), never its consumer or producer ones.
@@ -17,17 +24,19 @@ The admin client uses the endpoint's connection settings (``bootstrap.servers``,
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arroyo._optional import require
-from arroyo.errors import ArroyoError, ConfigError
-from arroyo.runtime.logs import redact
+import confluent_kafka as ck
 
-log = logging.getLogger("arroyo.kafka")
-_client_log = logging.getLogger("arroyo.kafka.client")
+from arroyo.brokers.kafka.connection import ClientLog, Hide, hider
+from arroyo.brokers.kafka.settings import Collect
+from arroyo.errors import ArroyoError, ConfigError, ConnectError
+
+log = logging.getLogger("arroyo.brokers.kafka")
 
 _CONNECTION_PREFIXES = (
     "bootstrap.servers",
@@ -74,39 +83,30 @@ def admin_config(client_config: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-class _ClientLog:
-    """librdkafka's own log lines, at debug level on ``arroyo.kafka.client`` (the errors
-    among them come back as the exceptions of the calls)."""
-
-    def log(self, level: int, msg: str, *args: Any) -> None:
-        _client_log.debug(msg, *args)
-
-
 def _admin(config: Mapping[str, str]) -> Any:
-    require("confluent_kafka", "kafka", "Creating Kafka topics")
+    """An admin client with the connection settings of ``config``."""
     from confluent_kafka.admin import AdminClient
 
     settings: dict[str, Any] = admin_config(config)
-    settings["logger"] = _ClientLog()
-    settings["error_cb"] = lambda error: _client_log.debug("admin client: %s", error)
+    said = ClientLog("admin client", hider(config))
+    settings["logger"] = said
+    settings["error_cb"] = lambda error: said.log(logging.DEBUG, "%s", error)
     return AdminClient(settings)
 
 
 def partitions(config: Mapping[str, str], timeout: float = 10.0) -> dict[str, int]:
     """Every topic of the cluster and its number of partitions.
 
-    Raises TopicAdminError when the cluster does not answer within ``timeout`` seconds.
+    Raises ConnectError when the cluster does not answer within ``timeout`` seconds.
     """
-    from confluent_kafka import KafkaException
-
     try:
         metadata = _admin(config).list_topics(timeout=timeout)
-    except KafkaException as exc:
+    except ck.KafkaException as exc:
         error = exc.args[0] if exc.args else exc
         reason = error.str() if hasattr(error, "str") else str(error)
-        raise TopicAdminError(
+        raise ConnectError(
             f"cannot reach the Kafka cluster at {config.get('bootstrap.servers')} within "
-            f"{timeout:g} s: {redact(reason)}"
+            f"{timeout:g} s: {hider(config)(reason)}"
         ) from None
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
@@ -114,12 +114,11 @@ def partitions(config: Mapping[str, str], timeout: float = 10.0) -> dict[str, in
 def create(requests: Sequence[TopicRequest], timeout: float = 30.0) -> list[str]:
     """Create the requested topics that do not exist; the names of those created.
 
-    Raises TopicAdminError naming the endpoint and the broker's reason.
+    Raises TopicAdminError naming the endpoint and the broker's reason, ConnectError when
+    the cluster does not answer.
     """
     if not requests:
         return []
-    require("confluent_kafka", "kafka", "Creating Kafka topics")
-    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.cimpl import NewTopic
 
     created: list[str] = []
@@ -159,9 +158,9 @@ def create(requests: Sequence[TopicRequest], timeout: float = 30.0) -> list[str]
             request = missing[topic]
             try:
                 future.result(timeout)
-            except KafkaException as exc:
+            except ck.KafkaException as exc:
                 error = exc.args[0]
-                if getattr(error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
+                if getattr(error, "code", lambda: None)() == ck.KafkaError.TOPIC_ALREADY_EXISTS:
                     continue  # another worker or process was first
                 raise TopicAdminError(
                     f"{request.where}: cannot create topic {topic!r}: {error.str()}"
@@ -225,7 +224,7 @@ def warn_idle_workers(
         return
     try:
         counts = partitions(config, timeout=10.0)
-    except TopicAdminError as exc:
+    except ConnectError as exc:
         log.warning("%s: cannot check partitions against %d workers: %s", where, workers, exc)
         return
     for topic in names:
@@ -256,3 +255,121 @@ def warn_idle_workers(
                 topic,
                 workers,
             )
+
+
+# -- the topic's size limit ------------------------------------------------------------
+
+
+def fit_topic(
+    where: str,
+    admin_config: Mapping[str, str],
+    topic: str,
+    limit: int,
+    timeout: float,
+    hide: Hide,
+) -> None:
+    """(Blocking) Make sure ``topic`` takes messages of ``limit`` bytes, or say it does not.
+
+    An existing topic whose ``max.message.bytes`` is smaller gets one warning naming the
+    topic, both limits and the command that raises it. A topic that does not exist yet
+    and that the broker would create (``auto.create.topics.enable``) with a smaller
+    default (its ``message.max.bytes``) is created now, with the broker's default
+    partitions and replication and ``max.message.bytes=limit``. What cannot be read (no
+    permission, an old broker) is logged at debug level only.
+    """
+    admin_api = importlib.import_module("confluent_kafka.admin")
+    ConfigResource, NewTopic = admin_api.ConfigResource, admin_api.NewTopic
+    producer_only = ("transactional.id", "enable.idempotence")  # no producer id needed
+    config: dict[str, Any] = {k: v for k, v in admin_config.items() if k not in producer_only}
+    config["logger"] = Collect()
+    admin = admin_api.AdminClient(config)
+    servers = admin_config.get("bootstrap.servers", "HOST:9092")
+    try:
+        size = _topic_limit(admin, ConfigResource, topic, timeout)
+        if size is None:
+            broker = _broker_config(admin, ConfigResource, timeout)
+            default = int(broker.get("message.max.bytes", "1048588"))
+            if default >= limit:
+                return
+            if broker.get("auto.create.topics.enable", "true") != "true":
+                log.warning(
+                    "%s: topic %r does not exist and the broker does not create topics "
+                    "(auto.create.topics.enable=false): create it, with "
+                    "max.message.bytes=%d for messages up to this publisher's "
+                    "message.max.bytes",
+                    where,
+                    topic,
+                    limit,
+                )
+                return
+            new = NewTopic(topic, -1, -1, config={"max.message.bytes": str(limit)})
+            try:
+                admin.create_topics([new], request_timeout=timeout)[topic].result(timeout)
+            except ck.KafkaException as exc:
+                if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                    log.warning(
+                        "%s: could not create topic %r with max.message.bytes=%d (%s); the "
+                        "broker will create it on the first message with its default, "
+                        "message.max.bytes=%d, and refuse larger messages: create it with "
+                        "kafka-topics.sh --bootstrap-server %s --create --topic %s --config "
+                        "max.message.bytes=%d, or raise the broker's message.max.bytes",
+                        where,
+                        topic,
+                        limit,
+                        hide(exc.args[0].str()),
+                        default,
+                        servers,
+                        topic,
+                        limit,
+                    )
+                    return
+                size = _topic_limit(admin, ConfigResource, topic, timeout)
+            else:
+                log.info(
+                    "%s: created topic %r with max.message.bytes=%d (the broker's default, "
+                    "message.max.bytes=%d, is smaller than this publisher's limit)",
+                    where,
+                    topic,
+                    limit,
+                    default,
+                )
+                return
+        if size is not None and size < limit:
+            log.warning(
+                "%s: topic %r takes messages up to %d bytes (its max.message.bytes), fewer "
+                "than this publisher's message.max.bytes=%d: the broker refuses larger ones. "
+                "Raise it with: kafka-configs.sh --bootstrap-server %s --alter --entity-type "
+                "topics --entity-name %s --add-config max.message.bytes=%d (or set "
+                "message.max.bytes=%d next to the publisher's URL to refuse them before "
+                "sending)",
+                where,
+                topic,
+                size,
+                limit,
+                servers,
+                topic,
+                limit,
+                size,
+            )
+    except (ck.KafkaException, ValueError, LookupError) as exc:
+        log.debug("%s: could not check the size limit of topic %r: %s", where, topic, hide(exc))
+
+
+def _topic_limit(admin: Any, resource: Any, topic: str, timeout: float) -> int | None:
+    """The topic's effective max.message.bytes; None when the topic does not exist."""
+    wanted = resource("topic", topic)
+    try:
+        entries = admin.describe_configs([wanted], request_timeout=timeout)[wanted].result(timeout)
+    except ck.KafkaException as exc:
+        if exc.args[0].code() == ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        raise
+    return int(entries["max.message.bytes"].value)
+
+
+def _broker_config(admin: Any, resource: Any, timeout: float) -> dict[str, str]:
+    """The settings of one broker of the cluster (the defaults of new topics)."""
+    brokers = admin.list_topics(timeout=timeout).brokers
+    wanted = resource("broker", str(min(brokers)))
+    entries = admin.describe_configs([wanted], request_timeout=timeout)[wanted].result(timeout)
+    return {name: entry.value for name, entry in entries.items() if entry.value is not None}

@@ -12,98 +12,45 @@ reached the end offset it had at the start (messages written afterwards are not 
 or librdkafka reported the end of the partition (an open transaction can hold the end
 back). ``isolation.level`` is ``read_committed``, as for Arroyo's listener.
 
-Options (URL query or YAML): ``connect_timeout`` (seconds to reach the cluster, default 10),
-``batch`` (messages per fetch, default 500), and any librdkafka setting (keys with a
-dot: ``security.protocol``, ``ssl.ca.location``, ``sasl.password``...); ``ssl_ca``,
-``ssl_cert``, ``ssl_key`` as for the connector. A listener's ``group`` and commit
-options are ignored (with a warning).
+Options (URL query or YAML): those of
+:class:`~arroyo.brokers.kafka.settings.KafkaBrowseSettings` (``connect_timeout``,
+``batch``, the TLS options) and any librdkafka setting (keys with a dot), but none that
+would make it consume (``group.id``, ``enable.auto.commit``). A listener's own options
+(``group``, the commit options...) are ignored, with a warning, so a listener's URL can
+be pasted as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import logging
 import re
-import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from arroyo._optional import require
-from arroyo.brokers import BrokerURL
-from arroyo.brokers.connecting import CONNECT_OPTIONS, connect_timeout
-from arroyo.brokers.kafka_checks import unreachable
-from arroyo.browse.base import Browser, Reading, Record, browse_options
-from arroyo.errors import ArroyoError, ConfigError
-from arroyo.runtime.logs import redact
+import confluent_kafka as ck
 
-_OPTIONS: dict[str, Any] = {**CONNECT_OPTIONS, "batch": 500}
-_IGNORED = (
-    "group",
-    "delivery_journal",
-    "commit_interval_ms",
-    "commit_every",
-    "batch_size",
-    "poll_timeout_ms",
-    "drain_timeout_ms",
-    "pause_after_ms",
+from arroyo.brokers import BrokerURL
+from arroyo.brokers.kafka.connection import ClientLog, error_text, hider, reach, unreachable
+from arroyo.brokers.kafka.settings import (
+    KafkaBrowseSettings,
+    KafkaListenerSettings,
+    topics,
 )
-_TLS_ALIASES = {
-    "ssl_ca": "ssl.ca.location",
-    "ssl_cert": "ssl.certificate.location",
-    "ssl_key": "ssl.key.location",
-}
+from arroyo.browse.base import Browser, Reading, Record, without_listening_options
+from arroyo.errors import ArroyoError, ConfigError, ConnectError
+
 _REFUSED = {
     "group.id": "tail reads without a consumer group",
     "enable.auto.commit": "tail never commits",
     "enable.auto.offset.store": "tail never commits",
 }
-_SECRET = re.compile(r"password|secret|token|oauthbearer\.config", re.IGNORECASE)
+_CONSUMING = sorted(set(KafkaListenerSettings.known()) - set(KafkaBrowseSettings.known()))
+"""A listener's options that make no sense for a reader that changes nothing."""
 
 Partition = tuple[str, int]
-
-_client_log = logging.getLogger("arroyo.browse.kafka.client")
-
-
-class _ClientLog:
-    """librdkafka's own log lines, at debug level and without secrets; connection
-    failures (``FAIL``) also go to ``failed``, to explain why the cluster cannot be
-    reached."""
-
-    def __init__(self, hide: Callable[[object], str], failed: Callable[[str], None]) -> None:
-        self._hide = hide
-        self._failed = failed
-
-    def log(self, level: int, msg: str, *args: Any) -> None:
-        text = self._hide(msg % args if args else msg)
-        if args and args[0] == "FAIL":
-            self._failed(text.split("]: ", 1)[-1])
-        if _client_log.isEnabledFor(logging.DEBUG):
-            _client_log.debug("%s", text)
-
-
-def _client_config(url: BrokerURL, options: Mapping[str, Any]) -> dict[str, str]:
-    """librdkafka settings from the URL query and ``options`` (keys with a dot, and the
-    TLS aliases); ``options`` win."""
-    config: dict[str, str] = {}
-    for given in (url.query, options):
-        for key, value in given.items():
-            if key in _REFUSED:
-                raise ConfigError(f"{url}: {key} cannot be set: {_REFUSED[key]}")
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            if "." in key:
-                config[key] = text
-            elif key in _TLS_ALIASES:
-                config[_TLS_ALIASES[key]] = text
-                config.setdefault("security.protocol", "SSL")
-    if "bootstrap.servers" not in config:
-        if not url.host:
-            raise ConfigError(f"{url}: a Kafka URL needs a broker address: kafka://HOST:9092/TOPIC")
-        config["bootstrap.servers"] = f"{url.host}:{url.port or 9092}"
-    return config
 
 
 class KafkaBrowser(Browser):
@@ -113,17 +60,16 @@ class KafkaBrowser(Browser):
         self,
         url: BrokerURL,
         topics: list[str],
+        settings: KafkaBrowseSettings,
         config: dict[str, str],
         reading: Reading,
-        *,
-        timeout: float = 10.0,
-        batch: int = 500,
     ) -> None:
         self.url = url
         self.topics = topics
+        self.settings = settings
         self.reading = reading
-        self.timeout = timeout
-        self.batch = batch
+        self.timeout = settings.connect_timeout
+        self.batch = settings.batch
         self.config: dict[str, str] = {
             "group.id": f"arroyo-tail-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": "false",
@@ -133,22 +79,16 @@ class KafkaBrowser(Browser):
             "isolation.level": "read_committed",
             **config,
         }
-        self._secrets = [v for k, v in config.items() if _SECRET.search(k)]
-        if url.password:
-            self._secrets.append(url.password)
-        self._ck: Any = None
+        self.hide = hider(config, url.password)
+        self._said = ClientLog(self.name, self.hide)
         self._consumer: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._ends: dict[Partition, int] = {}
         self._open_partitions: set[Partition] = set()
-        self._errors: list[str] = []
 
     @property
     def name(self) -> str:
         return str(self.url)
-
-    def _hide(self, text: object) -> str:
-        return redact(str(text), *self._secrets)
 
     async def _call(self, func: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -156,28 +96,16 @@ class KafkaBrowser(Browser):
 
     def _on_error(self, error: Any) -> None:
         """librdkafka's error callback (consumer thread): kept to explain a failure."""
-        self._note(self._hide(error.str()))
-
-    def _note(self, text: str) -> None:
-        if text not in self._errors:
-            self._errors.append(text)
-        del self._errors[:-5]
+        self._said.reports.append(self.hide(error.str()))
 
     async def open(self) -> None:
         """Find the topics' partitions and their end offsets, and assign them."""
-        ck = self._ck = require("confluent_kafka", "kafka", "Browsing Kafka (kafka:// URLs)")
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-tail-kafka")
+        config = {**self.config, "error_cb": self._on_error, "logger": self._said}
         try:
-            self._consumer = await self._call(
-                ck.Consumer,
-                {
-                    **self.config,
-                    "error_cb": self._on_error,
-                    "logger": _ClientLog(self._hide, self._note),
-                },
-            )
+            self._consumer = await self._call(ck.Consumer, config)
         except (ck.KafkaException, ValueError, TypeError) as exc:
-            raise ConfigError(f"{self.name}: {self._hide(_text(exc))}") from None
+            raise ConfigError(f"{self.name}: {self.hide(error_text(exc))}") from None
         partitions = await self._partitions()
         for key in partitions:
             low, high = await self._call(self._watermarks, key)
@@ -192,26 +120,17 @@ class KafkaBrowser(Browser):
         await self._call(self._consumer.assign, assigned)
 
     def _metadata(self) -> Any:
-        """(Consumer thread) The cluster's metadata, waiting at most ``timeout`` and serving
-        the error callback meanwhile (so a failure can be explained)."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                return self._consumer.list_topics(
-                    None, max(0.1, min(1.0, deadline - time.monotonic()))
-                )
-            except self._ck.KafkaException:
-                self._consumer.poll(0)
-                if time.monotonic() >= deadline:
-                    raise
+        """(Consumer thread) The cluster's metadata, waiting at most ``timeout`` (see
+        :func:`~arroyo.brokers.kafka.connection.reach`)."""
+        return reach(self._consumer, self.timeout, lambda: False, self._said, self.config)
 
     async def _partitions(self) -> list[Partition]:
         try:
             metadata = await self._call(self._metadata)
-        except self._ck.KafkaException as exc:
-            reports = [*self._errors, self._hide(_text(exc))]
+        except ck.KafkaException as exc:
+            reports = [*self._said.reports] or [self.hide(error_text(exc))]
             line = unreachable(self.name, self.config, reports, self.timeout)
-            raise ArroyoError(self._hide(line)) from None
+            raise ConnectError(self.hide(line)) from None
         found: list[Partition] = []
         for wanted in self.topics:
             if wanted.startswith("^"):
@@ -224,12 +143,11 @@ class KafkaBrowser(Browser):
             for name in names:
                 topic = metadata.topics[name]
                 if topic.error is not None:
-                    raise ArroyoError(f"{self.name}: topic {name!r}: {self._hide(topic.error)}")
+                    raise ArroyoError(f"{self.name}: topic {name!r}: {self.hide(topic.error)}")
                 found += [(name, p) for p in sorted(topic.partitions)]
         return found
 
     def _watermarks(self, key: Partition) -> tuple[int, int]:
-        ck = self._ck
         try:
             low, high = self._consumer.get_watermark_offsets(
                 ck.TopicPartition(*key), timeout=self.timeout, cached=False
@@ -237,18 +155,17 @@ class KafkaBrowser(Browser):
         except ck.KafkaException as exc:
             raise ArroyoError(
                 f"{self.name}: cannot read the offsets of {key[0]}[{key[1]}]: "
-                f"{self._hide(_text(exc))}"
+                f"{self.hide(error_text(exc))}"
             ) from None
         return int(low), int(high)
 
     async def records(self) -> AsyncGenerator[Record, None]:
-        ck = self._ck
         exit_at_end = self.reading.exit_at_end
         while not exit_at_end or self._open_partitions:
             try:
                 batch = await self._call(self._consumer.consume, self.batch, 0.2)
             except ck.KafkaException as exc:
-                raise ArroyoError(f"{self.name}: {self._hide(_text(exc))}") from None
+                raise ArroyoError(f"{self.name}: {self.hide(error_text(exc))}") from None
             for msg in batch:
                 key = (msg.topic(), msg.partition())
                 error = msg.error()
@@ -256,7 +173,7 @@ class KafkaBrowser(Browser):
                     if error.code() == ck.KafkaError._PARTITION_EOF:
                         self._open_partitions.discard(key)
                     elif error.fatal() or not error.retriable():
-                        raise ArroyoError(f"{self.name}: {self._hide(error.str())}")
+                        raise ArroyoError(f"{self.name}: {self.hide(error.str())}")
                     continue
                 if exit_at_end:
                     if key not in self._open_partitions or msg.offset() >= self._ends[key]:
@@ -276,7 +193,7 @@ class KafkaBrowser(Browser):
         }
         if msg.key() is not None:
             source["key"] = msg.key()
-        if kind != self._ck.TIMESTAMP_NOT_AVAILABLE:
+        if kind != ck.TIMESTAMP_NOT_AVAILABLE:
             source["timestamp"] = stamp
         headers: dict[str, Any] = {}
         for name, value in msg.headers() or ():
@@ -301,25 +218,13 @@ class KafkaBrowser(Browser):
             self._executor = None
 
 
-def _text(exc: BaseException) -> str:
-    error = exc.args[0] if exc.args else None
-    if error is not None and hasattr(error, "str"):
-        return f"{error.name()}: {error.str()}"
-    return str(exc) or type(exc).__name__
-
-
 def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> KafkaBrowser:
-    """``kafka://HOST:PORT/TOPIC[,TOPIC...|^REGEX]`` plus ``timeout``, ``batch`` and any
-    librdkafka consumer setting."""
-    require("confluent_kafka", "kafka", "Browsing Kafka (kafka:// URLs)")
-    config = _client_config(url, options)
-    own_query = {k: v for k, v in url.query.items() if "." not in k and k not in _TLS_ALIASES}
-    own_options = {k: v for k, v in options.items() if "." not in k and k not in _TLS_ALIASES}
-    own = browse_options(dataclasses.replace(url, query=own_query), own_options, _OPTIONS, _IGNORED)
-    timeout = connect_timeout(url, own)
-    if own["batch"] < 1:
-        raise ConfigError(f"{url}: 'batch' must be at least 1")
-    topics = [t.strip() for t in url.path.split(",") if t.strip()]
-    if not topics:
-        raise ConfigError(f"{url}: a Kafka URL needs a topic, as in kafka://HOST:9092/frames")
-    return KafkaBrowser(url, topics, config, reading, timeout=timeout, batch=own["batch"])
+    """``kafka://HOST:PORT/TOPIC[,TOPIC...|^REGEX]`` plus the options of the module
+    docstring (a listener's own options are ignored, with a warning)."""
+    kept_url, kept = without_listening_options(url, options, _CONSUMING)
+    settings, passing = KafkaBrowseSettings.parse(kept_url, kept)
+    for key in passing:
+        if key in _REFUSED:
+            raise ConfigError(f"{url}: {key} cannot be set: {_REFUSED[key]}")
+    config = settings.client_config(url, passing)
+    return KafkaBrowser(url, topics(url), settings, config, reading)
