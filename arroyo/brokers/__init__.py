@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from arroyo.brokers.url import BrokerURL, split_url
 from arroyo.errors import ConfigError
 from arroyo.runtime.logs import redact
 
@@ -35,56 +35,20 @@ if TYPE_CHECKING:
     from arroyo.runtime.publisher import Publisher
 
 
-@dataclass(frozen=True)
-class BrokerURL:
-    """A parsed broker URL. ``path`` has no leading slash; ``query`` holds its parameters."""
-
-    raw: str
-    scheme: str
-    host: str | None
-    port: int | None
-    path: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    query: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return redact(self.raw)
-
-    @property
-    def address(self) -> str:
-        """``host:port``."""
-        return f"{self.host}:{self.port}"
+__all__ = ["BrokerURL", "Tls", "open_listener", "open_publisher", "parse_url", "split_url"]
 
 
 def parse_url(url: str) -> BrokerURL:
     """Parse ``url``; raise ConfigError for an unknown scheme or a malformed URL."""
     from arroyo.brokers.connector import CONNECTORS
 
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if not CONNECTORS.knows(scheme):
+    parsed = split_url(url)
+    if not CONNECTORS.knows(parsed.scheme):
         raise ConfigError(
-            f"unknown URL scheme {scheme or '(none)'!r} in {redact(url)!r}; "
+            f"unknown URL scheme {parsed.scheme or '(none)'!r} in {redact(url)!r}; "
             f"known: {', '.join(CONNECTORS.schemes())}"
         )
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"bad port in {redact(url)!r}: {exc}") from None
-    host = parts.hostname
-    if scheme.startswith("zmq") and parts.netloc.startswith("*"):
-        host = "*"
-    return BrokerURL(
-        raw=url,
-        scheme=scheme,
-        host=host,
-        port=port,
-        path=unquote(parts.path.lstrip("/")),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        query=dict(parse_qsl(parts.query)),
-    )
+    return parsed
 
 
 def open_listener(

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from arroyo.brokers import BrokerURL
+from arroyo.brokers.url import BrokerURL
 
 if TYPE_CHECKING:
     from arroyo.brokers.settings import Settings

@@ -84,7 +84,7 @@ def run(
       arroyo run connectors/kafka-workers.yaml --workers 4 --metrics-port 9400
     """
     from arroyo.config import build_file
-    from arroyo.runtime.block import catch_early_signals
+    from arroyo.runtime.signals import catch_early_signals
 
     if workers == 1:
         catch_early_signals()

@@ -31,10 +31,9 @@ from arroyo.runtime.process import InvalidOutput, Outcome, Processor
 from arroyo.runtime.publisher import Publisher
 from arroyo.runtime.retry import RetryPolicy
 from arroyo.runtime.settle import Settler
-from arroyo.runtime.signals import catch_early_signals, run_blocks
 from arroyo.runtime.tasks import bounded, left, retrieve
 
-__all__ = ["Block", "InvalidOutput", "catch_early_signals", "run_blocks"]
+__all__ = ["Block", "InvalidOutput"]
 
 log = logging.getLogger("arroyo.block")
 T = TypeVar("T")

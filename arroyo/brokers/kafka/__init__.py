@@ -46,7 +46,7 @@ Dead letters
     are the headers ``arroyo.dead-letter.part.1``, ``.2``, ... (raw bytes).
 
 Exactly-once (``guarantee: exactly-once`` in a Kafka -> Kafka block)
-    Kafka transactions: see :func:`~arroyo.brokers.kafka.transactions.exactly_once`.
+    Kafka transactions: see :func:`~arroyo.brokers.kafka.exactly_once.exactly_once`.
 
 ``arroyo tail`` reads partitions by assignment, joins no group and commits nothing
 (``browse.py``).
@@ -59,11 +59,12 @@ from arroyo.brokers.connector import Connector
 
 ck = require("confluent_kafka", "kafka", "The Kafka connector (kafka:// URLs)")
 
+from arroyo.brokers.kafka.admin import probe  # noqa: E402
 from arroyo.brokers.kafka.browse import KafkaBrowser, browser  # noqa: E402
-from arroyo.brokers.kafka.connection import probe  # noqa: E402
+from arroyo.brokers.kafka.exactly_once import exactly_once  # noqa: E402
 from arroyo.brokers.kafka.listener import KafkaListener, listener  # noqa: E402
 from arroyo.brokers.kafka.publisher import KafkaPublisher, publisher  # noqa: E402
-from arroyo.brokers.kafka.transactions import TransactionError, exactly_once  # noqa: E402
+from arroyo.brokers.kafka.transactions import TransactionError  # noqa: E402
 
 __all__ = [
     "CONNECTOR",

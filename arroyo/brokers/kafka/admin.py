@@ -24,8 +24,10 @@ The admin client uses the endpoint's connection settings (``bootstrap.servers``,
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -373,3 +375,28 @@ def _broker_config(admin: Any, resource: Any, timeout: float) -> dict[str, str]:
     wanted = resource("broker", str(min(brokers)))
     entries = admin.describe_configs([wanted], request_timeout=timeout)[wanted].result(timeout)
     return {name: entry.value for name, entry in entries.items() if entry.value is not None}
+
+
+async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
+    """Reach the cluster without joining a group or producing (``arroyo check
+    --connect``): a publisher (an endpoint with one ``topic``) starts and closes its
+    producer; both say how many partitions their topics have."""
+    listening = getattr(endpoint, "topics", None)
+    if listening is None:
+        endpoint.connect_timeout = min(endpoint.connect_timeout, seconds)
+        await endpoint.start()
+        await endpoint.close()
+        topics, prefix = [endpoint.topic], "producer connected; "
+    else:
+        topics, prefix = list(listening), ""
+    counts = await asyncio.to_thread(partitions, endpoint.config, seconds)
+    parts = []
+    for topic in topics:
+        if topic.startswith("^"):
+            matching = [t for t in counts if re.match(topic, t)]
+            parts.append(f"pattern {topic!r} matches {len(matching)} topic(s)")
+        elif topic in counts:
+            parts.append(f"topic {topic!r} has {counts[topic]} partition(s)")
+        else:
+            parts.append(f"topic {topic!r} does not exist (yet)")
+    return "ok", prefix + "; ".join(parts)

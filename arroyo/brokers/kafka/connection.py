@@ -19,23 +19,18 @@ to the logger ``arroyo.brokers.kafka.client`` at debug level; its errors to
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import confluent_kafka as ck
 
 from arroyo.brokers.connecting import Failure
 from arroyo.runtime.logs import Throttle, redact
-
-if TYPE_CHECKING:
-    from arroyo.brokers.kafka.listener import KafkaListener
-    from arroyo.brokers.kafka.publisher import KafkaPublisher
 
 log = logging.getLogger("arroyo.brokers.kafka")
 client_log = logging.getLogger("arroyo.brokers.kafka.client")
@@ -215,30 +210,3 @@ def _detail(text: str, word: str) -> str:
         if word in part:
             return part.split(": ", 1)[-1].split(" (after ")[0]
     return word
-
-
-async def probe(endpoint: KafkaListener | KafkaPublisher, seconds: float) -> tuple[str, str]:
-    """Reach the cluster without joining a group or producing (``arroyo check
-    --connect``): a publisher starts and closes its producer; both say how many
-    partitions their topics have."""
-    from arroyo.brokers.kafka import admin
-    from arroyo.brokers.kafka.publisher import KafkaPublisher
-
-    if isinstance(endpoint, KafkaPublisher):
-        endpoint.connect_timeout = min(endpoint.connect_timeout, seconds)
-        await endpoint.start()
-        await endpoint.close()
-        topics, prefix = [endpoint.topic], "producer connected; "
-    else:
-        topics, prefix = list(endpoint.topics), ""
-    counts = await asyncio.to_thread(admin.partitions, endpoint.config, seconds)
-    parts = []
-    for topic in topics:
-        if topic.startswith("^"):
-            matching = [t for t in counts if re.match(topic, t)]
-            parts.append(f"pattern {topic!r} matches {len(matching)} topic(s)")
-        elif topic in counts:
-            parts.append(f"topic {topic!r} has {counts[topic]} partition(s)")
-        else:
-            parts.append(f"topic {topic!r} does not exist (yet)")
-    return "ok", prefix + "; ".join(parts)

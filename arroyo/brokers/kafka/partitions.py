@@ -66,7 +66,7 @@ class Partitions:
         dict at each change: a batch fetched earlier keeps the one of its time)."""
         self.generation = 0
         self.txn: Transactions | None = None
-        """The exactly-once transactions (set by :func:`~.transactions.exactly_once`)."""
+        """The exactly-once transactions (set by :func:`~.exactly_once.exactly_once`)."""
         self.failure: BaseException | None = None
         self.closing = False
         self.cancelled_put: tuple[Key, int] | None = None

@@ -46,7 +46,7 @@ class KafkaPublisher(PipelinedPublisher):
         self.connect_timeout = settings.connect_timeout
         self.transactions: Transactions | None = None
         """The exactly-once block's transactions this publisher sends through (set by
-        :func:`~arroyo.brokers.kafka.transactions.exactly_once`), or None."""
+        :func:`~arroyo.brokers.kafka.exactly_once.exactly_once`), or None."""
         self._name = str(url)
         self._core: Producer | None = None
         self._headers: dict[tuple[str, bytes], list[tuple[str, str]]] = {}
