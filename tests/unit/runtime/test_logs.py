@@ -114,8 +114,9 @@ def test_what_was_left_out_is_counted_at_the_end(caplog: pytest.LogCaptureFixtur
 
 
 @pytest.fixture
-def root_handlers() -> Iterator[None]:
-    """Give the root logger back as it was after a test that calls configure()."""
+def root_handlers(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Give the root logger back as it was after a test that calls configure(), before
+    the captured stderr its handler writes to is closed."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
