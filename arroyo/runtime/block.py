@@ -22,6 +22,7 @@ from arroyo.runtime import metrics
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.frames import FrameAccounting
+from arroyo.runtime.health import Readiness
 from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
@@ -133,6 +134,8 @@ class Block:
         self.stats = metrics.BlockStats()
         self.metrics = metrics.BlockMetrics()
         metrics.register(self)
+        self.readiness = Readiness()
+        """Whether this Block can work now (``/readyz``: :mod:`arroyo.runtime.health`)."""
         self.abandoned = 0
         """Messages left unacknowledged when the grace period ended (0 after a clean stop)."""
         self._stop_requested = asyncio.Event()
@@ -163,7 +166,9 @@ class Block:
             throttle,
             self._frames(),
         )
-        dead = DeadLetters(self.dead_letter, self.on_invalid, self.publish_retry, stats, throttle)
+        dead = DeadLetters(
+            self.dead_letter, self.on_invalid, self.publish_retry, stats, throttle, self.readiness
+        )
         settler = Settler(
             self.name,
             self.listener,
@@ -174,6 +179,7 @@ class Block:
             stats,
             self.metrics,
             throttle,
+            self.readiness,
         )
         return processor, settler
 
@@ -203,6 +209,7 @@ class Block:
     def stop(self) -> None:
         """Ask the Block to stop: take no more input, finish in-flight work, acknowledge,
         close. Safe to call from a signal handler (on the loop thread), and more than once."""
+        self.readiness.stopping = True
         self._stop_requested.set()
 
     def abort(self) -> None:
@@ -241,8 +248,10 @@ class Block:
                 ", ".join(p.name for p in self.publishers) or "(no publishers)",
             )
             began = True
+            self.readiness.state = "running"
             await self._run()
         finally:
+            self.readiness.state = "stopped"
             try:
                 await self._close(started)
             finally:

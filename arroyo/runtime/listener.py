@@ -58,6 +58,21 @@ class Listener(ABC):
         """Where this listener reads from, for logs (never with a password)."""
         return type(self).__name__
 
+    @property
+    def connected(self) -> bool:
+        """Whether this listener can receive now, as far as it knows: connected to its
+        source and, for a consumer group, a member of it with its share settled (Kafka:
+        the assignment after a rebalance has come, even an empty one). Read by the
+        Block's readiness (``/readyz``), on the event loop, only after :meth:`connect`
+        returned; must not block.
+
+        The default is True: a listener that does not watch its connection counts as
+        connected once connect() returned. A connector that notices a lost connection
+        (a read failed and is retried, the client reports the broker down) returns False
+        from then until it has a working connection again.
+        """
+        return True
+
     async def connect(self) -> None:
         """Connect to the source and check that it answers, giving up after the
         connector's ``connect_timeout``: raise :class:`~arroyo.errors.ConnectError` (one

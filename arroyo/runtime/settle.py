@@ -23,6 +23,7 @@ from arroyo.errors import PermanentError, PublishError
 from arroyo.message import Message
 from arroyo.runtime.calls import describe
 from arroyo.runtime.deadletters import DeadLetters
+from arroyo.runtime.health import Readiness
 from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle
@@ -72,6 +73,7 @@ class Settler:
         stats: BlockStats,
         metrics: BlockMetrics,
         throttle: Throttle,
+        readiness: Readiness | None = None,
     ) -> None:
         self.name = name
         self.listener = listener
@@ -82,6 +84,7 @@ class Settler:
         self.stats = stats
         self.metrics = metrics
         self.throttle = throttle
+        self.readiness = readiness if readiness is not None else Readiness()
         self._pending: deque[tuple[Received, _Sends | _Dead]] = deque()
         self._more = asyncio.Event()
         self._all_given = False
@@ -254,11 +257,24 @@ class Settler:
             if isinstance(first, PermanentError):
                 raise first
             gate.hold()
+            marked = False  # the Block is not ready while a failed publish is retried
+
+            def failed(attempt: int, error: BaseException) -> None:
+                nonlocal marked
+                self._retried(attempt, error)
+                if not marked:
+                    self.readiness.retrying(publisher, error)
+                    marked = True
+
             if not isinstance(first, NotSent):  # a NotSent one was never tried: no retry
-                self._retried(1, first)
-            await self.publish_retry.call(
-                lambda: publisher.publish(message), lambda n, e: self._retried(n + 1, e)
-            )
+                failed(1, first)
+            try:
+                await self.publish_retry.call(
+                    lambda: publisher.publish(message), lambda n, e: failed(n + 1, e)
+                )
+            finally:
+                if marked:
+                    self.readiness.retried(publisher)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -1,11 +1,13 @@
 """Fixtures of the reliability tests: per-test Redis and RabbitMQ names (deleted
-afterwards) and operators that fail on purpose."""
+afterwards), a private redis-server to kill, and operators that fail on purpose."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,6 +17,8 @@ from arroyo.runtime import Operator, Output
 
 if TYPE_CHECKING:
     import redis
+
+    from tests.reliability.private_redis import PrivateRedis
 
 TAGS = ("source", "sink", "dlq")
 
@@ -36,6 +40,27 @@ def redis_names(
     made = {tag: unique_name(tag) for tag in TAGS}
     yield made
     redis_client.delete(*made.values())
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path, until: Callable[..., Any]) -> AsyncIterator[PrivateRedis]:
+    """A redis-server of this test's own (tests/reliability/private_redis.py), killed at
+    the end; the test may kill and start it again. Fails under CI=true (skips otherwise)
+    when redis-server is not installed."""
+    from tests.reliability.private_redis import PrivateRedis
+
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed: cannot run a private Redis"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        await until(server.answers, within=20, what="the private redis-server")
+        yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture

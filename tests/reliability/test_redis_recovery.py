@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +31,8 @@ from redis.retry import Retry
 
 from arroyo import Run, encode
 from arroyo.message import Message
-from arroyo.testing import Workers, free_port
+from arroyo.testing import Workers
+from tests.reliability.private_redis import PrivateRedis
 from tests.reliability.redis_pipelines import produce, write_config
 
 Until = Callable[..., Any]
@@ -179,70 +178,6 @@ async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
     assert letter[b"arroyo.source.entry"] == poison_entry
     assert poison.id not in sink.read()
     assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, persisting every write before it replies."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir()
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server is not None
-        self.process = subprocess.Popen(
-            [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.folder),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def answers(self) -> bool:
-        try:
-            with redis.Redis(port=self.port, socket_timeout=1) as probe:
-                return bool(probe.ping())
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path, until: Until) -> Any:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed: cannot run a private Redis"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        await until(server.answers, within=20, what="the private redis-server")
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_the_pipeline_resumes_after_a_server_restart(
