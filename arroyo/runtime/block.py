@@ -22,7 +22,6 @@ from arroyo.runtime import metrics
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.frames import FrameAccounting
-from arroyo.runtime.health import Readiness
 from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
@@ -30,6 +29,7 @@ from arroyo.runtime.operator import Operator, Passthrough
 from arroyo.runtime.parser import AvroParser
 from arroyo.runtime.process import InvalidOutput, Outcome, Processor
 from arroyo.runtime.publisher import Publisher
+from arroyo.runtime.readiness import Readiness
 from arroyo.runtime.retry import RetryPolicy
 from arroyo.runtime.settle import Settler
 from arroyo.runtime.tasks import bounded, left, retrieve

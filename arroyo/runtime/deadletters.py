@@ -23,8 +23,8 @@ from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.retry import RetryPolicy, note_retry
 
 if TYPE_CHECKING:
-    from arroyo.runtime.health import Readiness
     from arroyo.runtime.metrics import BlockStats
+    from arroyo.runtime.readiness import Readiness
 
 log = logging.getLogger("arroyo.block")
 

@@ -17,54 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from arroyo.runtime.block import Block
-    from arroyo.runtime.publisher import Publisher
 
-__all__ = ["ANSWER_WITHIN", "Health", "Readiness", "not_ready"]
+__all__ = ["ANSWER_WITHIN", "Health", "not_ready"]
 
 ANSWER_WITHIN = 2.0
 """Seconds the event loop has to answer a probe before the process counts as not alive
 (and not ready)."""
-
-
-class Readiness:
-    """What one Block knows of itself and of its destinations: kept by the Block (its
-    ``state``, ``stopping``), its settler and its dead letters (the publishers whose
-    publish is being retried); read by :func:`not_ready`. Used on the event loop only."""
-
-    __slots__ = ("_retries", "_why", "state", "stopping")
-
-    def __init__(self) -> None:
-        self.state: Literal["starting", "running", "stopped"] = "starting"
-        """``running`` from the moment the listener is connected and every publisher
-        started until the Block ends (``stopped``)."""
-        self.stopping = False
-        """True once a stop was asked (the Block takes no more input)."""
-        self._retries: Counter[Publisher] = Counter()
-        self._why: dict[Publisher, str] = {}
-
-    def retrying(self, publisher: Publisher, error: BaseException) -> None:
-        """A publish to ``publisher`` failed with ``error`` and is being retried: the
-        Block is not ready until :meth:`retried` (whether the retry worked or gave up:
-        the next publish tells again)."""
-        self._retries[publisher] += 1
-        self._why[publisher] = str(error) or type(error).__name__
-
-    def retried(self, publisher: Publisher) -> None:
-        """The retry :meth:`retrying` announced has ended."""
-        self._retries[publisher] -= 1
-        if self._retries[publisher] <= 0:
-            del self._retries[publisher]
-            self._why.pop(publisher, None)
-
-    def failing(self) -> dict[Publisher, str]:
-        """The publishers being retried now, with the last error of each."""
-        return dict(self._why)
 
 
 def not_ready(block: Block) -> list[str]:

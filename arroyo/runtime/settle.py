@@ -23,7 +23,6 @@ from arroyo.errors import PermanentError, PublishError
 from arroyo.message import Message
 from arroyo.runtime.calls import describe
 from arroyo.runtime.deadletters import DeadLetters
-from arroyo.runtime.health import Readiness
 from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle
@@ -31,6 +30,7 @@ from arroyo.runtime.metrics import BlockMetrics, BlockStats
 from arroyo.runtime.ordering import NotSent, OrderedSends
 from arroyo.runtime.process import Forward, Outcome
 from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.readiness import Readiness
 from arroyo.runtime.retry import RetryPolicy, note_retry
 from arroyo.runtime.tasks import retrieve
 
