@@ -10,6 +10,7 @@ on such a config fails without printing it either.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from arroyo.errors import ConnectError
 from arroyo.runtime import Block
 from arroyo.testing import Recorder
 from tests.contract.adapters import Broker
-from tests.contract.harness import one_block, run_arroyo
+from tests.contract.harness import WITHIN, one_block, run_arroyo
 
 SECRET = "s3cret-Hunter2"
 
@@ -31,7 +32,7 @@ async def refused(block: Block, endpoint: Any) -> str:
     """Run ``block`` (starting ``endpoint``): the ConnectError it must raise, as text."""
     assert SECRET not in endpoint.name
     with pytest.raises(ConnectError) as error:
-        await block.run()
+        await asyncio.wait_for(block.run(), WITHIN)
     return str(error.value)
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +22,17 @@ from arroyo.errors import ConnectError
 from arroyo.runtime import Block
 from arroyo.testing import Recorder, make_run, publish_all
 from tests.contract.adapters import Broker
-from tests.contract.harness import one_block, run_arroyo, run_block
+from tests.contract.harness import WITHIN, one_block, run_arroyo, run_block
 
 NOT_TRUSTED = "TLS certificate is not trusted"
 """What the error of a wrong CA says, on every broker (with the client's own reason)."""
+
+
+async def refused(block: Block) -> str:
+    """Run ``block``: the ConnectError it must raise at its start, as text."""
+    with pytest.raises(ConnectError) as error:
+        await asyncio.wait_for(block.run(), WITHIN)
+    return str(error.value)
 
 
 class TestTls:
@@ -51,13 +59,11 @@ class TestTls:
         listener_url, publisher_url, options = broker.tls(source, unique_name("group"), wrong_ca)
         options = {**options, "connect_timeout": 5}
         listener = open_listener(listener_url, options)
-        with pytest.raises(ConnectError) as refused:
-            await Block(listener, publishers=[Recorder()]).run()
-        errors = [str(refused.value)]
         idle = open_listener(f"memory://{unique_name('idle')}")
-        with pytest.raises(ConnectError) as refused:
-            await Block(idle, publishers=[open_publisher(publisher_url, options)]).run()
-        errors.append(str(refused.value))
+        errors = [
+            await refused(Block(listener, publishers=[Recorder()])),
+            await refused(Block(idle, publishers=[open_publisher(publisher_url, options)])),
+        ]
         for text in errors:
             assert NOT_TRUSTED in text, text
             assert "ssl_ca" in text, text
