@@ -44,6 +44,8 @@ for make, url in ((open_listener, LISTENER), (open_publisher, PUBLISHER)):
         errors.append(f"no error from {make.__name__}")
 print(json.dumps(errors))
 sys.stdout.flush()
+if any(text.startswith("no error") for text in errors):
+    sys.exit(1)  # the client was there: arroyo run would run
 
 from arroyo.cli import main
 sys.argv = ["arroyo", "run", CONFIG]
