@@ -131,6 +131,14 @@ async def run_arroyo(
     return await run_python("-m", "arroyo", *arguments, folder=folder, config=config)
 
 
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failed command wrote on stderr (fails showing all it wrote when it
+    wrote more, or nothing)."""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, f"not one line on stderr:\n{done.stderr[-3000:]}"
+    return lines[0]
+
+
 def one_block(listener: Mapping[str, Any]) -> dict[str, Any]:
     """A config of one block, ``intake``: ``listener`` -> ``memory://out``."""
     block = {"name": "intake", "listener": dict(listener), "publishers": ["memory://out"]}

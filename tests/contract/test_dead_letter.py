@@ -4,7 +4,8 @@ Bytes that are not Arroyo data (garbage, empty, truncated, an unknown schema) an
 Event that makes the operator raise (after its retries) are put between good messages.
 A Block delivers every good message in order and dead-letters each poison once, on the
 broker's own dead-letter destination, as its original bytes with the error, the reason,
-the attempts, the block and where it came from; it acknowledges everything it took.
+the attempts, the block and where it came from; it acknowledges everything it took, the
+poison too (the group's next listener gets only what came after).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from arroyo import DecodeError, Event, Run, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output, RetryPolicy
-from arroyo.testing import Recorder
+from arroyo.testing import Recorder, make_run
 from tests.contract.adapters import Broker
 from tests.contract.harness import run_block, until
 
@@ -62,9 +63,10 @@ class TestDeadLetter:
         self, broker: Broker, unique_name: Callable[[str], str]
     ) -> None:
         source, dead = await broker.source(), await broker.destination("dead")
+        group = unique_name("group")
         good, poison, inputs = poisoned_run()
         out = Recorder()
-        listener = open_listener(broker.listener_url(source, unique_name("group")))
+        listener = open_listener(broker.listener_url(source, group))
         block = Block(
             listener,
             Explode(),
@@ -110,3 +112,12 @@ class TestDeadLetter:
             "cannot integrate frame 11: detector saturated"
         )
         assert exploding["arroyo.dead-letter.attempts"] == "2"
+        if broker.declared.acknowledges:
+            # The poison was acknowledged at the broker with the rest: the group's next
+            # listener gets only what comes after.
+            later = make_run(1, stream="later")
+            again = Recorder()
+            second = Block(open_listener(broker.listener_url(source, group)), None, [again])
+            second.max_messages = len(later)
+            await run_block(second, broker.write(source, [encode(m) for m in later]))
+            assert again.published == later

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from tests.contract.adapters import Broker
-from tests.contract.harness import one_block, run_python
+from tests.contract.harness import one_block, one_line, run_python
 
 WITHOUT_CLIENT = """
 import importlib.abc, json, sys
@@ -80,6 +80,6 @@ class TestExtras:
         for text in errors:
             assert install in text, text
         assert done.returncode == 2, done.stderr
-        [line] = done.stderr.strip().splitlines()
+        line = one_line(done)
         assert f"{config}: blocks[0] (intake).listener" in line, line
         assert install in line, line

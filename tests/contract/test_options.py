@@ -18,7 +18,7 @@ import pytest
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.errors import ConfigError
 from tests.contract.adapters import Broker
-from tests.contract.harness import one_block, run_arroyo
+from tests.contract.harness import one_block, one_line, run_arroyo
 
 UNKNOWN = "colour_depth"
 
@@ -60,7 +60,7 @@ class TestOptions:
         listener = {"url": broker.listener_url(source, unique_name("group")), UNKNOWN: 3}
         done = await run_arroyo("run", config=one_block(listener), folder=tmp_path)
         assert done.returncode == 2, done.stderr
-        [line] = done.stderr.strip().splitlines()
+        line = one_line(done)
         assert f"{tmp_path / 'pipeline.yaml'}: blocks[0] (intake).listener: " in line, line
         assert f"'{UNKNOWN}'" in line, line
         assert re.search(rf"\b{broker.name}\b", without_urls(line)), line

@@ -22,7 +22,7 @@ from arroyo.errors import ConnectError
 from arroyo.runtime import Block
 from arroyo.testing import Recorder, make_run, publish_all
 from tests.contract.adapters import Broker
-from tests.contract.harness import WITHIN, one_block, run_arroyo, run_block
+from tests.contract.harness import WITHIN, one_block, one_line, run_arroyo, run_block
 
 NOT_TRUSTED = "TLS certificate is not trusted"
 """What the error of a wrong CA says, on every broker (with the client's own reason)."""
@@ -76,5 +76,5 @@ class TestTls:
         listener = {"url": listener_url, **options, "connect_timeout": 5}
         done = await run_arroyo("run", config=one_block(listener), folder=tmp_path)
         assert done.returncode != 0, done.stderr
-        [line] = done.stderr.strip().splitlines()
+        line = one_line(done)
         assert NOT_TRUSTED in line, line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,6 +16,18 @@ from tests.contract.brokers import Declared
 
 Letter = tuple[bytes, dict[str, str]]
 """A dead letter as the test reads it: the original bytes and the ``arroyo.*`` headers."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Endpoints carrying a password that cannot get through: a listener URL, a publisher
+    URL and their YAML options, and what the error says about why (the broker's refusal,
+    or a port nothing listens on)."""
+
+    listener: str
+    publisher: str
+    options: dict[str, Any]
+    says: str
 
 
 def tls_address(variable: str) -> str:
@@ -141,10 +154,10 @@ class Broker(ABC):
 
     # -- connecting --------------------------------------------------------------------
 
-    def refusing(self, source: str, secret: str) -> list[tuple[str, str, dict[str, Any]]]:
-        """Endpoints carrying the password ``secret`` that the broker refuses: a listener
-        URL of ``source``, a publisher URL to it and their YAML options; the password in the
-        URL and in the options."""
+    def refusing(self, source: str, secret: str) -> list[Refusal]:
+        """Endpoints of ``source`` carrying the password ``secret`` that cannot get through:
+        the broker refuses the password given in the URL, then in the YAML options; a port
+        nothing listens on is given it in the URL."""
         raise AssertionError(f"{self.name} takes no credentials (see brokers.py)")
 
     def tls(self, source: str, group: str, ca: str) -> tuple[str, str, dict[str, Any]]:

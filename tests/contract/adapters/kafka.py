@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tests.contract.adapters.base import Broker, tls_address
+from arroyo.testing import free_port
+from tests.contract.adapters.base import Broker, Refusal, tls_address
 from tests.contract.brokers import Declared
 
 
@@ -91,7 +92,7 @@ class Kafka(Broker):
                 with contextlib.suppress(Exception):  # best effort
                     await asyncio.to_thread(future.result, 30)
 
-    def refusing(self, source: str, secret: str) -> list[tuple[str, str, dict[str, Any]]]:
+    def refusing(self, source: str, secret: str) -> list[Refusal]:
         # The test cluster has no SASL listener: it refuses every SASL login.
         sasl = {
             "security.protocol": "SASL_PLAINTEXT",
@@ -100,15 +101,14 @@ class Kafka(Broker):
             "connect_timeout": 2,
         }
         query = "&".join(f"{key}={value}" for key, value in sasl.items())
+        query += f"&sasl.password={secret}"
         listener, publisher = self.listener_url(source, "g"), self.publisher_url(source)
-        options = {**sasl, "sasl.password": secret}
+        closed = f"kafka://127.0.0.1:{free_port()}/{source}"
+        refused = "SASL PLAIN mechanism handshake failed"
         return [
-            (
-                f"{listener}&{query}&sasl.password={secret}",
-                f"{publisher}?{query}&sasl.password={secret}",
-                {},
-            ),
-            (listener, publisher, options),
+            Refusal(f"{listener}&{query}", f"{publisher}?{query}", {}, refused),
+            Refusal(listener, publisher, {**sasl, "sasl.password": secret}, refused),
+            Refusal(f"{closed}?group=g&{query}", f"{closed}?{query}", {}, "connection refused"),
         ]
 
     def tls(self, source: str, group: str, ca: str) -> tuple[str, str, dict[str, Any]]:

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.contract.adapters.base import Broker, client_certificate, tls_address
+from arroyo.testing import free_port
+from tests.contract.adapters.base import Broker, Refusal, client_certificate, tls_address
 from tests.contract.brokers import Declared
 
 
@@ -70,14 +71,18 @@ class RabbitMQ(Broker):
         if self._connection is not None:
             await self._connection.close()
 
-    def refusing(self, source: str, secret: str) -> list[tuple[str, str, dict[str, Any]]]:
+    def refusing(self, source: str, secret: str) -> list[Refusal]:
         parts = urlsplit(self.url)
         at = f"{parts.hostname}:{parts.port}"
         wrong = f"amqp://guest:{secret}@{at}/?queue={source}"
         plain = f"amqp://guest@{at}/?queue={source}"
+        closed = f"amqp://guest:{secret}@127.0.0.1:{free_port()}/?queue={source}"
+        quick = {"connect_timeout": 2}
+        refused = "ACCESS_REFUSED"
         return [
-            (wrong, wrong, {"connect_timeout": 2}),
-            (plain, plain, {"password": secret, "connect_timeout": 2}),
+            Refusal(wrong, wrong, quick, refused),
+            Refusal(plain, plain, {"password": secret, **quick}, refused),
+            Refusal(closed, closed, quick, "connection refused"),
         ]
 
     def tls(self, source: str, group: str, ca: str) -> tuple[str, str, dict[str, Any]]:

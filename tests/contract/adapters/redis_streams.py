@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tests.contract.adapters.base import Broker, client_certificate, tls_address
+from arroyo.testing import free_port
+from tests.contract.adapters.base import Broker, Refusal, client_certificate, tls_address
 from tests.contract.brokers import Declared
 
 
@@ -53,13 +54,17 @@ class RedisStreams(Broker):
             await self.client.delete(*self.made)
         await self.client.aclose()
 
-    def refusing(self, source: str, secret: str) -> list[tuple[str, str, dict[str, Any]]]:
+    def refusing(self, source: str, secret: str) -> list[Refusal]:
         # The test server knows no user "nobody": it refuses the AUTH.
         url = f"redis://nobody:{secret}@{self.address}/{source}"
         options = {"username": "nobody", "password": secret, "connect_timeout": 2}
+        closed = f"redis://nobody:{secret}@127.0.0.1:{free_port()}/{source}"
+        quick = {"connect_timeout": 2}
+        refused = "invalid username-password pair"
         return [
-            (f"{url}?group=g", url, {"connect_timeout": 2}),
-            (self.listener_url(source, "g"), self.publisher_url(source), options),
+            Refusal(f"{url}?group=g", url, quick, refused),
+            Refusal(self.listener_url(source, "g"), self.publisher_url(source), options, refused),
+            Refusal(f"{closed}?group=g", closed, quick, "connection refused"),
         ]
 
     def tls(self, source: str, group: str, ca: str) -> tuple[str, str, dict[str, Any]]:
