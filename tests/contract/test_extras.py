@@ -3,9 +3,9 @@
 
 In a Python process where the broker's client cannot be imported (as when its extra
 was not installed), opening a listener or a publisher for the broker's URL raises
-MissingDependencyError saying ``pip install 'arroyo-streams[<extra>]'``, and ``arroyo
-run`` on a config using the broker fails before anything starts, in one line naming
-the place in the config and what to install.
+MissingDependencyError naming the missing package and saying ``pip install
+'arroyo-streams[<extra>]'``; ``arroyo run`` on a config using the broker fails before
+anything starts, in one line naming the place in the config and what to install.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class TestExtras:
         assert isinstance(errors, list), errors
         for text in errors:
             assert install in text, text
+            assert f"'{declared.clients[0]}'" in text, text  # the package that is missing
         assert done.returncode == 2, done.stderr
         line = one_line(done)
         assert f"{config}: blocks[0] (intake).listener" in line, line
