@@ -2,9 +2,6 @@
 
 - Two workers share 10,000 messages; one is killed with SIGKILL mid-stream; the other
   takes over its unacknowledged entries (XAUTOCLAIM) and every id reaches the sink.
-- A message that crashes every worker that takes it is delivered again and again
-  until its delivery count exceeds max_deliveries; then it goes to the dead letter,
-  and the rest keeps flowing.
 - The Redis server (a private one, with an append-only file fsynced at every write) is
   killed and started again mid-stream: the worker reconnects by itself and nothing
   that was acknowledged is lost.
@@ -171,49 +168,6 @@ async def test_a_killed_worker_loses_nothing(
     assert pending.get(victim.pid, 0) > 0, "the killed worker had nothing in flight"
     assert not lost
     assert "took over" in workers.log(survivor)
-    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
-
-
-async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
-    tmp_path: Path,
-    redis_address: str,
-    redis_client: redis.Redis,
-    redis_names: dict[str, str],
-    workers: Workers,
-    until: Until,
-    crash_on_poison: str,
-) -> None:
-    config = write_config(
-        tmp_path, redis_address, redis_names, operator=crash_on_poison, max_deliveries=2
-    )
-    run = Run("scan-2")
-    good = [run.event({"i": i}) for i in range(20)]
-    poison = run.event({"poison": True}, b"bad frame")
-    later = [run.event({"i": i}) for i in range(20, 25)]
-    sink = Sink(redis_client, redis_names["sink"])
-
-    worker = workers.start(config)
-    produce(redis_client, redis_names["source"], good)
-    await until(lambda: sink.read() >= {m.id for m in good}, within=60)
-    await until(lambda: redis_client.xpending(redis_names["source"], "workers")["pending"] == 0)
-    [poison_entry] = produce(redis_client, redis_names["source"], [poison])
-    for attempt in (1, 2):  # deliveries 1 and 2 (= max_deliveries) crash a worker each
-        await until(lambda w=worker: w.poll() is not None, within=60, what=f"crash {attempt}")
-        assert worker.returncode == 3, workers.log(worker)
-        worker = workers.start(config)
-    # Delivery 3 (> max_deliveries): the third worker dead-letters it instead.
-    await until(
-        lambda: redis_client.xlen(redis_names["dlq"]) == 1, within=60, what="the dead letter"
-    )
-    produce(redis_client, redis_names["source"], later)
-    await until(lambda: sink.read() >= {m.id for m in good + later}, within=60)
-    assert workers.stop(worker) == 0, workers.log(worker)
-
-    [(_, letter)] = redis_client.xrange(redis_names["dlq"])
-    assert letter[b"data"] == encode(poison)
-    assert b"delivered 3 times" in letter[b"arroyo.dead-letter.reason"]
-    assert letter[b"arroyo.source.entry"] == poison_entry
-    assert poison.id not in sink.read()
     assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
 
 
