@@ -13,9 +13,8 @@ from arroyo import Event, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.rabbitmq import RabbitMQConnectError, RabbitMQListener
 from arroyo.errors import PublishError
-from arroyo.runtime import Block
 from arroyo.runtime.publisher import DeadLetter
-from arroyo.testing import Collect, Recorder, listening, make_run, publish_all
+from arroyo.testing import Collect, listening, make_run, publish_all
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.rabbitmq
@@ -52,23 +51,6 @@ async def count(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
     declared = await channel.declare_queue(name, passive=True)
     assert declared.declaration_result.message_count is not None
     return declared.declaration_result.message_count
-
-
-async def test_round_trip_keeps_order_and_acknowledges(
-    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str]
-) -> None:
-    source = queue("source")
-    messages = make_run(50)
-    await publish_all(f"{amqp_url}?queue={source}", messages)
-    assert await count(channel, source) == len(messages)
-
-    recorder = Recorder()
-    listener = open_listener(f"{amqp_url}?queue={source}")
-    stats = await Block(listener, None, [recorder], max_messages=len(messages)).run()
-    assert [m.id for m in recorder.published] == [m.id for m in messages]
-    assert isinstance(recorder.published[1], Event) and recorder.published[1].payload == b"f0"
-    assert stats.acknowledged == len(messages)
-    assert await count(channel, source) == 0  # closed: anything unacknowledged would be back
 
 
 async def test_messages_are_persistent_and_described(
