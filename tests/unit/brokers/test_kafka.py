@@ -1,11 +1,9 @@
 """The Kafka connector's own logic, without a broker: options, secrets, exactly-once
-checks, the install hint, and the ready-made kafka-workers pipeline."""
+checks, and the ready-made kafka-workers pipeline."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from arroyo.brokers.kafka import (
     publisher,
 )
 from arroyo.brokers.memory import MemoryPublisher
-from arroyo.errors import ConfigError, MissingDependencyError
+from arroyo.errors import ConfigError
 from arroyo.runtime.parser import AvroParser
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -218,19 +216,6 @@ def test_exactly_once_is_refused_for_other_listeners_by_config(tmp_path: Path) -
     )
     with pytest.raises(ConfigError, match=r"guarantee.*every publisher must be Kafka"):
         build_file(config)
-
-
-def test_missing_confluent_kafka_says_which_extra_to_install(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # type: ignore[arg-type]
-    monkeypatch.delitem(sys.modules, "arroyo.brokers.kafka")
-    with pytest.raises(MissingDependencyError) as caught:
-        importlib.import_module("arroyo.brokers.kafka")
-    assert "pip install 'arroyo-streams[kafka]'" in str(caught.value)
-    assert "confluent_kafka" in str(caught.value)
-    with pytest.raises(MissingDependencyError):
-        open_listener("kafka://h:9092/t?group=g")
 
 
 def test_the_kafka_workers_connector_loads_and_builds(monkeypatch: pytest.MonkeyPatch) -> None:

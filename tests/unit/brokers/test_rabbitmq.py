@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import ssl
-import sys
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from arroyo import ConfigError, MissingDependencyError
+from arroyo import ConfigError
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.rabbitmq import AmqpSettings, RabbitMQListener, RabbitMQPublisher, deliveries
 
@@ -113,10 +111,3 @@ def test_delivery_counts() -> None:
     # Elsewhere the header came with the message (moved from a quorum queue): ignored.
     assert deliveries(message({"x-delivery-count": 7}, False), quorum=False) == 1
     assert deliveries(message({"x-delivery-count": 7}, True), quorum=False) == 2
-
-
-def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "aio_pika", None)
-    monkeypatch.delitem(sys.modules, "arroyo.brokers.rabbitmq")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'arroyo-streams\[rabbitmq\]'"):
-        importlib.import_module("arroyo.brokers.rabbitmq")

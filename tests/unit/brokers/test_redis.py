@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
-import sys
 from typing import Any
 
 import pytest
 from redis.exceptions import ResponseError
 
-from arroyo import ConfigError, MissingDependencyError
+from arroyo import ConfigError
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.redis import (
     RedisPubSubListener,
@@ -196,10 +194,3 @@ def test_refusals_that_retrying_cannot_fix_are_permanent() -> None:
     oom = _publish_error("redis://h:1/x", settings, ResponseError("OOM command not allowed"))
     assert isinstance(oom, PublishError) and not isinstance(oom, PermanentError)
     assert _publish_error("redis://h:1/x", settings, b"1-0") is None
-
-
-def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    monkeypatch.delitem(sys.modules, "arroyo.brokers.redis")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'arroyo-streams\[redis\]'"):
-        importlib.import_module("arroyo.brokers.redis")
