@@ -11,10 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from arroyo import Event
-from arroyo.message import Message
-from arroyo.runtime import Operator, Output
-
 if TYPE_CHECKING:
     import redis
 
@@ -77,21 +73,6 @@ async def amqp_names(
         channel = await connection.channel()
         for name in made.values():
             await channel.queue_delete(name)
-
-
-class Explode(Operator):
-    """Raises on events whose metadata says ``explode``; passes everything else on."""
-
-    async def process(self, message: Message) -> Output:
-        if isinstance(message, Event) and message.metadata.get("explode"):
-            raise ValueError(f"cannot integrate frame {message.seq}: detector saturated")
-        return message
-
-
-@pytest.fixture
-def explode() -> Operator:
-    """An operator that raises on events marked ``explode`` (see :class:`Explode`)."""
-    return Explode()
 
 
 CRASH_ON_POISON = '''

@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from arroyo import Run, encode
+from arroyo import Run
 from arroyo.message import Message
 from arroyo.testing import Workers
 from tests.reliability.private_redis import PrivateRedis
@@ -59,125 +59,6 @@ class Sink:
         except redis.ConnectionError:
             pass
         return set(self.ids)
-
-
-def consumers_by_pid(
-    redis_client: redis.Redis, stream: str, group: str
-) -> dict[int, dict[str, Any]]:
-    """The group's consumers (named host-pid-random by the listener), by pid."""
-    found: dict[int, dict[str, Any]] = {}
-    try:
-        consumers = redis_client.xinfo_consumers(stream, group)
-    except redis.ResponseError:  # no stream or group yet
-        return found
-    for consumer in consumers:
-        pid = int(consumer["name"].decode().rsplit("-", 2)[1])
-        found[pid] = consumer
-    return found
-
-
-async def test_a_killed_worker_loses_nothing(
-    tmp_path: Path,
-    redis_address: str,
-    redis_client: redis.Redis,
-    redis_names: dict[str, str],
-    workers: Workers,
-    until: Until,
-) -> None:
-    count = 10_000
-    run = Run("scan-1")
-    messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
-    expected = {m.id for m in messages}
-    # A steady operator keeps work in flight in both workers, whenever the kill comes.
-    (tmp_path / "ops.py").write_text(
-        "import asyncio\n"
-        "from arroyo.runtime import Operator\n"
-        "class Steady(Operator):\n"
-        "    async def process(self, message):\n"
-        "        await asyncio.sleep(0.0002)\n"
-        "        return message\n"
-    )
-    config = write_config(tmp_path, redis_address, redis_names, operator="ops:Steady")
-    first, second = workers.start(config), workers.start(config)
-    await until(
-        lambda: all("reading as consumer" in workers.log(w) for w in (first, second)),
-        within=60,
-        what="both workers reading",
-    )
-
-    produce(redis_client, redis_names["source"], messages)
-    sink = Sink(redis_client, redis_names["sink"])
-    await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
-    pending: dict[int, int] = {}
-
-    def someone_busy() -> bool:
-        pending.clear()
-        for pid, consumer in consumers_by_pid(
-            redis_client, redis_names["source"], "workers"
-        ).items():
-            pending[pid] = consumer["pending"]
-        return any(pending.get(w.pid, 0) > 0 for w in (first, second))
-
-    await until(someone_busy, within=30, what="a worker with entries in flight")
-    victim = first if pending.get(first.pid, 0) >= pending.get(second.pid, 0) else second
-    survivor = second if victim is first else first
-    workers.kill(victim)
-
-    await until(lambda: sink.read() >= expected, within=120, what="every message at the sink")
-    assert workers.stop(survivor) == 0, workers.log(survivor)
-    lost = expected - sink.read()
-    duplicates = len(sink.ids) - len(set(sink.ids))
-    print(
-        f"killed worker had {pending.get(victim.pid, 0)} unacknowledged entries; "
-        f"lost={len(lost)} duplicates={duplicates}"
-    )
-    assert pending.get(victim.pid, 0) > 0, "the killed worker had nothing in flight"
-    assert not lost
-    assert "took over" in workers.log(survivor)
-    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
-
-
-async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
-    tmp_path: Path,
-    redis_address: str,
-    redis_client: redis.Redis,
-    redis_names: dict[str, str],
-    workers: Workers,
-    until: Until,
-    crash_on_poison: str,
-) -> None:
-    config = write_config(
-        tmp_path, redis_address, redis_names, operator=crash_on_poison, max_deliveries=2
-    )
-    run = Run("scan-2")
-    good = [run.event({"i": i}) for i in range(20)]
-    poison = run.event({"poison": True}, b"bad frame")
-    later = [run.event({"i": i}) for i in range(20, 25)]
-    sink = Sink(redis_client, redis_names["sink"])
-
-    worker = workers.start(config)
-    produce(redis_client, redis_names["source"], good)
-    await until(lambda: sink.read() >= {m.id for m in good}, within=60)
-    await until(lambda: redis_client.xpending(redis_names["source"], "workers")["pending"] == 0)
-    [poison_entry] = produce(redis_client, redis_names["source"], [poison])
-    for attempt in (1, 2):  # deliveries 1 and 2 (= max_deliveries) crash a worker each
-        await until(lambda w=worker: w.poll() is not None, within=60, what=f"crash {attempt}")
-        assert worker.returncode == 3, workers.log(worker)
-        worker = workers.start(config)
-    # Delivery 3 (> max_deliveries): the third worker dead-letters it instead.
-    await until(
-        lambda: redis_client.xlen(redis_names["dlq"]) == 1, within=60, what="the dead letter"
-    )
-    produce(redis_client, redis_names["source"], later)
-    await until(lambda: sink.read() >= {m.id for m in good + later}, within=60)
-    assert workers.stop(worker) == 0, workers.log(worker)
-
-    [(_, letter)] = redis_client.xrange(redis_names["dlq"])
-    assert letter[b"data"] == encode(poison)
-    assert b"delivered 3 times" in letter[b"arroyo.dead-letter.reason"]
-    assert letter[b"arroyo.source.entry"] == poison_entry
-    assert poison.id not in sink.read()
-    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
 
 
 async def test_the_pipeline_resumes_after_a_server_restart(

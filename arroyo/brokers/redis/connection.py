@@ -12,8 +12,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from arroyo.brokers import BrokerURL, Tls
@@ -113,7 +113,9 @@ async def connect(server: RedisServer, where: str, read_timeout: float | None = 
     plain, secure = scheme.replace("rediss", "redis"), scheme.replace("redis", "rediss", 1)
 
     def explain(exc: BaseException) -> Failure:
-        if isinstance(exc, ResponseError):  # AUTH, ACL, a server that is loading...
+        # AUTH refused (redis-py raises a ConnectionError subclass for it), ACL, a server
+        # that is loading...: trying again cannot help.
+        if isinstance(exc, AuthenticationError | ResponseError):
             return Failure(f"the server refused: {exc}", final=True)
         return socket_failure(exc, tls=server.tls is not None, plain=plain, secure=secure)
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 from arroyo._optional import require
 from arroyo.brokers.connector import Connector
 
-_PURPOSE = "The ZeroMQ connectors (zmq+*:// URLs)"
+_PURPOSE = "The ZeroMQ connector (zmq+*:// URLs)"
 zmq = require("zmq", "zmq", _PURPOSE)
 zmq_asyncio = require("zmq.asyncio", "zmq", _PURPOSE)
 

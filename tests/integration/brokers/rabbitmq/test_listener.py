@@ -13,29 +13,11 @@ import pytest
 from arroyo import Event
 from arroyo.brokers import open_listener
 from arroyo.brokers.rabbitmq import RabbitMQListener
-from arroyo.runtime import Block
-from arroyo.testing import Recorder, listening, make_run, publish_all
+from arroyo.testing import listening, make_run, publish_all
 
 Until = Callable[..., Any]
 Count = Callable[[aio_pika.abc.AbstractChannel, str], Awaitable[int]]
 pytestmark = pytest.mark.rabbitmq
-
-
-async def test_round_trip_keeps_order_and_acknowledges(
-    amqp_url: str, channel: aio_pika.abc.AbstractChannel, queue: Callable[[str], str], count: Count
-) -> None:
-    source = queue("source")
-    messages = make_run(50)
-    await publish_all(f"{amqp_url}?queue={source}", messages)
-    assert await count(channel, source) == len(messages)
-
-    recorder = Recorder()
-    listener = open_listener(f"{amqp_url}?queue={source}")
-    stats = await Block(listener, None, [recorder], max_messages=len(messages)).run()
-    assert [m.id for m in recorder.published] == [m.id for m in messages]
-    assert isinstance(recorder.published[1], Event) and recorder.published[1].payload == b"f0"
-    assert stats.acknowledged == len(messages)
-    assert await count(channel, source) == 0  # closed: anything unacknowledged would be back
 
 
 async def test_competing_consumers_share_a_queue(

@@ -3,16 +3,12 @@ its declaration, and the ready-made kafka-workers pipeline."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
-from arroyo.brokers import open_listener
 from arroyo.brokers.connector import CONNECTORS
 from arroyo.brokers.kafka import CONNECTOR, KafkaListener, KafkaPublisher
-from arroyo.errors import MissingDependencyError
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -22,19 +18,6 @@ def test_the_connector_declares_what_kafka_does() -> None:
     assert (CONNECTOR.name, CONNECTOR.schemes, CONNECTOR.extra) == ("kafka", ("kafka",), "kafka")
     parts = (CONNECTOR.listener, CONNECTOR.publisher, CONNECTOR.browser, CONNECTOR.probe)
     assert all(parts) and CONNECTOR.exactly_once is not None and CONNECTOR.acknowledges
-
-
-def test_missing_confluent_kafka_says_which_extra_to_install(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # type: ignore[arg-type]
-    monkeypatch.delitem(sys.modules, "arroyo.brokers.kafka")
-    with pytest.raises(MissingDependencyError) as caught:
-        importlib.import_module("arroyo.brokers.kafka")
-    assert "pip install 'arroyo-streams[kafka]'" in str(caught.value)
-    assert "confluent_kafka" in str(caught.value)
-    with pytest.raises(MissingDependencyError):
-        open_listener("kafka://h:9092/t?group=g")
 
 
 def test_the_kafka_workers_connector_loads_and_builds(monkeypatch: pytest.MonkeyPatch) -> None:
