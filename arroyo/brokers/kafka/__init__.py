@@ -7,10 +7,12 @@ batching: ``security.protocol``, ``sasl.password``, ``linger.ms``...): they pass
 to the client and librdkafka checks them before anything starts. ``ssl_ca``,
 ``ssl_cert``, ``ssl_key`` (the names every Arroyo connector takes) stand for
 ``ssl.ca.location``, ``ssl.certificate.location``, ``ssl.key.location`` and imply
-``security.protocol=SSL``; ``bootstrap.servers`` (several brokers) replaces the URL's
-address. Starting waits up to ``connect_timeout`` (10 s) for the cluster, then fails
-with one line saying why (a TLS failure at once); later outages are waited out. Secret
-values never appear in logs or errors; librdkafka's own log lines go to the logger
+``security.protocol=SSL``. Several brokers to bootstrap from go in the URL
+(``kafka://h1:9092,h2:9092,h3:9092/TOPIC``; the port defaults to 9092) or in
+``bootstrap.servers``, which replaces the URL's address. Starting waits up to
+``connect_timeout`` (10 s) for the cluster, then fails with one line saying why (a TLS
+failure at once); later outages are waited out. Secret values never appear in logs or
+errors; librdkafka's own log lines go to the logger
 ``arroyo.brokers.kafka.client`` at debug level, its errors to ``arroyo.brokers.kafka``.
 
 Listener (consumer group)
@@ -86,4 +88,5 @@ CONNECTOR = Connector(
     browser=browser,
     probe=probe,
     exactly_once=exactly_once,
+    several_servers=True,
 )

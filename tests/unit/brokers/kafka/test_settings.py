@@ -99,6 +99,25 @@ def test_options_come_from_url_and_yaml_and_librdkafka_settings_pass_through(
     assert lst.config["enable.ssl.certificate.verification"] == "true"
 
 
+def test_several_bootstrap_servers_in_the_url() -> None:
+    lst = make_listener("kafka://h1:9092,h2:9093,h3/frames?group=g")
+    assert lst.config["bootstrap.servers"] == "h1:9092,h2:9093,h3:9092"
+    assert lst.servers == "h1:9092,h2:9093,h3:9092"
+    pub = make_publisher("kafka://[::1]:9092,[::2]/t")
+    assert pub.config["bootstrap.servers"] == "[::1]:9092,[::2]:9092"
+
+
+def test_the_producer_waits_for_every_in_sync_replica_idempotently() -> None:
+    pub = make_publisher("kafka://h:9092/t")
+    assert (pub.config["acks"], pub.config["enable.idempotence"]) == ("all", "true")
+    with pytest.raises(ConfigError, match="`acks` must be set to `all`"):
+        make_publisher("kafka://h:9092/t", **{"request.required.acks": "1"})
+    relaxed = make_publisher(
+        "kafka://h:9092/t", **{"request.required.acks": "1", "enable.idempotence": False}
+    )
+    assert relaxed.config["request.required.acks"] == "1"
+
+
 def test_bootstrap_servers_setting_overrides_the_url_address() -> None:
     pub = make_publisher("kafka://h:9092/t", **{"bootstrap.servers": "a:1,b:2"})
     assert pub.config["bootstrap.servers"] == "a:1,b:2"
