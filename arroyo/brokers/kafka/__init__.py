@@ -39,13 +39,18 @@ Publisher
     larger one fails with MessageTooLargeError naming the settings to raise. A topic
     whose ``max.message.bytes`` is smaller gets a warning; one that does not exist yet is
     created to fit (``admin.py``, which also creates the topics ``create:`` asks for).
+    ``format: ess`` or ``format: bluesky-kafka`` (``?format=`` in the URL;
+    ``format_options`` in YAML) writes a facility's wire format instead
+    (:mod:`arroyo.formats`): each message as the records the format makes, in order,
+    confirmed once all of them are; no ``arroyo.*`` headers (``publisher.py``).
 
 Dead letters
     ``publish_dead_letter`` produces the ORIGINAL bytes as the value, with the reason,
     error, attempts, block and source topic/partition/offset in ``arroyo.dead-letter.*``
     and ``arroyo.source.*`` headers. A multipart message: the first part is the value,
     ``arroyo.dead-letter.parts`` says how many parts there were, and the other parts
-    are the headers ``arroyo.dead-letter.part.1``, ``.2``, ... (raw bytes).
+    are the headers ``arroyo.dead-letter.part.1``, ``.2``, ... (raw bytes). A
+    publisher's ``format`` does not apply: dead letters keep this framing.
 
 Exactly-once (``guarantee: exactly-once`` in a Kafka -> Kafka block)
     Kafka transactions: see :func:`~arroyo.brokers.kafka.exactly_once.exactly_once`.

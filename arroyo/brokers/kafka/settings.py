@@ -27,7 +27,7 @@ import confluent_kafka as ck
 from pydantic import Field
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.settings import ConnectSettings, TlsSettings
+from arroyo.brokers.settings import ConnectSettings, FormatSettings, TlsSettings
 from arroyo.errors import ConfigError
 
 log = logging.getLogger("arroyo.brokers.kafka")
@@ -139,8 +139,10 @@ class KafkaListenerSettings(KafkaSettings):
         return {"group.id": self.group, **CONSUMER, **client}
 
 
-class KafkaPublisherSettings(KafkaSettings):
-    """The options of a publisher (librdkafka's producer settings pass through)."""
+class KafkaPublisherSettings(KafkaSettings, FormatSettings):
+    """The options of a publisher: ``format`` and ``format_options`` (a facility's wire
+    format instead of Arroyo's: :class:`~arroyo.brokers.settings.FormatSettings`);
+    librdkafka's producer settings pass through."""
 
     def producer_config(self, url: BrokerURL, passing: Mapping[str, Any]) -> dict[str, str]:
         """The producer's librdkafka settings. Raises ConfigError for a
