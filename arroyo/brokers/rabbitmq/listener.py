@@ -97,8 +97,11 @@ class RabbitMQListener(Listener):
         if channel is None or channel.is_closed:
             channel = self._lag_channel = await connection.channel()
         async with asyncio.timeout(self.settings.timeout):
-            queue = await channel.declare_queue(self.queue, passive=True)
-        ready = queue.declaration_result.message_count
+            # on the underlying channel: aio-pika's robust channel answers a passive
+            # declare of a queue it knows from its cache, with the count of that time
+            underlay = await channel.get_underlay_channel()
+            declared = await underlay.queue_declare(self.queue, passive=True)
+        ready = declared.message_count
         return None if ready is None else {source(queue=self.queue): ready}
 
     async def start(self, intake: Intake) -> None:
