@@ -4,7 +4,8 @@ N messages are published; a Block's operator lets M through (acknowledged) and h
 next one. The lag then reads what the group has not acknowledged (Kafka: N - M, the log
 end minus the committed offset; Redis Streams: N - M, never delivered plus pending) or,
 on RabbitMQ, the ready messages: N - M - 1 (the held one is delivered, prefetch 1, so not
-ready). Once the operator is let go, the lag reads 0.
+ready). Once the operator is let go, the lag reads 0. The listener and the Block's
+publisher read connected (1) while the Block runs, 0 once it stopped.
 """
 
 from __future__ import annotations
@@ -77,19 +78,22 @@ async def test_the_lag_reads_what_is_not_consumed_then_zero(
     finally:
         await publisher.close()
     operator = _LetThrough(M)
-    block = Block(listener, operator, name=block_name, lag_interval=0.2)
+    results = open_publisher(_urls(broker, request, unique_name("results"))[1])
+    block = Block(listener, operator, [results], name=block_name, lag_interval=0.2)
 
     def lag() -> float | None:
         return REGISTRY.get_sample_value("arroyo_lag_messages", {"block": block_name, **labels})
 
-    def connected() -> float | None:
-        where = {"block": block_name, "role": "listener", "connector": listener.name}
+    def connected(role: str = "listener") -> float | None:
+        part = listener if role == "listener" else results
+        where = {"block": block_name, "role": role, "connector": part.name}
         return REGISTRY.get_sample_value("arroyo_connected", where)
 
     behind = N - M - 1 if broker == "rabbitmq" else N - M
     running = asyncio.create_task(block.run())
     try:
         await until(lambda: connected() == 1, within=30, what="the listener connected")
+        assert connected("publisher") == 1
         await until(lambda: operator.seen == M + 1, within=30, what=f"{M} let through")
         await until(lambda: lag() == behind, within=30, what=f"lag {behind}")
         operator.gate.set()
@@ -100,4 +104,5 @@ async def test_the_lag_reads_what_is_not_consumed_then_zero(
         block.stop()
         await running
     assert connected() == 0
+    assert connected("publisher") == 0
     assert lag() is None
