@@ -16,7 +16,7 @@ from arroyo.runtime.lag import source
 async def test_without_the_lag_from_redis_the_unread_and_pending_entries_are_counted(
     redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
 ) -> None:
-    name = stream()
+    name = stream("lag")
     for i in range(1, 7):
         await client.xadd(name, {"f": "v"}, id=f"{i}-0")
     listener = open_listener(f"redis://{redis_address}/{name}?group=g&start=0")
