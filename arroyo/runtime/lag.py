@@ -110,23 +110,29 @@ class LagWatch:
 
 def families(watches: Iterable[LagWatch]) -> Iterator[Metric]:
     """``arroyo_lag_messages`` and ``arroyo_connected`` of ``watches`` (their last
-    snapshots)."""
-    watches = list(watches)
+    snapshots). Blocks of the same name (one that ended, and its successor) give one
+    sample per label set: the largest lag, connected when any is."""
+    lags: dict[tuple[str, Source], int] = {}
+    states: dict[tuple[str, str, str], bool] = {}
+    for watch in watches:
+        for labels, value in (watch.lag or {}).items():
+            key = (watch.block, labels)
+            lags[key] = max(value, lags.get(key, value))
+        for (role, name), up in watch.connected.items():
+            states[watch.block, role, name] = up or states.get((watch.block, role, name), False)
     lag = Metric(
         "arroyo_lag_messages",
         "Messages of the source not consumed yet by the block's group (as of the last refresh)",
         "gauge",
     )
-    for watch in watches:
-        for labels, value in (watch.lag or {}).items():
-            lag.add_sample("arroyo_lag_messages", {"block": watch.block, **dict(labels)}, value)
+    for (block, labels), value in lags.items():
+        lag.add_sample("arroyo_lag_messages", {"block": block, **dict(labels)}, value)
     yield lag
     connected = GaugeMetricFamily(
         "arroyo_connected",
         "1 while a listener or publisher is connected to its broker, else 0",
         labels=["block", "role", "connector"],
     )
-    for watch in watches:
-        for (role, name), up in watch.connected.items():
-            connected.add_metric([watch.block, role, name], 1 if up else 0)
+    for (block, role, name), up in states.items():
+        connected.add_metric([block, role, name], 1 if up else 0)
     yield connected

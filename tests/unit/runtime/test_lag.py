@@ -163,3 +163,17 @@ async def test_the_block_takes_the_interval_from_its_config() -> None:
     assert config.lag_interval == 5.0
     off = BlockConfig.model_validate({"name": "b", "listener": "memory://x", "lag_interval": None})
     assert off.lag_interval is None
+
+
+def test_blocks_of_the_same_name_give_one_sample_per_label_set(
+    unique_name: Callable[[str], str],
+) -> None:
+    from arroyo.runtime.lag import families
+
+    name, topic = unique_name("block"), unique_name("src")
+    old, new = (LagWatch(name, MemoryListener(topic), lambda: []) for _ in range(2))
+    old.lag, new.lag = {source(queue="q"): 3}, {source(queue="q"): 5}
+    new.connected = {key: True for key in new.connected}
+    lag, connected = families([old, new])
+    assert [(s.labels, s.value) for s in lag.samples] == [({"block": name, "queue": "q"}, 5)]
+    assert [s.value for s in connected.samples] == [1]
