@@ -235,7 +235,11 @@ def test_the_prometheus_trigger_asks_for_the_blocks_lag(render: Render) -> None:
     (trigger,) = of_kind(render(VALUES["zmq"]), "ScaledObject")[0]["spec"]["triggers"]
     assert trigger["metadata"] == {
         "serverAddress": "http://prometheus.monitoring.svc:9090",
-        "query": 'sum(arroyo_lag_messages{namespace="beamline", block="reduce"})',
+        "query": (
+            "sum(max by (topic, partition, stream, group, queue) "
+            '(arroyo_lag_messages{namespace="beamline", block="reduce"})) '
+            'or sum(arroyo_queue_depth{namespace="beamline", block="reduce"})'
+        ),
         "threshold": "1000",
     }
 
