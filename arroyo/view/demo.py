@@ -1,0 +1,79 @@
+"""``arroyo demo --view``: the demo's run, live in the browser.
+
+Two things feed one viewer: a block of its own reads the detector's frames from the
+demo's in-process topic (in a consumer group of its own, ``view``, so the demo's block
+still gets every frame), and the demo's block shows its results (each frame's total,
+maximum and centre of mass) beside them. The run's Start and Stop come through both and
+are shown once (same message id). The detector is slowed to a rate a person can follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import webbrowser
+
+from arroyo.brokers.memory import MemoryListener
+from arroyo.runtime import Block
+from arroyo.view.publisher import ViewPublisher
+from arroyo.view.server import ViewServer, acquire, release
+
+RATE = 25.0
+"""Frames per second the detector sends while the demo is viewed."""
+
+
+class DemoView:
+    """The viewer of the demo's topic ``name`` on ``host:port``: :attr:`publisher` goes
+    to the demo's block; :meth:`start` runs the block that shows the frames."""
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.host, self.port = host, port
+        self.publisher = ViewPublisher(host, port)
+        self.block = Block(
+            MemoryListener(name, group="view"), None, [ViewPublisher(host, port)], name="view"
+        )
+        self.server: ViewServer | None = None
+        self._running: asyncio.Task[object] | None = None
+
+    @property
+    def url(self) -> str:
+        """The page (once started), with the total counts of each frame plotted."""
+        return self.server.url + "?plot=total" if self.server is not None else ""
+
+    async def start(self) -> None:
+        """Serve, and show the frames from now on."""
+        self.server = await asyncio.to_thread(acquire, self.host, self.port)
+        self._running = asyncio.create_task(self.block.run())
+
+    async def stop(self, until: asyncio.Event | None = None) -> None:
+        """Keep the page up until ``until`` is set (None: until Ctrl-C or SIGTERM), then
+        stop showing and serving."""
+        if until is None:
+            until = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, until.set)
+            print(f"\nthe run stays on {self.url} until Ctrl-C", file=sys.stderr, flush=True)
+        await until.wait()
+        self.block.stop()
+        if self._running is not None:
+            with contextlib.suppress(Exception):
+                await self._running
+        await self.publisher.close()
+        if self.server is not None:
+            await asyncio.to_thread(release, self.server)
+            self.server = None
+
+
+def open_page(url: str) -> None:
+    """Open ``url`` in this machine's web browser, when it has a desktop (never a text
+    browser in the terminal the demo prints to)."""
+    if (
+        sys.platform in ("darwin", "win32")
+        or os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        webbrowser.open(url)
