@@ -26,16 +26,14 @@ RATE = 25.0
 
 
 class DemoView:
-    """The viewer of the demo's topic ``name`` on ``host:port``: :attr:`publisher` goes
-    to the demo's block; :meth:`start` runs the block that shows the frames."""
+    """The viewer of the demo's topic ``name`` on ``host:port`` (0: a free port):
+    :meth:`start` serves and runs the block that shows the frames; :attr:`publisher`
+    then goes to the demo's block."""
 
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 8080) -> None:
-        self.host, self.port = host, port
-        self.publisher = ViewPublisher(host, port)
-        self.block = Block(
-            MemoryListener(name, group="view"), None, [ViewPublisher(host, port)], name="view"
-        )
+        self.name, self.host, self.port = name, host, port
         self.server: ViewServer | None = None
+        self.block: Block | None = None
         self._running: asyncio.Task[object] | None = None
 
     @property
@@ -43,9 +41,17 @@ class DemoView:
         """The page (once started), with the total counts of each frame plotted."""
         return self.server.url + "?plot=total" if self.server is not None else ""
 
+    @property
+    def publisher(self) -> ViewPublisher:
+        """A publisher to this viewer (once started), for the demo's block."""
+        assert self.server is not None, "start() first"
+        return ViewPublisher(self.host, self.server.port)
+
     async def start(self) -> None:
         """Serve, and show the frames from now on."""
+        listener = MemoryListener(self.name, group="view")  # its group starts here
         self.server = await asyncio.to_thread(acquire, self.host, self.port)
+        self.block = Block(listener, None, [self.publisher], name="view")
         self._running = asyncio.create_task(self.block.run())
 
     async def stop(self, until: asyncio.Event | None = None) -> None:
@@ -58,11 +64,11 @@ class DemoView:
                 loop.add_signal_handler(signum, until.set)
             print(f"\nthe run stays on {self.url} until Ctrl-C", file=sys.stderr, flush=True)
         await until.wait()
-        self.block.stop()
+        if self.block is not None:
+            self.block.stop()
         if self._running is not None:
             with contextlib.suppress(Exception):
                 await self._running
-        await self.publisher.close()
         if self.server is not None:
             await asyncio.to_thread(release, self.server)
             self.server = None

@@ -66,8 +66,6 @@ class ViewServer:
     def __init__(self, host: str, port: int, settings: ViewSettings | None = None) -> None:
         self.host = host
         self.port = port
-        self.asked = port
-        """The port asked for (0: any)."""
         self.settings = settings or ViewSettings()
         self.hub: Hub
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -215,22 +213,23 @@ _LOCK = threading.Lock()
 
 def acquire(host: str, port: int, settings: ViewSettings | None = None) -> ViewServer:
     """The server on ``host:port`` in this process, started now when there is none (the
-    first caller's settings hold). Waits; :func:`release` it when done."""
+    first caller's settings hold; port 0: a new server on a free port, which
+    ``acquire(host, server.port)`` then shares). Waits; :func:`release` it when done."""
     with _LOCK:
-        found = _SERVERS.get((host, port))
+        found = _SERVERS.get((host, port)) if port else None
         if found is not None:
             server, users = found
             _SERVERS[(host, port)] = (server, users + 1)
             return server
         server = ViewServer(host, port, settings)
         server.start()
-        _SERVERS[(host, port)] = (server, 1)
+        _SERVERS[(host, server.port)] = (server, 1)
         return server
 
 
 def release(server: ViewServer) -> None:
     """Done with ``server``; the last user stops it."""
-    key = (server.host, server.asked)
+    key = (server.host, server.port)
     with _LOCK:
         found = _SERVERS.get(key)
         if found is None or found[0] is not server:

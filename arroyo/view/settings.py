@@ -33,5 +33,5 @@ class ViewSettings(Settings):
     items: int = Field(default=2048, ge=16)
     buffer: int = Field(default=1024, ge=1)
     buffer_mb: float = Field(default=64.0, ge=0)
-    pending_frames: int = Field(default=2, ge=1)
+    pending_frames: int = Field(default=4, ge=1)
     status_interval: float = Field(default=0.5, gt=0)

@@ -44,8 +44,6 @@ GROUPS = ("kafka", "redis", "rediss", "memory")
 """Schemes whose listener reads in a consumer group (``?group=``)."""
 CONSUMED = ("zmq+pull",)
 """Schemes that can only be read by taking the messages."""
-HELD = ("classic", "quorum")
-"""RabbitMQ queue types a browser reads by holding every message until it closes."""
 
 
 def dead_letter_event(shown: Shown) -> Event:
@@ -70,6 +68,9 @@ class Source:
     from_end: bool
     options: dict[str, Any] = field(default_factory=dict)
     shown: int = 0
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the browser is open (looking: where reading starts is fixed) or the
+    Block is about to start (consuming)."""
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _block: Block | None = None
 
@@ -110,11 +111,12 @@ class Source:
         parser: Any = listener.parser
         if isinstance(getattr(parser, "missing", None), int):
             server.hub.counters.append(lambda: {"lost": int(parser.missing)})
-        publisher = ViewPublisher(server.host, server.asked, server.settings)
+        publisher = ViewPublisher(server.host, server.port, server.settings)
         block = Block(listener, None, [publisher], name="view")
         self._block = block
         if self._stopping.is_set():
             return
+        self.opened.set()
         await block.run()
         self.shown = block.stats.received
 
@@ -124,12 +126,13 @@ class Source:
         try:
             await browser.open()
             queue_type = getattr(browser, "queue_type", None)
-            if queue_type in HELD:
+            if queue_type is not None and queue_type != "stream":
                 raise ConfigError(
-                    f"{self.url}: a {queue_type} queue cannot be looked at without holding "
-                    "its messages from its other consumers for as long as the view runs: "
-                    "view a stream queue, or --consume a queue of the viewer's own"
+                    f"{self.url}: a {queue_type or 'classic or quorum'} queue cannot be looked "
+                    "at without holding its messages from its other consumers for as long as "
+                    "the view runs: view a stream queue, or --consume a queue of the viewer's own"
                 )
+            self.opened.set()
             reading = asyncio.ensure_future(self._show(browser, viewer, hub))
             stopping = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
