@@ -205,7 +205,7 @@ class Hub:
                 self._runs.popitem(last=False)
         self._runs.move_to_end(message.stream)
         self._current = message.stream
-        body = b""
+        body: bytes | memoryview = b""
         if isinstance(message, Event):
             run.events += 1
             run.saw(message.seq)
@@ -230,7 +230,7 @@ class Hub:
             client.queue.put(out)
         return out
 
-    def _picture(self, message: Event, header: dict[str, Any]) -> bytes:
+    def _picture(self, message: Event, header: dict[str, Any]) -> bytes | memoryview:
         """The frame of ``message`` reduced to the largest view a client asked for (its
         description goes in ``header``); empty, with ``image_error``, when it cannot be."""
         view = max((c.max_size for c in self.clients), default=self.settings.max_size)

@@ -40,7 +40,7 @@ class Picture:
     ``shape``: the frame's own shape; ``plane``: the index of the plane shown, for a frame
     of more than two dimensions."""
 
-    data: bytes
+    data: memoryview
     width: int
     height: int
     dtype: str
@@ -87,14 +87,40 @@ def picture(array: Any, max_size: int) -> Picture:
     array = _plain(np, array)
     factor = factor_for((array.shape[0], array.shape[1]), max_size)
     if factor > 1:
-        rows = np.arange(0, array.shape[0], factor)
-        cols = np.arange(0, array.shape[1], factor)
-        array = np.maximum.reduceat(np.maximum.reduceat(array, rows, axis=0), cols, axis=1)
-    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
-    data = np.ascontiguousarray(little).tobytes()
+        array = _block_max(np, array, factor)
+    little = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
+    data = little.data.cast("B")  # copied once, when packed for the clients
     dtype = JS_TYPES[f"{little.dtype.kind}{little.dtype.itemsize}"]
     height, width = (int(n) for n in little.shape)
     return Picture(data, width, height, dtype, factor, shape, plane)
+
+
+def _block_max(np: Any, array: Any, factor: int) -> Any:
+    """The maximum of each ``factor x factor`` block (the last ones may be smaller), in
+    two steps: over each ``factor`` rows (whole rows: contiguous, fast), then over each
+    ``factor`` columns of that (a fraction of the size). Under 1 ms for 4 MiB, where
+    ``numpy.maximum.reduceat`` takes tens."""
+    rows = _max_of_slices(np, array, factor, 0)
+    return _max_of_slices(np, rows, factor, 1)
+
+
+def _max_of_slices(np: Any, array: Any, factor: int, axis: int) -> Any:
+    """The maximum of each ``factor`` consecutive rows (axis 0) or columns (axis 1)."""
+
+    def take(start: int) -> Any:
+        return array[start::factor] if axis == 0 else array[:, start::factor]
+
+    first, second = take(0), take(1)
+    if second.shape[axis] == first.shape[axis]:
+        out = np.maximum(first, second)  # no copy of the first slice
+        begin = 2
+    else:
+        out, begin = first.copy(), 1
+    for start in range(begin, factor):
+        view = take(start)
+        part = out[: view.shape[0]] if axis == 0 else out[:, : view.shape[1]]
+        np.maximum(part, view, out=part)
+    return out
 
 
 def _plain(np: Any, array: Any) -> Any:

@@ -34,7 +34,7 @@ MAX_ITEMS = 64
 """Items of a list value sent (the rest is said as ``"... N more"``)."""
 
 
-def pack(header: Mapping[str, Any], body: bytes = b"") -> bytes:
+def pack(header: Mapping[str, Any], body: bytes | memoryview = b"") -> bytes:
     """One WebSocket message: the length of the JSON header, the header, the body."""
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     return b"".join((_LENGTH.pack(len(text)), text, body))
@@ -102,7 +102,7 @@ class Outgoing:
 
     __slots__ = ("_bare", "data", "header", "image", "kind", "seq")
 
-    def __init__(self, header: dict[str, Any], body: bytes = b"") -> None:
+    def __init__(self, header: dict[str, Any], body: bytes | memoryview = b"") -> None:
         self.header = header
         self.seq: int = header.get("seq", 0)
         self.kind: str = header["type"]

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 from arroyo.demo import run_demo
 from arroyo.testing import free_port
+from arroyo.view.client import ViewClient
 
 from .conftest import Page
 
@@ -46,3 +50,28 @@ async def test_the_demo_runs_in_the_viewer_and_is_photographed(
     finally:
         done.set()
         assert await demo  # the demo's own check passed with the viewer on
+
+
+async def test_arroyo_demo_view_serves_the_run_until_ctrl_c(until: Any) -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "arroyo", "demo", "--view", "--frames", "10"],
+        *["--shape", "64x64", "--view-port", str(port)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        line = await asyncio.wait_for(process.stderr.readline(), 60)
+        assert f"the run stays on http://127.0.0.1:{port}/?plot=total until Ctrl-C" in line.decode()
+        async with ViewClient(f"http://127.0.0.1:{port}/") as client:
+            await client.read(until=lambda h: h["type"] == "status")
+            assert client.status is not None and client.status["frames"] == 10
+        process.send_signal(signal.SIGINT)
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0
+        assert "check         OK" in out.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -68,3 +68,19 @@ def test_a_line_is_one_row_and_an_empty_frame_is_refused() -> None:
     ) == (1, 5)
     with pytest.raises(ValueError, match="no pixels"):
         picture(np.zeros((0, 4)), 64)
+
+
+def test_the_block_maximum_is_that_of_every_block_whatever_the_shape() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        rows, cols, size = (int(n) for n in rng.integers(1, 90, 3))
+        frame = rng.integers(0, 60_000, (rows, cols)).astype("<u2")
+        made = picture(frame, max(16, size))
+        f = made.factor
+        expected = np.array(
+            [
+                [frame[r : r + f, c : c + f].max() for c in range(0, cols, f)]
+                for r in range(0, rows, f)
+            ]
+        )
+        assert (values(made, "<u2") == expected).all(), (rows, cols, f)
