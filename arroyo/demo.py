@@ -103,7 +103,7 @@ async def run_demo(
 
         viewer = DemoView(name, *view)
         await viewer.start()
-        print(f"  watch it live on {viewer.url}", flush=True)
+        print(f"  viewer started: watch it live on {viewer.url}", flush=True)
         if sys.stdout.isatty():
             open_page(viewer.url)
     block = Block(

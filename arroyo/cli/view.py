@@ -39,11 +39,19 @@ async def _serve(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
-    typer.echo(f"view: {server.url} shows {source.url} ({source.how}); Ctrl-C to stop", err=True)
-    if open_page:
-        import webbrowser
 
-        webbrowser.open(server.url)
+    async def started() -> None:
+        await source.opened.wait()
+        typer.echo(
+            f"view started: {server.url} shows {source.url} ({source.how}); Ctrl-C to stop",
+            err=True,
+        )
+        if open_page:
+            import webbrowser
+
+            webbrowser.open(server.url)
+
+    saying = asyncio.create_task(started())
     code = 0
     try:
         await source.run(server)
@@ -54,6 +62,7 @@ async def _serve(
         typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
         code = 2 if isinstance(exc, ConfigError) else 1
     finally:
+        saying.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         status = server.hub.status()
@@ -94,6 +103,10 @@ def view(
     max_size: Annotated[
         int, typer.Option(min=16, max=8192, help="Largest frame side sent to a page (pixels).")
     ] = 1024,
+    max_fps: Annotated[
+        float,
+        typer.Option(min=0, help="Frames sent to pages per second at most (0: every frame)."),
+    ] = 30.0,
     schema: Annotated[
         list[Path] | None,
         typer.Option(
@@ -154,7 +167,7 @@ def view(
                 raise ConfigError(f"--schema and --registry are for Arroyo data, not {parser_name}")
             parser = make_parser(parser_name)
         source = plan(parsed, parser, consume=consume, from_beginning=from_beginning)
-        settings = ViewSettings(max_size=max_size)
+        settings = ViewSettings(max_size=max_size, max_fps=max_fps)
     except ArroyoError as exc:
         raise fail(exc) from None
     raise typer.Exit(asyncio.run(_serve(source, host, port, settings, open_page)))

@@ -4,7 +4,9 @@
 almost nothing: it counts the message and queues it for the hub's own event loop (the
 server's thread). At most ``pending_frames`` frames wait there; a newer one makes the
 oldest go without its image (counted in ``skipped``). So the viewer falls behind, never
-the pipeline.
+the pipeline. While pages watch, it prepares at most ``max_fps`` frames a second (the
+newest: the others go without their image, also counted in ``skipped``): a page draws
+no more than that, and the pipeline's machine is spared the rest.
 
 On its loop, the hub numbers each message (``seq``, 1, 2, ...), reduces a frame to the
 view (:mod:`arroyo.view.image`: only while a client is connected), packs it once
@@ -121,6 +123,7 @@ class Hub:
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._current = ""
         self._latest: tuple[Outgoing, Event] | None = None
+        self._last_image = 0.0
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=6)
         self._throttle = Throttle()
 
@@ -178,12 +181,34 @@ class Hub:
                 if item[1]:
                     self._pending_frames.popleft()
                 message, image = item
+            if image and self.clients and self.settings.max_fps:
+                image = await self._in_time()
             try:
                 self.publish(message, image)
             except Exception:  # a bug of the viewer must not stop it
                 log.exception("view: could not show %s seq=%s", message.kind, message.seq)
             if image:
                 await asyncio.sleep(0)  # let the clients' writers go between frames
+
+    async def _in_time(self) -> bool:
+        """Whether to prepare the frame just taken, within ``max_fps``: at once when its
+        time has come; when it comes too soon, only if it is the newest frame (after
+        waiting for its time: the run's last frame is always shown). False (counted in
+        ``skipped``): a newer frame came, which will be shown instead."""
+        wait = self._last_image + 1 / self.settings.max_fps - time.monotonic()
+        if wait > 0:
+            if not self._newer_frame():
+                await asyncio.sleep(wait)
+            if self._newer_frame():
+                with self._lock:
+                    self.skipped += 1
+                return False
+        self._last_image = time.monotonic()
+        return True
+
+    def _newer_frame(self) -> bool:
+        with self._lock:
+            return bool(self._pending_frames)
 
     def publish(self, message: Message, image: bool = True) -> Outgoing | None:
         """Number ``message``, pack it, keep it and queue it for every client (on the

@@ -49,6 +49,9 @@ STATIC = {
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 2.0
+"""Seconds a closing WebSocket waits for the page's answer (a stalled page never
+answers)."""
 
 
 def _static() -> dict[str, tuple[bytes, str]]:
@@ -129,7 +132,9 @@ class ViewServer:
         app.router.add_get("/status", self._status)
         for path in self._pages:
             app.router.add_get(path, self._page)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=CLOSE_TIMEOUT
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -148,9 +153,8 @@ class ViewServer:
             ticker = asyncio.create_task(self._tick())
             await self._stopping.wait()
             ticker.cancel()
-            for socket in list(self._sockets):
-                with contextlib.suppress(Exception):
-                    await socket.close(code=1001, message=b"server stopping")
+            closing = [s.close(code=1001, message=b"server stopping") for s in self._sockets]
+            await asyncio.gather(*closing, return_exceptions=True)
         finally:
             await runner.cleanup()
 
@@ -173,7 +177,9 @@ class ViewServer:
             max_size = int(query.get("max_size", self.settings.max_size))
         except ValueError:
             raise web.HTTPBadRequest(text="from and max_size must be integers") from None
-        ws = web.WebSocketResponse(compress=False, heartbeat=30.0, max_msg_size=1 << 16)
+        ws = web.WebSocketResponse(
+            compress=False, heartbeat=30.0, max_msg_size=1 << 16, timeout=CLOSE_TIMEOUT
+        )
         await ws.prepare(request)
         client = self.hub.join(max(16, max_size), resume, query.get("epoch"))
         self._sockets.add(ws)

@@ -23,6 +23,8 @@ class ViewSettings(Settings):
     - ``pending_frames``: frames taken from the pipeline and not yet prepared for the
       clients; a newer one replaces the oldest beyond (counted as skipped): the viewer
       falls behind, never the pipeline.
+    - ``max_fps``: frames prepared per second at most (the newest; the others are sent
+      without their image and counted as skipped); 0: every frame.
     - ``status_interval``: seconds between the counters sent to each page.
     """
 
@@ -34,4 +36,5 @@ class ViewSettings(Settings):
     buffer: int = Field(default=1024, ge=1)
     buffer_mb: float = Field(default=64.0, ge=0)
     pending_frames: int = Field(default=4, ge=1)
+    max_fps: float = Field(default=30.0, ge=0)
     status_interval: float = Field(default=0.5, gt=0)

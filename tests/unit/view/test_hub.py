@@ -128,6 +128,19 @@ async def test_the_hub_skips_frames_it_has_no_time_for_never_the_pipeline(until)
     assert all(h.get("image_skipped") for h, _ in got[:8])
 
 
+async def test_beyond_max_fps_frames_go_without_image_but_the_newest_is_shown(until) -> None:
+    hub = Hub(ViewSettings(pending_frames=100, max_fps=20), asyncio.get_running_loop())
+    client = hub.join(1024)
+    run = Run("fast")
+    for i in range(10):  # all at once: far more than 20 a second
+        hub.offer(run.array_event(frame(i), {"i": i}))
+    await settled(hub, 10, until)
+    got = taken(client)[1:]
+    assert [bool(body) for _, body in got] == [True] + [False] * 8 + [True]
+    assert (np.frombuffer(got[-1][1], "<u2") == 9).all()  # the newest, after its wait
+    assert hub.skipped == 8
+
+
 async def test_a_message_seen_again_is_shown_once(until) -> None:
     hub = Hub(ViewSettings(), asyncio.get_running_loop())
     run = Run("twice")
@@ -169,7 +182,7 @@ async def test_a_frame_that_cannot_be_read_is_shown_without_image(until) -> None
 
 async def test_frames_kept_for_reconnections_are_bounded_in_bytes(until) -> None:
     size = 64 * 64 * 2
-    settings = ViewSettings(buffer=100, buffer_mb=3.5 * size / 1e6, pending_frames=100)
+    settings = ViewSettings(buffer=100, buffer_mb=3.5 * size / 1e6, pending_frames=100, max_fps=0)
     hub = Hub(settings, asyncio.get_running_loop())
     hub.join(1024)
     run = Run("kept")

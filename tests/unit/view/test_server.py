@@ -23,6 +23,7 @@ from arroyo.testing import free_port
 from arroyo.view.client import ViewClient
 from arroyo.view.publisher import ViewPublisher
 from arroyo.view.server import acquire, release
+from arroyo.view.settings import ViewSettings
 
 
 def is_stop(header: dict[str, Any]) -> bool:
@@ -87,7 +88,8 @@ async def test_a_slow_client_gets_the_newest_frames_and_holds_nothing_back(
 ) -> None:
     name, frames = unique_name("frames"), 40
     topic = memory.topic(name)
-    publisher = ViewPublisher("127.0.0.1", free_port())
+    # Every frame, however fast they come (max_fps=0): this is about each client's queue.
+    publisher = ViewPublisher("127.0.0.1", free_port(), ViewSettings(max_fps=0))
     block = Block(MemoryListener(name), None, [publisher], name="view-clients")
     running = asyncio.create_task(block.run())
     clients: list[ViewClient] = []

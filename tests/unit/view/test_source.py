@@ -105,7 +105,7 @@ async def test_the_command_shows_an_avro_file_and_stops_on_ctrl_c(
     try:
         assert process.stderr is not None
         first = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-        assert f"view: http://127.0.0.1:{port}/ shows file://{path}" in first
+        assert f"view started: http://127.0.0.1:{port}/ shows file://{path}" in first
         url = f"http://127.0.0.1:{port}/"
         await until(lambda: received(url) == 5, what="the file was read", within=30)
         async with ViewClient(url) as client:
