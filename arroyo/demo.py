@@ -12,6 +12,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +38,23 @@ def _frames(np: Any, count: int, shape: tuple[int, int]) -> list[Any]:
 
 
 async def _detector(
-    topic: memory.MemoryTopic, count: int, shape: tuple[int, int], interval: float = 0.0
+    topic: memory.MemoryTopic,
+    count: int,
+    shape: tuple[int, int],
+    interval: Callable[[], float] = lambda: 0.0,
 ) -> Run:
     np = require("numpy", "numpy", "The demo's simulated detector")
     frames = _frames(np, count, shape)
     run = Run("demo-scan-1")
     topic.put(run.start({"detector": "sim-512", "frames": count, "shape": list(shape)}))
     group = topic.groups.setdefault("default", memory._Group())
-    began = time.monotonic()
+    due = time.monotonic()
     for i in range(count):
         topic.put(run.array_event(frames[i % len(frames)], {"frame": i, "exposure_s": 0.001}))
         await topic.wait_backlog(group, 32)  # a detector's send buffer is finite
-        if interval:  # watched: at a rate a person can follow
-            await asyncio.sleep(max(0.0, began + (i + 1) * interval - time.monotonic()))
+        due += interval()  # watched: at a rate a person can follow
+        if due > time.monotonic():
+            await asyncio.sleep(due - time.monotonic())
     topic.put(run.stop({"exit_status": "success", "frames": count}))
     return run
 
@@ -99,10 +104,10 @@ async def run_demo(
     print("  an operator integrates each frame; results go to an Avro file.")
     viewer = None
     if view is not None:
-        from arroyo.view.demo import RATE, DemoView, open_page
+        from arroyo.view.demo import DemoView, open_page
 
         viewer = DemoView(name, *view)
-        await viewer.start()
+        await viewer.start(until)
         print(f"  viewer started: watch it live on {viewer.url}", flush=True)
         if sys.stdout.isatty():
             open_page(viewer.url)
@@ -116,7 +121,8 @@ async def run_demo(
     )
     total = frames + 2
     running = asyncio.create_task(block.run())
-    detector = asyncio.create_task(_detector(topic, frames, shape, 1 / RATE if viewer else 0.0))
+    pace = (lambda: viewer.interval) if viewer else (lambda: 0.0)
+    detector = asyncio.create_task(_detector(topic, frames, shape, pace))
     tty = sys.stdout.isatty()
     last = 0.0
     while block.stats.acknowledged < total and not running.done():
@@ -131,7 +137,7 @@ async def run_demo(
     stats = await running
     print(("\r" if tty else "") + _progress(block, total, frame_bytes, final=True) + " " * 16)
     if viewer is not None:
-        await viewer.stop(until)
+        await viewer.stop()
     memory.delete(name)
 
     results = _read_back(output)

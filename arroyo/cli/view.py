@@ -105,8 +105,11 @@ def view(
     ] = 1024,
     max_fps: Annotated[
         float,
-        typer.Option(min=0, help="Frames sent to pages per second at most (0: every frame)."),
-    ] = 30.0,
+        typer.Option(
+            min=0,
+            help="Frames sent to pages per second at most, the newest (0: every frame).",
+        ),
+    ] = 10.0,
     schema: Annotated[
         list[Path] | None,
         typer.Option(

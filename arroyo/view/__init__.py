@@ -18,6 +18,7 @@ MissingDependencyError naming the extra.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 from arroyo._optional import require
@@ -48,10 +49,24 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> ViewPubl
     return ViewPublisher(host, worker_port(port), settings)
 
 
+async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
+    """Whether the viewer could listen on its address (``arroyo check --connect``): the
+    port is bound and let go at once."""
+    host, port = endpoint.host, endpoint.port
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probing:
+        probing.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probing.bind((host, port))
+        except OSError as exc:
+            return "FAILED", f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return "ok", f"{host}:{port} is free to serve the page on"
+
+
 CONNECTOR = Connector(
     name="view",
     schemes=("view",),
     extra="view",
     publisher=publisher,
+    probe=probe,
     notes={"view": "shows outputs in a browser: confirms at once, drops frames for slow pages"},
 )

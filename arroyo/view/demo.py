@@ -28,12 +28,21 @@ RATE = 25.0
 class DemoView:
     """The viewer of the demo's topic ``name`` on ``host:port`` (0: a free port):
     :meth:`start` serves and runs the block that shows the frames; :attr:`publisher`
-    then goes to the demo's block."""
+    then goes to the demo's block; :attr:`interval` paces the detector.
+
+    Ctrl-C (or SIGTERM) while the run goes on makes the detector send the rest at full
+    speed, and the demo ends with its summary; once the run is over, the page stays up
+    until Ctrl-C (or until the ``until`` event given to :meth:`start` is set).
+    """
 
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 8080) -> None:
         self.name, self.host, self.port = name, host, port
         self.server: ViewServer | None = None
         self.block: Block | None = None
+        self.interval = 1 / RATE
+        """Seconds between the detector's frames (0 once Ctrl-C came)."""
+        self._until = asyncio.Event()
+        self._signals = False
         self._running: asyncio.Task[object] | None = None
 
     @property
@@ -47,23 +56,33 @@ class DemoView:
         assert self.server is not None, "start() first"
         return ViewPublisher(self.host, self.server.port)
 
-    async def start(self) -> None:
+    async def start(self, until: asyncio.Event | None = None) -> None:
         """Serve, and show the frames from now on."""
         listener = MemoryListener(self.name, group="view")  # its group starts here
         self.server = await asyncio.to_thread(acquire, self.host, self.port)
         self.block = Block(listener, None, [self.publisher], name="view")
         self._running = asyncio.create_task(self.block.run())
-
-    async def stop(self, until: asyncio.Event | None = None) -> None:
-        """Keep the page up until ``until`` is set (None: until Ctrl-C or SIGTERM), then
-        stop showing and serving."""
-        if until is None:
-            until = asyncio.Event()
+        if until is not None:
+            self._until = until
+        else:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, until.set)
+                loop.add_signal_handler(signum, self._interrupted)
+            self._signals = True
+
+    def _interrupted(self) -> None:
+        self.interval = 0.0
+        self._until.set()
+
+    async def stop(self) -> None:
+        """Keep the page up until Ctrl-C (or ``until``), then stop showing and serving."""
+        if not self._until.is_set() and self._signals:
             print(f"\nthe run stays on {self.url} until Ctrl-C", file=sys.stderr, flush=True)
-        await until.wait()
+        await self._until.wait()
+        if self._signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
         if self.block is not None:
             self.block.stop()
         if self._running is not None:

@@ -4,9 +4,14 @@
 almost nothing: it counts the message and queues it for the hub's own event loop (the
 server's thread). At most ``pending_frames`` frames wait there; a newer one makes the
 oldest go without its image (counted in ``skipped``). So the viewer falls behind, never
-the pipeline. While pages watch, it prepares at most ``max_fps`` frames a second (the
-newest: the others go without their image, also counted in ``skipped``): a page draws
-no more than that, and the pipeline's machine is spared the rest.
+the pipeline.
+
+The hub's own work is bounded too, so that it takes little from the pipeline's process
+however fast messages come: it publishes what waits in batches, at most ``max_fps``
+batches a second; in a batch, only the newest frame is prepared (the others go without
+their image, counted in ``skipped``), and at most ``max_rate / max_fps`` messages are
+shown (its Starts and Stops, and the newest; the others are counted in
+``skipped_events``). ``max_fps=0`` shows every message and prepares every frame.
 
 On its loop, the hub numbers each message (``seq``, 1, 2, ...), reduces a frame to the
 view (:mod:`arroyo.view.image`: only while a client is connected), packs it once
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -42,10 +48,20 @@ log = logging.getLogger("arroyo.view")
 
 RUNS = 8
 """Runs whose Start and Stop are kept for late joiners."""
+LARGE = 1 << 16
+"""Payloads at least this large are let go as soon as they are not needed (an event
+waiting to be shown keeps its metadata, and its frame only while it may be drawn)."""
 SEEN = 4096
 """Message ids remembered: a message seen again (a redelivery, or the same Start handed
 over by two blocks) is shown once."""
 DEAD_LETTER = "arroyo.dead-letter.reason"
+
+
+def _without_payload(message: Message) -> Message:
+    """``message`` without its payload (an Event's metadata and array description stay)."""
+    if isinstance(message, Event) and len(message.payload):
+        return dataclasses.replace(message, payload=b"")
+    return message
 
 
 @dataclass
@@ -100,7 +116,9 @@ class Hub:
         self.frames = 0
         self.bytes = 0
         self.skipped = 0
-        """Frames the hub could not prepare in time (sent without their image)."""
+        """Frames sent without their image: beyond ``max_fps``, or the hub fell behind."""
+        self.skipped_events = 0
+        """Messages not shown at all: beyond ``max_rate``, or the hub fell behind."""
         self.undecodable = 0
         self.problem = ""
         """Why the last undecodable message could not be read."""
@@ -123,7 +141,6 @@ class Hub:
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._current = ""
         self._latest: tuple[Outgoing, Event] | None = None
-        self._last_image = 0.0
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=6)
         self._throttle = Throttle()
 
@@ -132,23 +149,29 @@ class Hub:
     def offer(self, message: Message) -> None:
         """Show ``message`` (in the order of the calls). Returns at once, from any thread."""
         frame = isinstance(message, Event) and message.array is not None
+        size = 0
+        if isinstance(message, Event):
+            payload = message.payload
+            size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+            if not frame and size >= LARGE:
+                message = _without_payload(message)  # the page shows its size only
         with self._lock:
             if self._closed:
                 return
             self.received += 1
-            if isinstance(message, Event):
-                payload = message.payload
-                self.bytes += payload.nbytes if isinstance(payload, memoryview) else len(payload)
-                self.frames += frame
-            item = [message, frame]
+            self.bytes += size
+            self.frames += frame
+            item = [message, frame, size]
             self._pending.append(item)
             if frame:
                 self._pending_frames.append(item)
                 if len(self._pending_frames) > self.settings.pending_frames:
-                    self._pending_frames.popleft()[1] = False
+                    older = self._pending_frames.popleft()
+                    older[0], older[1] = _without_payload(older[0]), False
                     self.skipped += 1
             if len(self._pending) > self.settings.items:
                 dropped = self._pending.popleft()
+                self.skipped_events += 1
                 if dropped[1]:
                     self._pending_frames.popleft()
                     self.skipped += 1
@@ -171,49 +194,55 @@ class Hub:
             self._task = self.loop.create_task(self._drain())
 
     async def _drain(self) -> None:
-        """Publish what :meth:`offer` queued, one message after the other."""
+        """Publish what :meth:`offer` queued: all of it at once, then (with ``max_fps``)
+        wait a frame's time before the next batch, so that the hub works in at most
+        ``max_fps`` batches a second, whatever the pipeline's rate."""
+        pause = 1 / self.settings.max_fps if self.settings.max_fps else 0.0
         while True:
             with self._lock:
                 if not self._pending:
                     self._scheduled = False
                     return
-                item = self._pending.popleft()
-                if item[1]:
-                    self._pending_frames.popleft()
-                message, image = item
-            if image and self.clients and self.settings.max_fps:
-                image = await self._in_time()
+                batch = list(self._pending)
+                self._pending.clear()
+                self._pending_frames.clear()
             try:
-                self.publish(message, image)
+                self._show(batch)
             except Exception:  # a bug of the viewer must not stop it
-                log.exception("view: could not show %s seq=%s", message.kind, message.seq)
-            if image:
-                await asyncio.sleep(0)  # let the clients' writers go between frames
+                log.exception("view: could not show %d messages", len(batch))
+            await asyncio.sleep(pause)  # the clients' writers go meanwhile
 
-    async def _in_time(self) -> bool:
-        """Whether to prepare the frame just taken, within ``max_fps``: at once when its
-        time has come; when it comes too soon, only if it is the newest frame (after
-        waiting for its time: the run's last frame is always shown). False (counted in
-        ``skipped``): a newer frame came, which will be shown instead."""
-        wait = self._last_image + 1 / self.settings.max_fps - time.monotonic()
-        if wait > 0:
-            if not self._newer_frame():
-                await asyncio.sleep(wait)
-            if self._newer_frame():
+    def _show(self, batch: list[list[Any]]) -> None:
+        """Publish a batch, in order. With ``max_fps``, only its newest frame is prepared
+        (the others are sent without their image: ``skipped``), and with ``max_rate``, a
+        batch larger than a frame's share of it keeps its Starts, Stops and newest
+        messages (the others are not shown: ``skipped_events``)."""
+        fps, rate = self.settings.max_fps, self.settings.max_rate
+        if fps and rate and len(batch) > max(1, int(rate / fps)):
+            budget = max(1, int(rate / fps))
+            cut = len(batch) - budget
+            kept = [item for item in batch[:cut] if not isinstance(item[0], Event)]
+            dropped = cut - len(kept)
+            frames = sum(1 for item in batch[:cut] if item[1])
+            with self._lock:
+                self.skipped_events += dropped
+                self.skipped += frames
+            batch = kept + batch[cut:]
+        newest = max((i for i, item in enumerate(batch) if item[1]), default=-1)
+        for index, (message, image, size) in enumerate(batch):
+            if image and fps and index != newest:
+                image = False
                 with self._lock:
                     self.skipped += 1
-                return False
-        self._last_image = time.monotonic()
-        return True
+            self.publish(message, image, size)
 
-    def _newer_frame(self) -> bool:
-        with self._lock:
-            return bool(self._pending_frames)
-
-    def publish(self, message: Message, image: bool = True) -> Outgoing | None:
+    def publish(
+        self, message: Message, image: bool = True, size: int | None = None
+    ) -> Outgoing | None:
         """Number ``message``, pack it, keep it and queue it for every client (on the
-        hub's loop; ``image``: False when its frame is to be skipped). None: a message
-        with this id was shown already (counted in ``duplicates``)."""
+        hub's loop; ``image``: False when its frame is to be skipped; ``size``: its
+        payload's, when it was let go). None: a message with this id was shown already
+        (counted in ``duplicates``)."""
         if message.id in self._seen:
             self.duplicates += 1
             return None
@@ -222,7 +251,7 @@ class Hub:
             self._seen.popitem(last=False)
         self.seq += 1
         header: dict[str, Any] = {"type": message.kind, "seq": self.seq}
-        header["message"] = describe(message)
+        header["message"] = describe(message, size)
         run = self._runs.get(message.stream)
         if run is None or isinstance(message, Start):
             run = self._runs[message.stream] = _Run()
@@ -353,7 +382,9 @@ class Hub:
     def status(self, client: Client | None = None) -> dict[str, Any]:
         """Counters and rates: messages ``received``, ``frames``, payload ``bytes``,
         ``messages_per_s``, ``frames_per_s``, ``mb_per_s`` (10^6 bytes, over the last
-        seconds); ``skipped`` (frames the hub sent without image: it fell behind),
+        seconds); ``skipped`` (frames the hub sent without image: beyond ``max_fps`` or
+        it fell behind), ``skipped_events`` (messages it did not show: beyond
+        ``max_rate`` or it fell behind),
         ``dropped_frames`` / ``dropped_events`` (this client's: it fell behind),
         ``clients``, ``dead_letters``, ``undecodable`` (and the last ``problem``),
         ``image_errors``, ``duplicates`` (messages seen again, shown once), ``lost``
@@ -383,6 +414,7 @@ class Hub:
             "bytes": self.bytes,
             **rates,
             "skipped": self.skipped,
+            "skipped_events": self.skipped_events,
             "clients": len(self.clients),
             "dead_letters": self.dead_letters,
             "undecodable": self.undecodable,

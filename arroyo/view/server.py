@@ -157,6 +157,10 @@ class ViewServer:
             await asyncio.gather(*closing, return_exceptions=True)
         finally:
             await runner.cleanup()
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in left:  # the hub's, and writers of pages that did not answer
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
 
     async def _tick(self) -> None:
         while True:

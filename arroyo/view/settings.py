@@ -24,7 +24,10 @@ class ViewSettings(Settings):
       clients; a newer one replaces the oldest beyond (counted as skipped): the viewer
       falls behind, never the pipeline.
     - ``max_fps``: frames prepared per second at most (the newest; the others are sent
-      without their image and counted as skipped); 0: every frame.
+      without their image and counted as skipped); 0: every frame, and every message.
+    - ``max_rate``: messages shown per second at most (a run's Starts and Stops, and the
+      newest; the others are counted as skipped): a viewer takes little from a pipeline
+      of small, fast messages. 0: no limit.
     - ``status_interval``: seconds between the counters sent to each page.
     """
 
@@ -36,5 +39,6 @@ class ViewSettings(Settings):
     buffer: int = Field(default=1024, ge=1)
     buffer_mb: float = Field(default=64.0, ge=0)
     pending_frames: int = Field(default=4, ge=1)
-    max_fps: float = Field(default=30.0, ge=0)
+    max_fps: float = Field(default=10.0, ge=0)
+    max_rate: float = Field(default=1000.0, ge=0)
     status_interval: float = Field(default=0.5, gt=0)

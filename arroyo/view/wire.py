@@ -70,8 +70,9 @@ def plain(value: Any, depth: int = 0) -> Any:
     return plain(str(value), depth)
 
 
-def describe(message: Message) -> dict[str, Any]:
-    """The fields of ``message`` for the page (an event's payload as its size)."""
+def describe(message: Message, payload_size: int | None = None) -> dict[str, Any]:
+    """The fields of ``message`` for the page (an event's payload as its size:
+    ``payload_size`` when given, for an event whose payload was let go)."""
     out: dict[str, Any] = {
         "stream": message.stream,
         "seq": message.seq,
@@ -81,7 +82,8 @@ def describe(message: Message) -> dict[str, Any]:
     if isinstance(message, Event):
         out["metadata"] = plain(message.metadata)
         payload = message.payload
-        out["payload_size"] = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        out["payload_size"] = size if payload_size is None else payload_size
         if message.array is not None:
             out["array"] = {
                 "dtype": message.array.dtype,

@@ -62,8 +62,9 @@ async def test_arroyo_demo_view_serves_the_run_until_ctrl_c(until: Any) -> None:
     )
     try:
         assert process.stderr is not None
-        line = await asyncio.wait_for(process.stderr.readline(), 60)
-        assert f"the run stays on http://127.0.0.1:{port}/?plot=total until Ctrl-C" in line.decode()
+        wanted = f"the run stays on http://127.0.0.1:{port}/?plot=total until Ctrl-C"
+        while wanted not in (await asyncio.wait_for(process.stderr.readline(), 60)).decode():
+            pass
         async with ViewClient(f"http://127.0.0.1:{port}/") as client:
             await client.read(until=lambda h: h["type"] == "status")
             assert client.status is not None and client.status["frames"] == 10
@@ -71,6 +72,29 @@ async def test_arroyo_demo_view_serves_the_run_until_ctrl_c(until: Any) -> None:
         out, _ = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0
         assert "check         OK" in out.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_ctrl_c_during_a_viewed_demo_finishes_the_run_at_once() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "arroyo", "demo", "--view", "--frames", "1000"],
+        *["--shape", "64x64", "--view-port", str(port)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        while b"viewer started:" not in await asyncio.wait_for(process.stdout.readline(), 60):
+            pass
+        process.send_signal(signal.SIGINT)  # 1000 frames at 25 a second would take 40 s
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        assert "1000 Events" in out.decode() and "check         OK" in out.decode()
+        assert "Traceback" not in err.decode()
     finally:
         if process.returncode is None:
             process.kill()

@@ -20,6 +20,7 @@ from arroyo.runtime.parser import AvroParser
 from arroyo.testing import free_port, publish_all
 from arroyo.view.client import ViewClient
 from arroyo.view.server import ViewServer, acquire, release
+from arroyo.view.settings import ViewSettings
 from arroyo.view.source import Source, plan
 
 
@@ -40,7 +41,8 @@ async def viewing(url: str, **how: Any) -> AsyncIterator[tuple[Source, ViewServe
     parser_name = parsed.query.pop("parser", "arroyo")
     parser = AvroParser() if parser_name == "arroyo" else make_parser(parser_name)
     source = plan(parsed, parser, **how)
-    server = await asyncio.to_thread(acquire, "127.0.0.1", 0)
+    # Every message and frame, however fast they come: this is about reading sources.
+    server = await asyncio.to_thread(acquire, "127.0.0.1", 0, ViewSettings(max_fps=0))
     reading = asyncio.create_task(source.run(server))
     client = ViewClient(server.url)
     try:

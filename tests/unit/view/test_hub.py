@@ -33,7 +33,7 @@ async def settled(hub: Hub, seq: int, until: Callable[..., Any]) -> None:
 
 
 async def test_messages_offered_from_another_thread_are_numbered_in_order(until) -> None:
-    hub = Hub(ViewSettings(), asyncio.get_running_loop())
+    hub = Hub(ViewSettings(max_fps=0), asyncio.get_running_loop())  # every message
     client = hub.join(1024)
     run = Run("scan-1")
     messages = [run.start({"sample": "Si"}), *(run.event({"i": i}) for i in range(500)), run.stop()]
@@ -115,7 +115,7 @@ async def test_a_client_resuming_gets_what_it_missed_while_it_is_kept(until) -> 
 
 
 async def test_the_hub_skips_frames_it_has_no_time_for_never_the_pipeline(until) -> None:
-    hub = Hub(ViewSettings(pending_frames=2), asyncio.get_running_loop())
+    hub = Hub(ViewSettings(pending_frames=2, max_fps=0), asyncio.get_running_loop())
     client = hub.join(1024)
     run = Run("burst")
     for i in range(10):  # all before the hub's loop gets a turn
@@ -128,17 +128,40 @@ async def test_the_hub_skips_frames_it_has_no_time_for_never_the_pipeline(until)
     assert all(h.get("image_skipped") for h, _ in got[:8])
 
 
-async def test_beyond_max_fps_frames_go_without_image_but_the_newest_is_shown(until) -> None:
+async def test_the_hub_shows_the_newest_frame_of_what_came_since_its_last_batch(
+    until,
+) -> None:
     hub = Hub(ViewSettings(pending_frames=100, max_fps=20), asyncio.get_running_loop())
     client = hub.join(1024)
     run = Run("fast")
     for i in range(10):  # all at once: far more than 20 a second
         hub.offer(run.array_event(frame(i), {"i": i}))
     await settled(hub, 10, until)
+    hub.offer(run.array_event(frame(10), {"i": 10}))  # the next batch, 1/20 s later
+    await settled(hub, 11, until)
     got = taken(client)[1:]
-    assert [bool(body) for _, body in got] == [True] + [False] * 8 + [True]
-    assert (np.frombuffer(got[-1][1], "<u2") == 9).all()  # the newest, after its wait
-    assert hub.skipped == 8
+    assert [h["message"]["metadata"]["i"] for h, _ in got] == list(range(11))
+    assert [bool(body) for _, body in got] == [False] * 9 + [True, True]
+    assert (np.frombuffer(got[9][1], "<u2") == 9).all()
+    assert hub.skipped == 9 and hub.skipped_events == 0
+
+
+async def test_beyond_max_rate_the_newest_messages_and_every_start_and_stop_are_shown(
+    until,
+) -> None:
+    hub = Hub(ViewSettings(max_fps=10, max_rate=50), asyncio.get_running_loop())
+    client = hub.join(1024)
+    run = Run("many")
+    messages = [run.start(), *(run.event({"i": i}) for i in range(20)), run.stop()]
+    for message in messages:  # all at once: a batch may show 50 / 10 = 5
+        hub.offer(message)
+    await settled(hub, 6, until)
+    got = [h for h, _ in taken(client)[1:]]
+    # The Start (older than the 5 newest, but a run's Start is always shown), then the
+    # 5 newest: events 16 to 19 (seq 17 to 20) and the Stop.
+    assert [h["message"]["seq"] for h in got] == [0, 17, 18, 19, 20, 21]
+    assert [h["type"] for h in got] == ["start", "event", "event", "event", "event", "stop"]
+    assert hub.status()["skipped_events"] == 16
 
 
 async def test_a_message_seen_again_is_shown_once(until) -> None:
@@ -168,7 +191,7 @@ async def test_seq_gaps_of_a_run_are_counted(until) -> None:
 
 
 async def test_a_frame_that_cannot_be_read_is_shown_without_image(until) -> None:
-    hub = Hub(ViewSettings(), asyncio.get_running_loop())
+    hub = Hub(ViewSettings(max_fps=0), asyncio.get_running_loop())
     client = hub.join(1024)
     broken = Event({"i": 0}, b"\x00" * 3, array=ArrayInfo("<u2", (4, 4)), stream="s", seq=1)
     hub.offer(broken)
@@ -214,3 +237,20 @@ def test_outgoing_without_image_is_made_once() -> None:
     out = Outgoing({"type": "event", "seq": 3, "image": {"width": 1}}, b"xx")
     assert out.without_image() is out.without_image()
     assert not out.without_image().image
+
+
+async def test_waiting_messages_hold_no_large_payload_but_say_its_size(until) -> None:
+    hub = Hub(ViewSettings(pending_frames=1, max_fps=0), asyncio.get_running_loop())
+    client = hub.join(1024)
+    run = Run("big")
+    blob = run.event({"kind": "blob"}, b"\x01" * (1 << 20))
+    hub.offer(blob)
+    for i in range(3):
+        hub.offer(run.array_event(frame(i, (512, 512)), {"i": i}))
+    held = [item[0] for item in hub._pending]
+    assert [len(m.payload) for m in held] == [0, 0, 0, 512 * 512 * 2]  # only the newest frame
+    assert held[1].array is not None  # a frame let go still says it is one
+    await settled(hub, 4, until)
+    got = taken(client)[1:]
+    assert [h["message"]["payload_size"] for h, _ in got] == [1 << 20] + [512 * 512 * 2] * 3
+    assert [bool(body) for _, body in got] == [False, False, False, True]

@@ -217,3 +217,15 @@ def test_the_port_of_a_worker_is_its_own(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ARROYO_WORKER", "3")
     assert worker_port(8080) == 8083
     assert worker_port(0) == 0
+
+
+async def test_check_connect_says_whether_the_port_is_free() -> None:
+    from arroyo.view import probe
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, detail = await probe(ViewPublisher("127.0.0.1", port), 1.0)
+        assert status == "FAILED" and f"cannot listen on 127.0.0.1:{port}" in detail
+    assert (await probe(ViewPublisher("127.0.0.1", free_port()), 1.0))[0] == "ok"
