@@ -38,9 +38,10 @@ SIZE = FRAME_SHAPE[0] * FRAME_SHAPE[1] * 2
 
 
 async def pipeline(
-    port: int, topic: str, count: int, pages: int, max_fps: float = 30.0, nice: int = 19
+    port: int, topic: str, count: int, pages: int, max_fps: float | None = None, nice: int = 19
 ) -> Timing:
-    """The Block (zmq+pull -> Kafka and view://), timed once ``pages`` pages watch."""
+    """The Block (zmq+pull -> Kafka and view://), timed once ``pages`` pages watch
+    (``max_fps``: the viewer's, when not its default; ``nice``: the pages' process's)."""
     from arroyo.brokers import open_listener, open_publisher
     from arroyo.runtime import Block
     from arroyo.view.publisher import ViewPublisher
@@ -48,7 +49,8 @@ async def pipeline(
     from arroyo.view.settings import ViewSettings
     from bench.harness import measure_block
 
-    server = await asyncio.to_thread(acquire, "127.0.0.1", 0, ViewSettings(max_fps=max_fps))
+    settings = ViewSettings() if max_fps is None else ViewSettings(max_fps=max_fps)
+    server = await asyncio.to_thread(acquire, "127.0.0.1", 0, settings)
     watchers = None
     try:
         if pages:

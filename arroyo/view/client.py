@@ -18,7 +18,7 @@ from typing import Any
 
 from arroyo._optional import require
 from arroyo.view import PURPOSE
-from arroyo.view.wire import unpack
+from arroyo.view.wire import unpack_all
 
 aiohttp = require("aiohttp", "view", PURPOSE)
 
@@ -51,6 +51,8 @@ class ViewClient:
         self.bodies: dict[int, bytes] = {}
         self.images = 0
         """Messages received with a frame."""
+        self.packets = 0
+        """WebSocket messages received (each holds one item or several)."""
         self._session: Any = None
         self._socket: Any = None
 
@@ -79,20 +81,21 @@ class ViewClient:
                 if until is None:
                     return
                 raise ConnectionError(f"{self.address}: closed ({message.type.name})")
-            header, body = unpack(message.data)
-            kind = header["type"]
-            if kind == "hello":
-                self.hello = header
-            elif kind == "status":
-                self.status = header
-            else:
-                self.messages.append(header)
-                if body:
-                    self.images += 1
-                    if self.keep_bodies:
-                        self.bodies[header["seq"]] = body
-            if until is not None and until(header):
-                return
+            self.packets += 1
+            for header, body in unpack_all(message.data):
+                kind = header["type"]
+                if kind == "hello":
+                    self.hello = header
+                elif kind == "status":
+                    self.status = header
+                else:
+                    self.messages.append(header)
+                    if body:
+                        self.images += 1
+                        if self.keep_bodies:
+                            self.bodies[header["seq"]] = body
+                if until is not None and until(header):
+                    return  # (what came with it in the same message is left unread)
             if self.delay:
                 await asyncio.sleep(self.delay)
 

@@ -100,6 +100,14 @@ class ClientQueue:
             self._images.popleft()  # the oldest event held the oldest frame
             self.dropped_frames += 1
 
+    def peek(self) -> Outgoing | None:
+        """The oldest item, left in the queue (None when it is empty)."""
+        slots = self._slots
+        while slots and slots[0] is None:
+            slots.popleft()
+            self._base += 1
+        return slots[0] if slots else None
+
     def get_nowait(self) -> Outgoing | None:
         """The oldest item, or None when the queue is empty."""
         slots = self._slots

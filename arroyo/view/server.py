@@ -49,6 +49,8 @@ STATIC = {
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+TOGETHER = 1 << 16
+"""Bytes of small items sent together in one WebSocket message."""
 CLOSE_TIMEOUT = 2.0
 """Seconds a closing WebSocket waits for the page's answer (a stalled page never
 answers)."""
@@ -200,17 +202,27 @@ class ViewServer:
         return ws
 
     async def _write(self, ws: Any, client: Client) -> None:
-        """Send ``client`` its queue, and the counters every ``status_interval``."""
+        """Send ``client`` its queue, and the counters every ``status_interval``: what
+        waits is sent together in one WebSocket message (a frame alone: it is large)."""
         interval = self.settings.status_interval
         due = time.monotonic()
+        queue = client.queue
         try:
             while not ws.closed:
-                item = await client.queue.get(max(0.0, due - time.monotonic()))
-                if item is not None:
-                    await ws.send_bytes(item.data)
+                item = await queue.get(max(0.0, due - time.monotonic()))
+                parts = [] if item is None else [item.data]
+                size = 0 if item is None else item.size
+                while size < TOGETHER and (item := queue.peek()) is not None:
+                    if item.size >= TOGETHER and parts:
+                        break  # a frame: in a message of its own
+                    queue.get_nowait()
+                    parts.append(item.data)
+                    size += item.size
                 if time.monotonic() >= due:
-                    await ws.send_bytes(pack(self.hub.status(client)))
+                    parts.append(pack(self.hub.status(client)))
                     due = time.monotonic() + interval
+                if parts:
+                    await ws.send_bytes(parts[0] if len(parts) == 1 else b"".join(parts))
         except (ConnectionError, RuntimeError) as exc:  # the client went away
             log.debug("view: a client went away: %s", exc)
             with contextlib.suppress(Exception):

@@ -1,18 +1,21 @@
-"""What the viewer sends to a page: one binary WebSocket message per thing to show.
+"""What the viewer sends to a page: binary WebSocket messages, each holding one item or
+several (small ones are sent together: a page gets a batch in one message).
 
-A message is a 4-byte big-endian length ``n``, ``n`` bytes of UTF-8 JSON (the header),
-then the body: an event's frame as :mod:`arroyo.view.image` makes it (its ``image``
-header field says how to read it), or nothing. The header's ``type`` is:
+An item is a 4-byte big-endian length ``h`` of its header, a 4-byte big-endian length
+``b`` of its body, ``h`` bytes of UTF-8 JSON (the header), then ``b`` bytes of body: an
+event's frame as :mod:`arroyo.view.image` makes it (its ``image`` header field says how
+to read it), or nothing. The header's ``type`` is:
 
-- ``hello``: the first message on a connection: ``epoch`` (this server's run: a page
-  that reconnects to another epoch starts afresh), ``seq`` (the last number given),
+- ``hello``: the first item on a connection: ``epoch`` (this server's run: a page that
+  reconnects to another epoch starts afresh), ``seq`` (the last number given),
   ``resumed`` (true: the ``?from=`` asked for is still buffered and follows) and
   ``missed`` (messages asked for that are no longer buffered);
 - ``start``, ``event``, ``stop``: a message of the stream, numbered ``seq`` by the viewer
   (1, 2, ...: what ``?from=SEQ`` resumes from), with the message's own fields in
   ``message`` (``stream``, ``seq``, ``id``, ``timestamp``, and ``data`` or ``metadata``);
   an event whose frame this client could not be sent in time has ``image: null`` and
-  ``image_dropped: true``, one whose frame could not be read has ``image_error``;
+  ``image_dropped: true``, one whose frame the server did not prepare
+  ``image_skipped: true``, one whose frame could not be read ``image_error``;
 - ``status``: counters and rates (see :meth:`arroyo.view.hub.Hub.status`).
 """
 
@@ -26,7 +29,7 @@ from typing import Any
 
 from arroyo.message import Event, Message
 
-_LENGTH = struct.Struct(">I")
+_LENGTHS = struct.Struct(">II")
 
 MAX_TEXT = 1000
 """Characters of a string value sent (longer ones are cut, with ``...``)."""
@@ -35,16 +38,28 @@ MAX_ITEMS = 64
 
 
 def pack(header: Mapping[str, Any], body: bytes | memoryview = b"") -> bytes:
-    """One WebSocket message: the length of the JSON header, the header, the body."""
+    """One item: the lengths of its JSON header and of its body, the header, the body."""
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    return b"".join((_LENGTH.pack(len(text)), text, body))
+    return b"".join((_LENGTHS.pack(len(text), len(body)), text, body))
+
+
+def unpack_all(data: bytes) -> list[tuple[dict[str, Any], bytes]]:
+    """The items of a WebSocket message made of :func:`pack` items (for tools and tests)."""
+    items = []
+    at = 0
+    while at < len(data):
+        head, size = _LENGTHS.unpack_from(data, at)
+        at += _LENGTHS.size
+        header: dict[str, Any] = json.loads(data[at : at + head])
+        items.append((header, data[at + head : at + head + size]))
+        at += head + size
+    return items
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
-    """The header and body of a message made by :func:`pack` (for tests and tools)."""
-    (length,) = _LENGTH.unpack_from(data)
-    header: dict[str, Any] = json.loads(data[4 : 4 + length])
-    return header, data[4 + length :]
+    """The one item of ``data``."""
+    (item,) = unpack_all(data)
+    return item
 
 
 def plain(value: Any, depth: int = 0) -> Any:

@@ -1,7 +1,7 @@
 // Arroyo view: the page. Plain JavaScript, no build step, nothing loaded from elsewhere.
 //
-// It reads binary WebSocket messages from /ws (a 4-byte big-endian header length, a
-// JSON header, then a frame's values: see arroyo/view/wire.py), draws the newest frame
+// It reads binary WebSocket messages from /ws (items of a JSON header and a frame's
+// values: see arroyo/view/wire.py), draws the newest frame
 // with the contrast, scale and colormap chosen, plots the metadata fields picked, and
 // shows the run's Start, its Stop and the counters. It reconnects by itself, asking
 // with ?from= for what it missed. window.arroyoView is its state (tests read it).
@@ -75,10 +75,22 @@
   }
 
   function receive(data) {
+    // One WebSocket message holds one item or several: header length, body length,
+    // the JSON header, the body (a frame's values, or nothing).
     const view = new DataView(data);
-    const length = view.getUint32(0);
-    const header = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, length)));
-    const body = data.byteLength > 4 + length ? data.slice(4 + length) : null;
+    const decoder = new TextDecoder();
+    let at = 0;
+    while (at < data.byteLength) {
+      const length = view.getUint32(at);
+      const size = view.getUint32(at + 4);
+      const header = JSON.parse(decoder.decode(new Uint8Array(data, at + 8, length)));
+      const start = at + 8 + length;
+      item(header, size ? data.slice(start, start + size) : null);
+      at = start + size;
+    }
+  }
+
+  function item(header, body) {
     if (header.type === "hello") return hello(header);
     if (header.type === "status") return showStatus(header);
     if (header.seq <= state.lastSeq) return; // already shown (a resumed connection)
@@ -448,7 +460,8 @@
     set("c-mbps", fmt(status.mb_per_s));
     const dropped = status.dropped_frames + (status.dropped_events ? ` (+${status.dropped_events} messages)` : "");
     set("c-dropped", dropped, status.dropped_frames || status.dropped_events);
-    set("c-skipped", status.skipped, status.skipped);
+    const skipped = status.skipped + (status.skipped_events ? ` (+${status.skipped_events} messages)` : "");
+    set("c-skipped", skipped, status.skipped || status.skipped_events);
     set("c-gaps", status.run ? status.run.seq_gaps : 0, status.run && status.run.seq_gaps);
     set("c-lost", status.lost, status.lost);
     set("c-dead", status.dead_letters, status.dead_letters);

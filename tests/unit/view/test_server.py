@@ -229,3 +229,21 @@ async def test_check_connect_says_whether_the_port_is_free() -> None:
         status, detail = await probe(ViewPublisher("127.0.0.1", port), 1.0)
         assert status == "FAILED" and f"cannot listen on 127.0.0.1:{port}" in detail
     assert (await probe(ViewPublisher("127.0.0.1", free_port()), 1.0))[0] == "ok"
+
+
+async def test_small_messages_go_to_a_page_together(until: Callable[..., Any]) -> None:
+    publisher = ViewPublisher("127.0.0.1", free_port(), ViewSettings(max_fps=0))
+    await publisher.start()
+    try:
+        assert publisher.server is not None
+        async with ViewClient(publisher.server.url) as client:
+            await until(lambda: publisher.server is not None and publisher.server.hub.clients)
+            run = Run("small")
+            messages = [run.start(), *(run.event({"i": i}) for i in range(300)), run.stop()]
+            for message in messages:
+                await publisher.send(message)
+            await client.read(until=is_stop)
+            assert [h["message"]["id"] for h in client.messages] == [m.id for m in messages]
+            assert client.packets < len(messages) / 4  # a few WebSocket messages, not 302
+    finally:
+        await publisher.close()
