@@ -41,6 +41,7 @@ from arroyo.message import Event, Message, Start, Stop, new_id
 from arroyo.runtime.logs import Throttle
 from arroyo.view.clients import ClientQueue
 from arroyo.view.image import picture
+from arroyo.view.kept import Recent, RunSeen
 from arroyo.view.settings import ViewSettings
 from arroyo.view.wire import Outgoing, describe
 
@@ -62,34 +63,6 @@ def _without_payload(message: Message) -> Message:
     if isinstance(message, Event) and len(message.payload):
         return dataclasses.replace(message, payload=b"")
     return message
-
-
-@dataclass
-class _Run:
-    """One run (a stream) as the viewer saw it."""
-
-    start: Outgoing | None = None
-    stop: Outgoing | None = None
-    events: int = 0
-    frames: int = 0
-    next_seq: int | None = None
-    seq_gaps: int = 0
-    """Messages of the run whose ``seq`` never came (between those that did)."""
-
-    def saw(self, seq: int) -> None:
-        if self.next_seq is not None and seq > self.next_seq:
-            self.seq_gaps += seq - self.next_seq
-        if self.next_seq is None or seq >= self.next_seq:
-            self.next_seq = seq + 1
-
-    def summary(self, stream: str) -> dict[str, Any]:
-        return {
-            "stream": stream,
-            "events": self.events,
-            "frames": self.frames,
-            "seq_gaps": self.seq_gaps,
-            "stopped": self.stop is not None,
-        }
 
 
 @dataclass(eq=False)
@@ -135,10 +108,9 @@ class Hub:
         self.image_errors = 0
         self.duplicates = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._ring: deque[Outgoing] = deque()
-        self._ring_images: deque[int] = deque()
-        self._ring_image_bytes = 0
-        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self.recent = Recent(settings.buffer, settings.buffer_mb * 1e6)
+        """The last messages sent, for pages that reconnect."""
+        self._runs: OrderedDict[str, RunSeen] = OrderedDict()
         self._current = ""
         self._latest: tuple[Outgoing, Event] | None = None
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=6)
@@ -254,7 +226,7 @@ class Hub:
         header["message"] = describe(message, size)
         run = self._runs.get(message.stream)
         if run is None or isinstance(message, Start):
-            run = self._runs[message.stream] = _Run()
+            run = self._runs[message.stream] = RunSeen()
             while len(self._runs) > RUNS:
                 self._runs.popitem(last=False)
         self._runs.move_to_end(message.stream)
@@ -279,7 +251,7 @@ class Hub:
             run.stop = out
         elif message.array is not None and image:
             self._latest = (out, message)
-        self._keep(out)
+        self.recent.add(out)
         for client in self.clients:
             client.queue.put(out)
         return out
@@ -299,24 +271,6 @@ class Hub:
         header["image"] = made.header()
         return made.data
 
-    def _keep(self, out: Outgoing) -> None:
-        """Keep ``out`` for reconnecting clients, within ``buffer`` and ``buffer_mb``."""
-        ring, images = self._ring, self._ring_images
-        ring.append(out)
-        if out.image:
-            images.append(out.seq)
-            self._ring_image_bytes += out.size
-        if len(ring) > self.settings.buffer:
-            gone = ring.popleft()
-            if gone.image:
-                images.popleft()
-                self._ring_image_bytes -= gone.size
-        limit = self.settings.buffer_mb * 1e6
-        while self._ring_image_bytes > limit and images:
-            index = images.popleft() - ring[0].seq
-            self._ring_image_bytes -= ring[index].size
-            ring[index] = ring[index].without_image()
-
     def join(self, max_size: int, resume: int | None = None, epoch: str | None = None) -> Client:
         """A new client, its queue filled with what it must see first: ``hello``, then
         (resuming from ``resume``, when this is the ``epoch`` it was connected to) what
@@ -325,7 +279,7 @@ class Hub:
         newest frame."""
         client = Client(ClientQueue(self.settings.frames, self.settings.items), max_size)
         self.clients.add(client)
-        first = self._ring[0].seq if self._ring else self.seq + 1
+        first = self.recent.first or self.seq + 1
         resumed = resume is not None and epoch == self.epoch and 0 < resume <= self.seq + 1
         hello: dict[str, Any] = {
             "type": "hello",
@@ -337,7 +291,7 @@ class Hub:
         }
         client.queue.put(Outgoing(hello))
         if resumed and resume is not None:
-            for out in list(self._ring)[max(0, resume - first) :]:
+            for out in self.recent.since(resume):
                 client.queue.put(out)
             return client
         chosen: dict[int, Outgoing] = {}
@@ -346,7 +300,7 @@ class Hub:
                 if kept is not None:
                     chosen[kept.seq] = kept
         current = self._current
-        for out in self._ring:
+        for out in self.recent:
             if out.kind == "event" and out.header["message"]["stream"] == current:
                 chosen[out.seq] = out.without_image()
         latest = self._latest_picture(client)

@@ -12,7 +12,8 @@ calls :meth:`arroyo.view.hub.Hub.offer`, which returns at once from any thread. 
 
 Each client has a writer task that takes from its own bounded queue
 (:mod:`arroyo.view.clients`): a slow client waits on its own socket, and its queue drops
-its oldest frames meanwhile. WebSocket compression is off: frames are raw numbers, and
+its oldest frames meanwhile. What waits is sent together, in one WebSocket message (a
+frame in one of its own). WebSocket compression is off: frames are raw numbers, and
 compressing them would cost more than sending them.
 
 One server per address in a process (:func:`acquire`): two publishers of the same

@@ -212,10 +212,10 @@ async def test_frames_kept_for_reconnections_are_bounded_in_bytes(until) -> None
     for i in range(10):
         hub.offer(run.array_event(frame(i, (64, 64))))
     await settled(hub, 10, until)
-    kept = list(hub._ring)
+    kept = list(hub.recent)
     assert len(kept) == 10
     assert [item.image for item in kept] == [False] * 7 + [True] * 3
-    assert hub._ring_image_bytes == sum(item.size for item in kept if item.image)
+    assert hub.recent.image_bytes == sum(item.size for item in kept if item.image)
 
 
 async def test_rates_come_from_samples_and_a_closed_hub_takes_nothing(until) -> None:
