@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: install Arroyo with every extra into .venv
 # (and Debian's Chromium, for the tests of the live view), start Kafka, Redis and RabbitMQ
-# (compose/brokers.sh), lint, type-check, run pytest.
+# (compose/brokers.sh), build helm once (deploy/tools.sh), lint, type-check, run pytest.
 # Extra arguments go to pytest (e.g. ./test.sh tests/unit -x). The brokers stay up
 # afterwards for fast re-runs; stop them with: compose/brokers.sh down
 set -euo pipefail
@@ -23,6 +23,11 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 eval "$(compose/brokers.sh up)"
+
+# The Helm chart's tests render it with the real helm, built once with go install and
+# cached (~/.cache/arroyo/tools) like Kafka's jars.
+echo "--- tools" >&2
+deploy/tools.sh helm >/dev/null
 
 echo "--- lint and types" >&2
 .venv/bin/ruff check .

@@ -1,6 +1,6 @@
 """Avro encoding of messages, framed so that a reader knows the writer's schema.
 
-Two framings, as DESIGN.md says:
+Two framings (README.md, "Messages"):
 
 - Avro single-object encoding (the default): ``C3 01``, the writer schema's 8-byte
   CRC-64-AVRO fingerprint (little-endian), then the Avro binary body;

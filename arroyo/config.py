@@ -64,7 +64,7 @@ class RegistrySettings(BaseModel):
 
 class TopicSettings(_Strict):
     """``create:`` on a Kafka endpoint: its topic is created before start when missing
-    (see :mod:`arroyo.brokers.kafka_admin`); None: the broker's default."""
+    (see :mod:`arroyo.brokers.kafka.admin`); None: the broker's default."""
 
     partitions: int | None = Field(default=None, ge=1)
     replication: int | None = Field(default=None, ge=1)

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arroyo._optional import require
-from arroyo.brokers import BrokerURL, parse_url, take_options
-from arroyo.brokers.zmq import SENDING, open_socket, zmq, zmq_asyncio
+from arroyo.brokers import BrokerURL, parse_url
+from arroyo.brokers.zmq import SENDING, ZmqSimulatorSettings, open_socket, zmq, zmq_asyncio
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import ConfigError
 from arroyo.message import Event, Start, Stop, new_id
@@ -161,7 +161,8 @@ async def simulate(
     ``*`` or ``?bind=true`` binds). ``rate``: frames per second (0: as fast as the socket
     takes them). ``stream``: the run id (``STREAM-R`` for run R when ``runs`` > 1; default
     a random id). ``options``: socket options ``sndhwm`` (16), ``bind``, ``linger`` (ms
-    to wait at the end for the last messages to go out, default 30000).
+    to wait at the end for the last messages to go out, default 30000; see
+    :class:`~arroyo.brokers.zmq.settings.ZmqSimulatorSettings`).
     ``wait_subscribers``: seconds a PUB socket waits for a first subscriber.
     ``compression``: of ``stream2`` images (``bslz4``, the default, ``lz4`` or ``none``;
     other formats send raw frames and refuse one). ``faults``:
@@ -192,7 +193,7 @@ async def simulate(
         raise ConfigError(f"unknown dtype {dtype!r}: {exc}") from None
     if kind.hasobject or kind.fields is not None or kind.kind not in "biufc":
         raise ConfigError(f"dtype {dtype!r}: only plain numeric dtypes can be simulated")
-    opts = take_options(parsed, dict(options or {}), {"sndhwm": 16, "bind": False, "linger": 30000})
+    settings = ZmqSimulatorSettings.from_url(parsed, options)
     encode = _encoder(format, codec or default_codec(), compression)
     context = zmq_asyncio.Context()
     socket_kind = "XPUB" if parsed.scheme == "zmq+pub" else "PUSH"
@@ -200,8 +201,8 @@ async def simulate(
         context,
         socket_kind,
         parsed,
-        opts["bind"],
-        {zmq.SNDHWM: opts["sndhwm"], zmq.LINGER: opts["linger"]},
+        settings.bind,
+        {zmq.SNDHWM: settings.sndhwm, zmq.LINGER: settings.linger},
     )
     report = Simulation()
     try:

@@ -92,6 +92,9 @@ class Collect:
         """Always False."""
         return False
 
+    async def acknowledged(self) -> None:
+        """Returns at once (the test acknowledges, not a Block)."""
+
 
 @contextlib.asynccontextmanager
 async def listening(listener: Listener, within: float = 10) -> AsyncIterator[Collect]:

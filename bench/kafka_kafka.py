@@ -157,7 +157,7 @@ async def arroyo(src: str, dst: str, group: str, count: int, exactly_once: bool)
     if exactly_once:
         make_exactly_once(listener, [publisher], None)
         assert isinstance(listener, KafkaListener)
-        transactions = listener._txn
+        transactions = listener.partitions.txn
     block = Block(listener, None, [publisher], name="bench")
     return await measure_block(block, count, transactions=transactions)
 

@@ -1,6 +1,6 @@
 """The test harness: real broker addresses, names that are unique per test, worker
 processes, Kafka topics to create and read, and each broker with acknowledgements as the
-contract and fuzz tests reach it (``broker``).
+fuzz tests reach it (``broker``).
 
 A broker's address comes from the environment (``ARROYO_KAFKA``, ``ARROYO_REDIS``,
 ``ARROYO_AMQP``, as printed by ``compose/brokers.sh up``); without it, from a
@@ -347,7 +347,7 @@ def kafka_reader() -> Iterator[Callable[[str, str], Any]]:
         reader.close()
 
 
-# -- each broker with acknowledgements, reached the same way (contract and fuzz tests) -----
+# -- each broker with acknowledgements, reached the same way (the fuzz tests) ------------
 
 
 @dataclass

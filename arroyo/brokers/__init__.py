@@ -1,27 +1,30 @@
-"""Connectors, one module per broker, all of the same shape.
+"""Connectors: one package per broker (``memory`` and ``file`` are modules), all of the
+same shape.
 
-Each module ``arroyo.brokers.<broker>`` provides a Listener and a Publisher class and two
-factories, ``listener(url, options, parser)`` and ``publisher(url, options, codec)``,
+Each connector ``arroyo.brokers.<broker>`` provides a Listener and a Publisher class and
+two factories, ``listener(url, options, parser)`` and ``publisher(url, options, codec)``,
 which check their options (raising ConfigError) but do not connect: connecting happens
 in a listener's ``connect()`` (or ``start()``) and a publisher's ``start()``, bounded by
 the ``connect_timeout`` option of every network connector (see
-:mod:`arroyo.brokers.connecting`). Importing a module whose client library is missing
-raises MissingDependencyError naming the extra to install.
+:mod:`arroyo.brokers.connecting`). It declares itself as a
+:class:`~arroyo.brokers.connector.Connector`. Importing one whose client library is
+missing raises MissingDependencyError naming the extra to install.
 
-URLs (see DESIGN.md): ``kafka://HOST:PORT/TOPIC?group=G``, ``redis://HOST:PORT/STREAM?group=G``,
-``redis+pubsub://HOST:PORT/CHANNEL``, ``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``,
-``zmq+pull://HOST:PORT`` (and ``zmq+push``, ``zmq+sub``, ``zmq+pub``; ``*`` binds),
-``memory://NAME``, ``file:///path/to/file.avro``.
+URLs (the table "Broker URLs" in README.md): ``kafka://HOST:PORT/TOPIC?group=G``,
+``redis://HOST:PORT/STREAM?group=G``, ``redis+pubsub://HOST:PORT/CHANNEL``,
+``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``, ``zmq+pull://HOST:PORT`` (and
+``zmq+push``, ``zmq+sub``, ``zmq+pub``; ``*`` binds), ``memory://NAME``,
+``file:///path/to/file.avro``.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from arroyo.brokers.url import BrokerURL, split_url
 from arroyo.errors import ConfigError
 from arroyo.runtime.logs import redact
 
@@ -32,56 +35,20 @@ if TYPE_CHECKING:
     from arroyo.runtime.publisher import Publisher
 
 
-@dataclass(frozen=True)
-class BrokerURL:
-    """A parsed broker URL. ``path`` has no leading slash; ``query`` holds its parameters."""
-
-    raw: str
-    scheme: str
-    host: str | None
-    port: int | None
-    path: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    query: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return redact(self.raw)
-
-    @property
-    def address(self) -> str:
-        """``host:port``."""
-        return f"{self.host}:{self.port}"
+__all__ = ["BrokerURL", "Tls", "open_listener", "open_publisher", "parse_url", "split_url"]
 
 
 def parse_url(url: str) -> BrokerURL:
     """Parse ``url``; raise ConfigError for an unknown scheme or a malformed URL."""
     from arroyo.brokers.connector import CONNECTORS
 
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if not CONNECTORS.knows(scheme):
+    parsed = split_url(url)
+    if not CONNECTORS.knows(parsed.scheme):
         raise ConfigError(
-            f"unknown URL scheme {scheme or '(none)'!r} in {redact(url)!r}; "
+            f"unknown URL scheme {parsed.scheme or '(none)'!r} in {redact(url)!r}; "
             f"known: {', '.join(CONNECTORS.schemes())}"
         )
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"bad port in {redact(url)!r}: {exc}") from None
-    host = parts.hostname
-    if scheme.startswith("zmq") and parts.netloc.startswith("*"):
-        host = "*"
-    return BrokerURL(
-        raw=url,
-        scheme=scheme,
-        host=host,
-        port=port,
-        path=unquote(parts.path.lstrip("/")),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        query=dict(parse_qsl(parts.query)),
-    )
+    return parsed
 
 
 def open_listener(
@@ -112,16 +79,6 @@ def open_publisher(
     return factory(parsed, dict(options or {}), codec or default_codec())
 
 
-TLS_OPTIONS: dict[str, Any] = {
-    "ssl_ca": None,
-    "ssl_cert": None,
-    "ssl_key": None,
-    "ssl_verify": True,
-}
-"""The TLS options of a connector, with their defaults (Kafka takes the first three as
-aliases of librdkafka's ``ssl.*`` settings)."""
-
-
 @dataclass(frozen=True)
 class Tls:
     """A connection's TLS settings: the CA file (None: the system's CAs), the client
@@ -132,16 +89,6 @@ class Tls:
     key: str | None = None
     verify: bool = True
 
-    @classmethod
-    def from_options(cls, url: BrokerURL, opts: Mapping[str, Any], tls_scheme: str) -> Tls | None:
-        """The TLS settings in ``opts`` (taken with :data:`TLS_OPTIONS`) when ``url`` has
-        the ``tls_scheme``; else None, and ssl_* options are a ConfigError."""
-        if not url.scheme.startswith(tls_scheme):
-            if any(opts[key] for key in ("ssl_ca", "ssl_cert", "ssl_key")):
-                raise ConfigError(f"{url}: ssl_* options need TLS (the {tls_scheme}:// scheme)")
-            return None
-        return cls(opts["ssl_ca"], opts["ssl_cert"], opts["ssl_key"], opts["ssl_verify"])
-
     def context(self) -> ssl.SSLContext:
         """An SSL context with this CA (or the system's) and client certificate."""
         context = ssl.create_default_context(cafile=self.ca)
@@ -151,46 +98,3 @@ class Tls:
         if self.cert:
             context.load_cert_chain(self.cert, self.key)
         return context
-
-
-def take_options(
-    url: BrokerURL, options: dict[str, Any], known: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Merge URL query parameters and YAML options; refuse keys not in ``known``.
-
-    ``known`` maps each accepted key to its default; values given as strings in the URL
-    are converted to the default's type (int, float, bool). Returns every known key.
-    """
-    merged: dict[str, Any] = {**url.query, **options}
-    unknown = sorted(set(merged) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{url}: unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(sorted(known)) or '(none)'}"
-        )
-    out = dict(known)
-    for key, value in merged.items():
-        default = known[key]
-        out[key] = _convert(url, key, value, default)
-    return out
-
-
-def _convert(url: BrokerURL, key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or default is None or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise ConfigError(
-            f"{url}: option {key!r} must be a {type(default).__name__}, got {value!r}"
-        ) from None
-    return value

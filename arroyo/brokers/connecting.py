@@ -16,32 +16,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from arroyo.errors import ConfigError, ConnectError
+from arroyo.errors import ConnectError
 
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 """Seconds a connector keeps trying to reach its broker when it starts (default)."""
 
-CONNECT_OPTIONS: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
-"""The option every network connector takes, with its default (see :func:`take_options`)."""
 
 _FIRST_PAUSE = 0.1
 _LONGEST_PAUSE = 1.0
-
-
-def connect_timeout(where: object, options: Mapping[str, Any]) -> float:
-    """``options["connect_timeout"]`` as seconds; ConfigError unless it is positive."""
-    value = options["connect_timeout"]
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(
-            f"{where}: option 'connect_timeout' must be a positive number of seconds, got {value!r}"
-        )
-    return float(value)
 
 
 @dataclass(frozen=True)

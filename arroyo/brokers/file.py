@@ -3,31 +3,54 @@
 The publisher archives a stream: each message is one record of the envelope schema,
 and a message is confirmed once its block is flushed to the file (appending when the
 file exists). The listener replays a file in order and ends at its end. Any Avro tool
-(``fastavro``, ``avro-tools tojson``) can read these files: the schema is inside.
+(``fastavro``, ``avro-tools tojson``) can read these files: the schema is inside. The
+options are declared in :class:`FilePublisherSettings` (a listener takes none).
+
+``arroyo tail file:///path.avro`` (:class:`FileBrowser`) reads the file record by record
+in the same way; reading ends at the end of the file (it is what was there at the
+start), and from the end shows nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Literal
 
 from fastavro import reader as avro_reader
 from fastavro.write import Writer
 
-from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers import BrokerURL
 from arroyo.brokers.connector import Connector
+from arroyo.brokers.settings import Settings
+from arroyo.browse.base import Browser, Reading, Record, browse_settings
 from arroyo.codec import Codec, default_codec, from_record, is_generic
-from arroyo.errors import ConfigError, DecodeError
+from arroyo.errors import ArroyoError, ConfigError, DecodeError
 from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import PipelinedPublisher
 from arroyo.schema import Schema
 
-if TYPE_CHECKING:
-    from arroyo.browse.base import Browser, Reading
+
+class FileSettings(Settings):
+    """What a file listener and ``arroyo tail`` take: no option."""
+
+    broker = "file"
+
+
+class FilePublisherSettings(FileSettings):
+    """A publisher's options: ``compression``, the Avro codec of the file's blocks (those
+    fastavro writes; ``snappy``, ``zstandard`` and ``lz4`` need their Python package);
+    ``fsync``: each flushed block is also synced to the disk before it is confirmed."""
+
+    compression: Literal["null", "deflate", "bzip2", "xz", "snappy", "zstandard", "lz4"] = "null"
+    fsync: bool = False
+
+
+_WRITING = FilePublisherSettings()
 
 
 class FilePublisher(PipelinedPublisher):
@@ -42,8 +65,8 @@ class FilePublisher(PipelinedPublisher):
         self,
         path: str | Path,
         codec: Codec | None = None,
-        compression: str = "null",
-        fsync: bool = False,
+        compression: str = _WRITING.compression,
+        fsync: bool = _WRITING.fsync,
     ) -> None:
         self.path = Path(path)
         self.codec = codec or default_codec()
@@ -125,11 +148,7 @@ class FileListener(Listener):
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.name}: no such file")
         with open(self.path, "rb") as file:  # noqa: ASYNC230 (reads are small and buffered)
-            records = avro_reader(file, return_record_name=True, return_record_name_override=True)
-            if not isinstance(records.writer_schema, dict):
-                raise DecodeError(f"{self.name}: the file's schema is not an Avro record")
-            writer = Schema.from_definition(records.writer_schema, source=self.name)
-            generic = is_generic(writer)
+            records, generic = _container(file, self.name)
             for index, record in enumerate(records):
                 if self._stopping:
                     return
@@ -150,6 +169,66 @@ class FileListener(Listener):
         """Nothing to acknowledge in a file."""
 
 
+class FileBrowser(Browser):
+    """Reads the records of an Avro container file (already decoded: ``Record.messages``)."""
+
+    def __init__(self, path: Path, reading: Reading) -> None:
+        self.path = path
+        self.reading = reading
+        self._file: IO[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"file://{self.path}"
+
+    async def open(self) -> None:
+        """Open the file; ArroyoError when there is none."""
+        if not self.path.is_file():
+            raise ArroyoError(f"{self.name}: no such file")
+        self._file = open(self.path, "rb")  # noqa: SIM115, ASYNC230 (small buffered reads)
+
+    async def records(self) -> AsyncGenerator[Record, None]:
+        if self.reading.from_end or self._file is None:
+            return
+        records, generic = _container(self._file, self.name)
+        index = 0
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise ArroyoError(f"{self.name}, record {index}: unreadable: {exc}") from None
+            source = {"url": self.name, "record": index}
+            try:
+                found = Record(b"", source, messages=[from_record(record, generic)])
+            except DecodeError as exc:
+                found = Record(b"", source, problem=str(exc))
+            yield found
+            index += 1
+            if index % 64 == 0:
+                await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _container(file: IO[bytes], name: str) -> tuple[Iterator[Any], bool]:
+    """The records of an Avro container file, and whether its schema is Arroyo's generic
+    envelope. Raises DecodeError naming the file when it is not a container file, or its
+    schema is not a record."""
+    try:
+        records = avro_reader(file, return_record_name=True, return_record_name_override=True)
+    except Exception as exc:
+        raise DecodeError(f"{name}: not an Avro container file: {exc}") from None
+    if not isinstance(records.writer_schema, dict):
+        raise DecodeError(f"{name}: the file's schema is not an Avro record")
+    writer = Schema.from_definition(records.writer_schema, source=name)
+    return records, is_generic(writer)
+
+
 def _path(url: BrokerURL) -> Path:
     if url.host:  # file://relative/path.avro
         return Path(url.host, url.path)
@@ -160,14 +239,20 @@ def _path(url: BrokerURL) -> Path:
 
 def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> FileListener:
     """``file:///path.avro``: replay a file."""
-    take_options(url, options, {})
+    FileSettings.from_url(url, options)
     return FileListener(_path(url))
 
 
 def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> FilePublisher:
     """``file:///path.avro?compression=deflate&fsync=true``: archive to a file."""
-    opts = take_options(url, options, {"compression": "null", "fsync": False})
-    return FilePublisher(_path(url), codec, opts["compression"], opts["fsync"])
+    settings = FilePublisherSettings.from_url(url, options)
+    return FilePublisher(_path(url), codec, settings.compression, settings.fsync)
+
+
+def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> FileBrowser:
+    """``file:///path.avro`` (``file://relative/path.avro``)."""
+    browse_settings(FileSettings, url, options)
+    return FileBrowser(_path(url), reading)
 
 
 async def probe(endpoint: FileListener | FilePublisher, seconds: float) -> tuple[str, str]:
@@ -181,17 +266,11 @@ async def probe(endpoint: FileListener | FilePublisher, seconds: float) -> tuple
     return "ok", f"{folder} {'exists' if there else 'will be made'}"
 
 
-def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
-    from arroyo.browse import file as browse
-
-    return browse.browser(url, options, reading)
-
-
 CONNECTOR = Connector(
     name="file",
     schemes=("file",),
     listener=listener,
     publisher=publisher,
-    browser=_browser,
+    browser=browser,
     probe=probe,
 )

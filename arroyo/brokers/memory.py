@@ -4,18 +4,27 @@ A topic is a log of encoded messages. Listeners read it through a consumer group
 (``?group=G``, default ``default``): listeners of one group share the messages, each
 message is delivered until it is acknowledged, and what a listener leaves unacknowledged
 when it closes is delivered again (with its delivery count raised), as a real broker
-would. ``?stop_at_end=true`` makes a listener stop once it has read everything.
+would. ``?stop_at_end=true`` makes a listener stop once it has read everything. The
+options are declared in :class:`MemoryListenerSettings` (a publisher takes none).
+
+``arroyo tail memory://NAME`` (:class:`MemoryBrowser`, in this process only: the demo,
+tests) reads the topic's log by index, without a consumer group: nothing is taken, no
+group is made, and a topic that does not exist is not created (unless waiting for it).
+A listener's ``group`` and ``stop_at_end`` are ignored there, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers import BrokerURL
 from arroyo.brokers.connector import Connector
+from arroyo.brokers.settings import Settings
+from arroyo.browse.base import Browser, Reading, Record, browse_settings
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import ConfigError
 from arroyo.message import Message
@@ -23,8 +32,22 @@ from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import PipelinedPublisher
 
-if TYPE_CHECKING:
-    from arroyo.browse.base import Browser, Reading
+
+class MemorySettings(Settings):
+    """What a memory publisher and ``arroyo tail`` take: no option."""
+
+    broker = "memory"
+
+
+class MemoryListenerSettings(MemorySettings):
+    """A listener's options: ``group``, the consumer group it reads through;
+    ``stop_at_end``: stop once everything in the topic was read (else wait for more)."""
+
+    group: str = "default"
+    stop_at_end: bool = False
+
+
+_LISTENING = MemoryListenerSettings()
 
 
 @dataclass
@@ -109,8 +132,8 @@ class MemoryListener(Listener):
     def __init__(
         self,
         name: str,
-        group: str = "default",
-        stop_at_end: bool = False,
+        group: str = _LISTENING.group,
+        stop_at_end: bool = _LISTENING.stop_at_end,
         parser: Parser | None = None,
     ) -> None:
         super().__init__(parser)
@@ -199,16 +222,59 @@ def _name(url: BrokerURL) -> str:
     return name
 
 
+class MemoryBrowser(Browser):
+    """Reads a memory topic's entries by index (see the module's documentation)."""
+
+    def __init__(self, topic: str, reading: Reading) -> None:
+        self.topic = topic
+        self.reading = reading
+        self._start = 0
+        self._end = 0
+
+    @property
+    def name(self) -> str:
+        return f"memory://{self.topic}"
+
+    async def open(self) -> None:
+        """Note how many entries the topic has (its end)."""
+        found = _TOPICS.get(self.topic)
+        self._end = len(found.entries) if found is not None else 0
+        self._start = self._end if self.reading.from_end else 0
+
+    async def records(self) -> AsyncGenerator[Record, None]:
+        index = self._start
+        while True:
+            if self.reading.exit_at_end:
+                if index >= self._end:
+                    return
+                log = _TOPICS[self.topic]
+            else:
+                log = topic(self.topic)  # waiting for it: an empty topic is no topic
+                while index >= len(log.entries):
+                    await log.wait()
+            yield Record(log.entries[index], {"url": self.name, "index": index})
+            index += 1
+
+    async def close(self) -> None:
+        """Nothing to give back."""
+
+
 def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> MemoryListener:
     """``memory://NAME?group=G&stop_at_end=false``."""
-    opts = take_options(url, options, {"group": "default", "stop_at_end": False})
-    return MemoryListener(_name(url), opts["group"], opts["stop_at_end"], parser or AvroParser())
+    settings = MemoryListenerSettings.from_url(url, options)
+    return MemoryListener(_name(url), settings.group, settings.stop_at_end, parser or AvroParser())
 
 
 def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> MemoryPublisher:
     """``memory://NAME``."""
-    take_options(url, options, {})
+    MemorySettings.from_url(url, options)
     return MemoryPublisher(_name(url), codec)
+
+
+def browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> MemoryBrowser:
+    """``memory://NAME`` (a listener's options are ignored, with a warning)."""
+    browse_settings(MemorySettings, url, options, MemoryListenerSettings.known())
+    return MemoryBrowser(_name(url), reading)
 
 
 async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
@@ -216,17 +282,11 @@ async def probe(endpoint: Any, seconds: float) -> tuple[str, str]:
     return "ok", "in this process"
 
 
-def _browser(url: BrokerURL, options: dict[str, Any], reading: Reading) -> Browser:
-    from arroyo.browse import memory as browse
-
-    return browse.browser(url, options, reading)
-
-
 CONNECTOR = Connector(
     name="memory",
     schemes=("memory",),
     listener=listener,
     publisher=publisher,
-    browser=_browser,
+    browser=browser,
     probe=probe,
 )

@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from arroyo.brokers import BrokerURL, Tls
 from arroyo.errors import ConfigError
 
+_SECRET_WORDS = ("password", "secret", "token")
+"""An option whose name has one of these never has its value shown in an error."""
+
 
 class Settings(BaseModel):
     """A connector's options (subclass it; see the module documentation).
@@ -89,7 +92,8 @@ class Settings(BaseModel):
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"]) or "options"
             value = error.get("input")
-            shown = "" if isinstance(value, Mapping) else f", got {value!r}"
+            secret = any(word in key.lower() for word in _SECRET_WORDS)
+            shown = "" if secret or isinstance(value, Mapping) else f", got {value!r}"
             problems.append(f"{cls.broker} option {key!r}: {error['msg'].lower()}{shown}")
         return f"{url}: " + "; ".join(problems)
 

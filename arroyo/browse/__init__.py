@@ -4,16 +4,20 @@ A :class:`Browser` shows what a source holds and leaves it exactly as it was: th
 messages, counts, pending entries, consumer groups and committed offsets. Each broker's
 module reads the way its broker allows without taking anything:
 
-- ``kafka://`` (:mod:`.kafka`): partitions assigned explicitly, no consumer group joined,
-  no offset ever committed;
-- ``redis://`` (:mod:`.redis`): ``XRANGE`` / ``XREAD``, never a consumer group;
-  ``redis+pubsub://``: a subscription (pub/sub keeps nothing: only what comes);
-- ``amqp://`` (:mod:`.rabbitmq`): a stream queue is read as a stream; a classic or quorum
-  queue with ``basic.get`` and no acknowledgement, and every message goes back to where it
-  was when the browser closes (see that module for what RabbitMQ cannot avoid);
-- ``zmq+sub://`` (:mod:`.zmq`): a subscriber takes nothing from anyone; ``zmq+pull://`` is
-  refused (a PULL socket takes each message away from the real receiver);
-- ``memory://`` and ``file://`` (:mod:`.memory`, :mod:`.file`).
+- ``kafka://`` (``arroyo/brokers/kafka/browse.py``): partitions assigned explicitly, no
+  consumer group joined, no offset ever committed;
+- ``redis://`` (``arroyo/brokers/redis/browse.py``): ``XRANGE`` / ``XREAD``, never a
+  consumer group; ``redis+pubsub://``: a subscription (pub/sub keeps nothing: only what
+  comes);
+- ``amqp://`` (``arroyo/brokers/rabbitmq/browse.py``): a stream queue is read as a
+  stream; a classic or quorum queue with ``basic.get`` and no acknowledgement, and every
+  message goes back to where it was when the browser closes (see that module for what
+  RabbitMQ cannot avoid);
+- ``zmq+sub://`` (``arroyo/brokers/zmq/browse.py``): a subscriber takes nothing from
+  anyone; ``zmq+pull://`` is refused (a PULL socket takes each message away from the real
+  receiver);
+- ``memory://`` and ``file://`` (in ``arroyo/brokers/memory.py`` and
+  ``arroyo/brokers/file.py``).
 
 Each module imports its broker's client only when used; a missing one raises
 MissingDependencyError naming the extra to install.

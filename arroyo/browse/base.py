@@ -7,12 +7,15 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from arroyo.brokers import BrokerURL, take_options
+from arroyo.brokers.url import BrokerURL
 
 if TYPE_CHECKING:
+    from arroyo.brokers.settings import Settings
     from arroyo.message import Message
+
+S = TypeVar("S", bound="Settings")
 
 log = logging.getLogger("arroyo.browse")
 
@@ -110,16 +113,28 @@ class Reading:
     exit_at_end: bool = False
 
 
-def browse_options(
+def browse_settings(
+    model: type[S],
     url: BrokerURL,
     options: Mapping[str, Any],
-    known: Mapping[str, Any],
     ignored: Iterable[str] = (),
     silent: Iterable[str] = (),
-) -> dict[str, Any]:
-    """The options of ``url`` (query) and ``options``, checked against ``known`` (see
-    :func:`arroyo.brokers.take_options`). Options of the broker's listener that make no
-    sense for a reader that changes nothing (``group``...) are in ``ignored``: they are
+) -> S:
+    """The browser's settings ``model`` (see :mod:`arroyo.brokers.settings`) from ``url``
+    (query) and ``options``, after leaving out those of a consuming listener (see
+    :func:`without_listening_options`). Raises ConfigError naming a bad option."""
+    url, options = without_listening_options(url, options, ignored, silent)
+    return model.from_url(url, options)
+
+
+def without_listening_options(
+    url: BrokerURL,
+    options: Mapping[str, Any],
+    ignored: Iterable[str] = (),
+    silent: Iterable[str] = (),
+) -> tuple[BrokerURL, dict[str, Any]]:
+    """``url`` and ``options`` without the options of the broker's listener that make no
+    sense for a reader that changes nothing (``group``...), in ``ignored``: they are
     dropped with a warning instead of refused, so a listener's URL can be pasted as is;
     those in ``silent`` say what the browser does anyway, and are dropped silently."""
     dropped = sorted(set(ignored) & (set(url.query) | set(options)))
@@ -131,4 +146,4 @@ def browse_options(
             ", ".join(f"{key}={url.query.get(key, options.get(key))}" for key in dropped),
         )
     url = dataclasses.replace(url, query={k: v for k, v in url.query.items() if k not in ignored})
-    return take_options(url, {k: v for k, v in options.items() if k not in ignored}, known)
+    return url, {k: v for k, v in options.items() if k not in ignored}

@@ -17,7 +17,8 @@ from arroyo.cli.common import fail
 from arroyo.cli.supervise import Supervisor
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.runtime import Block, run_blocks
-from arroyo.runtime.logs import WORKER_ENV, configure
+from arroyo.runtime.health import Health
+from arroyo.runtime.logs import WORKER_ENV, LogFormatName, configure
 
 log = logging.getLogger("arroyo.cli")
 
@@ -29,20 +30,34 @@ MetricsHost = Annotated[
     ),
 ]
 
+LogFormat = Annotated[
+    LogFormatName,
+    typer.Option(
+        help="text: one line per event for people; json: one JSON object per line (time, "
+        "level, block, worker, logger, message) for a log collector.",
+    ),
+]
 
-def _serve_metrics(host: str, port: int | None) -> None:
+
+def _serve_metrics(host: str, port: int | None) -> Health:
+    """Serve /metrics, /healthz and /readyz on ``host:port`` (nothing when ``port`` is
+    None); the Health that the endpoints answer from."""
+    health = Health()
     if port is not None:
-        from prometheus_client import start_http_server
+        from arroyo.cli.endpoints import serve
 
         try:
-            start_http_server(port, addr=host)
+            serve(host, port, health)
         except OSError as exc:
             raise fail(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
-        log.info("metrics on http://%s:%d/metrics", host, port)
+        log.info("metrics on http://%s:%d/metrics (health: /healthz, /readyz)", host, port)
+    return health
 
 
-async def _run_blocks(blocks: list[Block]) -> int:
-    """run_blocks, with a status line when stdout is a terminal."""
+async def _run_blocks(blocks: list[Block], health: Health) -> int:
+    """run_blocks, with a status line when stdout is a terminal; ``health`` answers for
+    the blocks meanwhile."""
+    health.watch(blocks)
     if not progress.wanted():
         return await run_blocks(blocks)
     async with progress.shown(blocks):
@@ -59,10 +74,14 @@ def run(
     ] = 1,
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="Serve Prometheus metrics on this port (worker i uses port+i)."),
+        typer.Option(
+            help="Serve Prometheus metrics (/metrics) and health (/healthz, /readyz) on this "
+            "port (worker i uses port+i)."
+        ),
     ] = None,
     metrics_host: MetricsHost = "0.0.0.0",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+    log_format: LogFormat = "text",
 ) -> None:
     """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
 
@@ -84,12 +103,12 @@ def run(
       arroyo run connectors/kafka-workers.yaml --workers 4 --metrics-port 9400
     """
     from arroyo.config import build_file
-    from arroyo.runtime.block import catch_early_signals
+    from arroyo.runtime.signals import catch_early_signals
 
     if workers == 1:
         catch_early_signals()
     level = logging.DEBUG if verbose else logging.INFO
-    configure(level, role="supervisor" if workers > 1 else None)
+    configure(level, role="supervisor" if workers > 1 else None, format=log_format)
     try:
         built = build_file(config)
     except ArroyoError as exc:
@@ -108,10 +127,12 @@ def run(
             raise fail(exc, 1) from None
     if workers > 1:
         topics.warn_idle_workers(selected, str(config), workers)
-        raise typer.Exit(_supervise(config, block, workers, metrics_host, metrics_port, verbose))
+        raise typer.Exit(
+            _supervise(config, block, workers, metrics_host, metrics_port, verbose, log_format)
+        )
     worker = int(os.environ.get(WORKER_ENV, "0"))
-    _serve_metrics(metrics_host, None if metrics_port is None else metrics_port + worker)
-    raise typer.Exit(asyncio.run(_run_blocks([b.block for b in selected])))
+    health = _serve_metrics(metrics_host, None if metrics_port is None else metrics_port + worker)
+    raise typer.Exit(asyncio.run(_run_blocks([b.block for b in selected], health)))
 
 
 def _supervise(
@@ -121,6 +142,7 @@ def _supervise(
     metrics_host: str,
     metrics_port: int | None,
     verbose: bool,
+    log_format: LogFormatName = "text",
 ) -> int:
     """Run ``workers`` worker processes of ``arroyo run config`` (see
     :mod:`arroyo.cli.supervise`); the exit code."""
@@ -131,6 +153,7 @@ def _supervise(
         command += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
     if verbose:
         command.append("--verbose")
+    command += ["--log-format", log_format]
     return Supervisor(lambda index: command, workers).run()
 
 
@@ -147,8 +170,11 @@ def bridge(
     max_bytes: Annotated[
         int, typer.Option(min=1, help="Bytes held between receipt and acknowledgement.")
     ] = 64 << 20,
-    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics, /healthz and /readyz.")
+    ] = None,
     metrics_host: MetricsHost = "0.0.0.0",
+    log_format: LogFormat = "text",
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
 
@@ -160,7 +186,7 @@ def bridge(
 
       arroyo bridge kafka://127.0.0.1:9092/frames?group=archive file:///data/frames.avro
     """
-    configure()
+    configure(format=log_format)
     try:
         from arroyo.parsers import make_parser
 
@@ -180,8 +206,8 @@ def bridge(
         queue_size=queue_size,
         max_bytes=max_bytes,
     )
-    _serve_metrics(metrics_host, metrics_port)
-    raise typer.Exit(asyncio.run(_run_blocks([block])))
+    health = _serve_metrics(metrics_host, metrics_port)
+    raise typer.Exit(asyncio.run(_run_blocks([block], health)))
 
 
 def demo(

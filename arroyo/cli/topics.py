@@ -1,6 +1,6 @@
 """What ``arroyo run`` does with Kafka topics before the blocks start: create those whose
 endpoint says ``create:``, and warn when a consumer group has more workers than its
-topic has partitions (see :mod:`arroyo.brokers.kafka_admin`)."""
+topic has partitions (see :mod:`arroyo.brokers.kafka.admin`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from arroyo.brokers import parse_url
 from arroyo.errors import ConfigError
 
 if TYPE_CHECKING:
-    from arroyo.brokers.kafka_admin import TopicRequest
+    from arroyo.brokers.kafka.admin import TopicRequest
     from arroyo.config import Built, Endpoint
 
 
@@ -44,7 +44,7 @@ def requests(blocks: list[Built], source: str) -> list[TopicRequest]:
                     f"{where}.create: Arroyo creates Kafka topics only; "
                     f"{connector.name} is not Kafka"
                 )
-            from arroyo.brokers import kafka_admin
+            from arroyo.brokers.kafka import admin as kafka_admin
 
             topics = getattr(connector, "topics", None) or [connector.topic]
             found += kafka_admin.request(
@@ -57,7 +57,7 @@ def create(blocks: list[Built], source: str) -> None:
     """Create the missing topics that ``create:`` asks for (before any block starts)."""
     wanted = requests(blocks, source)
     if wanted:
-        from arroyo.brokers import kafka_admin
+        from arroyo.brokers.kafka import admin as kafka_admin
 
         kafka_admin.create(wanted)
 
@@ -69,7 +69,7 @@ def warn_idle_workers(blocks: list[Built], source: str, workers: int) -> None:
     for index, built in enumerate(blocks):
         if parse_url(built.config.listener.url).scheme != "kafka":
             continue
-        from arroyo.brokers import kafka_admin
+        from arroyo.brokers.kafka import admin as kafka_admin
 
         listener: Any = built.block.listener
         kafka_admin.warn_idle_workers(

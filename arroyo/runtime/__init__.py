@@ -4,7 +4,7 @@ Acknowledgements, retries, dead letters, backpressure and shutdown live here, on
 connectors in :mod:`arroyo.brokers` only adapt a client library to these interfaces.
 """
 
-from arroyo.runtime.block import Block, run_blocks
+from arroyo.runtime.block import Block
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.offsets import OffsetTracker
 from arroyo.runtime.operator import (
@@ -17,6 +17,7 @@ from arroyo.runtime.operator import (
 from arroyo.runtime.parser import AvroParser, Parser
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, Publisher
 from arroyo.runtime.retry import RetryPolicy
+from arroyo.runtime.signals import run_blocks
 
 __all__ = [
     "AvroParser",

@@ -29,12 +29,12 @@ from arroyo.runtime.operator import Operator, Passthrough
 from arroyo.runtime.parser import AvroParser
 from arroyo.runtime.process import InvalidOutput, Outcome, Processor
 from arroyo.runtime.publisher import Publisher
+from arroyo.runtime.readiness import Readiness
 from arroyo.runtime.retry import RetryPolicy
 from arroyo.runtime.settle import Settler
-from arroyo.runtime.signals import catch_early_signals, run_blocks
 from arroyo.runtime.tasks import bounded, left, retrieve
 
-__all__ = ["Block", "InvalidOutput", "catch_early_signals", "run_blocks"]
+__all__ = ["Block", "InvalidOutput"]
 
 log = logging.getLogger("arroyo.block")
 T = TypeVar("T")
@@ -134,6 +134,8 @@ class Block:
         self.stats = metrics.BlockStats()
         self.metrics = metrics.BlockMetrics()
         metrics.register(self)
+        self.readiness = Readiness()
+        """Whether this Block can work now (``/readyz``: :mod:`arroyo.runtime.health`)."""
         self.abandoned = 0
         """Messages left unacknowledged when the grace period ended (0 after a clean stop)."""
         self._stop_requested = asyncio.Event()
@@ -164,7 +166,9 @@ class Block:
             throttle,
             self._frames(),
         )
-        dead = DeadLetters(self.dead_letter, self.on_invalid, self.publish_retry, stats, throttle)
+        dead = DeadLetters(
+            self.dead_letter, self.on_invalid, self.publish_retry, stats, throttle, self.readiness
+        )
         settler = Settler(
             self.name,
             self.listener,
@@ -175,6 +179,7 @@ class Block:
             stats,
             self.metrics,
             throttle,
+            self.readiness,
         )
         return processor, settler
 
@@ -204,6 +209,7 @@ class Block:
     def stop(self) -> None:
         """Ask the Block to stop: take no more input, finish in-flight work, acknowledge,
         close. Safe to call from a signal handler (on the loop thread), and more than once."""
+        self.readiness.stopping = True
         self._stop_requested.set()
 
     def abort(self) -> None:
@@ -242,8 +248,10 @@ class Block:
                 ", ".join(p.name for p in self.publishers) or "(no publishers)",
             )
             began = True
+            self.readiness.state = "running"
             await self._run()
         finally:
+            self.readiness.state = "stopped"
             try:
                 await self._close(started)
             finally:
@@ -455,3 +463,6 @@ class _CountingIntake:
 
     def full(self) -> bool:
         return self._intake.full()
+
+    async def acknowledged(self) -> None:
+        await self._block._settler.acknowledged()

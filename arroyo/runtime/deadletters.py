@@ -24,6 +24,7 @@ from arroyo.runtime.retry import RetryPolicy, note_retry
 
 if TYPE_CHECKING:
     from arroyo.runtime.metrics import BlockStats
+    from arroyo.runtime.readiness import Readiness
 
 log = logging.getLogger("arroyo.block")
 
@@ -42,12 +43,14 @@ class DeadLetters:
         retry: RetryPolicy,
         stats: BlockStats,
         throttle: Throttle,
+        readiness: Readiness | None = None,
     ) -> None:
         self.destination = destination
         self.on_invalid = on_invalid
         self.retry = retry
         self.stats = stats
         self.throttle = throttle
+        self.readiness = readiness
 
     def send(self, letter: DeadLetter) -> asyncio.Future[None] | None:
         """Start sending ``letter`` now; None when it is dropped instead (no destination,
@@ -104,11 +107,17 @@ class DeadLetters:
                 if isinstance(first, PermanentError):
                     raise first
                 self._retried(1, first)
-                await self.retry.call(
-                    lambda: destination.publish_dead_letter(letter),
-                    lambda n, e: self._retried(n + 1, e),
-                    failed=first,
-                )
+                if self.readiness is not None:
+                    self.readiness.retrying(destination, first)
+                try:
+                    await self.retry.call(
+                        lambda: destination.publish_dead_letter(letter),
+                        lambda n, e: self._retried(n + 1, e),
+                        failed=first,
+                    )
+                finally:
+                    if self.readiness is not None:
+                        self.readiness.retried(destination)
             except Exception as exc:
                 source = ", ".join(f"{k}={v}" for k, v in letter.source.items())
                 raise DeadLetterFailed(

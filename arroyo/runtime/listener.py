@@ -27,6 +27,14 @@ class Intake(Protocol):
     def full(self) -> bool:
         """True when a put() would wait."""
 
+    async def acknowledged(self) -> None:
+        """Return once every message handed over so far whose outputs are all confirmed
+        by now (or whose dead letter is) has been acknowledged (:meth:`Listener.ack_many`
+        returned). Nothing else is waited for: not a message still processed, not one
+        whose outputs or dead letter are not confirmed yet, nor what comes after it in
+        input order, so a listener may call this while it holds sends back (a Kafka
+        transaction being committed). Returns at once when the Block is not settling."""
+
 
 class Listener(ABC):
     """Receives messages from a source and hands them to a Block, which acknowledges them.
@@ -49,6 +57,21 @@ class Listener(ABC):
     def name(self) -> str:
         """Where this listener reads from, for logs (never with a password)."""
         return type(self).__name__
+
+    @property
+    def connected(self) -> bool:
+        """Whether this listener can receive now, as far as it knows: connected to its
+        source and, for a consumer group, a member of it with its share settled (Kafka:
+        the assignment after a rebalance has come, even an empty one). Read by the
+        Block's readiness (``/readyz``), on the event loop, only after :meth:`connect`
+        returned; must not block.
+
+        The default is True: a listener that does not watch its connection counts as
+        connected once connect() returned. A connector that notices a lost connection
+        (a read failed and is retried, the client reports the broker down) returns False
+        from then until it has a working connection again.
+        """
+        return True
 
     async def connect(self) -> None:
         """Connect to the source and check that it answers, giving up after the

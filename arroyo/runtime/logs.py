@@ -1,12 +1,18 @@
-"""Logging helpers: the block name on every record, and no password in any of them."""
+"""Logging helpers: the block name on every record, and no password in any of them;
+lines for people (``text``) or one JSON object per line for log collectors (``json``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import time
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Literal
+
+LogFormatName = Literal["text", "json"]
 
 current_block: ContextVar[str] = ContextVar("arroyo_block", default="-")
 """The name of the Block whose task is running (set by Block.run for all its tasks)."""
@@ -54,23 +60,76 @@ def process_tag(role: str | None = None) -> str:
     return f"{role}[{os.getpid()}]"
 
 
-def configure(level: int = logging.INFO, role: str | None = None) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: ``time`` (UTC, ISO 8601 with
+    milliseconds), ``level``, ``block``, ``worker`` (``worker-2``, ``supervisor``, or
+    null in a process that runs alone), ``pid``, ``logger``, ``message``, and ``error``
+    (the traceback) when the record has one."""
+
+    def __init__(self, role: str | None = None) -> None:
+        super().__init__()
+        if role is None:
+            worker = os.environ.get(WORKER_ENV)
+            role = None if worker is None else f"worker-{worker}"
+        self.role = role
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC)
+        entry: dict[str, object] = {
+            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "block": getattr(record, "block", "-"),
+            "worker": self.role,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["error"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure(
+    level: int = logging.INFO, role: str | None = None, format: LogFormatName = "text"
+) -> None:
     """Log to stderr as ``time level [block] logger: message``; in a worker of ``arroyo
     run --workers`` (or with a ``role``, such as "supervisor"), the worker and its pid
-    come before the block: ``time level worker-2[4321] [block] logger: message``."""
-    tag = process_tag(role).replace("%", "%%")
+    come before the block: ``time level worker-2[4321] [block] logger: message``.
+    ``format="json"``: one JSON object per line instead (:class:`JsonFormatter`)."""
     handler = logging.StreamHandler()
     handler.addFilter(BlockFilter())
-    handler.setFormatter(
-        logging.Formatter(
-            "%(asctime)s %(levelname)-7s "
-            + (f"{tag} " if tag else "")
-            + "[%(block)s] %(name)s: %(message)s"
+    if format == "json":
+        handler.setFormatter(JsonFormatter(role))
+    else:
+        tag = process_tag(role).replace("%", "%%")
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-7s "
+                + (f"{tag} " if tag else "")
+                + "[%(block)s] %(name)s: %(message)s"
+            )
         )
-    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def line_now(level: int, logger: str, message: str) -> str:
+    """``message`` as the configured log handler would write it (a line, with its
+    newline), made without taking any lock: for a thread that must write to stderr
+    whatever the other threads hold (``os.write``)."""
+    record = logging.LogRecord(logger, level, __file__, 0, message, None, None)
+    record.block = "-"
+    handlers = logging.getLogger().handlers
+    formatter = handlers[0].formatter if handlers else None
+    if formatter is None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        return f"{stamp} {logging.getLevelName(level):7} [-] {logger}: {message}\n"
+    return formatter.format(record) + "\n"
 
 
 class Throttle:

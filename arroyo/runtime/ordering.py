@@ -35,13 +35,28 @@ import asyncio
 import functools
 import inspect
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
 
 from arroyo.errors import PermanentError, PublishError
 
-if TYPE_CHECKING:  # publisher.py imports this module
+if TYPE_CHECKING:
     from arroyo.message import Message
-    from arroyo.runtime.publisher import Publisher
+
+
+class Sender(Protocol):
+    """What this module (and the settler) need of a
+    :class:`~arroyo.runtime.publisher.Publisher`, which imports this module."""
+
+    @property
+    def name(self) -> str:
+        """As :attr:`arroyo.runtime.publisher.Publisher.name`."""
+
+    def send(self, message: Message, wire: bytes | None = None) -> Awaitable[None]:
+        """As :meth:`arroyo.runtime.publisher.Publisher.send`."""
+
+    async def publish(self, message: Message) -> None:
+        """As :meth:`arroyo.runtime.publisher.Publisher.publish`."""
 
 
 class NotSent(PublishError):
@@ -72,7 +87,7 @@ class OrderedSends:
 
     __slots__ = ("_held", "_tail", "_takes_wire", "publisher")
 
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(self, publisher: Sender) -> None:
         self.publisher = publisher
         self._takes_wire = "wire" in inspect.signature(publisher.send).parameters
         """False for a publisher whose send() predates ``wire``: it gets the message alone."""
@@ -139,7 +154,7 @@ def _copy(source: asyncio.Future[None], *, target: asyncio.Future[None]) -> None
         target.set_result(None)
 
 
-def _send(publisher: Publisher, message: Message, wire: bytes | None) -> asyncio.Future[None]:
+def _send(publisher: Sender, message: Message, wire: bytes | None) -> asyncio.Future[None]:
     """``publisher.send(message, wire)`` as a future; a synchronous failure becomes a
     failed one."""
     try:

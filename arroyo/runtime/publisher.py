@@ -96,6 +96,19 @@ class Publisher(ABC):
     async def start(self) -> None:
         """Connect. Raises when the destination cannot be reached or refuses the settings."""
 
+    @property
+    def connected(self) -> bool:
+        """Whether this publisher can deliver now, as far as it knows (connected).
+        Read by the Block's readiness (``/readyz``), on the event loop, only after
+        :meth:`start` returned; must not block.
+
+        The default is True: the runtime itself sees a destination that went away, as
+        publishes that fail and are retried (the Block is not ready meanwhile). A
+        connector whose client knows sooner (a connection lost while idle, the broker
+        reported down) returns False from then until it is connected again.
+        """
+        return True
+
     @abstractmethod
     async def publish(self, message: Message) -> None:
         """Send ``message`` and return once the destination confirmed it (Kafka delivery

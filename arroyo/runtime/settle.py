@@ -6,7 +6,9 @@ its outputs go to each publisher at once, without waiting for earlier confirmati
 (:class:`~arroyo.runtime.ordering.OrderedSends` keeps their order when one fails), or
 its dead letter is sent. :meth:`Settler.run` waits for those confirmations in input
 order, re-publishes what failed (with ``publish_retry``; what still fails is
-dead-lettered) and acknowledges settled messages in batches.
+dead-lettered) and acknowledges settled messages in batches. A listener that must know
+what is acknowledged at some point (a Kafka transaction takes the offsets of what its
+outputs complete) awaits :meth:`Settler.acknowledged` (through its intake).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from arroyo.runtime.metrics import BlockMetrics, BlockStats
 from arroyo.runtime.ordering import NotSent, OrderedSends
 from arroyo.runtime.process import Forward, Outcome
 from arroyo.runtime.publisher import DeadLetter, Publisher
+from arroyo.runtime.readiness import Readiness
 from arroyo.runtime.retry import RetryPolicy, note_retry
 from arroyo.runtime.tasks import retrieve
 
@@ -70,6 +73,7 @@ class Settler:
         stats: BlockStats,
         metrics: BlockMetrics,
         throttle: Throttle,
+        readiness: Readiness | None = None,
     ) -> None:
         self.name = name
         self.listener = listener
@@ -80,10 +84,18 @@ class Settler:
         self.stats = stats
         self.metrics = metrics
         self.throttle = throttle
+        self.readiness = readiness if readiness is not None else Readiness()
         self._pending: deque[tuple[Received, _Sends | _Dead]] = deque()
         self._more = asyncio.Event()
         self._all_given = False
         self._gates: dict[Publisher, OrderedSends] = {}
+        self._settling = False
+        self._taken = 0
+        """Received messages taken off ``_pending`` (settled) since the start."""
+        self._acked = 0
+        """... and acknowledged (their :meth:`Listener.ack_many` returned)."""
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        """Who waits in :meth:`acknowledged`, with the count of acknowledgements awaited."""
 
     def publish(self, received: Received, result: Outcome) -> None:
         """Send the outputs of ``received`` now, in order, without waiting for their
@@ -115,16 +127,18 @@ class Settler:
         confirmations (or its dead letter's), then acknowledge it.
 
         Settled messages are acknowledged together, as soon as the next one is not
-        confirmed yet (or at :data:`_ACK_BATCH`), so one broker round trip acknowledges
-        many and no acknowledgement waits for later work. Returns when everything
-        published is settled (after :meth:`finish`). When settling fails (a dead letter
-        not taken), what was settled before is acknowledged, then the failure is raised.
+        confirmed yet, or failed (or at :data:`_ACK_BATCH`), so one broker round trip
+        acknowledges many and no acknowledgement waits for later work. Returns when
+        everything published is settled (after :meth:`finish`). When settling fails (a
+        dead letter not taken), what was settled before is acknowledged, then the
+        failure is raised.
         """
         pending, ready = self._pending, list[Received]()
+        self._settling = True
         try:
             while True:
                 if pending and not (
-                    ready and (len(ready) >= _ACK_BATCH or not _confirmed(pending[0][1]))
+                    ready and (len(ready) >= _ACK_BATCH or not _succeeded(pending[0][1]))
                 ):
                     received, result = pending[0]
                     if isinstance(result, _Dead):
@@ -133,6 +147,7 @@ class Settler:
                         await self._confirm(received, result)
                     pending.popleft()
                     ready.append(received)
+                    self._taken += 1
                 elif ready:
                     await self._ack(ready)
                     ready = []
@@ -147,10 +162,49 @@ class Settler:
             if ready and not isinstance(exc, PublishAbandoned):
                 await self._ack(ready)
             raise
+        finally:
+            self._settling = False
+            self._wake(everyone=True)
+
+    async def acknowledged(self) -> None:
+        """Return once every received message published so far whose outputs (or dead
+        letter) are all confirmed now has been acknowledged: those at the head of the
+        input order, up to the first one that is not confirmed yet or failed.
+
+        :meth:`run` acknowledges those without waiting for anything else (it
+        acknowledges what it holds before it works on a message that is not confirmed,
+        or failed), so this never waits for a send, a retry or a dead letter that is not
+        confirmed, whatever holds it back. Returns at once while :meth:`run` is not
+        running; when it ends, every waiter returns.
+        """
+        if not self._settling:
+            return
+        target = self._taken
+        for _, result in self._pending:
+            if not _succeeded(result):
+                break
+            target += 1
+        if self._acked >= target:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, waiter))
+        await waiter
+
+    def _wake(self, everyone: bool = False) -> None:
+        """Wake who waits in :meth:`acknowledged` for what is acknowledged by now."""
+        waiting = []
+        for target, waiter in self._waiters:
+            if everyone or target <= self._acked:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((target, waiter))
+        self._waiters = waiting
 
     def leave(self) -> None:
         """The Block ends with work unsettled: drop what is held back, and mark the
         outcome of every send nobody waits for any more as seen (no warning storm)."""
+        self._wake(everyone=True)
         for gate in self._gates.values():
             gate.abandon()
         for _, result in self._pending:
@@ -203,11 +257,24 @@ class Settler:
             if isinstance(first, PermanentError):
                 raise first
             gate.hold()
+            marked = False  # the Block is not ready while a failed publish is retried
+
+            def failed(attempt: int, error: BaseException) -> None:
+                nonlocal marked
+                self._retried(attempt, error)
+                if not marked:
+                    self.readiness.retrying(publisher, error)
+                    marked = True
+
             if not isinstance(first, NotSent):  # a NotSent one was never tried: no retry
-                self._retried(1, first)
-            await self.publish_retry.call(
-                lambda: publisher.publish(message), lambda n, e: self._retried(n + 1, e)
-            )
+                failed(1, first)
+            try:
+                await self.publish_retry.call(
+                    lambda: publisher.publish(message), lambda n, e: failed(n + 1, e)
+                )
+            finally:
+                if marked:
+                    self.readiness.retried(publisher)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -248,11 +315,18 @@ class Settler:
                     error,
                 )
             self.intake.done(received)
+        self._acked += len(batch)
+        if self._waiters:
+            self._wake()
 
 
-def _confirmed(result: _Sends | _Dead) -> bool:
-    """True when every output (or the dead letter) was already confirmed (or failed):
-    nothing to wait for."""
+def _succeeded(result: _Sends | _Dead) -> bool:
+    """True when every output (or the dead letter) was already confirmed (a dropped
+    dead letter too): settling it waits for nothing."""
     if isinstance(result, _Dead):
-        return result.sent is None or result.sent.done()
-    return all(sent.done() for _, _, sent in result)
+        return result.sent is None or _ok(result.sent)
+    return all(_ok(sent) for _, _, sent in result)
+
+
+def _ok(sent: asyncio.Future[None]) -> bool:
+    return sent.done() and not sent.cancelled() and sent.exception() is None

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from arroyo.errors import ArroyoError
+from arroyo.runtime.logs import line_now
 
 if TYPE_CHECKING:
     from arroyo.runtime.block import Block
@@ -70,8 +71,7 @@ class _Watchdog:
             time.sleep(0.1)  # a float read: safe whatever the main thread is doing
             deadline = self.deadline
             if deadline is not None and time.monotonic() >= deadline:
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                line = f"{stamp} ERROR   [-] arroyo.block: {self.why}: exiting now (code 1)\n"
+                line = line_now(logging.ERROR, "arroyo.block", f"{self.why}: exiting now (code 1)")
                 os.write(2, line.encode())
                 os._exit(1)
 

@@ -1,20 +1,20 @@
 """Fixtures of the reliability tests: per-test Redis and RabbitMQ names (deleted
-afterwards) and operators that fail on purpose."""
+afterwards), a private redis-server to kill, and operators that fail on purpose."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from arroyo import Event
-from arroyo.message import Message
-from arroyo.runtime import Operator, Output
-
 if TYPE_CHECKING:
     import redis
+
+    from tests.reliability.private_redis import PrivateRedis
 
 TAGS = ("source", "sink", "dlq")
 
@@ -39,6 +39,27 @@ def redis_names(
 
 
 @pytest.fixture
+async def private_redis(tmp_path: Path, until: Callable[..., Any]) -> AsyncIterator[PrivateRedis]:
+    """A redis-server of this test's own (tests/reliability/private_redis.py), killed at
+    the end; the test may kill and start it again. Fails under CI=true (skips otherwise)
+    when redis-server is not installed."""
+    from tests.reliability.private_redis import PrivateRedis
+
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed: cannot run a private Redis"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        await until(server.answers, within=20, what="the private redis-server")
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
 async def amqp_names(
     amqp_url: str, unique_name: Callable[[str], str]
 ) -> AsyncIterator[dict[str, str]]:
@@ -52,21 +73,6 @@ async def amqp_names(
         channel = await connection.channel()
         for name in made.values():
             await channel.queue_delete(name)
-
-
-class Explode(Operator):
-    """Raises on events whose metadata says ``explode``; passes everything else on."""
-
-    async def process(self, message: Message) -> Output:
-        if isinstance(message, Event) and message.metadata.get("explode"):
-            raise ValueError(f"cannot integrate frame {message.seq}: detector saturated")
-        return message
-
-
-@pytest.fixture
-def explode() -> Operator:
-    """An operator that raises on events marked ``explode`` (see :class:`Explode`)."""
-    return Explode()
 
 
 CRASH_ON_POISON = '''

@@ -1,6 +1,7 @@
 """Kafka itself dies (kill -9) and comes back mid-stream: the pipeline resumes by itself
-and loses nothing. Runs on a private Kafka instance (own folder and ports), so the
-shared broker stays up for the other tests."""
+and loses nothing, and a publish that fails meanwhile leaves the run in order. Runs on a
+private Kafka instance (own folder and ports), so the shared broker stays up for the
+other tests."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from typing import Any
 import pytest
 
 from arroyo import Run, encode
-from arroyo.brokers import open_listener, open_publisher
-from arroyo.runtime import Block
-from arroyo.testing import free_port
+from arroyo.brokers import memory, open_listener, open_publisher
+from arroyo.brokers.memory import MemoryListener
+from arroyo.runtime import Block, RetryPolicy
+from arroyo.testing import free_port, make_run
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -166,3 +168,51 @@ async def test_kafka_restart_mid_stream_loses_nothing(
     )
     assert expected <= set(counts)
     assert block.stats.dead_lettered == 0
+
+
+async def test_a_publish_that_times_out_in_an_outage_leaves_the_run_in_order(
+    private_kafka: PrivateKafka,
+    unique_name: Callable[[str], str],
+    kafka_reader: Callable[[str, str], Any],
+    until: Callable[..., Any],
+) -> None:
+    """Rule 2 of arroyo/runtime/ordering.py on a real broker. Once a first message went
+    through, Kafka dies and a run of ten messages is published: the first waits in
+    librdkafka's queue (room for one message: queue.buffering.max.messages=1), the
+    others wait for room behind it. The first times out (message.timeout.ms), Kafka
+    comes back. What waited behind the failed message is not written before it is
+    published again: the topic holds the run in input order (it held the first message
+    after the others)."""
+    bootstrap = private_kafka.bootstrap
+    source, results = unique_name("in"), unique_name("out")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(results, 1, 1)])[results].result(30)
+    settings = {
+        "message.timeout.ms": 3000,
+        "queue.buffering.max.messages": 1,
+        "reconnect.backoff.max.ms": 1000,
+    }
+    publisher = open_publisher(f"kafka://{bootstrap}/{results}", settings)
+    retry = RetryPolicy(None, 0.05, 1.0)
+    block = Block(MemoryListener(source), None, [publisher], publish_retry=retry)
+    running = asyncio.create_task(block.run())
+    first, *messages = make_run(9, unique_name("run"))
+    try:
+        memory.topic(source).put(first)
+        await until(lambda: block.stats.acknowledged == 1, 60, "a first message through")
+        private_kafka.kill()
+        for message in messages:
+            memory.topic(source).put(message)
+        await until(lambda: block.stats.retried, 60, "a message timed out")
+        await asyncio.to_thread(private_kafka.up)
+        await until(lambda: block.stats.acknowledged == 11, 120, "all published")
+    finally:
+        block.stop()
+        await asyncio.wait_for(running, 60)
+        memory.delete(source)
+    output = kafka_reader(bootstrap, results)
+    try:
+        await until(lambda: len(output.ids) >= 11, 60, "the topic read")
+    finally:
+        output.close()
+    assert output.ids == [m.id for m in [first, *messages]]

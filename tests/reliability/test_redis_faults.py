@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +26,13 @@ from typing import Any
 import pytest
 import redis
 
-from arroyo import Run, encode
+from arroyo import Run
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output, RetryPolicy
 from arroyo.testing import Workers
+from tests.reliability.redis_pipelines import produce
+from tests.reliability.redis_pipelines import write_config as redis_config
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.redis
@@ -68,34 +69,10 @@ class HangsInProcess(Operator):
 def write_config(
     folder: Path, redis_address: str, names: dict[str, str], grace: float = 10, **block: Any
 ) -> Path:
-    """A one-block pipeline: source stream -> operator -> sink stream (+ dead letter),
-    with hanging.py (:data:`HANGING`) next to it."""
+    """The Redis pipeline of :mod:`tests.reliability.redis_pipelines`, with hanging.py
+    (:data:`HANGING`) next to it."""
     (folder / "hanging.py").write_text(HANGING)
-    settings = "".join(f"    {key}: {value}\n" for key, value in block.items())
-    config = folder / "pipeline.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            blocks:
-              - name: workers
-                listener:
-                  url: redis://{redis_address}/{names["source"]}?group=workers
-                  min_idle_ms: 1000
-                  claim_interval_ms: 200
-                  block_ms: 100
-                publishers: [redis://{redis_address}/{names["sink"]}]
-                dead_letter: redis://{redis_address}/{names["dlq"]}
-                grace_period: {grace}
-            """
-        )
-        + settings
-    )
-    return config
-
-
-def produce(redis_client: redis.Redis, stream: str, messages: list[Message]) -> list[bytes]:
-    """XADD the messages as Arroyo's publisher writes them; the entry ids."""
-    return [redis_client.xadd(stream, {"id": m.id, "data": encode(m)}) for m in messages]
+    return redis_config(folder, redis_address, names, grace, **block)
 
 
 def ids(redis_client: redis.Redis, stream: str) -> list[str]:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -31,49 +29,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from arroyo import Run, encode
+from arroyo import Run
 from arroyo.message import Message
-from arroyo.testing import Workers, free_port
+from arroyo.testing import Workers
+from tests.reliability.private_redis import PrivateRedis
+from tests.reliability.redis_pipelines import produce, write_config
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.redis
-
-
-def write_config(
-    folder: Path, redis_address: str, redis_names: dict[str, str], **block: Any
-) -> Path:
-    """A one-block pipeline: source stream -> operator -> sink stream (+ dead letter)."""
-    settings = "".join(f"    {key}: {value}\n" for key, value in block.items())
-    config = folder / "pipeline.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            blocks:
-              - name: workers
-                listener:
-                  url: redis://{redis_address}/{redis_names["source"]}?group=workers
-                  min_idle_ms: 1000
-                  claim_interval_ms: 200
-                  block_ms: 100
-                publishers: [redis://{redis_address}/{redis_names["sink"]}]
-                dead_letter: redis://{redis_address}/{redis_names["dlq"]}
-                grace_period: 10
-            """
-        )
-        + settings
-    )
-    return config
-
-
-def produce(redis_client: redis.Redis, stream: str, messages: list[Message]) -> list[bytes]:
-    """XADD the messages as Arroyo's publisher writes them; returns the entry ids."""
-    ids: list[bytes] = []
-    for first in range(0, len(messages), 1000):
-        pipe = redis_client.pipeline(transaction=False)
-        for message in messages[first : first + 1000]:
-            pipe.xadd(stream, {"id": message.id, "data": encode(message)})
-        ids += pipe.execute()
-    return ids
 
 
 class Sink:
@@ -96,189 +59,6 @@ class Sink:
         except redis.ConnectionError:
             pass
         return set(self.ids)
-
-
-def consumers_by_pid(
-    redis_client: redis.Redis, stream: str, group: str
-) -> dict[int, dict[str, Any]]:
-    """The group's consumers (named host-pid-random by the listener), by pid."""
-    found: dict[int, dict[str, Any]] = {}
-    try:
-        consumers = redis_client.xinfo_consumers(stream, group)
-    except redis.ResponseError:  # no stream or group yet
-        return found
-    for consumer in consumers:
-        pid = int(consumer["name"].decode().rsplit("-", 2)[1])
-        found[pid] = consumer
-    return found
-
-
-async def test_a_killed_worker_loses_nothing(
-    tmp_path: Path,
-    redis_address: str,
-    redis_client: redis.Redis,
-    redis_names: dict[str, str],
-    workers: Workers,
-    until: Until,
-) -> None:
-    count = 10_000
-    run = Run("scan-1")
-    messages: list[Message] = [run.event({"i": i}, os.urandom(64)) for i in range(count)]
-    expected = {m.id for m in messages}
-    # A steady operator keeps work in flight in both workers, whenever the kill comes.
-    (tmp_path / "ops.py").write_text(
-        "import asyncio\n"
-        "from arroyo.runtime import Operator\n"
-        "class Steady(Operator):\n"
-        "    async def process(self, message):\n"
-        "        await asyncio.sleep(0.0002)\n"
-        "        return message\n"
-    )
-    config = write_config(tmp_path, redis_address, redis_names, operator="ops:Steady")
-    first, second = workers.start(config), workers.start(config)
-    await until(
-        lambda: all("reading as consumer" in workers.log(w) for w in (first, second)),
-        within=60,
-        what="both workers reading",
-    )
-
-    produce(redis_client, redis_names["source"], messages)
-    sink = Sink(redis_client, redis_names["sink"])
-    await until(lambda: len(sink.read()) >= 1000, within=60, what="1000 messages through")
-    pending: dict[int, int] = {}
-
-    def someone_busy() -> bool:
-        pending.clear()
-        for pid, consumer in consumers_by_pid(
-            redis_client, redis_names["source"], "workers"
-        ).items():
-            pending[pid] = consumer["pending"]
-        return any(pending.get(w.pid, 0) > 0 for w in (first, second))
-
-    await until(someone_busy, within=30, what="a worker with entries in flight")
-    victim = first if pending.get(first.pid, 0) >= pending.get(second.pid, 0) else second
-    survivor = second if victim is first else first
-    workers.kill(victim)
-
-    await until(lambda: sink.read() >= expected, within=120, what="every message at the sink")
-    assert workers.stop(survivor) == 0, workers.log(survivor)
-    lost = expected - sink.read()
-    duplicates = len(sink.ids) - len(set(sink.ids))
-    print(
-        f"killed worker had {pending.get(victim.pid, 0)} unacknowledged entries; "
-        f"lost={len(lost)} duplicates={duplicates}"
-    )
-    assert pending.get(victim.pid, 0) > 0, "the killed worker had nothing in flight"
-    assert not lost
-    assert "took over" in workers.log(survivor)
-    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
-
-
-async def test_a_message_that_keeps_crashing_workers_goes_to_the_dead_letter(
-    tmp_path: Path,
-    redis_address: str,
-    redis_client: redis.Redis,
-    redis_names: dict[str, str],
-    workers: Workers,
-    until: Until,
-    crash_on_poison: str,
-) -> None:
-    config = write_config(
-        tmp_path, redis_address, redis_names, operator=crash_on_poison, max_deliveries=2
-    )
-    run = Run("scan-2")
-    good = [run.event({"i": i}) for i in range(20)]
-    poison = run.event({"poison": True}, b"bad frame")
-    later = [run.event({"i": i}) for i in range(20, 25)]
-    sink = Sink(redis_client, redis_names["sink"])
-
-    worker = workers.start(config)
-    produce(redis_client, redis_names["source"], good)
-    await until(lambda: sink.read() >= {m.id for m in good}, within=60)
-    await until(lambda: redis_client.xpending(redis_names["source"], "workers")["pending"] == 0)
-    [poison_entry] = produce(redis_client, redis_names["source"], [poison])
-    for attempt in (1, 2):  # deliveries 1 and 2 (= max_deliveries) crash a worker each
-        await until(lambda w=worker: w.poll() is not None, within=60, what=f"crash {attempt}")
-        assert worker.returncode == 3, workers.log(worker)
-        worker = workers.start(config)
-    # Delivery 3 (> max_deliveries): the third worker dead-letters it instead.
-    await until(
-        lambda: redis_client.xlen(redis_names["dlq"]) == 1, within=60, what="the dead letter"
-    )
-    produce(redis_client, redis_names["source"], later)
-    await until(lambda: sink.read() >= {m.id for m in good + later}, within=60)
-    assert workers.stop(worker) == 0, workers.log(worker)
-
-    [(_, letter)] = redis_client.xrange(redis_names["dlq"])
-    assert letter[b"data"] == encode(poison)
-    assert b"delivered 3 times" in letter[b"arroyo.dead-letter.reason"]
-    assert letter[b"arroyo.source.entry"] == poison_entry
-    assert poison.id not in sink.read()
-    assert redis_client.xpending(redis_names["source"], "workers")["pending"] == 0
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, persisting every write before it replies."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir()
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server is not None
-        self.process = subprocess.Popen(
-            [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.folder),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def answers(self) -> bool:
-        try:
-            with redis.Redis(port=self.port, socket_timeout=1) as probe:
-                return bool(probe.ping())
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path, until: Until) -> Any:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed: cannot run a private Redis"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        await until(server.answers, within=20, what="the private redis-server")
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_the_pipeline_resumes_after_a_server_restart(

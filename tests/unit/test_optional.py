@@ -1,12 +1,11 @@
-"""The core works without any broker client; a missing one says which extra to install."""
+"""The core works without any broker client. (A missing client names the extra to install,
+on every broker: tests/contract/test_extras.py.)"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
-
-import pytest
 
 BLOCK_CLIENTS = """
 import importlib.abc, sys
@@ -42,39 +41,6 @@ def test_the_core_imports_and_works_without_any_broker_client() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
-
-
-@pytest.mark.parametrize(
-    ("module", "extra"),
-    [("kafka", "kafka"), ("redis", "redis"), ("rabbitmq", "rabbitmq"), ("zmq", "zmq")],
-)
-def test_a_missing_client_names_the_extra_to_install(module: str, extra: str) -> None:
-    result = run(
-        f"""
-        from arroyo.errors import MissingDependencyError
-        try:
-            import arroyo.brokers.{module}
-        except MissingDependencyError as exc:
-            print(exc)
-        """
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"pip install 'arroyo-streams[{extra}]'" in result.stdout
-
-
-def test_a_missing_client_fails_a_config_before_anything_starts() -> None:
-    result = run(
-        """
-        from arroyo.config import parse_config, build
-        from arroyo.errors import ConfigError
-        try:
-            build(parse_config("blocks: [{name: w, listener: 'kafka://h:9092/t?group=g'}]"))
-        except ConfigError as exc:
-            print(exc)
-        """
-    )
-    assert "blocks[0] (w).listener" in result.stdout
-    assert "pip install 'arroyo-streams[kafka]'" in result.stdout
 
 
 def test_simulate_without_pyzmq_says_what_to_install_in_one_line() -> None:

@@ -161,3 +161,18 @@ async def test_redis_pubsub_tail_shows_what_is_published(tail_cli: Any, redis_ad
     finally:
         await publisher.close()
     assert (line["id"], line["source"]["channel"]) == (message.id, channel)
+
+
+@pytest.mark.redis
+async def test_redis_tail_of_a_server_that_does_not_answer_says_so_in_one_line(
+    tail_cli: Any,
+) -> None:
+    from arroyo.testing import free_port
+
+    nowhere = f"redis://:s3cret@127.0.0.1:{free_port()}/frames?connect_timeout=1"
+    done = await asyncio.to_thread(tail_cli.run, nowhere, "-e")
+    assert done.returncode == 1
+    [error] = done.stderr.strip().splitlines()
+    assert "redis://127.0.0.1:" in error and "/frames: cannot connect within 1 s" in error
+    assert "connection refused" in error
+    assert "s3cret" not in done.stderr

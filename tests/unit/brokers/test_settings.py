@@ -17,6 +17,7 @@ class Example(ConnectSettings, TlsSettings):
     group: str | None = None
     batch: int = Field(default=100, ge=1)
     mode: Literal["fast", "safe"] = "safe"
+    password: str | None = None
 
     @classmethod
     def passes_through(cls, key: str) -> bool:
@@ -61,3 +62,10 @@ def test_tls_options_need_the_tls_scheme() -> None:
     secure = Example.from_url(parse_url("rediss://h:6380/s"), {"ssl_ca": "/ca.pem"})
     tls = secure.tls(parse_url("rediss://h:6380/s"), "rediss")
     assert tls is not None and tls.ca == "/ca.pem" and tls.verify
+
+
+def test_a_password_of_the_wrong_type_is_not_shown() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Example.parse(parse_url("redis://h:6379/s"), {"password": ["hunter2"]})
+    assert "example option 'password'" in str(caught.value)
+    assert "hunter2" not in str(caught.value)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from arroyo.brokers.kafka_admin import admin_config
+from arroyo.brokers.kafka.admin import admin_config
 from arroyo.cli import app
 
 runner = CliRunner()

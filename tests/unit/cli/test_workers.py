@@ -302,3 +302,49 @@ def test_metrics_host_is_the_address_the_metrics_server_listens_on(tmp_path: Pat
         _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0
     assert f"metrics on http://127.0.0.2:{port}/metrics" in stderr
+
+
+@pytest.mark.timeout(60)
+def test_log_format_json_gives_one_object_per_line_in_every_process(tmp_path: Path) -> None:
+    import json
+
+    config = tmp_path / "idle.yaml"
+    config.write_text(IDLE)
+    supervisor = subprocess.Popen(
+        [*ARROYO_RUN, str(config), "--workers", "2", "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    assert supervisor.stderr is not None
+    started: set[str] = set()
+    lines: list[str] = []
+    while len(started) < 2:
+        line = supervisor.stderr.readline()
+        assert line, f"ended early: {lines}"
+        lines.append(line)
+        entry = json.loads(line)
+        if entry["message"].startswith("started:"):
+            started.add(entry["worker"])
+    supervisor.send_signal(signal.SIGTERM)
+    _, rest = supervisor.communicate(timeout=30)
+    assert supervisor.returncode == 0
+    entries = [json.loads(line) for line in lines + rest.splitlines()]
+    assert started == {"worker-0", "worker-1"}
+    assert {e["worker"] for e in entries} == {"supervisor", "worker-0", "worker-1"}
+    assert {e["block"] for e in entries if e["message"].startswith("started:")} == {"idle"}
+
+
+def test_log_format_json_reports_a_bad_config_as_a_json_line(tmp_path: Path) -> None:
+    import json
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("blocks:\n  - name: idle\n    listener: memory://nothing\n    publisher: x\n")
+    done = subprocess.run(
+        [*ARROYO_RUN, str(config), "--log-format", "json"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    (entry,) = [json.loads(line) for line in done.stderr.splitlines()]
+    assert entry["level"] == "ERROR"
+    assert entry["message"].startswith(f"error: {config}")
+    assert "unknown key 'publisher'" in entry["message"]

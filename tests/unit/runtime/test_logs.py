@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -107,3 +111,82 @@ def test_what_was_left_out_is_counted_at_the_end(caplog: pytest.LogCaptureFixtur
         "could not publish frame 999 (999 like it in the last 0 s)",
     ]
     assert caplog.records[-1].levelno == logging.ERROR
+
+
+@pytest.fixture
+def root_handlers(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Give the root logger back as it was after a test that calls configure(), before
+    the captured stderr its handler writes to is closed."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_json_format_writes_one_object_per_line(
+    root_handlers: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arroyo.runtime.logs import WORKER_ENV, configure
+
+    monkeypatch.setenv(WORKER_ENV, "2")
+    configure(format="json")
+    logger = logging.getLogger("arroyo.block")
+    token = current_block.set("workers")
+    try:
+        logger.info("started: %s", "kafka://h:9092/frames")
+        try:
+            raise ValueError("detector saturated\nsecond line")
+        except ValueError:
+            logger.exception("operator failed")
+    finally:
+        current_block.reset(token)
+    logger.warning("outside a block")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines
+    first, second, third = (json.loads(line) for line in lines)
+    assert set(first) == {"time", "level", "block", "worker", "pid", "logger", "message"}
+    assert first["level"] == "INFO"
+    assert first["block"] == "workers"
+    assert first["worker"] == "worker-2"
+    assert first["pid"] == os.getpid()
+    assert first["logger"] == "arroyo.block"
+    assert first["message"] == "started: kafka://h:9092/frames"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+    assert second["level"] == "ERROR"
+    assert second["message"] == "operator failed"
+    assert "ValueError: detector saturated\nsecond line" in second["error"]
+    assert third["block"] == "-"
+    assert third["message"] == "outside a block"
+
+
+def test_json_format_names_the_role_or_no_worker(
+    root_handlers: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arroyo.runtime.logs import WORKER_ENV, configure
+
+    monkeypatch.delenv(WORKER_ENV, raising=False)
+    configure(format="json")
+    logging.getLogger("arroyo.cli").info("alone")
+    configure(format="json", role="supervisor")
+    logging.getLogger("arroyo.cli").info("supervising")
+    alone, supervising = map(json.loads, capsys.readouterr().err.splitlines())
+    assert alone["worker"] is None
+    assert supervising["worker"] == "supervisor"
+
+
+def test_line_now_follows_the_configured_format(root_handlers: None) -> None:
+    from arroyo.runtime.logs import configure, line_now
+
+    configure(format="json")
+    line = line_now(logging.ERROR, "arroyo.block", "still running 45 s after SIGTERM")
+    assert line.endswith("\n")
+    entry = json.loads(line)
+    assert (entry["level"], entry["block"], entry["message"]) == (
+        "ERROR",
+        "-",
+        "still running 45 s after SIGTERM",
+    )
+    configure()
+    text = line_now(logging.ERROR, "arroyo.block", "still running")
+    assert re.fullmatch(r"\S+ \S+ ERROR   \[-\] arroyo.block: still running\n", text)

@@ -1,0 +1,408 @@
+"""The Kafka listener: a consumer group member that hands batches to a Block.
+
+Every consumer call (and so every rebalance callback) runs in one thread of the
+listener; a whole batch (``batch_size``, taken with ``consume()``) comes over to the
+event loop per call, and commits ride along with the next call. Payloads are not copied
+beyond what confluent-kafka does (``Received.data`` is ``msg.value()``). What the
+listener owns and commits, and how it handles rebalances, is in
+:mod:`arroyo.brokers.kafka.partitions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import confluent_kafka as ck
+
+from arroyo.brokers import BrokerURL
+from arroyo.brokers.kafka.connection import (
+    Key,
+    callbacks,
+    error_text,
+    hider,
+    reach,
+    unreachable,
+)
+from arroyo.brokers.kafka.partitions import Partitions
+from arroyo.brokers.kafka.settings import KafkaListenerSettings, check_settings, topics
+from arroyo.errors import ArroyoError, ConfigError, ConnectError
+from arroyo.runtime.journal import from_option
+from arroyo.runtime.listener import Intake, Listener, Received
+from arroyo.runtime.logs import Throttle
+from arroyo.runtime.parser import AvroParser, Parser
+
+log = logging.getLogger("arroyo.brokers.kafka")
+
+T = TypeVar("T")
+
+
+class KafkaListener(Listener):
+    """Reads topics in a consumer group and commits offsets of acknowledged messages.
+
+    All consumer calls run in one dedicated thread (rebalance callbacks too); messages
+    come over to the event loop a batch at a time. See the package docstring for the
+    guarantees.
+    """
+
+    def __init__(
+        self,
+        url: BrokerURL,
+        topics: list[str],
+        settings: KafkaListenerSettings,
+        config: dict[str, str],
+        parser: Parser | None = None,
+    ) -> None:
+        super().__init__(parser)
+        self.url = url
+        self.topics = topics
+        self.settings = settings
+        self.group = settings.group
+        self.config = config
+        """The consumer's librdkafka settings."""
+        self.hide = hider(config, url.password)
+        self.batch_size = max(1, settings.batch_size)
+        self.poll_timeout = settings.poll_timeout_ms / 1000
+        self.pause_after = settings.pause_after_ms / 1000
+        self.connect_timeout = settings.connect_timeout
+        self._name = str(url)
+        self.partitions = Partitions(
+            self._name,
+            self.hide,
+            commit_interval=settings.commit_interval_ms / 1000,
+            commit_every=max(1, settings.commit_every),
+            drain_timeout=settings.drain_timeout_ms / 1000,
+            group_metadata=lambda: self._call(self._group_metadata),
+            acknowledged=self._acknowledged,
+        )
+        # loop-thread state
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._consumer: Any = None
+        self._intake: Intake | None = None
+        self._backlog: deque[tuple[list[Any], dict[Key, int]]] = deque()
+        self._blocked: tuple[asyncio.Task[None], Key, int] | None = None
+        self._stopping = False
+        # consumer-thread state
+        self._paused = False
+        self._revoked_during: set[Key] = set()
+        self._fatal: Any = None
+        self._repeats = Throttle(30.0)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def servers(self) -> str:
+        return self.config["bootstrap.servers"]
+
+    # -- running (event loop) ----------------------------------------------------------
+
+    def _call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        assert self._loop is not None
+        return self._loop.run_in_executor(self._executor, func, *args)
+
+    async def _acknowledged(self) -> None:
+        if self._intake is not None:
+            await self._intake.acknowledged()
+
+    async def connect(self) -> None:
+        """Make the consumer and wait (up to connect_timeout) until the cluster answers;
+        raises ConnectError saying why it did not. Subscribes, but joins the group only
+        once :meth:`start` polls."""
+        if self._consumer is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-consumer")
+        try:
+            await self._call(self._open)
+        except ck.KafkaException as exc:
+            raise ArroyoError(f"{self.name}: {self.hide(error_text(exc))}") from None
+
+    async def start(self, intake: Intake) -> None:
+        """Join the group and hand messages over, in partition order, until stop().
+
+        Raises ConnectError when the cluster does not answer within connect_timeout at
+        start, and for what the consumer cannot recover from (a fatal librdkafka error,
+        bad settings, an aborted transaction); later broker outages are waited out.
+        """
+        await self.connect()
+        assert self._loop is not None
+        self._intake = intake
+        self.partitions.start()
+        try:
+            log.info("%s: joining group %r", self.name, self.group)
+            while not self._stopping:
+                self._check()
+                batch = await self._call(self._fetch, self.partitions.due())
+                if batch:
+                    self._backlog.append((batch, self.partitions.owned))
+                    await self._hand_over(intake)
+            self._check()
+        except ck.KafkaException as exc:
+            raise ArroyoError(f"{self.name}: {self.hide(error_text(exc))}") from None
+
+    def _check(self) -> None:
+        if self._fatal is not None:
+            raise ArroyoError(f"{self.name}: fatal Kafka error: {self.hide(self._fatal.str())}")
+        if self.partitions.failure is not None:
+            raise self.partitions.failure
+        txn = self.partitions.txn
+        if txn is not None and txn.failure is not None:
+            raise txn.failure
+
+    async def _hand_over(self, intake: Intake) -> None:
+        """Hand the fetched messages to the Block, in order, skipping those of partitions
+        revoked since they were fetched; wait (polling) while the Block is full."""
+        mine = self.partitions
+        started, offer, url = mine.tracker.started, intake.offer, self.name
+        backlog = self._backlog
+        while backlog and not self._stopping:
+            batch, owned = backlog.popleft()
+            stale = mine.owned is not owned  # (re)assignments happen only while we await
+            for msg in batch:
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                key = (topic, partition)
+                if stale and mine.owned.get(key) != owned.get(key):
+                    continue  # its partition was revoked since: its new owner reads it
+                value = msg.value()
+                received = Received(
+                    b"" if value is None else value,
+                    {"url": url, "topic": topic, "partition": partition, "offset": offset},
+                    (key, offset),
+                )
+                started(key, offset)
+                if not offer(received):
+                    if not await self._wait(intake, received):
+                        return
+                    stale = mine.owned is not owned
+
+    async def _wait(self, intake: Intake, received: Received) -> bool:
+        """put() ``received``; if that takes longer than pause_after, pause the partitions
+        and keep polling until it is in. False when stopping."""
+        key, offset = received.handle
+        put = asyncio.ensure_future(intake.put(received))
+        self._blocked = (put, key, offset)
+        try:
+            timeout = self.pause_after
+            while True:
+                await asyncio.wait((put,), timeout=timeout)
+                if self._stopping:
+                    put.cancel()
+                    return False
+                if put.done():
+                    return True
+                batch = await self._call(self._hold, self.partitions.due())
+                if batch:
+                    self._backlog.append((batch, self.partitions.owned))
+                timeout = max(self.poll_timeout, 0.05)
+        finally:
+            self._blocked = None
+
+    async def stop(self) -> None:
+        """Stop handing messages over; start() returns within about poll_timeout_ms."""
+        self._stopping = True
+        if self._blocked is not None:
+            self._blocked[0].cancel()
+
+    async def ack(self, received: Received) -> None:
+        """Mark the message done; its offset is committed (in a batch) once every earlier
+        message of its partition is done too. Acks of revoked partitions are ignored."""
+        key, offset = received.handle
+        self.partitions.acked(key, offset)
+
+    async def _assigned(self, keys: list[Key]) -> None:
+        self.partitions.assigned(keys)
+        if self.journal is not None:
+            self.journal.look_again()  # their messages may have killed another worker
+
+    async def _revoked(self, keys: list[Key], lost: bool, metadata: Any) -> dict[Key, int]:
+        """Stop taking from ``keys`` (cancelling a hand-over that waits for room), then
+        let :meth:`Partitions.revoked` finish their work and commit."""
+        self.partitions.revoke(keys)
+        blocked = self._blocked
+        if blocked is not None and blocked[1] in keys and not blocked[0].done():
+            blocked[0].cancel()
+            self.partitions.cancelled_put = (blocked[1], blocked[2])
+        return await self.partitions.revoked(keys, lost, metadata)
+
+    async def close(self) -> None:
+        """Commit every acknowledged offset (or the last transaction), leave the group."""
+        if self._consumer is None:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+            return
+
+        async def commit(offsets: dict[Key, int]) -> None:
+            await self._call(self.partitions.commit_now, self._consumer, offsets)
+
+        try:
+            await self.partitions.close(commit)
+        finally:
+            try:
+                await self._call(self._close_consumer)
+            finally:
+                assert self._executor is not None
+                self._executor.shutdown(wait=False)
+
+    # -- the consumer thread -----------------------------------------------------------
+
+    def _open(self) -> None:
+        config: dict[str, Any] = {
+            **self.config,
+            **callbacks(self.name, self.hide, self._on_fatal, self._repeats),
+            "on_commit": self.partitions.on_commit,
+        }
+        try:
+            consumer = ck.Consumer(config)
+        except (ck.KafkaException, ValueError, TypeError) as exc:
+            raise ConfigError(f"{self.name}: {self.hide(error_text(exc))}") from None
+        said = config["logger"]
+        try:
+            reach(consumer, self.connect_timeout, lambda: self._fatal is not None, said, config)
+        except ck.KafkaException:
+            consumer.close()
+            reports = list(said.reports)
+            line = unreachable(self.name, self.config, reports, self.connect_timeout)
+            raise ConnectError(self.hide(line)) from None
+        consumer.subscribe(
+            list(self.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._consumer = consumer
+
+    def _on_fatal(self, error: Any) -> None:
+        self._fatal = error
+
+    def _fetch(self, commit: list[Any] | None) -> list[Any]:
+        """Commit (asynchronously) what is due, then take what is there, or wait up to
+        poll_timeout for the first message and take what came with it."""
+        consumer = self._consumer
+        if commit:
+            consumer.commit(offsets=commit, asynchronous=True)
+        if self._paused:
+            consumer.resume(consumer.assignment())
+            self._paused = False
+        msgs = consumer.consume(self.batch_size, 0)
+        if not msgs:
+            first = consumer.poll(self.poll_timeout)
+            if first is None:
+                return []
+            msgs = [first]
+            if self.batch_size > 1:
+                # Only a revocation served by the next call makes ``first`` stale. One
+                # served by the calls above came before it: ``first`` is then the first
+                # message of the new assignment, and dropping it would skip it for good
+                # (the offsets after it get committed).
+                self._revoked_during.clear()
+                more = consumer.consume(self.batch_size - 1, 0)
+                if self._revoked_during:  # a rebalance between poll and consume
+                    revoked = self._revoked_during
+                    msgs = [m for m in msgs if (m.topic(), m.partition()) not in revoked]
+                msgs += more
+        return self._good(msgs)
+
+    def _hold(self, commit: list[Any] | None) -> list[Any]:
+        """Pause the assigned partitions and poll (serves rebalances, keeps membership)."""
+        consumer = self._consumer
+        if commit:
+            consumer.commit(offsets=commit, asynchronous=True)
+        assignment = consumer.assignment()
+        if assignment:
+            consumer.pause(assignment)
+        self._paused = True
+        return self._good(consumer.consume(self.batch_size, 0))
+
+    def _good(self, msgs: list[Any]) -> list[Any]:
+        bad = [m for m in msgs if m.error() is not None]
+        if not bad:
+            return msgs
+        for msg in bad:
+            error = msg.error()
+            if error.code() == ck.KafkaError._PARTITION_EOF:
+                continue
+            if error.fatal():
+                raise ck.KafkaException(error)
+            # e.g. a topic that does not exist yet
+            text = self.hide(error.str())
+            self._repeats(log, logging.WARNING, text, "%s: %s", self.name, text)
+        return [m for m in msgs if m.error() is None]
+
+    def _group_metadata(self) -> Any:
+        return self._consumer.consumer_group_metadata()
+
+    def _run_on_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        # librdkafka keeps a partition paused across a rebalance: one that _hold paused
+        # and that was revoked before _fetch resumed the assignment would never be read
+        # again once assigned back. A new assignment starts unpaused (_hold pauses it
+        # again while the Block is full).
+        consumer.resume(partitions)
+        keys = [(p.topic, p.partition) for p in partitions]
+        try:
+            self._run_on_loop(self._assigned(keys), 30)
+        except Exception as exc:
+            log.error("%s: handling the assignment failed: %s", self.name, self.hide(repr(exc)))
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._revoke(consumer, partitions, lost=False)
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        self._revoke(consumer, partitions, lost=True)
+
+    def _revoke(self, consumer: Any, partitions: list[Any], lost: bool) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        self._revoked_during.update(keys)
+        txn = self.partitions.txn
+        metadata = None
+        if txn is not None and not lost and not self.partitions.closing:
+            metadata = consumer.consumer_group_metadata()
+        limit = self.partitions.drain_timeout + (txn.timeout if txn is not None else 0) + 30
+        try:
+            offsets = self._run_on_loop(self._revoked(keys, lost, metadata), limit)
+        except Exception as exc:
+            log.error("%s: handling the revocation failed: %s", self.name, self.hide(exc))
+            return
+        if offsets:
+            self.partitions.commit_now(consumer, offsets)
+
+    def _close_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()
+
+
+def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> KafkaListener:
+    """``kafka://HOST:PORT/TOPIC[,TOPIC...|^REGEX]?group=G`` plus the options of
+    :class:`~arroyo.brokers.kafka.settings.KafkaListenerSettings` and any librdkafka
+    consumer setting (checked by librdkafka now)."""
+    settings, passing = KafkaListenerSettings.parse(url, options)
+    config = settings.consumer_config(url, passing)
+    made = KafkaListener(url, topics(url), settings, config, parser or AvroParser())
+    check_settings(url, made.config, "consumer", made.hide)
+    cluster = ",".join(sorted(made.servers.split(",")))
+    scope = f"kafka {cluster} {settings.group}"
+    made.journal = from_option(settings.delivery_journal, str(url), scope, _offset_key)
+    return made
+
+
+def _offset_key(received: Received) -> str:
+    """A Kafka message's key in the delivery journal: ``topic:partition:offset``."""
+    (topic, partition), offset = received.handle
+    return f"{topic}:{partition}:{offset}"

@@ -1,0 +1,153 @@
+"""The Kafka publisher: produces to one topic, confirmed by the delivery report."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from arroyo.brokers import BrokerURL
+from arroyo.brokers.kafka import admin
+from arroyo.brokers.kafka.connection import hider
+from arroyo.brokers.kafka.producer import Producer
+from arroyo.brokers.kafka.settings import KafkaPublisherSettings, check_settings, topics
+from arroyo.brokers.kafka.transactions import Transactions
+from arroyo.codec import Codec, default_codec
+from arroyo.errors import ConfigError, MessageTooLargeError, PublishError
+from arroyo.message import Message
+from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
+
+log = logging.getLogger("arroyo.brokers.kafka")
+
+
+class KafkaPublisher(PipelinedPublisher):
+    """Produces to one topic; confirmed by the delivery report (all in-sync replicas).
+
+    Outputs keep their order also when a delivery fails (see
+    :mod:`arroyo.brokers.kafka.producer`); in an exactly-once block they go through the
+    block's transactions (:mod:`arroyo.brokers.kafka.transactions`).
+    """
+
+    def __init__(
+        self,
+        url: BrokerURL,
+        topic: str,
+        settings: KafkaPublisherSettings,
+        config: dict[str, str],
+        codec: Codec | None = None,
+    ) -> None:
+        self.url = url
+        self.topic = topic
+        self.settings = settings
+        self.codec = codec or default_codec()
+        self.config = config
+        """The producer's librdkafka settings."""
+        self.hide = hider(config, url.password)
+        self.connect_timeout = settings.connect_timeout
+        self.transactions: Transactions | None = None
+        """The exactly-once block's transactions this publisher sends through (set by
+        :func:`~arroyo.brokers.kafka.exactly_once.exactly_once`), or None."""
+        self._name = str(url)
+        self._core: Producer | None = None
+        self._headers: dict[tuple[str, bytes], list[tuple[str, str]]] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def servers(self) -> str:
+        return self.config["bootstrap.servers"]
+
+    async def start(self) -> None:
+        """Create the producer, check that the cluster answers (within connect_timeout,
+        else ConnectError), then check the topic's size limit (see the package docstring)."""
+        if self.transactions is not None:
+            await self.transactions.start(self.connect_timeout)
+        else:
+            self._core = Producer(self.name, self.config, self.hide)
+            await self._core.start(self.connect_timeout)
+        await asyncio.to_thread(
+            admin.fit_topic,
+            self.name,
+            self.config,
+            self.topic,
+            int(self.config["message.max.bytes"]),
+            self.connect_timeout,
+            self.hide,
+        )
+
+    def _schema_headers(self, kind: str, value: bytes) -> list[tuple[str, str]]:
+        prefix = value[:10] if value[:1] == b"\xc3" else value[:5]
+        headers = self._headers.get((kind, prefix))
+        if headers is None:
+            if prefix[:2] == b"\xc3\x01":
+                schema = prefix[2:10].hex()
+            else:
+                schema = str(int.from_bytes(prefix[1:5], "big"))
+            headers = [("arroyo.kind", kind), ("arroyo.schema", schema)]
+            self._headers[(kind, prefix)] = headers
+        return headers
+
+    def _produce(
+        self, value: bytes, key: bytes | None, headers: list[Any], what: str
+    ) -> asyncio.Future[None]:
+        if self.transactions is not None:
+            return self.transactions.send(self.topic, value, key, headers, what)
+        if self._core is None:
+            raise PublishError(f"{self.name}: start() was not called")
+        return self._core.produce(self.topic, value, key, headers, what)
+
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
+        """Encode and enqueue ``message`` now (so send order is partition order); the
+        future completes with its delivery report (or NotSent: see
+        :mod:`arroyo.brokers.kafka.producer`). Raises EncodeError, or
+        MessageTooLargeError when it exceeds the producer's message.max.bytes."""
+        value = self.codec.encode(message, wire)
+        headers = [*self._schema_headers(message.kind, value), ("arroyo.id", message.id)]
+        key = message.stream.encode() if message.stream else None
+        return self._produce(value, key, headers, f"{message.kind} {message.id}")
+
+    async def publish_dead_letter(self, letter: DeadLetter) -> None:
+        """Produce the original bytes with the reason and source in headers (see the
+        package docstring for multipart messages). When they exceed message.max.bytes,
+        the dead letter is sent without them (header ``arroyo.dead-letter.omitted``)."""
+        data = letter.data
+        parts = [bytes(p) for p in data] if isinstance(data, list) else [bytes(data)]
+        headers: list[tuple[str, str | bytes]] = list(letter.headers().items())
+        if isinstance(data, list):
+            headers.append(("arroyo.dead-letter.parts", str(len(parts))))
+            headers += [(f"arroyo.dead-letter.part.{i}", p) for i, p in enumerate(parts[1:], 1)]
+        value = parts[0] if parts else b""
+        what = f"a dead letter from {dict(letter.source)}"
+        try:
+            await self._produce(value, None, headers, what)
+        except MessageTooLargeError as exc:
+            log.error("%s: %s; sending the dead letter without the original bytes", self.name, exc)
+            size = sum(len(p) for p in parts)
+            headers = [h for h in headers if not h[0].startswith("arroyo.dead-letter.part.")]
+            headers.append(("arroyo.dead-letter.omitted", f"original of {size} bytes: {exc}"))
+            await self._produce(b"", None, headers, what)
+
+    async def close(self) -> None:
+        """Wait for the delivery reports of everything sent (up to 30 s), then stop."""
+        if self.transactions is not None:
+            await self.transactions.close()
+        elif self._core is not None:
+            await self._core.close()
+            self._core = None
+
+
+def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> KafkaPublisher:
+    """``kafka://HOST:PORT/TOPIC`` plus the options of
+    :class:`~arroyo.brokers.kafka.settings.KafkaPublisherSettings` and any librdkafka
+    producer setting (``linger.ms``, ``compression.type``, ``message.max.bytes``...),
+    checked by librdkafka now."""
+    settings, passing = KafkaPublisherSettings.parse(url, options)
+    config = settings.producer_config(url, passing)
+    found = topics(url)
+    if len(found) > 1 or found[0].startswith("^"):
+        raise ConfigError(f"{url}: a Kafka publisher writes to exactly one topic")
+    made = KafkaPublisher(url, found[0], settings, config, codec or default_codec())
+    check_settings(url, made.config, "producer", made.hide)
+    return made

@@ -1,0 +1,186 @@
+"""The RabbitMQ listener: consumes a queue with manual acknowledgements (see
+:mod:`arroyo.brokers.rabbitmq`), and its factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from arroyo.brokers import BrokerURL
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
+from arroyo.brokers.rabbitmq.settings import RabbitMQListenerSettings
+from arroyo.errors import ConfigError, ConnectError
+from arroyo.runtime.journal import from_option
+from arroyo.runtime.listener import Intake, Listener, Received
+from arroyo.runtime.parser import Parser
+
+log = logging.getLogger("arroyo.brokers.rabbitmq")
+
+
+def deliveries(message: AbstractIncomingMessage, quorum: bool) -> int:
+    """How often the broker has delivered ``message``: on a quorum queue (``quorum``),
+    its ``x-delivery-count`` + 1; elsewhere 2 when it is redelivered (it may have been
+    more), else 1. Only a quorum queue sets ``x-delivery-count``: on another queue the
+    header is one the message brought along (moved from a quorum queue, or set by its
+    publisher), not a count of this queue's deliveries, and it is ignored."""
+    if quorum and message.headers:
+        count = message.headers.get("x-delivery-count")
+        if isinstance(count, int) and count >= 0:
+            return count + 1
+    return 2 if message.redelivered else 1
+
+
+class RabbitMQListener(Listener):
+    """Consumes a queue with manual acknowledgements (see :mod:`arroyo.brokers.rabbitmq`).
+
+    ``settings`` are read once: ``queue``, ``queue_type`` and ``prefetch`` are also
+    attributes of the listener; ``broker`` is where it connects."""
+
+    def __init__(
+        self, url: BrokerURL, settings: RabbitMQListenerSettings, parser: Parser | None = None
+    ) -> None:
+        super().__init__(parser)
+        self.settings = settings
+        self.broker = RabbitMQBroker.from_url(url, settings)
+        self.queue = settings.queue
+        self.queue_type = settings.queue_type
+        self.prefetch = settings.prefetch
+        self._location = self.broker.location(f"queue={settings.queue}")
+        self._connection: AbstractRobustConnection | None = None
+        self._queue: AbstractQueue | None = None
+        self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._stopping = False
+
+    @property
+    def name(self) -> str:
+        return self._location
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._inbox.put_nowait(message)
+
+    async def connect(self) -> None:
+        """Connect (within connect_timeout), open a channel, declare the queue; raises
+        ConnectError (one line) when any of it fails."""
+        if self._queue is not None:
+            return
+        if self._connection is None:
+            self._connection = await self.broker.connect(self.name)
+        try:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            self._queue = await declare(channel, self.broker, self.settings, self.name)
+        except (aiormq.exceptions.AMQPError, OSError) as exc:
+            raise ConnectError(f"{self.name}: {self.broker.hide(exc)}") from None
+
+    async def start(self, intake: Intake) -> None:
+        """Consume and hand each message over in delivery order until :meth:`stop`; the
+        robust connection consumes again by itself after a reconnection."""
+        if self._stopping:
+            return
+        await self.connect()
+        queue = self._queue
+        assert queue is not None
+        try:
+            tag = await queue.consume(self._on_message, no_ack=False)
+        except (aiormq.exceptions.AMQPError, OSError) as exc:
+            raise ConnectError(f"{self.name}: {self.broker.hide(exc)}") from None
+        log.info("%s: consuming (%s queue, prefetch %d)", self.name, self.queue_type, self.prefetch)
+        quorum = self.settings.counts_deliveries
+        try:
+            while (message := await self._inbox.get()) is not None:
+                source: dict[str, Any] = {
+                    "url": self.name,
+                    "queue": self.queue,
+                    "delivery_tag": message.delivery_tag,
+                }
+                if message.message_id:
+                    source["message_id"] = message.message_id
+                count = deliveries(message, quorum)
+                await intake.put(Received(message.body, source, message, count))
+        finally:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+            await self._give_back()
+
+    async def _give_back(self) -> None:
+        """Requeue what was received and not handed over."""
+        while not self._inbox.empty():
+            message = self._inbox.get_nowait()
+            if message is None:
+                continue
+            try:
+                await message.nack(requeue=True)
+            except Exception as exc:
+                log.debug(
+                    "%s: could not requeue delivery %s: %r", self.name, message.delivery_tag, exc
+                )
+
+    async def stop(self) -> None:
+        """Stop handing messages over; the consumer is cancelled and what was received
+        but not handed over is requeued."""
+        self._stopping = True
+        self._inbox.put_nowait(None)
+
+    async def ack(self, received: Received) -> None:
+        """``basic.ack`` the delivery (no reply to wait for). When its channel or its
+        connection is gone (re-opened meanwhile), it is skipped, logged at debug level:
+        the broker has put the message back in the queue and delivers it again."""
+        message: AbstractIncomingMessage = received.handle
+        try:
+            if self._current(message):
+                async with asyncio.timeout(self.settings.timeout):
+                    await message.ack()
+                return
+            reason: object = "its connection was closed"
+        except (
+            aiormq.exceptions.ChannelInvalidStateError,
+            aiormq.exceptions.AMQPError,
+            TimeoutError,
+        ) as exc:
+            reason = exc
+        log.debug(
+            "%s: delivery %s was received on a channel that is closed now; not "
+            "acknowledged (the broker delivers it again): %r",
+            self.name,
+            message.delivery_tag,
+            reason,
+        )
+
+    def _current(self, message: AbstractIncomingMessage) -> bool:
+        """True when ``message`` came on the live connection (raises when its channel is
+        closed)."""
+        transport = self._connection.transport if self._connection is not None else None
+        if transport is None or transport.connection.is_closed:
+            return False
+        return message.channel.connection is transport.connection
+
+    async def close(self) -> None:
+        """Disconnect; what was not acknowledged goes back to the queue."""
+        connection, self._connection = self._connection, None
+        self._queue = None
+        await disconnect(connection)
+
+
+def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> RabbitMQListener:
+    """``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q&prefetch=256&queue_type=classic``."""
+    settings = RabbitMQListenerSettings.from_url(url, options)
+    if not settings.queue:
+        raise ConfigError(
+            f"{url}: an AMQP listener needs a queue, as in amqp://guest:guest@127.0.0.1:5672/?queue=frames"
+        )
+    made = RabbitMQListener(url, settings, parser)
+    broker = made.broker
+    scope = f"amqp {broker.host}:{broker.port}{broker.vhost} {settings.queue}"
+    made.journal = from_option(settings.delivery_journal, str(url), scope, _message_id_key)
+    return made
+
+
+def _message_id_key(received: Received) -> str | None:
+    """A message's key in the delivery journal: its ``message_id`` (Arroyo's publisher
+    sets it to the message's id); None without one."""
+    return received.source.get("message_id")

@@ -1,0 +1,194 @@
+"""Redis commands sent in order, as pipelines, each confirmed by its reply.
+
+:class:`Batcher` queues items and flushes them one batch (one pipeline) at a time, in
+the order they were added, fail-stop (rule 2 of ``arroyo/runtime/ordering.py``); the
+Streams listener sends its ``XACK`` through one, and :class:`RedisPublisher`, the base
+of both Redis publishers (``XADD``, ``PUBLISH``), its commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import abstractmethod
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from arroyo.brokers.redis.connection import RedisServer, connect
+from arroyo.errors import PermanentError, PublishError
+from arroyo.runtime.ordering import not_sent
+from arroyo.runtime.publisher import PipelinedPublisher
+
+log = logging.getLogger("arroyo.brokers.redis")
+
+T = TypeVar("T")
+
+
+class Refused(PublishError, PermanentError):
+    """Redis refused a command for a reason retrying cannot change (e.g. WRONGTYPE)."""
+
+
+def reply_error(where: str, server: RedisServer, reply: Any) -> BaseException | None:
+    """None when ``reply`` confirms its command; else the error to report: Refused
+    (permanent) for WRONGTYPE and NOPERM, PublishError (retried) for the rest."""
+    if not isinstance(reply, BaseException):
+        return None
+    text = server.hide(str(reply) or repr(reply))
+    if isinstance(reply, ResponseError) and str(reply).startswith(("WRONGTYPE", "NOPERM")):
+        return Refused(f"{where}: refused: {text}")
+    return PublishError(f"{where}: not confirmed: {text}")
+
+
+class Batcher(Generic[T]):
+    """Collects items and hands them to ``flush`` in batches, one batch at a time and in
+    the order they were added; each item's future gets its own result.
+
+    A batch holds at most ``limit`` items and about ``limit_bytes`` (an item larger than
+    that goes alone). ``flush(items)`` returns one result per item: None for success,
+    an exception for a failure. When it raises, every item of the batch fails with that
+    exception.
+
+    Fail-stop (the ordering rule of ``arroyo/runtime/ordering.py``): when a batch fails
+    (other than with a PermanentError), every item queued behind it fails at once with
+    NotSent, unwritten, so none of them reaches Redis before the failed items are sent
+    again, even when the connection is back by the time they would be flushed.
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[list[T]], Awaitable[Sequence[BaseException | None]]],
+        limit: int,
+        limit_bytes: int = 1 << 62,
+        where: str = "redis",
+    ) -> None:
+        self._flush = flush
+        self._where = where
+        self._limit = max(1, limit)
+        self._limit_bytes = limit_bytes
+        self._items: deque[tuple[T, int, asyncio.Future[None]]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, item: T, size: int = 0) -> asyncio.Future[None]:
+        """Queue ``item`` (of ``size`` bytes); the future completes once its batch was
+        flushed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._items.append((item, size, done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return done
+
+    def _take(self) -> list[tuple[T, int, asyncio.Future[None]]]:
+        batch = [self._items.popleft()]
+        size = batch[0][1]
+        while self._items and len(batch) < self._limit:
+            size += self._items[0][1]
+            if size > self._limit_bytes:
+                break
+            batch.append(self._items.popleft())
+        return batch
+
+    async def _run(self) -> None:
+        while self._items:
+            batch = self._take()
+            try:
+                results: Sequence[BaseException | None] = await self._flush(
+                    [item for item, _, _ in batch]
+                )
+            except asyncio.CancelledError:
+                for _, _, done in batch:
+                    done.cancel()
+                raise
+            except Exception as exc:
+                results = [exc] * len(batch)
+            stop = False
+            for (_, _, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue
+                if result is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(result)
+                    stop = stop or not isinstance(result, PermanentError)
+            if stop:
+                while self._items:
+                    _, _, done = self._items.popleft()
+                    if not done.done():
+                        done.set_exception(not_sent(self._where))
+
+    async def drain(self) -> None:
+        """Wait until everything added so far was flushed."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    def cancel(self) -> None:
+        """Fail what is still queued (on close)."""
+        if self._task is not None:
+            self._task.cancel()
+        for _, _, done in self._items:
+            done.cancel()
+        self._items.clear()
+
+
+class RedisPublisher(PipelinedPublisher, Generic[T]):
+    """What both Redis publishers share: a connection, and commands queued in order and
+    sent as one pipeline per batch (of at most ``batch`` commands and about
+    ``batch_bytes``); a command is confirmed by its reply."""
+
+    def __init__(self, server: RedisServer, location: str, batch: int, batch_bytes: int) -> None:
+        self.server = server
+        self._location = location
+        self._client: Redis | None = None
+        self._batcher: Batcher[T] = Batcher(self._flush, batch, batch_bytes, location)
+
+    @property
+    def name(self) -> str:
+        return self._location
+
+    async def start(self) -> None:
+        """Connect within connect_timeout (raises ConnectError, without the password,
+        when it cannot)."""
+        self._client = await connect(self.server, self.name)
+
+    def _queue(self, item: T, size: int) -> asyncio.Future[None]:
+        """Queue the command for ``item`` (of ``size`` bytes) behind those queued before."""
+        if self._client is None:
+            raise RuntimeError(f"{self.name}: start() was not called")
+        return self._batcher.add(item, size)
+
+    @abstractmethod
+    def _command(self, pipe: Any, item: T) -> None:
+        """Add the command that sends ``item`` to ``pipe``."""
+
+    def _result(self, reply: Any) -> BaseException | None:
+        """None when ``reply`` confirms its command, else the error to report."""
+        return reply_error(self.name, self.server, reply)
+
+    async def _flush(self, batch: list[T]) -> list[BaseException | None]:
+        assert self._client is not None
+        pipe = self._client.pipeline(transaction=False)
+        for item in batch:
+            self._command(pipe, item)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            raise PublishError(
+                f"{self.name}: not confirmed: {self.server.hide(str(exc) or repr(exc))}"
+            ) from None
+        return [self._result(reply) for reply in replies]
+
+    async def close(self) -> None:
+        """Wait for what was sent, disconnect."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(self._batcher.drain(), self.server.timeout)
+        except (TimeoutError, PublishError) as exc:
+            log.warning("%s: last messages not confirmed: %s", self.name, exc)
+        self._batcher.cancel()
+        await client.aclose()
