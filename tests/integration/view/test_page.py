@@ -61,7 +61,10 @@ async def test_the_page_shows_the_start_a_frame_the_counters_and_the_stop(page: 
 
         for i in (1, 2):
             await publisher.send(run.array_event(pattern(), {"frame": i, "total": 1.5 + i}))
+        # The counters are the server's (counted as offered), the events come in the hub's
+        # next batch: wait for both.
         await page.wait("document.getElementById('c-frames').textContent === '3'")
+        await page.wait("view.lastSeq >= 4")  # Start and three frames
         assert await page.text("#c-received") == "4"
         await page.page.check("input[data-field=total]")
         assert await page.state("fields.total.points.length") == 3
