@@ -39,6 +39,7 @@ from arroyo.parsers import make_parser
 from arroyo.plugins import import_object
 from arroyo.registry import Registry
 from arroyo.runtime.block import Block
+from arroyo.runtime.lag import DEFAULT_INTERVAL
 from arroyo.runtime.listener import Listener
 from arroyo.runtime.operator import FunctionOperator, Operator, Passthrough
 from arroyo.runtime.parser import AvroParser
@@ -139,6 +140,8 @@ class BlockConfig(_Strict):
     schema_policy: Literal["dead-letter", "drop", "pass"] = "dead-letter"
     frame_accounting: bool | None = None
     """Count each run's frames (see Block); default: on for instrument formats."""
+    lag_interval: float | None = Field(default=DEFAULT_INTERVAL, gt=0)
+    """Seconds between two refreshes of the lag and connection gauges (null: never)."""
 
     @field_validator("listener", "dead_letter", mode="before")
     @classmethod
@@ -503,6 +506,7 @@ def build(
                     operator_timeout=block.operator.timeout,
                     on_invalid="drop" if block.schema_policy == "drop" else "dead-letter",
                     frame_accounting=block.frame_accounting,
+                    lag_interval=block.lag_interval,
                 ),
             )
         )

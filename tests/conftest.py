@@ -74,7 +74,9 @@ class _Brokers:
         value = os.environ.get(_ENV[broker])
         if not value:
             return None
-        parts = urlsplit(value if "://" in value else f"tcp://{value}")
+        # (A Kafka cluster's ARROYO_KAFKA lists its brokers: h1:p1,h2:p2; the first answers.)
+        first = value.split(",")[0]
+        parts = urlsplit(first if "://" in first else f"tcp://{first}")
         host, port = parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORT[broker]
         return value if _answers(host, port) else None
 

@@ -10,7 +10,7 @@ the ``connect_timeout`` option of every network connector (see
 :class:`~arroyo.brokers.connector.Connector`. Importing one whose client library is
 missing raises MissingDependencyError naming the extra to install.
 
-URLs (the table "Broker URLs" in README.md): ``kafka://HOST:PORT/TOPIC?group=G``,
+URLs (the table "Broker URLs" in README.md): ``kafka://HOST:PORT[,HOST:PORT...]/TOPIC?group=G``,
 ``redis://HOST:PORT/STREAM?group=G``, ``redis+pubsub://HOST:PORT/CHANNEL``,
 ``amqp://USER:PASS@HOST:PORT/VHOST?queue=Q``, ``zmq+pull://HOST:PORT`` (and
 ``zmq+push``, ``zmq+sub``, ``zmq+pub``; ``*`` binds), ``memory://NAME``,
@@ -39,7 +39,8 @@ __all__ = ["BrokerURL", "Tls", "open_listener", "open_publisher", "parse_url", "
 
 
 def parse_url(url: str) -> BrokerURL:
-    """Parse ``url``; raise ConfigError for an unknown scheme or a malformed URL."""
+    """Parse ``url``; raise ConfigError for an unknown scheme, a malformed URL, or several
+    servers (``h1:9092,h2:9092``) where the connector takes one."""
     from arroyo.brokers.connector import CONNECTORS
 
     parsed = split_url(url)
@@ -47,6 +48,11 @@ def parse_url(url: str) -> BrokerURL:
         raise ConfigError(
             f"unknown URL scheme {parsed.scheme or '(none)'!r} in {redact(url)!r}; "
             f"known: {', '.join(CONNECTORS.schemes())}"
+        )
+    if len(parsed.servers) > 1 and not CONNECTORS.for_scheme(parsed.scheme).several_servers:
+        raise ConfigError(
+            f"{parsed}: a {parsed.scheme}:// URL takes one HOST:PORT, not a list of "
+            f"{len(parsed.servers)} servers"
         )
     return parsed
 

@@ -65,6 +65,9 @@ class Connector:
     - ``exactly_once``: its transactions hook (None: at-least-once only).
     - ``acknowledges``: True when a message is acknowledged to the broker (redelivered
       when it is not); False for at-most-once sources (ZeroMQ, pub/sub).
+    - ``several_servers``: True when its URLs may list several servers
+      (``kafka://h1:9092,h2:9092/TOPIC``: the addresses to bootstrap from); a URL with
+      several is refused for the others.
     """
 
     name: str
@@ -76,6 +79,7 @@ class Connector:
     probe: Probe | None = None
     exactly_once: ExactlyOnce | None = None
     acknowledges: bool = True
+    several_servers: bool = False
     notes: Mapping[str, str] = field(default_factory=dict)
     """Per scheme, what it does not do (``redis+pubsub``: at-most-once), for docs."""
 

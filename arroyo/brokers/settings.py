@@ -10,19 +10,23 @@ says so (:meth:`Settings.passes_through`).
 
 The options most connectors share are declared once here: :class:`ConnectSettings`
 (``connect_timeout``) and :class:`TlsSettings` (``ssl_ca``, ``ssl_cert``, ``ssl_key``,
-``ssl_verify``).
+``ssl_verify``); :class:`FormatSettings` (``format``, ``format_options``) for a
+publisher that can write a wire format other than Arroyo's (Kafka's).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from arroyo.brokers import BrokerURL, Tls
-from arroyo.errors import ConfigError
+from arroyo.errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from arroyo.formats import WireFormat
 
 _SECRET_WORDS = ("password", "secret", "token")
 """An option whose name has one of these never has its value shown in an error."""
@@ -122,3 +126,41 @@ class TlsSettings(Settings):
                 raise ConfigError(f"{url}: ssl_* options need TLS (the {tls_scheme}:// scheme)")
             return None
         return Tls(self.ssl_ca, self.ssl_cert, self.ssl_key, self.ssl_verify)
+
+
+class FormatSettings(Settings):
+    """``format``: write each message in this wire format (:mod:`arroyo.formats`: ``ess``,
+    ``bluesky-kafka``, or one registered under ``arroyo.formats``) instead of Arroyo's
+    own framing (``arroyo``, the default); ``format_options``: the format's options
+    (YAML only: a map). Dead letters keep Arroyo's own framing whatever the format."""
+
+    format: str = "arroyo"
+    format_options: dict[str, Any] = Field(default_factory=dict)
+
+    def wire_format(self, url: BrokerURL) -> WireFormat | None:
+        """The format, made now (None for Arroyo's own). Raises ConfigError naming the
+        option for an unknown format or options it does not take, MissingDependencyError
+        (naming the extra) when its package is not installed."""
+        from arroyo.formats import available, make_format
+
+        if self.format == "arroyo":
+            if self.format_options:
+                raise ConfigError(
+                    f"{url}: {self.broker} option 'format_options' needs a 'format' "
+                    "(Arroyo's own framing takes no options)"
+                )
+            return None
+        known = ["arroyo", *available()]
+        if self.format not in known:
+            close = difflib.get_close_matches(self.format, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{url}: {self.broker} option 'format': unknown format {self.format!r}{hint}; "
+                f"known: {', '.join(known)}"
+            )
+        try:
+            return make_format(self.format, **self.format_options)
+        except MissingDependencyError as exc:
+            raise MissingDependencyError(f"{url}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{url}: {self.broker} option 'format': {exc}") from None

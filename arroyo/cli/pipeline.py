@@ -18,6 +18,7 @@ from arroyo.cli.supervise import Supervisor
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.runtime import Block, run_blocks
 from arroyo.runtime.health import Health
+from arroyo.runtime.lag import DEFAULT_INTERVAL
 from arroyo.runtime.logs import WORKER_ENV, LogFormatName, configure
 
 log = logging.getLogger("arroyo.cli")
@@ -27,6 +28,15 @@ MetricsHost = Annotated[
     typer.Option(
         help="Address the metrics server listens on (0.0.0.0: every interface, for a "
         "Prometheus on another machine; 127.0.0.1: this machine only)."
+    ),
+]
+
+LagInterval = Annotated[
+    float | None,
+    typer.Option(
+        min=0.001,
+        help="Seconds between two refreshes of arroyo_lag_messages and arroyo_connected "
+        "(for every block; default: each block's lag_interval, 5 s).",
     ),
 ]
 
@@ -80,6 +90,7 @@ def run(
         ),
     ] = None,
     metrics_host: MetricsHost = "0.0.0.0",
+    lag_interval: LagInterval = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
     log_format: LogFormat = "text",
 ) -> None:
@@ -128,8 +139,20 @@ def run(
     if workers > 1:
         topics.warn_idle_workers(selected, str(config), workers)
         raise typer.Exit(
-            _supervise(config, block, workers, metrics_host, metrics_port, verbose, log_format)
+            _supervise(
+                config,
+                block,
+                workers,
+                metrics_host,
+                metrics_port,
+                verbose,
+                log_format,
+                lag_interval,
+            )
         )
+    if lag_interval is not None:
+        for one in selected:
+            one.block.lag_interval = lag_interval
     worker = int(os.environ.get(WORKER_ENV, "0"))
     health = _serve_metrics(metrics_host, None if metrics_port is None else metrics_port + worker)
     raise typer.Exit(asyncio.run(_run_blocks([b.block for b in selected], health)))
@@ -143,6 +166,7 @@ def _supervise(
     metrics_port: int | None,
     verbose: bool,
     log_format: LogFormatName = "text",
+    lag_interval: float | None = None,
 ) -> int:
     """Run ``workers`` worker processes of ``arroyo run config`` (see
     :mod:`arroyo.cli.supervise`); the exit code."""
@@ -151,6 +175,8 @@ def _supervise(
         command += ["--block", name]
     if metrics_port is not None:
         command += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
+    if lag_interval is not None:
+        command += ["--lag-interval", repr(lag_interval)]
     if verbose:
         command.append("--verbose")
     command += ["--log-format", log_format]
@@ -174,6 +200,7 @@ def bridge(
         int | None, typer.Option(help="Serve Prometheus metrics, /healthz and /readyz.")
     ] = None,
     metrics_host: MetricsHost = "0.0.0.0",
+    lag_interval: LagInterval = None,
     log_format: LogFormat = "text",
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
@@ -205,6 +232,7 @@ def bridge(
         max_messages=count,
         queue_size=queue_size,
         max_bytes=max_bytes,
+        lag_interval=lag_interval if lag_interval is not None else DEFAULT_INTERVAL,
     )
     health = _serve_metrics(metrics_host, metrics_port)
     raise typer.Exit(asyncio.run(_run_blocks([block], health)))

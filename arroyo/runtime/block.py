@@ -23,6 +23,7 @@ from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.frames import FrameAccounting
 from arroyo.runtime.intake import BoundedIntake
+from arroyo.runtime.lag import DEFAULT_INTERVAL, LagWatch
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.operator import Operator, Passthrough
@@ -81,6 +82,8 @@ class Block:
     - ``on_invalid``: what to do with a message that breaks a schema (cannot be decoded,
       or an output cannot be encoded): ``dead-letter`` it (default) or ``drop`` it
       (logged and counted in ``arroyo_dropped_total``).
+    - ``lag_interval``: seconds between two refreshes of ``arroyo_lag_messages`` and
+      ``arroyo_connected`` (:mod:`arroyo.runtime.lag`, off the hot path); None: never.
 
     Outputs reach each publisher in input order, also when a publish fails and is
     retried (:mod:`arroyo.runtime.ordering`). Any task of the Block that fails makes the
@@ -107,6 +110,7 @@ class Block:
         max_messages: int | None = None,
         on_invalid: Literal["dead-letter", "drop"] = "dead-letter",
         frame_accounting: bool | None = None,
+        lag_interval: float | None = DEFAULT_INTERVAL,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -134,6 +138,13 @@ class Block:
         self.stats = metrics.BlockStats()
         self.metrics = metrics.BlockMetrics()
         metrics.register(self)
+        if lag_interval is not None and lag_interval <= 0:
+            raise ValueError(f"lag_interval must be positive (or None: off), got {lag_interval}")
+        self.lag_interval = lag_interval
+        interval = lag_interval or DEFAULT_INTERVAL
+        self.lag_watch = LagWatch(name, listener, self._connections, interval)
+        """The lag and connection gauges (:mod:`arroyo.runtime.lag`), refreshed every
+        ``lag_interval`` seconds while the Block runs (None: never)."""
         self.readiness = Readiness()
         """Whether this Block can work now (``/readyz``: :mod:`arroyo.runtime.health`)."""
         self.abandoned = 0
@@ -182,6 +193,13 @@ class Block:
             self.readiness,
         )
         return processor, settler
+
+    def _connections(self) -> list[tuple[str, Publisher]]:
+        """The publishers and the dead letter, with their role (``arroyo_connected``)."""
+        out = [("publisher", p) for p in self.publishers]
+        if self.dead_letter is not None:
+            out.append(("dead_letter", self.dead_letter))
+        return out
 
     def add_publisher(self, publisher: Publisher) -> None:
         """Send the operator's outputs to ``publisher`` too (once, however often it is
@@ -278,6 +296,9 @@ class Block:
         listen = asyncio.create_task(self._listen(), name=f"{self.name}-listen")
         work = self._task(self._work())
         self._task(self._calls.watch())
+        if self.lag_interval:
+            self.lag_watch.interval = self.lag_interval
+            self._task(self.lag_watch.run())
         stop = asyncio.create_task(self._stop_requested.wait())
         failed = asyncio.create_task(self._failed.wait())
         try:
@@ -444,6 +465,7 @@ class _CountingIntake:
         block = self._block
         block.stats.received += 1
         block.stats.received_bytes += received.size
+        block.stats.last_received = time.time()
         if block.max_messages is not None and block.stats.received >= block.max_messages:
             self._intake.close()
             asyncio.get_running_loop().create_task(block.listener.stop())

@@ -11,6 +11,7 @@ from arroyo.runtime.received import Raw, Received
 
 if TYPE_CHECKING:
     from arroyo.runtime.journal import DeliveryJournal
+    from arroyo.runtime.lag import Source
 
 __all__ = ["Intake", "Listener", "Raw", "Received"]
 
@@ -72,6 +73,21 @@ class Listener(ABC):
         from then until it has a working connection again.
         """
         return True
+
+    async def lag(self) -> dict[Source, int] | None:
+        """How many messages of the source wait to be consumed by this listener's group
+        now, per part of the source (:func:`arroyo.runtime.lag.source` makes the key:
+        Kafka ``topic``/``partition`` of each partition assigned to this listener, Redis
+        Streams ``stream``/``group``, RabbitMQ ``queue``); None when it cannot tell.
+
+        Exported as ``arroyo_lag_messages`` (:mod:`arroyo.runtime.lag`). Called on the
+        event loop every few seconds while the Block runs, after :meth:`connect`, never
+        twice at once; must not block the loop (a blocking client call runs in a thread)
+        nor slow the hand-over of messages (no call in the consumer's own thread that
+        waits for the broker, no lock the hand-over takes). May raise: the lag then
+        counts as unknown until the next call. The default is None (unknown).
+        """
+        return None
 
     async def connect(self) -> None:
         """Connect to the source and check that it answers, giving up after the

@@ -25,6 +25,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from arroyo.runtime.lag import LagWatch, families
+
 _LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -72,6 +74,8 @@ class BlockStats:
     dropped: int = 0
     retried_steps: Tally[str] = field(default_factory=Tally)
     started: float = field(default_factory=time.monotonic)
+    last_received: float | None = None
+    """Wall-clock time (``time.time()``) the listener handed over the last message."""
 
     @property
     def elapsed(self) -> float:
@@ -95,6 +99,8 @@ class _Block(Protocol):
     def intake(self) -> _Intake: ...
     @property
     def metrics(self) -> BlockMetrics: ...
+    @property
+    def lag_watch(self) -> LagWatch: ...
 
 
 _COUNTERS = {
@@ -144,6 +150,20 @@ class _BlocksCollector(Collector):
                     buckets.append((_le(bound), cumulative))
                 histogram.add_metric([label], buckets, total)
             yield histogram
+        last = GaugeMetricFamily(
+            "arroyo_last_message_timestamp_seconds",
+            "Wall-clock time the block's listener handed over its last message (Unix time)",
+            labels=["block"],
+        )
+        latest: dict[str, float] = {}
+        for block in blocks:
+            when = block.stats.last_received
+            if when is not None:
+                latest[block.name] = max(when, latest.get(block.name, when))
+        for label, when in latest.items():
+            last.add_metric([label], when)
+        yield last
+        yield from families(block.lag_watch for block in blocks)
 
 
 def _le(bound: float) -> str:

@@ -2,10 +2,11 @@
 
 A RunEngine scan (ophyd's simulated detector and motor) is published by
 ``bluesky_kafka.Publisher``; an Arroyo Block (Kafka listener, parser ``bluesky-kafka``)
-reads it, document for document. The messages it read are then written with the
-``bluesky-kafka`` format to another topic, where ``bluesky_kafka.RemoteDispatcher``
-reads them back: the documents it dispatches are the RunEngine's. A value that is not
-msgpack goes to the dead letter, and the bridge goes on.
+reads it, document for document, and bridges it with Arroyo's own Kafka publisher
+(``format: bluesky-kafka``) to another topic, where ``bluesky_kafka.RemoteDispatcher``
+reads it back: the documents it dispatches are the RunEngine's. A value that is not
+msgpack goes to the dead letter, and the bridge goes on. A detector run (not bluesky's)
+published with ``format: bluesky-kafka`` reaches the dispatcher as valid documents.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import numpy as np
 import pytest
 
 from arroyo import Event, Start, Stop
-from arroyo.brokers import open_listener
-from arroyo.formats import make_format
+from arroyo.brokers import open_listener, open_publisher
 from arroyo.parsers import make_parser
 from arroyo.runtime import Block
 from arroyo.testing import Recorder
@@ -75,16 +75,22 @@ def test_a_scan_crosses_an_arroyo_bridge_both_ways(kafka_bootstrap: str, kafka_t
     producer.produce(source, b"\xc1 not msgpack")  # a bad record after the run
     assert producer.flush(30) == 0
 
-    # 1. Arroyo reads what bluesky-kafka's Publisher wrote
+    # 1. Arroyo reads what bluesky-kafka's Publisher wrote (and bridges it to `results`)
     listener = open_listener(
         f"kafka://{kafka_bootstrap}/{source}?group={source}-g", FAST, make_parser("bluesky-kafka")
     )
+    bridged = open_publisher(f"kafka://{kafka_bootstrap}/{results}?format=bluesky-kafka")
     out, dead = Recorder(), Recorder()
     block = Block(
-        listener, None, [out], dead_letter=dead, max_messages=len(documents) + 1, name="bk"
+        listener,
+        None,
+        [out, bridged],
+        dead_letter=dead,
+        max_messages=len(documents) + 1,
+        name="bk",
     )
     stats = asyncio.run(block.run())
-    assert (stats.published, stats.dead_lettered) == (len(documents), 1)
+    assert (stats.published, stats.dead_lettered) == (2 * len(documents), 1)  # two publishers
     assert "bluesky-kafka: not msgpack" in dead.dead_letters[0].reason
     read = []
     for message in out.published:
@@ -99,12 +105,7 @@ def test_a_scan_crosses_an_arroyo_bridge_both_ways(kafka_bootstrap: str, kafka_t
     assert read == documents  # document for document
     assert {m.stream for m in out.published} == {documents[0][1]["uid"]}
 
-    # 2. bluesky-kafka's RemoteDispatcher reads what Arroyo writes
-    fmt = make_format("bluesky-kafka")
-    for message in out.published:
-        for record in fmt.encode(message):
-            producer.produce(results, record.value, key=message.stream.encode())
-    assert producer.flush(30) == 0
+    # 2. bluesky-kafka's RemoteDispatcher reads what Arroyo's publisher wrote
     dispatched: list[tuple[str, dict[str, Any]]] = []
     dispatcher = bluesky_kafka.RemoteDispatcher(
         topics=[results],
@@ -127,7 +128,6 @@ def test_frames_of_a_detector_reach_a_remote_dispatcher_as_valid_documents(
     from event_model import DocumentNames, schema_validators
 
     results = kafka_topics("frames-out")
-    fmt = make_format("bluesky-kafka")
     frames = [np.full((4, 4), i, dtype="<u2") for i in range(3)]
     messages = [
         Start({"detector": "sim"}, stream="det-run-1"),
@@ -137,11 +137,16 @@ def test_frames_of_a_detector_reach_a_remote_dispatcher_as_valid_documents(
         ],
         Stop(stream="det-run-1", seq=4),
     ]
-    producer = ck.Producer({"bootstrap.servers": kafka_bootstrap})
-    for message in messages:
-        for record in fmt.encode(message):
-            producer.produce(results, record.value)
-    assert producer.flush(30) == 0
+    options = {"format": "bluesky-kafka", "format_options": {"data_key": "image"}}
+
+    async def publish() -> None:
+        async with open_publisher(f"kafka://{kafka_bootstrap}/{results}", options) as publisher:
+            for message in messages:
+                await publisher.publish(message)
+
+    asyncio.run(publish())
+    [key] = {record.key() for record in read_topic(kafka_bootstrap, results, 6)}
+    assert key == b"det-run-1"  # the run's records share its key: one partition, in order
     dispatched: list[tuple[str, dict[str, Any]]] = []
     dispatcher = bluesky_kafka.RemoteDispatcher(
         topics=[results],

@@ -3,8 +3,10 @@
 Frames are compressed by the detector (bslz4, lz4); the bridge decompresses them by
 default, so a Kafka consumer decodes raw frames equal to what the detector imaged. With
 ``decompress: false`` they cross Kafka compressed and ``Event.to_array()`` decompresses
-at the far end. Malformed messages (truncated CBOR, an unknown tag) go to the dead
-letter with the reason, and the bridge goes on.
+at the far end; bridged with ``format: ess`` they arrive as ``ad00`` frames that
+``streaming_data_types.deserialise_ad00`` reads equal to what was imaged (either way).
+Malformed messages (truncated CBOR, an unknown tag) go to the dead letter with the
+reason, and the bridge goes on.
 """
 
 from __future__ import annotations
@@ -33,11 +35,16 @@ SHAPE = (64, 96)
 
 
 async def bridge_into_kafka(
-    kafka_bootstrap: str, topic: str, compression: str, decompress: bool, frames: int
+    kafka_bootstrap: str,
+    topic: str,
+    compression: str,
+    decompress: bool,
+    frames: int,
+    publisher_options: dict[str, Any] | None = None,
 ) -> None:
     parser = make_parser("stream2", decompress=decompress)
     listener = open_listener("zmq+pull://127.0.0.1:0?bind=true", parser=parser)
-    publisher = open_publisher(f"kafka://{kafka_bootstrap}/{topic}")
+    publisher = open_publisher(f"kafka://{kafka_bootstrap}/{topic}", publisher_options)
     block = Block(listener, None, [publisher], name="eiger", max_messages=frames + 2)
     task = asyncio.create_task(block.run())
     assert isinstance(listener, ZmqListener)
@@ -85,6 +92,28 @@ async def test_compressed_frames_cross_kafka_compressed_and_decode_at_the_far_en
         assert event.array.compression == compression
         assert len(event.payload) < event.to_array().nbytes
         assert np.array_equal(event.to_array(), frame(i, SHAPE))
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("decompress", [True, False], ids=["decompressed", "forwarded packed"])
+async def test_an_eiger_series_bridged_with_format_ess_is_read_by_deserialise_ad00(
+    decompress: bool,
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    read_topic: Callable[..., list[Any]],
+) -> None:
+    sdt = pytest.importorskip("streaming_data_types")
+    topic = kafka_topics("eiger-ess")
+    options = {"format": "ess", "format_options": {"source_name": "eiger"}}
+    await bridge_into_kafka(kafka_bootstrap, topic, "bslz4", decompress, 6, options)
+    records = [r.value() for r in read_topic(kafka_bootstrap, topic, 8)]
+    assert [r[4:8] for r in records] == [b"pl72", *[b"ad00"] * 6, b"6s4t"]
+    assert sdt.deserialise_pl72(records[0]).job_id == "eiger-series"
+    assert sdt.deserialise_6s4t(records[-1]).job_id == "eiger-series"
+    for i, buffer in enumerate(records[1:-1]):
+        image = sdt.deserialise_ad00(buffer)
+        assert image.source_name == "eiger"
+        np.testing.assert_array_equal(image.data, frame(i, SHAPE))
 
 
 async def test_malformed_messages_are_dead_lettered_and_the_bridge_goes_on(

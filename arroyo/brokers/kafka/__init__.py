@@ -7,10 +7,12 @@ batching: ``security.protocol``, ``sasl.password``, ``linger.ms``...): they pass
 to the client and librdkafka checks them before anything starts. ``ssl_ca``,
 ``ssl_cert``, ``ssl_key`` (the names every Arroyo connector takes) stand for
 ``ssl.ca.location``, ``ssl.certificate.location``, ``ssl.key.location`` and imply
-``security.protocol=SSL``; ``bootstrap.servers`` (several brokers) replaces the URL's
-address. Starting waits up to ``connect_timeout`` (10 s) for the cluster, then fails
-with one line saying why (a TLS failure at once); later outages are waited out. Secret
-values never appear in logs or errors; librdkafka's own log lines go to the logger
+``security.protocol=SSL``. Several brokers to bootstrap from go in the URL
+(``kafka://h1:9092,h2:9092,h3:9092/TOPIC``; the port defaults to 9092) or in
+``bootstrap.servers``, which replaces the URL's address. Starting waits up to
+``connect_timeout`` (10 s) for the cluster, then fails with one line saying why (a TLS
+failure at once); later outages are waited out. Secret values never appear in logs or
+errors; librdkafka's own log lines go to the logger
 ``arroyo.brokers.kafka.client`` at debug level, its errors to ``arroyo.brokers.kafka``.
 
 Listener (consumer group)
@@ -37,13 +39,18 @@ Publisher
     larger one fails with MessageTooLargeError naming the settings to raise. A topic
     whose ``max.message.bytes`` is smaller gets a warning; one that does not exist yet is
     created to fit (``admin.py``, which also creates the topics ``create:`` asks for).
+    ``format: ess`` or ``format: bluesky-kafka`` (``?format=`` in the URL;
+    ``format_options`` in YAML) writes a facility's wire format instead
+    (:mod:`arroyo.formats`): each message as the records the format makes, in order,
+    confirmed once all of them are; no ``arroyo.*`` headers (``publisher.py``).
 
 Dead letters
     ``publish_dead_letter`` produces the ORIGINAL bytes as the value, with the reason,
     error, attempts, block and source topic/partition/offset in ``arroyo.dead-letter.*``
     and ``arroyo.source.*`` headers. A multipart message: the first part is the value,
     ``arroyo.dead-letter.parts`` says how many parts there were, and the other parts
-    are the headers ``arroyo.dead-letter.part.1``, ``.2``, ... (raw bytes).
+    are the headers ``arroyo.dead-letter.part.1``, ``.2``, ... (raw bytes). A
+    publisher's ``format`` does not apply: dead letters keep this framing.
 
 Exactly-once (``guarantee: exactly-once`` in a Kafka -> Kafka block)
     Kafka transactions: see :func:`~arroyo.brokers.kafka.exactly_once.exactly_once`.
@@ -86,4 +93,5 @@ CONNECTOR = Connector(
     browser=browser,
     probe=probe,
     exactly_once=exactly_once,
+    several_servers=True,
 )

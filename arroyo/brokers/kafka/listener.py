@@ -28,10 +28,12 @@ from arroyo.brokers.kafka.connection import (
     reach,
     unreachable,
 )
+from arroyo.brokers.kafka.lag import LagReader
 from arroyo.brokers.kafka.partitions import Partitions
 from arroyo.brokers.kafka.settings import KafkaListenerSettings, check_settings, topics
 from arroyo.errors import ArroyoError, ConfigError, ConnectError
 from arroyo.runtime.journal import from_option
+from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.parser import AvroParser, Parser
@@ -92,6 +94,9 @@ class KafkaListener(Listener):
         self._revoked_during: set[Key] = set()
         self._fatal: Any = None
         self._repeats = Throttle(30.0)
+        # the lag's own thread (lag.py)
+        self._lag = LagReader(self.connect_timeout, config.get("auto.offset.reset", "earliest"))
+        self._lag_executor: ThreadPoolExecutor | None = None
 
     @property
     def name(self) -> str:
@@ -124,6 +129,20 @@ class KafkaListener(Listener):
             await self._call(self._open)
         except ck.KafkaException as exc:
             raise ArroyoError(f"{self.name}: {self.hide(error_text(exc))}") from None
+
+    async def lag(self) -> dict[Source, int] | None:
+        """Log end offset minus the group's committed offset of each partition assigned
+        to this consumer, read in a thread of its own (:mod:`arroyo.brokers.kafka.lag`)."""
+        if self._consumer is None or self._loop is None:
+            return None
+        if self._lag_executor is None:
+            self._lag_executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-lag")
+        keys = list(self.partitions.owned)
+        read = self._lag.read
+        lag = await self._loop.run_in_executor(self._lag_executor, read, self._consumer, keys)
+        if lag is None:
+            return None
+        return {source(topic=t, partition=p): n for (t, p), n in lag.items()}
 
     async def start(self, intake: Intake) -> None:
         """Join the group and hand messages over, in partition order, until stop().
@@ -250,6 +269,8 @@ class KafkaListener(Listener):
             finally:
                 assert self._executor is not None
                 self._executor.shutdown(wait=False)
+                if self._lag_executor is not None:
+                    self._lag_executor.shutdown(wait=False)
 
     # -- the consumer thread -----------------------------------------------------------
 
@@ -383,6 +404,7 @@ class KafkaListener(Listener):
             self.partitions.commit_now(consumer, offsets)
 
     def _close_consumer(self) -> None:
+        self._lag.closing()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             consumer.close()

@@ -1,4 +1,12 @@
-"""The Kafka publisher: produces to one topic, confirmed by the delivery report."""
+"""The Kafka publisher: produces to one topic, confirmed by the delivery report.
+
+With ``format: NAME`` (``ess``, ``bluesky-kafka``: :mod:`arroyo.formats`) each message is
+sent as the records the format makes for it, through
+:class:`~arroyo.formats.sending.FormatSender`: in order, each with the record's key or
+else the message's stream, and the format's headers only (no ``arroyo.*`` headers: the
+values are not Arroyo's framing); the message is confirmed once all of them are. Dead
+letters keep Arroyo's own framing (:meth:`KafkaPublisher.publish_dead_letter`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,8 @@ from arroyo.brokers.kafka.settings import KafkaPublisherSettings, check_settings
 from arroyo.brokers.kafka.transactions import Transactions
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import ConfigError, MessageTooLargeError, PublishError
+from arroyo.formats import Record, WireFormat
+from arroyo.formats.sending import FormatSender
 from arroyo.message import Message
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
@@ -35,6 +45,7 @@ class KafkaPublisher(PipelinedPublisher):
         settings: KafkaPublisherSettings,
         config: dict[str, str],
         codec: Codec | None = None,
+        wire_format: WireFormat | None = None,
     ) -> None:
         self.url = url
         self.topic = topic
@@ -50,6 +61,10 @@ class KafkaPublisher(PipelinedPublisher):
         self._name = str(url)
         self._core: Producer | None = None
         self._headers: dict[tuple[str, bytes], list[tuple[str, str]]] = {}
+        self.formatted: FormatSender | None = None
+        """Sends messages as ``wire_format``'s records (None: Arroyo's own framing)."""
+        if wire_format is not None:
+            self.formatted = FormatSender(wire_format, settings.format, self._produce_record)
 
     @property
     def name(self) -> str:
@@ -102,16 +117,27 @@ class KafkaPublisher(PipelinedPublisher):
         """Encode and enqueue ``message`` now (so send order is partition order); the
         future completes with its delivery report (or NotSent: see
         :mod:`arroyo.brokers.kafka.producer`). Raises EncodeError, or
-        MessageTooLargeError when it exceeds the producer's message.max.bytes."""
+        MessageTooLargeError when it exceeds the producer's message.max.bytes.
+
+        With a ``format``, the format's records are sent instead (see the module
+        documentation; ``wire`` is not used)."""
+        if self.formatted is not None:
+            return self.formatted.send(message)
         value = self.codec.encode(message, wire)
         headers = [*self._schema_headers(message.kind, value), ("arroyo.id", message.id)]
         key = message.stream.encode() if message.stream else None
         return self._produce(value, key, headers, f"{message.kind} {message.id}")
 
+    def _produce_record(self, message: Message, record: Record, what: str) -> asyncio.Future[None]:
+        """Enqueue one record of a format (the hook of :class:`FormatSender`)."""
+        key = record.key if record.key is not None else message.stream.encode() or None
+        return self._produce(record.value, key, list(record.headers), what)
+
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Produce the original bytes with the reason and source in headers (see the
         package docstring for multipart messages). When they exceed message.max.bytes,
-        the dead letter is sent without them (header ``arroyo.dead-letter.omitted``)."""
+        the dead letter is sent without them (header ``arroyo.dead-letter.omitted``).
+        A ``format`` is not used: dead letters keep Arroyo's own framing."""
         data = letter.data
         parts = [bytes(p) for p in data] if isinstance(data, list) else [bytes(data)]
         headers: list[tuple[str, str | bytes]] = list(letter.headers().items())
@@ -142,12 +168,14 @@ def publisher(url: BrokerURL, options: dict[str, Any], codec: Codec) -> KafkaPub
     """``kafka://HOST:PORT/TOPIC`` plus the options of
     :class:`~arroyo.brokers.kafka.settings.KafkaPublisherSettings` and any librdkafka
     producer setting (``linger.ms``, ``compression.type``, ``message.max.bytes``...),
-    checked by librdkafka now."""
+    checked by librdkafka now; a ``format`` is made now (an unknown one, or options it
+    does not take, are a ConfigError)."""
     settings, passing = KafkaPublisherSettings.parse(url, options)
     config = settings.producer_config(url, passing)
     found = topics(url)
     if len(found) > 1 or found[0].startswith("^"):
         raise ConfigError(f"{url}: a Kafka publisher writes to exactly one topic")
-    made = KafkaPublisher(url, found[0], settings, config, codec or default_codec())
+    wire_format = settings.wire_format(url)
+    made = KafkaPublisher(url, found[0], settings, config, codec or default_codec(), wire_format)
     check_settings(url, made.config, "producer", made.hide)
     return made

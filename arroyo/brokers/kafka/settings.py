@@ -27,7 +27,7 @@ import confluent_kafka as ck
 from pydantic import Field
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.settings import ConnectSettings, TlsSettings
+from arroyo.brokers.settings import ConnectSettings, FormatSettings, TlsSettings
 from arroyo.errors import ConfigError
 
 log = logging.getLogger("arroyo.brokers.kafka")
@@ -57,6 +57,10 @@ MESSAGE_MAX_BYTES = 64 << 20
 (librdkafka's default, 1 MB, does not take one 1024x1024 frame of 16-bit pixels)."""
 
 PRODUCER: dict[str, str] = {
+    # A record counts as delivered once every in-sync replica has it (what the
+    # idempotent producer needs anyway, written out): with a topic of replication 3
+    # and min.insync.replicas=2, a confirmed message survives the loss of a broker.
+    "acks": "all",
     "enable.idempotence": "true",
     "partitioner": "murmur2_random",
     "message.max.bytes": str(MESSAGE_MAX_BYTES),
@@ -135,8 +139,10 @@ class KafkaListenerSettings(KafkaSettings):
         return {"group.id": self.group, **CONSUMER, **client}
 
 
-class KafkaPublisherSettings(KafkaSettings):
-    """The options of a publisher (librdkafka's producer settings pass through)."""
+class KafkaPublisherSettings(KafkaSettings, FormatSettings):
+    """The options of a publisher: ``format`` and ``format_options`` (a facility's wire
+    format instead of Arroyo's: :class:`~arroyo.brokers.settings.FormatSettings`);
+    librdkafka's producer settings pass through."""
 
     def producer_config(self, url: BrokerURL, passing: Mapping[str, Any]) -> dict[str, str]:
         """The producer's librdkafka settings. Raises ConfigError for a
@@ -167,12 +173,17 @@ def topics(url: BrokerURL) -> list[str]:
 
 
 def servers(url: BrokerURL) -> str:
-    """``HOST:PORT`` of the URL (9092 by default)."""
-    if not url.host:
+    """librdkafka's ``bootstrap.servers`` from the URL's address: ``HOST:PORT`` or a list
+    of them, comma-separated (9092 where a port is missing; an IPv6 host in brackets)."""
+    if not url.servers:
         raise ConfigError(
-            f"{url}: a Kafka URL needs a broker address, as in kafka://HOST:9092/TOPIC"
+            f"{url}: a Kafka URL needs a broker address, as in kafka://HOST:9092/TOPIC "
+            "(several: kafka://H1:9092,H2:9092/TOPIC)"
         )
-    return f"{url.host}:{url.port or 9092}"
+    return ",".join(
+        f"[{host}]:{port or 9092}" if ":" in host else f"{host}:{port or 9092}"
+        for host, port in url.servers
+    )
 
 
 def _client_value(url: BrokerURL, key: str, value: Any) -> str:

@@ -9,13 +9,19 @@ import logging
 from typing import Any
 
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 
 from arroyo.brokers import BrokerURL
 from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
 from arroyo.brokers.rabbitmq.settings import RabbitMQListenerSettings
 from arroyo.errors import ConfigError, ConnectError
 from arroyo.runtime.journal import from_option
+from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.parser import Parser
 
@@ -53,6 +59,9 @@ class RabbitMQListener(Listener):
         self._location = self.broker.location(f"queue={settings.queue}")
         self._connection: AbstractRobustConnection | None = None
         self._queue: AbstractQueue | None = None
+        self._lag_channel: AbstractChannel | None = None
+        """The channel :meth:`lag` asks on (not the consumer's: a failed passive declare
+        closes its channel)."""
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._stopping = False
 
@@ -76,6 +85,24 @@ class RabbitMQListener(Listener):
             self._queue = await declare(channel, self.broker, self.settings, self.name)
         except (aiormq.exceptions.AMQPError, OSError) as exc:
             raise ConnectError(f"{self.name}: {self.broker.hide(exc)}") from None
+
+    async def lag(self) -> dict[Source, int] | None:
+        """The queue's ready messages (those not delivered to any consumer), from a
+        passive declare on a channel of its own. Delivered and not yet acknowledged
+        messages do not count (AMQP does not tell them apart from other consumers')."""
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            return None
+        channel = self._lag_channel
+        if channel is None or channel.is_closed:
+            channel = self._lag_channel = await connection.channel()
+        async with asyncio.timeout(self.settings.timeout):
+            # on the underlying channel: aio-pika's robust channel answers a passive
+            # declare of a queue it knows from its cache, with the count of that time
+            underlay = await channel.get_underlay_channel()
+            declared = await underlay.queue_declare(self.queue, passive=True)
+        ready = declared.message_count
+        return None if ready is None else {source(queue=self.queue): ready}
 
     async def start(self, intake: Intake) -> None:
         """Consume and hand each message over in delivery order until :meth:`stop`; the
@@ -163,6 +190,7 @@ class RabbitMQListener(Listener):
         """Disconnect; what was not acknowledged goes back to the queue."""
         connection, self._connection = self._connection, None
         self._queue = None
+        self._lag_channel = None
         await disconnect(connection)
 
 

@@ -27,6 +27,7 @@ from arroyo.brokers.redis.settings import RedisStreamListenerSettings, RedisStre
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConnectError
 from arroyo.message import Message
+from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter
@@ -84,6 +85,15 @@ class RedisStreamListener(Listener):
         """Connect (within connect_timeout) and create the group when missing; raises
         ConnectError (one line) when it cannot."""
         await self._group.connect(self.server.timeout + self.block_ms / 1000)
+
+    async def lag(self) -> dict[Source, int] | None:
+        """Entries of the stream the group has not acknowledged (never delivered, plus
+        pending: :meth:`ConsumerGroup.lag`), asked on a connection of the client's pool
+        (not the one a blocking read holds)."""
+        if self._group.client is None:
+            return None
+        lag = await self._group.lag()
+        return None if lag is None else {source(stream=self.stream, group=self.group): lag}
 
     # -- reading
 

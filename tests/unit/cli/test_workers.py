@@ -348,3 +348,32 @@ def test_log_format_json_reports_a_bad_config_as_a_json_line(tmp_path: Path) -> 
     assert entry["level"] == "ERROR"
     assert entry["message"].startswith(f"error: {config}")
     assert "unknown key 'publisher'" in entry["message"]
+
+
+@pytest.mark.timeout(60)
+def test_the_metrics_endpoint_shows_the_listener_connected(tmp_path: Path) -> None:
+    """``--lag-interval`` sets how often the connection (and lag) gauges are refreshed;
+    the endpoint shows the listener connected once its Block runs."""
+    import urllib.request
+
+    port = free_port()
+    config = tmp_path / "idle.yaml"
+    config.write_text("blocks:\n  - name: idle\n    listener: memory://nothing\n")
+    worker = subprocess.Popen(
+        [*ARROYO_RUN, str(config), "--metrics-port", str(port), "--lag-interval", "0.1"],
+        stderr=subprocess.DEVNULL,
+    )
+    line = 'arroyo_connected{block="idle",connector="memory://nothing",role="listener"} 1.0'
+
+    def connected() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as reply:
+                return line in reply.read().decode()
+        except OSError:
+            return False
+
+    try:
+        wait_for(connected, what="the listener connected on /metrics")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0

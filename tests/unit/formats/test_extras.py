@@ -60,6 +60,10 @@ def test_the_core_imports_without_the_format_libraries() -> None:
         ("from arroyo.formats import make_format; make_format('ess')", "ess"),
         ("from arroyo.formats import make_format; make_format('bluesky-kafka')", "bluesky-kafka"),
         (
+            "from arroyo.brokers import open_publisher; open_publisher('kafka://h/t?format=ess')",
+            "ess",
+        ),
+        (
             "from arroyo import Event, ArrayInfo\n"
             "packed = (8).to_bytes(8, 'big') + bytes(12)  # announces 8 bytes: a 2x2 <u2\n"
             "Event(payload=packed, array=ArrayInfo('<u2', (2, 2), 'bslz4')).to_array()",
@@ -75,6 +79,7 @@ def test_the_core_imports_without_the_format_libraries() -> None:
         "ess parser",
         "ess format",
         "bluesky-kafka format",
+        "kafka publisher format",
         "to_array",
         "compress",
     ],

@@ -15,6 +15,7 @@ from arroyo.brokers import open_listener, open_publisher
 from arroyo.errors import MessageTooLargeError
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output
+from arroyo.testing import free_port
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient  # noqa: E402
@@ -87,3 +88,26 @@ async def test_a_missing_topic_the_broker_default_fits_is_left_to_the_broker(
     async with open_publisher(url, {"message.max.bytes": 1 << 20}):
         admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
         assert name not in admin.list_topics(timeout=10).topics
+
+
+async def test_a_list_of_bootstrap_servers_reaches_the_cluster_past_a_dead_one(
+    kafka_bootstrap: str, kafka_topics: Any, unique_name: Callable[[str], str], fast: dict[str, Any]
+) -> None:
+    """``kafka://DEAD,LIVE/TOPIC``: the client bootstraps from whichever answers, for the
+    publisher and the listener alike."""
+    name = kafka_topics("servers")
+    servers = f"127.0.0.1:{free_port()},{kafka_bootstrap}"
+    sent = [Event({"i": i}, b"x") for i in range(5)]
+    async with open_publisher(f"kafka://{servers}/{name}") as publisher:
+        for message in sent:
+            await publisher.publish(message)
+    got: list[Message] = []
+
+    class Keep(Operator):
+        async def process(self, message: Message) -> Output:
+            got.append(message)
+            return None
+
+    listener = open_listener(f"kafka://{servers}/{name}?group={unique_name('g')}", fast)
+    await asyncio.wait_for(Block(listener, Keep(), max_messages=len(sent)).run(), 60)
+    assert got == sent

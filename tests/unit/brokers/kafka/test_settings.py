@@ -99,6 +99,25 @@ def test_options_come_from_url_and_yaml_and_librdkafka_settings_pass_through(
     assert lst.config["enable.ssl.certificate.verification"] == "true"
 
 
+def test_several_bootstrap_servers_in_the_url() -> None:
+    lst = make_listener("kafka://h1:9092,h2:9093,h3/frames?group=g")
+    assert lst.config["bootstrap.servers"] == "h1:9092,h2:9093,h3:9092"
+    assert lst.servers == "h1:9092,h2:9093,h3:9092"
+    pub = make_publisher("kafka://[::1]:9092,[::2]/t")
+    assert pub.config["bootstrap.servers"] == "[::1]:9092,[::2]:9092"
+
+
+def test_the_producer_waits_for_every_in_sync_replica_idempotently() -> None:
+    pub = make_publisher("kafka://h:9092/t")
+    assert (pub.config["acks"], pub.config["enable.idempotence"]) == ("all", "true")
+    with pytest.raises(ConfigError, match="`acks` must be set to `all`"):
+        make_publisher("kafka://h:9092/t", **{"request.required.acks": "1"})
+    relaxed = make_publisher(
+        "kafka://h:9092/t", **{"request.required.acks": "1", "enable.idempotence": False}
+    )
+    assert relaxed.config["request.required.acks"] == "1"
+
+
 def test_bootstrap_servers_setting_overrides_the_url_address() -> None:
     pub = make_publisher("kafka://h:9092/t", **{"bootstrap.servers": "a:1,b:2"})
     assert pub.config["bootstrap.servers"] == "a:1,b:2"
@@ -148,6 +167,75 @@ def test_publisher_defaults_and_refusals() -> None:
         make_publisher("kafka://h:9092/a", **{"transactional.id": "x"})
     with pytest.raises(ConfigError, match="unknown kafka option"):
         make_publisher("kafka://h:9092/a", group="g")
+
+
+def test_a_publisher_format_comes_from_the_url_or_yaml_with_its_options() -> None:
+    from arroyo.formats.bluesky_kafka import BlueskyKafkaFormat
+    from arroyo.formats.ess import EssFormat
+
+    assert make_publisher("kafka://h:9092/t").formatted is None
+    assert make_publisher("kafka://h:9092/t?format=arroyo").formatted is None
+    by_url = make_publisher("kafka://h:9092/t?format=bluesky-kafka").formatted
+    assert by_url is not None and isinstance(by_url.format, BlueskyKafkaFormat)
+    by_yaml = make_publisher(
+        "kafka://h:9092/t", format="ess", format_options={"source_name": "det-1"}
+    ).formatted
+    assert by_yaml is not None and isinstance(by_yaml.format, EssFormat)
+    assert by_yaml.format.source_name == "det-1"
+    assert by_yaml.name == "ess"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            {"format": "esss"},
+            "kafka://h:9092/t: kafka option 'format': unknown format 'esss' (did you mean "
+            "'ess'?); known: arroyo, bluesky-kafka, ess",
+        ),
+        (
+            {"format": "ess", "format_options": {"sorce_name": "x"}},
+            "kafka://h:9092/t: kafka option 'format': format 'ess' does not accept these "
+            "options: EssFormat.__init__() got an unexpected keyword argument 'sorce_name'",
+        ),
+        (
+            {"format_options": {"source_name": "x"}},
+            "kafka://h:9092/t: kafka option 'format_options' needs a 'format'",
+        ),
+        (
+            {"format_options": "x"},
+            "kafka://h:9092/t: kafka option 'format_options': input should be a valid",
+        ),
+    ],
+    ids=["unknown", "bad option", "options without format", "options not a map"],
+)
+def test_a_bad_publisher_format_is_one_line_naming_the_option(
+    options: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_publisher("kafka://h:9092/t", **options)
+    assert str(caught.value).startswith(expected), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bad_format_in_yaml_fails_the_build_naming_file_block_and_option() -> None:
+    from arroyo.config import build, parse_config
+
+    config = parse_config(
+        "blocks:\n"
+        "  - name: feed\n"
+        "    listener: memory://in\n"
+        "    publishers:\n"
+        "      - memory://copy\n"
+        "      - {url: 'kafka://h:9092/t', format: ess, format_options: {colour: red}}\n",
+        "pipeline.yaml",
+    )
+    with pytest.raises(ConfigError) as caught:
+        build(config, "pipeline.yaml")
+    assert str(caught.value).startswith(
+        "pipeline.yaml: blocks[0] (feed).publishers[1]: kafka://h:9092/t: kafka option "
+        "'format': format 'ess' does not accept these options"
+    ), str(caught.value)
 
 
 def test_factories_are_reached_through_the_scheme() -> None:
