@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: install Arroyo with every extra into .venv,
-# start Kafka, Redis and RabbitMQ (compose/brokers.sh), build helm once (deploy/tools.sh),
-# lint, type-check, run pytest.
+# The whole test suite, from a fresh clone: install Arroyo with every extra into .venv
+# (and Debian's Chromium, for the tests of the live view), start Kafka, Redis and RabbitMQ
+# (compose/brokers.sh), build helm once (deploy/tools.sh), lint, type-check, run pytest.
 # Extra arguments go to pytest (e.g. ./test.sh tests/unit -x). The brokers stay up
 # afterwards for fast re-runs; stop them with: compose/brokers.sh down
 set -euo pipefail
@@ -13,6 +13,11 @@ if [ ! -x .venv/bin/python ]; then
         apt-get install -y -qq python3-venv >/dev/null
         python3 -m venv .venv
     fi
+fi
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    # The tests of the live view (arroyo view) drive Debian's headless Chromium.
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'

@@ -12,6 +12,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,24 @@ def _frames(np: Any, count: int, shape: tuple[int, int]) -> list[Any]:
     return out
 
 
-async def _detector(topic: memory.MemoryTopic, count: int, shape: tuple[int, int]) -> Run:
+async def _detector(
+    topic: memory.MemoryTopic,
+    count: int,
+    shape: tuple[int, int],
+    interval: Callable[[], float] = lambda: 0.0,
+) -> Run:
     np = require("numpy", "numpy", "The demo's simulated detector")
     frames = _frames(np, count, shape)
     run = Run("demo-scan-1")
     topic.put(run.start({"detector": "sim-512", "frames": count, "shape": list(shape)}))
     group = topic.groups.setdefault("default", memory._Group())
+    due = time.monotonic()
     for i in range(count):
         topic.put(run.array_event(frames[i % len(frames)], {"frame": i, "exposure_s": 0.001}))
         await topic.wait_backlog(group, 32)  # a detector's send buffer is finite
+        due += interval()  # watched: at a rate a person can follow
+        if due > time.monotonic():
+            await asyncio.sleep(due - time.monotonic())
     topic.put(run.stop({"exit_status": "success", "frames": count}))
     return run
 
@@ -70,8 +80,16 @@ def _progress(block: Block, total: int, frame_bytes: int, final: bool = False) -
     )
 
 
-async def run_demo(frames: int, shape: tuple[int, int], output: Path | None) -> bool:
-    """Run the demo; print progress and a summary; return whether the check passed."""
+async def run_demo(
+    frames: int,
+    shape: tuple[int, int],
+    output: Path | None,
+    view: tuple[str, int] | None = None,
+    until: asyncio.Event | None = None,
+) -> bool:
+    """Run the demo; print progress and a summary; return whether the check passed.
+    ``view``: show it live in the browser on ``(host, port)`` (:mod:`arroyo.view.demo`),
+    until ``until`` is set (None: Ctrl-C)."""
     require("numpy", "numpy", "arroyo demo")
     if output is None:
         output = Path(tempfile.mkdtemp(prefix="arroyo-demo-")) / "results.avro"
@@ -84,17 +102,27 @@ async def run_demo(frames: int, shape: tuple[int, int], output: Path | None) -> 
     )
     print(f"  ({frames * frame_bytes / 1e6:.0f} MB) through an in-process broker;")
     print("  an operator integrates each frame; results go to an Avro file.")
+    viewer = None
+    if view is not None:
+        from arroyo.view.demo import DemoView, open_page
+
+        viewer = DemoView(name, *view)
+        await viewer.start(until)
+        print(f"  viewer started: watch it live on {viewer.url}", flush=True)
+        if sys.stdout.isatty():
+            open_page(viewer.url)
     block = Block(
         MemoryListener(name, stop_at_end=False),
         Integrate(),
-        [FilePublisher(output)],
+        [FilePublisher(output), *([viewer.publisher] if viewer else [])],
         name="demo",
         queue_size=64,
         concurrency=2,
     )
     total = frames + 2
     running = asyncio.create_task(block.run())
-    await _detector(topic, frames, shape)
+    pace = (lambda: viewer.interval) if viewer else (lambda: 0.0)
+    detector = asyncio.create_task(_detector(topic, frames, shape, pace))
     tty = sys.stdout.isatty()
     last = 0.0
     while block.stats.acknowledged < total and not running.done():
@@ -105,8 +133,11 @@ async def run_demo(frames: int, shape: tuple[int, int], output: Path | None) -> 
             print(_progress(block, total, frame_bytes), flush=True)
             last = time.monotonic()
     block.stop()
+    await detector
     stats = await running
     print(("\r" if tty else "") + _progress(block, total, frame_bytes, final=True) + " " * 16)
+    if viewer is not None:
+        await viewer.stop()
     memory.delete(name)
 
     results = _read_back(output)

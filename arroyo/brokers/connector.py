@@ -91,6 +91,7 @@ BUILTIN: dict[str, str] = {
     "zmq": "arroyo.brokers.zmq:CONNECTOR",
     "memory": "arroyo.brokers.memory:CONNECTOR",
     "file": "arroyo.brokers.file:CONNECTOR",
+    "view": "arroyo.view:CONNECTOR",
 }
 """Arroyo's connectors: name -> ``module:attr`` (imported only when used)."""
 
@@ -108,6 +109,7 @@ BUILTIN_SCHEMES: dict[str, str] = {
     "zmq+pull": "zmq",
     "memory": "memory",
     "file": "file",
+    "view": "view",
 }
 """The schemes of Arroyo's connectors, known without importing them (URLs are checked
 before any client library is imported)."""

@@ -10,7 +10,7 @@ check_no_sentry_arroyo()  # also when sentry-arroyo's __init__.py replaced Arroy
 
 import typer  # noqa: E402
 
-from arroyo.cli import check, pipeline, schemas, simulate, tail  # noqa: E402
+from arroyo.cli import check, pipeline, schemas, simulate, tail, view  # noqa: E402
 from arroyo.cli.version import show_version  # noqa: E402
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ def _options(
 
 pipeline.register(app)
 app.command()(tail.tail)
+app.command()(view.view)
 check.register(app)
 simulate.register(app)
 app.add_typer(schemas.app, name="schemas")

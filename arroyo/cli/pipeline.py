@@ -244,6 +244,15 @@ def demo(
     output: Annotated[
         Path | None, typer.Option(help="Avro file for the results (default: a temporary file).")
     ] = None,
+    view: Annotated[
+        bool,
+        typer.Option(
+            "--view",
+            help="Watch the run live in the browser (at 25 frames/s; the page stays up "
+            "until Ctrl-C). Needs the view extra.",
+        ),
+    ] = False,
+    view_port: Annotated[int, typer.Option(help="Port of the page, with --view.")] = 8080,
 ) -> None:
     """The main job on an in-process broker (no broker needed).
 
@@ -251,7 +260,9 @@ def demo(
     integrates each frame; the results are archived to an Avro file, which is then read
     back and checked. Shows live progress and ends with a summary.
 
-    Example: arroyo demo --frames 2000 --shape 256x256
+    Examples: arroyo demo --frames 2000 --shape 256x256
+
+      arroyo demo --view  (then open http://127.0.0.1:8080/)
     """
     from arroyo.demo import run_demo
 
@@ -261,7 +272,9 @@ def demo(
     except ValueError:
         raise fail(f"--shape must look like 512x512, got {shape!r}") from None
     try:
-        ok = asyncio.run(run_demo(frames, (rows, cols), output))
+        ok = asyncio.run(
+            run_demo(frames, (rows, cols), output, ("127.0.0.1", view_port) if view else None)
+        )
     except ArroyoError as exc:
         raise fail(exc) from None
     raise typer.Exit(0 if ok else 1)
