@@ -7,8 +7,9 @@ consumed). It runs from the kafka-tools jar that ``compose/brokers.sh`` fetched 
 producer's ``acks=all`` and idempotence, batching as librdkafka does by default (the
 Python rows' client: ``batch.size=1000000``, ``linger.ms=5``; Java's own 16 KiB batches
 cap it at a few thousand 1 KiB records/s here, five requests in flight), a 256 MiB
-buffer and ``max.request.size`` raised to what the broker accepts. Its payloads are random bytes of
-``size`` (the other rows move Events of a ``size`` payload, a few dozen bytes more).
+buffer and ``max.request.size`` raised to what the broker accepts. Every record carries the same
+``size`` random ASCII letters (``--payload-file``; the other rows move Events of a
+``size`` payload, a few dozen bytes more).
 
 The rate comes from the broker's append times, not from the tool's own figure: the topic
 is created with ``message.timestamp.type=LogAppendTime``; the tool sends ``warmup(count)``
@@ -83,8 +84,18 @@ def parse_summary(output: str) -> tuple[int, float, float] | None:
     return int(last["records"]), float(last["p50"]), float(last["p99"])
 
 
-def command(java: str, libs: Path, topic: str, count: int, size: int) -> list[str]:
-    """The JVM command line (Kafka's perf-test heap, its log4j2 settings quiet)."""
+def write_payload(path: Path, size: int) -> None:
+    """One record's value for ``--payload-file``: ``size`` random ASCII letters, no
+    delimiter (the tool splits the file at newlines; one line is one payload)."""
+    letters = bytes(65 + b % 26 for b in os.urandom(size))
+    path.write_bytes(letters)
+
+
+def command(java: str, libs: Path, topic: str, count: int, payload: Path) -> list[str]:
+    """The JVM command line (Kafka's perf-test heap, its log4j2 settings quiet). The
+    payload comes from a file: with ``--record-size`` the tool draws every byte of every
+    record from ``Random`` (a million calls per 1 MiB record), which caps it, not the
+    broker, at about a hundred 1 MiB records/s on this machine."""
     log4j = ROOT / "compose" / "kafka" / "tools-log4j2.properties"
     return [
         java,
@@ -98,8 +109,8 @@ def command(java: str, libs: Path, topic: str, count: int, size: int) -> list[st
         topic,
         "--num-records",
         str(count),
-        "--record-size",
-        str(size),
+        "--payload-file",
+        str(payload),
         "--throughput",
         "-1",
         "--producer-props",
@@ -163,9 +174,15 @@ def measure(count: int, size: int) -> Measurement:
     topic = unique("java-producer")
     _create_topic(topic)
     try:
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            tempfile.TemporaryFile("w+") as out,
+            tempfile.TemporaryFile("w+") as err,
+        ):
+            payload = Path(folder) / "payload"
+            write_payload(payload, size)
             process = subprocess.Popen(
-                command(java, libs, topic, sent, size), stdout=out, stderr=err
+                command(java, libs, topic, sent, payload), stdout=out, stderr=err
             )
             waited = _wait(process.pid, 180)
             if waited is None:

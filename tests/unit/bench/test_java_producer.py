@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.java_producer import TOOL, command, find_libs, parse_summary, warmup
+from bench.java_producer import TOOL, command, find_libs, parse_summary, warmup, write_payload
 
 PERIODIC = (
     "7877 records sent, 1574.5 records/sec (1.54 MB/sec), 2034.1 ms avg latency, "
@@ -49,17 +49,26 @@ def test_the_api_jar_alone_is_not_the_tools(tmp_path: Path) -> None:
 
 
 def test_the_command_sends_the_warm_up_and_the_counted_records() -> None:
-    line = command("java", Path("/libs"), "t", 100 + warmup(100), 1024)
+    line = command("java", Path("/libs"), "t", 100 + warmup(100), Path("/p"))
     assert line[line.index(TOOL) + 1 :][:8] == [
         "--topic",
         "t",
         "--num-records",
         "125",
-        "--record-size",
-        "1024",
+        "--payload-file",
+        "/p",
         "--throughput",
         "-1",
     ]
     assert "acks=all" in line
     assert "/libs/*" in line
     assert warmup(1) == 1
+
+
+def test_the_payload_is_one_line_of_the_size(tmp_path: Path) -> None:
+    path = tmp_path / "payload"
+    write_payload(path, 1 << 20)
+    data = path.read_bytes()
+    assert len(data) == 1 << 20
+    assert data.isalpha()
+    assert data.isascii()
