@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.java_producer import TOOL, command, find_libs, parse_summary, warmup, write_payload
+from bench.java_producer import (
+    TOOL,
+    command,
+    find_libs,
+    parse_summary,
+    records,
+    warmup,
+    write_payload,
+)
 
 PERIODIC = (
     "7877 records sent, 1574.5 records/sec (1.54 MB/sec), 2034.1 ms avg latency, "
@@ -72,3 +80,11 @@ def test_the_payload_is_one_line_of_the_size(tmp_path: Path) -> None:
     assert len(data) == 1 << 20
     assert data.isalpha()
     assert data.isascii()
+
+
+def test_short_runs_are_lengthened_to_a_hundred_mebibytes() -> None:
+    assert records(20_000, 1 << 10) == 102_400
+    assert records(200_000, 1 << 10) == 200_000
+    assert records(300, 1 << 20) == 300
+    assert records(10, 1 << 20) == 100
+    assert records(1, 3) == -(-(100 << 20) // 3)
