@@ -12,8 +12,10 @@ variant took it from the client library to the broker's confirmation of its outp
 variant's process (Linux VmHWM).
 
 The brokers are those of ``compose/brokers.sh up`` (``ARROYO_KAFKA``, ``ARROYO_REDIS``,
-``ARROYO_AMQP``). The peers (FastStream, quixstreams) are installed on first use in
-``bench/.venv-peers``.
+``ARROYO_AMQP``). The peers (FastStream, quixstreams, sentry-arroyo) are installed on
+first use in ``bench/.venv-peers`` and ``bench/.venv-sentry``; a peer that cannot be
+installed makes its rows say so. The Kafka rows' limit, Kafka's Java producer, runs from
+the jars ``compose/brokers.sh up kafka`` fetched (and needs ``java``).
 """
 
 from __future__ import annotations

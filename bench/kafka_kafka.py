@@ -16,16 +16,22 @@ a topic of its own.
 
 Both variants get the same client settings: the idempotent producer, 20 MiB
 ``message.max.bytes``, the same fetch sizes, ``fetch.queue.backoff.ms=10``.
+
+The at-least-once pair alternates with a third variant, the limit: Kafka's own Java
+producer writing as many records of the same size (``bench/java_producer.py``); its row
+sets Arroyo against it and notes the raw loop's ratio.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import java_producer
 from bench.common import Measurement, Row, Timing, best_of, run_variant, size_label, unique
 
 KAFKA = os.environ.get("ARROYO_KAFKA", "127.0.0.1:9092")
@@ -259,14 +265,13 @@ def run(quick: bool, repeat: int) -> list[Row]:
         made = [src]
         try:
             for exactly_once in (False, True):
-                a, b = best_of(
-                    [
-                        _variant("arroyo", src, count, size, exactly_once, made),
-                        _variant("raw", src, count, size, exactly_once, made),
-                    ],
-                    repeat,
-                    turn,
-                )
+                variants = [
+                    _variant("arroyo", src, count, size, exactly_once, made),
+                    _variant("raw", src, count, size, exactly_once, made),
+                ]
+                if not exactly_once:  # the limit, alternating with the at-least-once pair
+                    variants.append(functools.partial(java_producer.measure, count, size))
+                a, b, *limit = best_of(variants, repeat, turn)
                 turn += 1
                 guarantee = "exactly-once" if exactly_once else "at-least-once"
                 rows.append(
@@ -278,9 +283,27 @@ def run(quick: bool, repeat: int) -> list[Row]:
                         target=0.9 if size >= 1 << 20 else 0.7,
                     )
                 )
+                if limit:
+                    rows.append(limit_row(a, b, limit[0], size))
         finally:
             delete_topics(*made)
     return rows
+
+
+def limit_row(arroyo: Measurement, raw: Measurement, java: Measurement, size: int) -> Row:
+    """Arroyo's at-least-once Kafka -> Kafka against Kafka's Java producer alone (produce
+    only, ``bench/java_producer.py``); the note gives the raw loop's ratio too."""
+    note = ""
+    if java.msgs_per_s and raw.msgs_per_s:
+        note = f"raw loop / Java producer: {raw.msgs_per_s / java.msgs_per_s:.2f}"
+    return Row(
+        "Kafka -> Kafka at-least-once vs the limit: Java producer, produce only",
+        size_label(size),
+        arroyo,
+        java,
+        "Java ProducerPerformance",
+        note=note,
+    )
 
 
 def measure_arroyo(src: str, count: int, size: int = 1 << 10) -> Measurement:

@@ -15,6 +15,14 @@ variants run there; this module imports neither Arroyo nor them at the top.
   ``processing_guarantee="at-least-once"`` (its default: outputs flushed and offsets
   committed at each checkpoint), run with ``app.run(count=N)``; its time ends when
   ``run`` returns (after the final checkpoint), and it reports no latencies.
+- quixstreams with the schema check (the equal-work peer): the same, with
+  ``.apply(check)`` before ``to_topic``: each value is checked with fastavro against
+  ``arroyo.Message`` (``bench/avro_check.py``) and forwarded byte for byte.
+- sentry-arroyo, as its documentation writes it (``bench/sentry_arroyo.py``).
+
+The environments are ``bench/venvs.py``'s: quixstreams and FastStream in
+``bench/.venv-peers``, sentry-arroyo in ``bench/.venv-sentry`` (its import name
+``arroyo`` is this project's); a peer that cannot be installed makes its rows say so.
 """
 
 from __future__ import annotations
@@ -23,63 +31,15 @@ import asyncio
 import functools
 import importlib
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from bench.common import ROOT, Measurement, Row, Timing, best_of, run_variant, unique
+from bench.common import Measurement, Row, Timing, best_of, run_variant, unique
+from bench.venvs import PEERS as PEERS_VENV
+from bench.venvs import SENTRY, Venv
 
 KAFKA = os.environ.get("ARROYO_KAFKA", "127.0.0.1:9092")
-VENV = ROOT / "bench" / ".venv-peers"
-PACKAGES = ["faststream[kafka]==0.7.8", "quixstreams==3.28.1"]
-"""Pinned, so that a figure can be reproduced."""
-
-
-def python() -> Path:
-    return VENV / "bin" / "python"
-
-
-def ensure_venv() -> str | None:
-    """Create the peers' environment if it is missing; None when ready, else why not."""
-    marker = VENV / "installed.txt"
-    wanted = "\n".join(PACKAGES)
-    if marker.exists() and marker.read_text() == wanted and python().exists():
-        return None
-    print(f"installing {', '.join(PACKAGES)} into {VENV} (once)...", file=sys.stderr)
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(VENV)],
-        [
-            str(python()),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            *PACKAGES,
-        ],
-    ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, check=False, timeout=600)
-        if done.returncode != 0:
-            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            return f"could not install the peers ({' '.join(step[:4])}...): {tail}"[:400]
-    marker.write_text(wanted)
-    return None
-
-
-def versions() -> dict[str, str]:
-    """Installed versions of the peers (and of their Kafka clients)."""
-    code = (
-        "import importlib.metadata as m\n"
-        "for p in ('faststream', 'aiokafka', 'quixstreams', 'confluent-kafka'):\n"
-        "    print(p, m.version(p))"
-    )
-    done = subprocess.run(
-        [str(python()), "-c", code], capture_output=True, text=True, check=False, timeout=60
-    )
-    return dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
 
 
 # -- variants (in the peers' environment) ------------------------------------------------
@@ -133,8 +93,9 @@ async def faststream(src: str, dst: str, group: str, count: int, batch: bool) ->
     return Timing(len(latencies), end[0] - min(began), latencies)
 
 
-def quixstreams(src: str, dst: str, group: str, count: int) -> Timing:
-    """quixstreams: a passthrough StreamingDataFrame (see the module docstring)."""
+def quixstreams(src: str, dst: str, group: str, count: int, check: bool = False) -> Timing:
+    """quixstreams: a passthrough StreamingDataFrame, with or without the schema check
+    (see the module docstring)."""
     quix: Any = importlib.import_module("quixstreams")
     app = quix.Application(
         broker_address=KAFKA,
@@ -152,6 +113,10 @@ def quixstreams(src: str, dst: str, group: str, count: int) -> Timing:
 
     frame = app.dataframe(source)
     frame = frame.update(first)
+    if check:
+        from bench.avro_check import AvroCheck
+
+        frame = frame.apply(AvroCheck())
     frame.to_topic(sink)
     app.run(count=count, collect=False)
     return Timing(count, time.monotonic() - began[0], [])
@@ -159,24 +124,76 @@ def quixstreams(src: str, dst: str, group: str, count: int) -> Timing:
 
 # -- the rows (parent process) -----------------------------------------------------------
 
-COUNTS = {  # (quick, full) messages per run, at 1 KiB
-    "faststream": (2_000, 5_000),
-    "faststream-batch": (20_000, 100_000),
-    "quixstreams": (20_000, 100_000),
-}
+
+@dataclass(frozen=True)
+class Peer:
+    """One peer's row: where it runs, what it calls there, its label and its counts."""
+
+    name: str
+    venv: Venv
+    module: str
+    function: str
+    args: dict[str, Any]
+    package: str
+    counts: tuple[int, int]
+    """(quick, full) messages per run, at 1 KiB; quick 0: only in the full run."""
+
+    def label(self, found: dict[str, str]) -> str:
+        return f"{self.name} {found.get(self.package, '?')}"
 
 
-def _peer(name: str, src: str, count: int, made: list[str]) -> Measurement:
+PEERS = [
+    Peer(
+        "FastStream",
+        PEERS_VENV,
+        "peers",
+        "faststream",
+        {"batch": False},
+        "faststream",
+        (2_000, 5_000),
+    ),
+    Peer(
+        "FastStream-batch",
+        PEERS_VENV,
+        "peers",
+        "faststream",
+        {"batch": True},
+        "faststream",
+        (20_000, 100_000),
+    ),
+    Peer(
+        "quixstreams",
+        PEERS_VENV,
+        "peers",
+        "quixstreams",
+        {"check": False},
+        "quixstreams",
+        (20_000, 100_000),
+    ),
+    Peer(
+        "quixstreams+fastavro check",
+        PEERS_VENV,
+        "peers",
+        "quixstreams",
+        {"check": True},
+        "quixstreams",
+        (20_000, 100_000),
+    ),
+    Peer(
+        "sentry-arroyo", SENTRY, "sentry_arroyo", "forward", {}, "sentry-arroyo", (20_000, 100_000)
+    ),
+]
+
+
+def _peer(peer: Peer, src: str, count: int, made: list[str]) -> Measurement:
     from bench.kafka_kafka import create_topics, messages_in
 
-    dst = unique(f"peer-{name}")
+    dst = unique("peer")
     create_topics(dst)
     made.append(dst)
-    args: dict[str, Any] = {"src": src, "dst": dst, "group": unique("group"), "count": count}
-    function = "quixstreams" if name == "quixstreams" else "faststream"
-    if function == "faststream":
-        args["batch"] = name == "faststream-batch"
-    result = run_variant("peers", function, args, 1 << 10, python=str(python()), timeout=180)
+    args = {"src": src, "dst": dst, "group": unique("group"), "count": count, **peer.args}
+    python = str(peer.venv.python)
+    result = run_variant(peer.module, peer.function, args, 1 << 10, python=python, timeout=180)
     if not result.error and messages_in(dst) < count:
         result.error = f"{dst} holds fewer than {count} messages"
     return result
@@ -186,14 +203,22 @@ def run(quick: bool, repeat: int) -> list[Row]:
     """Arroyo's at-least-once Block against each peer, on the same pre-loaded topic."""
     from bench.kafka_kafka import delete_topics, measure_arroyo, preload
 
-    problem = ensure_venv()
-    if problem is not None:
-        failed = Measurement.failed(1 << 10, problem)
-        return [Row("Kafka -> Kafka vs peers", "1 KiB", failed, failed, "peers", note=problem)]
-    found = versions()
+    path = "Kafka -> Kafka, at-least-once, vs peers"
+    problem: dict[Venv, str | None] = {}
+    found: dict[Venv, dict[str, str]] = {}
     rows = []
-    for name, counts in COUNTS.items():
-        count = counts[0] if quick else counts[1]
+    for peer in PEERS:
+        count = peer.counts[0] if quick else peer.counts[1]
+        if not count:
+            continue
+        if peer.venv not in problem:
+            problem[peer.venv] = peer.venv.ensure()
+            found[peer.venv] = {} if problem[peer.venv] else peer.venv.versions()
+        why = problem[peer.venv]
+        if why is not None:
+            failed = Measurement.failed(1 << 10, why)
+            rows.append(Row(path, "1 KiB", failed, failed, peer.name, note=why))
+            continue
         src = unique("peer-src")
         preload(src, count, 1 << 10)
         made = [src]
@@ -201,22 +226,11 @@ def run(quick: bool, repeat: int) -> list[Row]:
             ours, theirs = best_of(
                 [
                     functools.partial(measure_arroyo, src, count),
-                    functools.partial(_peer, name, src, count, made),
+                    functools.partial(_peer, peer, src, count, made),
                 ],
                 repeat,
             )
         finally:
             delete_topics(*made)
-        package = "quixstreams" if name == "quixstreams" else "faststream"
-        label = f"{name.replace('faststream', 'FastStream')} {found.get(package, '?')}"
-        rows.append(
-            Row(
-                "Kafka -> Kafka, at-least-once, vs peers",
-                "1 KiB",
-                ours,
-                theirs,
-                label,
-                target=1.0,
-            )
-        )
+        rows.append(Row(path, "1 KiB", ours, theirs, peer.label(found[peer.venv]), target=1.0))
     return rows
