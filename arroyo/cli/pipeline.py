@@ -30,6 +30,16 @@ MetricsHost = Annotated[
     ),
 ]
 
+Tracing = Annotated[
+    bool,
+    typer.Option(
+        "--tracing",
+        help="Trace every message with OpenTelemetry (needs the extra 'otel'; exporter set "
+        "by OTEL_TRACES_EXPORTER and the other OTEL_* variables). Also: 'tracing: true' "
+        "at the top of the YAML.",
+    ),
+]
+
 LogFormat = Annotated[
     LogFormatName,
     typer.Option(
@@ -64,6 +74,15 @@ async def _run_blocks(blocks: list[Block], health: Health) -> int:
         return await run_blocks(blocks)
 
 
+def _enable_tracing() -> None:
+    """Turn tracing on in this process (MissingDependencyError without the extra)."""
+    from arroyo.runtime import tracing
+
+    tracing.enable()
+    if tracing.on:
+        log.info("tracing: on (OpenTelemetry; W3C trace context in message headers)")
+
+
 def run(
     config: Annotated[Path, typer.Argument(help="The pipeline's YAML file.", show_default=False)],
     block: Annotated[
@@ -82,6 +101,7 @@ def run(
     metrics_host: MetricsHost = "0.0.0.0",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
     log_format: LogFormat = "text",
+    tracing: Tracing = False,
 ) -> None:
     """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
 
@@ -102,7 +122,7 @@ def run(
 
       arroyo run connectors/kafka-workers.yaml --workers 4 --metrics-port 9400
     """
-    from arroyo.config import build_file
+    from arroyo.config import build, load_config
     from arroyo.runtime.signals import catch_early_signals
 
     if workers == 1:
@@ -110,7 +130,10 @@ def run(
     level = logging.DEBUG if verbose else logging.INFO
     configure(level, role="supervisor" if workers > 1 else None, format=log_format)
     try:
-        built = build_file(config)
+        pipeline = load_config(config)
+        built = build(pipeline, str(config), config.resolve().parent)
+        if (tracing or pipeline.tracing) and workers == 1:
+            _enable_tracing()
     except ArroyoError as exc:
         raise fail(exc) from None
     names = [b.block.name for b in built]
@@ -128,7 +151,9 @@ def run(
     if workers > 1:
         topics.warn_idle_workers(selected, str(config), workers)
         raise typer.Exit(
-            _supervise(config, block, workers, metrics_host, metrics_port, verbose, log_format)
+            _supervise(
+                config, block, workers, metrics_host, metrics_port, verbose, log_format, tracing
+            )
         )
     worker = int(os.environ.get(WORKER_ENV, "0"))
     health = _serve_metrics(metrics_host, None if metrics_port is None else metrics_port + worker)
@@ -143,6 +168,7 @@ def _supervise(
     metrics_port: int | None,
     verbose: bool,
     log_format: LogFormatName = "text",
+    tracing: bool = False,
 ) -> int:
     """Run ``workers`` worker processes of ``arroyo run config`` (see
     :mod:`arroyo.cli.supervise`); the exit code."""
@@ -154,6 +180,8 @@ def _supervise(
     if verbose:
         command.append("--verbose")
     command += ["--log-format", log_format]
+    if tracing:
+        command.append("--tracing")
     return Supervisor(lambda index: command, workers).run()
 
 
@@ -175,6 +203,7 @@ def bridge(
     ] = None,
     metrics_host: MetricsHost = "0.0.0.0",
     log_format: LogFormat = "text",
+    tracing: Tracing = False,
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
 
@@ -194,6 +223,8 @@ def bridge(
         listener = open_listener(url, parser=make_parser(url.query.pop("parser", "arroyo")))
         publisher = open_publisher(destination)
         dead = open_publisher(dead_letter) if dead_letter else None
+        if tracing:
+            _enable_tracing()
     except ArroyoError as exc:
         raise fail(exc) from None
     block = Block(

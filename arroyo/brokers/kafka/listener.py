@@ -31,6 +31,7 @@ from arroyo.brokers.kafka.connection import (
 from arroyo.brokers.kafka.partitions import Partitions
 from arroyo.brokers.kafka.settings import KafkaListenerSettings, check_settings, topics
 from arroyo.errors import ArroyoError, ConfigError, ConnectError
+from arroyo.runtime import tracing
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.runtime.logs import Throttle
@@ -177,6 +178,8 @@ class KafkaListener(Listener):
                     {"url": url, "topic": topic, "partition": partition, "offset": offset},
                     (key, offset),
                 )
+                if tracing.on:
+                    received.trace = tracing.carrier(msg.headers())
                 started(key, offset)
                 if not offer(received):
                     if not await self._wait(intake, received):

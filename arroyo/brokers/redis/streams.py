@@ -27,6 +27,7 @@ from arroyo.brokers.redis.settings import RedisStreamListenerSettings, RedisStre
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConnectError
 from arroyo.message import Message
+from arroyo.runtime import tracing
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter
@@ -150,7 +151,10 @@ class RedisStreamListener(Listener):
                 else:  # not written by Arroyo: the parser gets every field and value
                     data = [part for pair in fields.items() for part in pair]
                     source["fields"] = b",".join(fields).decode(errors="replace")
-                await intake.put(Received(data, source, entry_id, deliveries))
+                received = Received(data, source, entry_id, deliveries)
+                if tracing.on:
+                    received.trace = tracing.carrier(fields)
+                await intake.put(received)
 
     async def _fetch(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work()``, again after each lost connection (waiting longer each time)
@@ -334,6 +338,8 @@ class RedisStreamPublisher(RedisPublisher[dict[Any, Any]]):
             "id": message.id,
             self.field: data,
         }
+        if message.trace:
+            fields.update(message.trace)
         return self._queue(fields, len(data))
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
