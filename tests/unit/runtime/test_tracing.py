@@ -244,3 +244,33 @@ def test_enable_without_the_packages_raises_missing_dependency(
     with pytest.raises(MissingDependencyError, match=r"arroyo-streams\[otel\]"):
         tracing.enable()
     assert not tracing.on
+
+
+class _Lines(logging.Handler):
+    """Keeps each record as JsonFormatter writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+async def test_what_an_operator_logs_names_the_trace_of_its_message(
+    spans: InMemorySpanExporter,
+) -> None:
+    handler = _Lines()
+    logger = logging.getLogger("test.doubler")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        listener = Given([(Event(payload=b"x"), {"traceparent": INCOMING})])
+        await Block(listener, Doubler(), [Recorder()]).run()
+    finally:
+        logger.removeHandler(handler)
+    (line,) = handler.lines
+    (process,) = by_name(spans)["process"]
+    assert line["trace_id"] == INCOMING.split("-")[1]
+    assert line["span_id"] == f"{process.context.span_id:016x}"
