@@ -60,9 +60,10 @@ def enable(provider: Any = None) -> None:
     when given (tests); otherwise the global one, and when none was set (the API's
     default does nothing), an SDK provider configured by the standard ``OTEL_*``
     environment variables: ``OTEL_SERVICE_NAME`` (default ``arroyo``) and
-    ``OTEL_TRACES_EXPORTER`` (``console``; ``otlp`` needs the package
-    ``opentelemetry-exporter-otlp``; ``none`` exports nothing). ``OTEL_SDK_DISABLED=true``
-    leaves tracing off.
+    ``OTEL_TRACES_EXPORTER`` (``otlp``, the default, to ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    over HTTP; ``console``; ``none``; several separated by commas), and
+    ``OTEL_PROPAGATORS`` (the header format; W3C trace context by default).
+    ``OTEL_SDK_DISABLED=true`` leaves tracing off.
 
     Raises MissingDependencyError (one line naming the extra ``otel``) when the
     opentelemetry packages are not installed.
@@ -105,12 +106,20 @@ def _sdk_provider() -> Any:
         if exporter == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         elif exporter == "otlp":
-            otlp = require(
-                "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                "otel",
-                "OTEL_TRACES_EXPORTER=otlp (opentelemetry-exporter-otlp-proto-http)",
-            )
-            provider.add_span_processor(BatchSpanProcessor(otlp.OTLPSpanExporter()))
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+            except ImportError:
+                from arroyo.errors import MissingDependencyError
+
+                raise MissingDependencyError(
+                    "OTEL_TRACES_EXPORTER=otlp needs the Python package "
+                    "'opentelemetry-exporter-otlp-proto-http', which is not installed. "
+                    "Install it with: pip install 'arroyo-streams[otel]' (or set "
+                    "OTEL_TRACES_EXPORTER=console)"
+                ) from None
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         else:
             from arroyo.errors import ConfigError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -274,3 +275,45 @@ async def test_what_an_operator_logs_names_the_trace_of_its_message(
     (process,) = by_name(spans)["process"]
     assert line["trace_id"] == INCOMING.split("-")[1]
     assert line["span_id"] == f"{process.context.span_id:016x}"
+
+
+_ENABLE = """
+import sys
+from arroyo.runtime import tracing
+from opentelemetry import trace
+try:
+    tracing.enable()
+except Exception as exc:
+    print(type(exc).__name__, exc)
+else:
+    print(tracing.on, type(trace.get_tracer_provider()).__module__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "none"}, "True opentelemetry.sdk.trace"),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, "True opentelemetry.sdk.trace"),
+        ({"OTEL_TRACES_EXPORTER": "console,none"}, "True opentelemetry.sdk.trace"),
+        ({"OTEL_SDK_DISABLED": "true"}, "False opentelemetry.trace"),
+        (
+            {"OTEL_TRACES_EXPORTER": "jaeger"},
+            "ConfigError OTEL_TRACES_EXPORTER='jaeger': unknown exporter 'jaeger'; "
+            "Arroyo knows otlp, console and none",
+        ),
+    ],
+)
+def test_enable_sets_up_the_sdk_as_the_otel_variables_say(
+    variables: dict[str, str], expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _ENABLE],
+        capture_output=True,
+        text=True,
+        env={**env, **variables},
+        check=False,
+        timeout=60,
+    )
+    assert done.stdout.strip() == expected, done.stderr
