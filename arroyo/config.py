@@ -165,6 +165,8 @@ class PipelineConfig(_Strict):
     """A whole config file."""
 
     registry: RegistrySettings | None = None
+    tracing: bool = False
+    """OpenTelemetry tracing of every block (the extra ``otel``; :mod:`arroyo.runtime.tracing`)."""
     blocks: list[BlockConfig] = Field(min_length=1)
 
 

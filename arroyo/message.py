@@ -40,6 +40,10 @@ class _Identity:
     seq: int = 0
     id: str = field(default_factory=new_id)
     timestamp: int = field(default_factory=time.time_ns)
+    trace: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
+    """W3C trace context (``traceparent``, ``tracestate``) that a publisher writes in the
+    broker's headers: set by the runtime, only when tracing is on
+    (:mod:`arroyo.runtime.tracing`); never part of the Avro record."""
     """The message exactly as received, when a Block forwards it unchanged: an encoder
     with the same framing sends these bytes instead of encoding again."""
 

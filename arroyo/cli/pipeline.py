@@ -40,6 +40,16 @@ LagInterval = Annotated[
     ),
 ]
 
+Tracing = Annotated[
+    bool,
+    typer.Option(
+        "--tracing",
+        help="Trace every message with OpenTelemetry (needs the extra 'otel'; exporter set "
+        "by OTEL_TRACES_EXPORTER and the other OTEL_* variables). Also: 'tracing: true' "
+        "at the top of the YAML.",
+    ),
+]
+
 LogFormat = Annotated[
     LogFormatName,
     typer.Option(
@@ -74,6 +84,15 @@ async def _run_blocks(blocks: list[Block], health: Health) -> int:
         return await run_blocks(blocks)
 
 
+def _enable_tracing() -> None:
+    """Turn tracing on in this process (MissingDependencyError without the extra)."""
+    from arroyo.runtime import tracing
+
+    tracing.enable()
+    if tracing.on:
+        log.info("tracing: on (OpenTelemetry; W3C trace context in message headers)")
+
+
 def run(
     config: Annotated[Path, typer.Argument(help="The pipeline's YAML file.", show_default=False)],
     block: Annotated[
@@ -93,6 +112,7 @@ def run(
     lag_interval: LagInterval = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
     log_format: LogFormat = "text",
+    tracing: Tracing = False,
 ) -> None:
     """Run the blocks of a pipeline until they end or Ctrl-C / SIGTERM.
 
@@ -113,7 +133,7 @@ def run(
 
       arroyo run connectors/kafka-workers.yaml --workers 4 --metrics-port 9400
     """
-    from arroyo.config import build_file
+    from arroyo.config import build, load_config
     from arroyo.runtime.signals import catch_early_signals
 
     if workers == 1:
@@ -121,7 +141,10 @@ def run(
     level = logging.DEBUG if verbose else logging.INFO
     configure(level, role="supervisor" if workers > 1 else None, format=log_format)
     try:
-        built = build_file(config)
+        pipeline = load_config(config)
+        built = build(pipeline, str(config), config.resolve().parent)
+        if (tracing or pipeline.tracing) and workers == 1:
+            _enable_tracing()
     except ArroyoError as exc:
         raise fail(exc) from None
     names = [b.block.name for b in built]
@@ -148,6 +171,7 @@ def run(
                 verbose,
                 log_format,
                 lag_interval,
+                tracing,
             )
         )
     if lag_interval is not None:
@@ -167,6 +191,7 @@ def _supervise(
     verbose: bool,
     log_format: LogFormatName = "text",
     lag_interval: float | None = None,
+    tracing: bool = False,
 ) -> int:
     """Run ``workers`` worker processes of ``arroyo run config`` (see
     :mod:`arroyo.cli.supervise`); the exit code."""
@@ -180,6 +205,8 @@ def _supervise(
     if verbose:
         command.append("--verbose")
     command += ["--log-format", log_format]
+    if tracing:
+        command.append("--tracing")
     return Supervisor(lambda index: command, workers).run()
 
 
@@ -202,6 +229,7 @@ def bridge(
     metrics_host: MetricsHost = "0.0.0.0",
     lag_interval: LagInterval = None,
     log_format: LogFormat = "text",
+    tracing: Tracing = False,
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
 
@@ -221,6 +249,8 @@ def bridge(
         listener = open_listener(url, parser=make_parser(url.query.pop("parser", "arroyo")))
         publisher = open_publisher(destination)
         dead = open_publisher(dead_letter) if dead_letter else None
+        if tracing:
+            _enable_tracing()
     except ArroyoError as exc:
         raise fail(exc) from None
     block = Block(

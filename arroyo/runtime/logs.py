@@ -12,6 +12,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
 
+from arroyo.runtime import tracing
+
 LogFormatName = Literal["text", "json"]
 
 current_block: ContextVar[str] = ContextVar("arroyo_block", default="-")
@@ -63,8 +65,10 @@ def process_tag(role: str | None = None) -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line: ``time`` (UTC, ISO 8601 with
     milliseconds), ``level``, ``block``, ``worker`` (``worker-2``, ``supervisor``, or
-    null in a process that runs alone), ``pid``, ``logger``, ``message``, and ``error``
-    (the traceback) when the record has one."""
+    null in a process that runs alone), ``pid``, ``logger``, ``message``, ``error``
+    (the traceback) when the record has one, and with tracing on
+    (:mod:`arroyo.runtime.tracing`) ``trace_id`` and ``span_id`` (hex) of the span the
+    record was logged in (processing a message), when there is one."""
 
     def __init__(self, role: str | None = None) -> None:
         super().__init__()
@@ -90,6 +94,10 @@ class JsonFormatter(logging.Formatter):
             entry["error"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
+        if tracing.on:
+            ids = tracing.current_ids()
+            if ids is not None:
+                entry["trace_id"], entry["span_id"] = ids
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from arroyo.errors import ArroyoError, DecodeError, PermanentError, RegistryError
 from arroyo.message import Event, Message, Start, Stop
+from arroyo.runtime import tracing
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.frames import FrameAccounting
 from arroyo.runtime.listener import Listener, Received
@@ -91,6 +92,8 @@ class Processor:
         self.throttle = throttle
         self.frames = frames
         """Counts the frames of each run as parsed (and adds the summary to its Stop)."""
+        if tracing.on:  # decided once: tracing off costs nothing per message
+            self.process = self._traced  # type: ignore[method-assign]
 
     async def process(self, received: Received) -> Outcome:
         """Parse and run the operator on one received message (never raises)."""
@@ -154,6 +157,17 @@ class Processor:
             return DeadLetter.from_exception(
                 exc, received.data, received.source, attempts, self.name
             )
+
+    async def _traced(self, received: Received) -> Outcome:
+        """:meth:`process` within its ``receive`` and ``process`` spans (tracing on)."""
+        spans = tracing.Processing(received, self.name, self.listener)
+        with spans:
+            outcome = await Processor.process(self, received)
+            if isinstance(outcome, DeadLetter):
+                spans.outcome([], outcome.reason)
+            else:
+                spans.outcome([outcome.message] if isinstance(outcome, Forward) else outcome, None)
+        return outcome
 
     async def _operate(self, message: Message) -> list[Message]:
         """One call of the operator, timed; its outputs as a list (checked)."""

@@ -28,7 +28,8 @@ class Received:
     needs to acknowledge this message. ``deliveries`` counts how often the broker has
     delivered it (1 the first time), so a message that keeps failing can be dead-lettered.
     ``messages``, when set, are already parsed (sources such as Avro files parse as they
-    read) and ``data`` is then only kept for dead letters.
+    read) and ``data`` is then only kept for dead letters. ``trace`` and ``context``:
+    tracing (:mod:`arroyo.runtime.tracing`).
     """
 
     data: Raw
@@ -37,6 +38,11 @@ class Received:
     deliveries: int = 1
     messages: list[Message] | None = None
     received_at: float = field(default_factory=time.monotonic)
+    trace: Mapping[str, str] | None = None
+    """The W3C trace context that came with it (``traceparent``, ``tracestate``), set by
+    the listener only when tracing is on (:mod:`arroyo.runtime.tracing`)."""
+    context: Any = None
+    """The OpenTelemetry context of its ``process`` span, while tracing is on."""
 
     @property
     def size(self) -> int:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from arroyo.errors import PermanentError, PublishError
 from arroyo.message import Message
+from arroyo.runtime import tracing
 from arroyo.runtime.calls import describe
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.intake import BoundedIntake
@@ -105,13 +106,32 @@ class Settler:
             settle = _Dead(result, self.dead.send(result))
         else:
             gates = [self._gates.get(p) or self._gate(p) for p in self.publishers()]
-            if isinstance(result, Forward):
+            if tracing.on:
+                settle = self._traced(received, result, gates)
+            elif isinstance(result, Forward):
                 message, wire = result.message, result.wire
                 settle = [(gate, message, gate.send(message, wire)) for gate in gates]
             else:
                 settle = [(gate, m, gate.send(m)) for m in result for gate in gates]
         self._pending.append((received, settle))
         self._more.set()
+
+    def _traced(
+        self, received: Received, result: list[Message] | Forward, gates: list[OrderedSends]
+    ) -> _Sends:
+        """The sends of :meth:`publish` with tracing on: each in its ``publish`` span,
+        whose trace context the message carries to the broker."""
+        messages, wire = (
+            ([result.message], result.wire) if isinstance(result, Forward) else (result, None)
+        )
+        settle: _Sends = []
+        for message in messages:
+            for gate in gates:
+                traced, span = tracing.publishing(message, received, self.name, gate.publisher)
+                done = gate.send(traced, wire)
+                tracing.published(span, done)
+                settle.append((gate, traced, done))
+        return settle
 
     def _gate(self, publisher: Publisher) -> OrderedSends:
         gate = self._gates[publisher] = OrderedSends(publisher)

@@ -16,7 +16,16 @@ class Missing(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Missing())
 """
-CLIENTS = {"confluent_kafka", "redis", "aio_pika", "aiormq", "zmq", "msgpack", "numpy"}
+CLIENTS = {
+    "confluent_kafka",
+    "redis",
+    "aio_pika",
+    "aiormq",
+    "zmq",
+    "msgpack",
+    "numpy",
+    "opentelemetry",
+}
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:

@@ -43,6 +43,9 @@ Publisher
     ``format_options`` in YAML) writes a facility's wire format instead
     (:mod:`arroyo.formats`): each message as the records the format makes, in order,
     confirmed once all of them are; no ``arroyo.*`` headers (``publisher.py``).
+    With tracing on (:mod:`arroyo.runtime.tracing`), the W3C ``traceparent`` and
+    ``tracestate`` headers go with each record (formats included), and the listener
+    continues the trace of a record that has them.
 
 Dead letters
     ``publish_dead_letter`` produces the ORIGINAL bytes as the value, with the reason,

@@ -32,6 +32,7 @@ from arroyo.brokers.kafka.lag import LagReader
 from arroyo.brokers.kafka.partitions import Partitions
 from arroyo.brokers.kafka.settings import KafkaListenerSettings, check_settings, topics
 from arroyo.errors import ArroyoError, ConfigError, ConnectError
+from arroyo.runtime import tracing
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Received
@@ -196,6 +197,8 @@ class KafkaListener(Listener):
                     {"url": url, "topic": topic, "partition": partition, "offset": offset},
                     (key, offset),
                 )
+                if tracing.on:
+                    received.trace = tracing.carrier(msg.headers())
                 started(key, offset)
                 if not offer(received):
                     if not await self._wait(intake, received):

@@ -125,13 +125,18 @@ class KafkaPublisher(PipelinedPublisher):
             return self.formatted.send(message)
         value = self.codec.encode(message, wire)
         headers = [*self._schema_headers(message.kind, value), ("arroyo.id", message.id)]
+        if message.trace:
+            headers += message.trace.items()
         key = message.stream.encode() if message.stream else None
         return self._produce(value, key, headers, f"{message.kind} {message.id}")
 
     def _produce_record(self, message: Message, record: Record, what: str) -> asyncio.Future[None]:
         """Enqueue one record of a format (the hook of :class:`FormatSender`)."""
         key = record.key if record.key is not None else message.stream.encode() or None
-        return self._produce(record.value, key, list(record.headers), what)
+        headers: list[Any] = list(record.headers)
+        if message.trace:
+            headers += message.trace.items()
+        return self._produce(record.value, key, headers, what)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Produce the original bytes with the reason and source in headers (see the

@@ -31,9 +31,10 @@ by the broker (publisher confirms); sends are pipelined on one channel and keep 
 order. By default to the queue (the default exchange, routing key = queue name); with
 ``exchange=X`` (which must exist) and ``routing_key=K`` to an exchange. Each message
 carries ``message_id`` (the Arroyo id), ``type`` (start/event/stop) and the headers
-``arroyo.stream`` and ``arroyo.seq``. A message no queue takes is not dropped: it is
-returned, and the publish fails (and is retried by the Block), as does one not confirmed
-within ``confirm_timeout`` seconds.
+``arroyo.stream`` and ``arroyo.seq`` (with tracing on, :mod:`arroyo.runtime.tracing`,
+also ``traceparent`` and ``tracestate``, which the listener continues). A message no
+queue takes is not dropped: it is returned, and the publish fails (and is retried by the
+Block), as does one not confirmed within ``confirm_timeout`` seconds.
 
 **Dead letters** (as the Block's ``dead_letter``): the original bytes with RabbitMQ's
 dead-letter headers (``x-death``, ``x-first-death-reason`` = ``rejected``,

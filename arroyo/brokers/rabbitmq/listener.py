@@ -20,6 +20,7 @@ from arroyo.brokers import BrokerURL
 from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
 from arroyo.brokers.rabbitmq.settings import RabbitMQListenerSettings
 from arroyo.errors import ConfigError, ConnectError
+from arroyo.runtime import tracing
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Received
@@ -128,7 +129,10 @@ class RabbitMQListener(Listener):
                 if message.message_id:
                     source["message_id"] = message.message_id
                 count = deliveries(message, quorum)
-                await intake.put(Received(message.body, source, message, count))
+                received = Received(message.body, source, message, count)
+                if tracing.on:
+                    received.trace = tracing.carrier(message.headers)
+                await intake.put(received)
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)

@@ -84,11 +84,11 @@ class RabbitMQPublisher(PipelinedPublisher):
         reconnection, none of them goes out before the failed one is published again."""
         if self._channel is None:
             raise RuntimeError(f"{self.name}: start() was not called")
+        headers: dict[str, Any] = {"arroyo.stream": message.stream, "arroyo.seq": message.seq}
+        if message.trace:
+            headers.update(message.trace)
         properties = Basic.Properties(
-            delivery_mode=2,
-            message_id=message.id,
-            message_type=message.kind,
-            headers={"arroyo.stream": message.stream, "arroyo.seq": message.seq},
+            delivery_mode=2, message_id=message.id, message_type=message.kind, headers=headers
         )
         body = self.codec.encode(message, wire)
         loop = asyncio.get_running_loop()

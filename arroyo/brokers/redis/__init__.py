@@ -7,11 +7,12 @@ error naming it.
 
 **Streams** (at-least-once). The publisher appends each message with ``XADD`` as an
 entry with the encoded message under ``field`` (default ``data``) and small readable
-fields for tools (``kind``, ``stream``, ``seq``, ``id``); sends are pipelined (what
-accumulates while a pipeline is in flight goes out as the next one, in order; at most
-``batch`` entries, default 1000, and about ``batch_bytes``, default 4 MiB, per
-pipeline). ``maxlen=N`` trims the stream to about N entries (``MAXLEN ~``); 0, the
-default, keeps everything.
+fields for tools (``kind``, ``stream``, ``seq``, ``id``; with tracing on,
+:mod:`arroyo.runtime.tracing`, also ``traceparent`` and ``tracestate``, which the
+listener continues); sends are pipelined (what accumulates while a pipeline is in flight
+goes out as the next one, in order; at most ``batch`` entries, default 1000, and about
+``batch_bytes``, default 4 MiB, per pipeline). ``maxlen=N`` trims the stream to about N
+entries (``MAXLEN ~``); 0, the default, keeps everything.
 
 The listener reads through a consumer group (``group``, default ``arroyo``; created with
 ``MKSTREAM`` when missing, reading from ``start``: ``0``, the beginning of the stream, by

@@ -27,6 +27,7 @@ from arroyo.brokers.redis.settings import RedisStreamListenerSettings, RedisStre
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConnectError
 from arroyo.message import Message
+from arroyo.runtime import tracing
 from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.parser import Parser
@@ -160,7 +161,10 @@ class RedisStreamListener(Listener):
                 else:  # not written by Arroyo: the parser gets every field and value
                     data = [part for pair in fields.items() for part in pair]
                     source["fields"] = b",".join(fields).decode(errors="replace")
-                await intake.put(Received(data, source, entry_id, deliveries))
+                received = Received(data, source, entry_id, deliveries)
+                if tracing.on:
+                    received.trace = tracing.carrier(fields)
+                await intake.put(received)
 
     async def _fetch(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work()``, again after each lost connection (waiting longer each time)
@@ -344,6 +348,8 @@ class RedisStreamPublisher(RedisPublisher[dict[Any, Any]]):
             "id": message.id,
             self.field: data,
         }
+        if message.trace:
+            fields.update(message.trace)
         return self._queue(fields, len(data))
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:

@@ -34,7 +34,11 @@ least ``copy_threshold`` bytes are handed over without a copy, as read-only
 codec then copies a payload once into the encoded message. Smaller frames are bytes.
 The publishers send Arroyo's own framing, one frame per message, for another Arroyo
 process to read with the ``arroyo`` parser (``zmq+pull://...?parser=arroyo``, the
-default). Large messages are sent zero-copy.
+default). Large messages are sent zero-copy. With tracing on
+(:mod:`arroyo.runtime.tracing`) a second, last frame carries the W3C trace context
+(``arroyo-trace`` and a ``traceparent=...`` line, ``tracestate=...`` when there is one);
+a listener takes such a last frame off before parsing (tracing on or not) and, with
+tracing on, continues its trace.
 
 Options (URL query or YAML), declared in :mod:`arroyo.brokers.zmq.settings`:
 

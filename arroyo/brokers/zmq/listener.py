@@ -18,10 +18,13 @@ from arroyo.brokers.zmq.connection import RECEIVING, address, display_name, open
 from arroyo.brokers.zmq.gaps import SeqGaps
 from arroyo.brokers.zmq.settings import ZmqListenerSettings
 from arroyo.errors import ConfigError
+from arroyo.runtime import tracing
 from arroyo.runtime.listener import Intake, Listener, Raw, Received
 from arroyo.runtime.parser import AvroParser, Parser
 
 log = logging.getLogger("arroyo.brokers.zmq")
+
+_MARK = len(tracing.ZMQ_FRAME)
 
 
 class ZmqListener(Listener):
@@ -89,9 +92,15 @@ class ZmqListener(Listener):
                     if frames is None:
                         break
                 count += 1
+                trace = None
+                if len(frames) > 1 and frames[-1].buffer[:_MARK] == tracing.ZMQ_FRAME:
+                    trace = frames.pop().bytes  # trace context after Arroyo's framing
                 parts = [self._part(frame) for frame in frames]
                 data: Raw = parts[0] if len(parts) == 1 else parts
-                await intake.put(Received(data, {"url": self.name, "message": count}))
+                received = Received(data, {"url": self.name, "message": count})
+                if trace is not None and tracing.on:
+                    received.trace = tracing.from_zmq_frame(trace)
+                await intake.put(received)
                 if count % 32 == 0:
                     # Let the Block work even when the socket never waits (not after every
                     # message: a loop iteration costs more than a small message).

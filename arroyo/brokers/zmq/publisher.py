@@ -20,6 +20,7 @@ from arroyo.brokers.zmq.settings import ZmqPublisherSettings
 from arroyo.codec import Codec, default_codec
 from arroyo.errors import ConfigError
 from arroyo.message import Message
+from arroyo.runtime import tracing
 from arroyo.runtime.publisher import PipelinedPublisher
 
 log = logging.getLogger("arroyo.brokers.zmq")
@@ -76,7 +77,13 @@ class ZmqPublisher(PipelinedPublisher):
         Raises EncodeError at once for a message that cannot be encoded."""
         if self._socket is None:
             raise RuntimeError(f"{self.name}: start() was not called")
-        future: Awaitable[None] = self._socket.send(self.codec.encode(message, wire), copy=False)
+        data = self.codec.encode(message, wire)
+        if message.trace:  # the trace context in a last frame (arroyo.runtime.tracing)
+            sent: Awaitable[None] = self._socket.send_multipart(
+                [data, tracing.zmq_frame(message.trace)], copy=False
+            )
+            return sent
+        future: Awaitable[None] = self._socket.send(data, copy=False)
         return future
 
     async def close(self) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -99,3 +103,62 @@ def test_every_command_has_help_with_examples() -> None:
         assert result.exit_code == 0
     for command in ["run", "bridge", "tail", "demo", "check"]:
         assert "Example" in runner.invoke(app, [command, "--help"]).output
+
+
+def _traced_config(tmp_path: Path, tracing: bool) -> Path:
+    write_run(tmp_path / "in.avro", 2)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        (f"tracing: {str(tracing).lower()}\n" if tracing else "")
+        + textwrap.dedent(
+            f"""
+            blocks:
+              - name: integrate
+                listener: file://{tmp_path}/in.avro
+                operator: arroyo.operators:Integrate
+                publishers: [file://{tmp_path}/out.avro]
+            """
+        )
+    )
+    return config
+
+
+def test_run_with_tracing_in_the_yaml_exports_spans_as_the_otel_variables_say(
+    tmp_path: Path,
+) -> None:
+    config = _traced_config(tmp_path, tracing=True)
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "beamline-7"}
+    done = subprocess.run(
+        [sys.executable, "-m", "arroyo", "run", str(config), "--log-format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tracing: on" in done.stderr
+    names = re.findall(r'"name": "(\w+)"', done.stdout)  # the console exporter's JSON
+    assert sorted(set(names)) == ["process", "publish", "receive"]
+    assert names.count("receive") == 4  # Start, two Events, Stop
+    assert '"service.name": "beamline-7"' in done.stdout
+
+
+def test_run_with_tracing_without_the_extra_says_what_to_install_in_one_line(
+    tmp_path: Path,
+) -> None:
+    config = _traced_config(tmp_path, tracing=False)
+    script = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from arroyo.cli import main\n"
+        f"sys.argv = ['arroyo', 'run', {str(config)!r}, '--tracing']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 2
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Tracing needs the Python package 'opentelemetry'" in line
+    assert "pip install 'arroyo-streams[otel]'" in line
+    assert not (tmp_path / "out.avro").exists()  # refused before anything ran
