@@ -44,8 +44,6 @@ class _Identity:
     """W3C trace context (``traceparent``, ``tracestate``) that a publisher writes in the
     broker's headers: set by the runtime, only when tracing is on
     (:mod:`arroyo.runtime.tracing`); never part of the Avro record."""
-    """The message exactly as received, when a Block forwards it unchanged: an encoder
-    with the same framing sends these bytes instead of encoding again."""
 
 
 @dataclass(frozen=True, slots=True)
