@@ -33,7 +33,9 @@ with the delivery journal (``delivery_journal``, on by default: a folder, or fal
 that died while processing the entry, so the other entries a dying worker held are not
 counted with it. A live listener keeps its own unfinished entries fresh (``XCLAIM ...
 JUSTID``), so slow work is not taken away; ``min_idle_ms`` must still exceed the longest
-time the event loop can stall. On a graceful stop, entries left unfinished are handed
+time the event loop can stall (after a longer stall, another consumer may take over and
+process again what this one is still working on; this one, claiming back its own
+unfinished entries, does not hand them over twice). On a graceful stop, entries left unfinished are handed
 back at once. After a server restart the listener reconnects by itself (XACKs wait for
 the server meanwhile); what survives a restart is the server's business (``appendonly
 yes`` with ``appendfsync always`` loses nothing acknowledged); without persistence the

@@ -148,6 +148,11 @@ class RedisStreamListener(Listener):
             for entry_id, fields, deliveries in entries:
                 if self._stopping.is_set():
                     break  # left pending: handed back to the group by close()
+                if entry_id in self._unacked:
+                    # Our own unfinished entry, gone idle while the loop stalled and
+                    # claimed back by us: already handed over, not to be processed twice.
+                    self._unacked[entry_id] = time.monotonic()
+                    continue
                 self._unacked[entry_id] = time.monotonic()
                 source = {
                     "url": self.name,

@@ -103,6 +103,45 @@ async def test_a_live_listener_keeps_its_slow_entries(
         await slow.ack(held.items[0])
 
 
+async def test_a_listener_that_claims_its_own_unfinished_entries_does_not_hand_them_over_twice(
+    redis_address: str,
+    client: aioredis.Redis,
+    stream: Callable[[str], str],
+    until: Until,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An event loop stalled past ``min_idle_ms`` (a loaded machine) lets the listener's
+    own unfinished entries go idle; its next XAUTOCLAIM takes them back to itself. They
+    are in its hands already: handing them over again would process them twice."""
+
+    async def stalled(self: RedisStreamListener) -> None:  # never refreshes: as if stalled
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(RedisStreamListener, "_keep_fresh", stalled)
+    source = stream("source")
+    url = f"redis://{redis_address}/{source}?group=g&min_idle_ms=100&claim_interval_ms=20"
+    listener = open_listener(url + "&block_ms=20")
+    assert isinstance(listener, RedisStreamListener)
+    async with listening(listener) as held:
+        ids = [await client.xadd(source, {"data": b"%d" % i}) for i in range(3)]
+        await until(lambda: len(held.items) == 3)
+        # Claimed by itself at least once more (its delivery count rises past 1) ...
+        deadline = time.monotonic() + 5
+        while not await _reclaimed(client, source):
+            assert time.monotonic() < deadline, "the listener never claimed its own entries"
+            await asyncio.sleep(0.01)
+        # ... and still handed over once each.
+        assert [r.handle for r in held.items] == ids
+        for received in held.items:
+            await listener.ack(received)
+    assert (await client.xpending(source, "g"))["pending"] == 0
+
+
+async def _reclaimed(client: aioredis.Redis, source: str) -> bool:
+    pending = await client.xpending_range(source, "g", "-", "+", 10)
+    return len(pending) == 3 and all(p["times_delivered"] > 1 for p in pending)
+
+
 async def test_a_graceful_stop_hands_unfinished_entries_back_at_once(
     redis_address: str, client: aioredis.Redis, stream: Callable[[str], str], until: Until
 ) -> None:
