@@ -24,23 +24,24 @@ An entry without the ``field`` (default ``data``), written by another tool, is h
 the parser as its field and value parts (Arroyo's own parser dead-letters it).
 
 Entries a consumer has not acknowledged for ``min_idle_ms`` (default 30000: a crashed
-worker's) are taken over by the others with ``XAUTOCLAIM`` (every
-``claim_interval_ms``, default 5000 and at most half of ``min_idle_ms``; Redis 6.2 or
-later) and delivered with their delivery count (from ``XPENDING``), so a message that
-keeps crashing workers reaches the Block's ``max_deliveries`` limit and the dead letter;
-with the delivery journal (``delivery_journal``, on by default: a folder, or false;
+worker's) are taken over by the others with ``XAUTOCLAIM`` (every ``claim_interval_ms``,
+default 5000 and at most half of ``min_idle_ms``; Redis 6.2 or later) and delivered with
+their delivery count (from ``XPENDING``), so a message that keeps crashing workers
+reaches the Block's ``max_deliveries`` limit and the dead letter; with the delivery
+journal (``delivery_journal``, on by default: a folder, or false;
 ``arroyo/runtime/journal.py``) that count is the number of workers (of this machine)
 that died while processing the entry, so the other entries a dying worker held are not
 counted with it. A live listener keeps its own unfinished entries fresh (``XCLAIM ...
 JUSTID``), so slow work is not taken away; ``min_idle_ms`` must still exceed the longest
 time the event loop can stall (after a longer stall, another consumer may take over and
 process again what this one is still working on; this one, claiming back its own
-unfinished entries, does not hand them over twice). On a graceful stop, entries left unfinished are handed
-back at once. After a server restart the listener reconnects by itself (XACKs wait for
-the server meanwhile); what survives a restart is the server's business (``appendonly
-yes`` with ``appendfsync always`` loses nothing acknowledged); without persistence the
-group is gone and is created again (logged). Entries read by several consumers of one
-group are processed in parallel: the order of a run is not kept across workers.
+unfinished entries, does not hand them over twice). On a graceful stop, entries left
+unfinished are handed back at once. After a server restart the listener reconnects by
+itself (XACKs wait for the server meanwhile); what survives a restart is the server's
+business (``appendonly yes`` with ``appendfsync always`` loses nothing acknowledged);
+without persistence the group is gone and is created again (logged). Entries read by
+several consumers of one group are processed in parallel: the order of a run is not kept
+across workers.
 
 **Pub/sub** (at-most-once). ``redis+pubsub://`` uses ``SUBSCRIBE``/``PUBLISH`` for
 existing deployments. Redis keeps nothing: a message published while no listener is
