@@ -549,3 +549,30 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
         made = _rabbitmq_broker(request.getfixturevalue("amqp_url"))
     yield made
     made.delete(made.made)
+
+
+@pytest.fixture
+def provider() -> Iterator[Any]:
+    """An OpenTelemetry SDK tracer provider of the test's own (not the process's global
+    one); needs the extra otel."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    made = TracerProvider()
+    yield made
+    made.shutdown()
+
+
+@pytest.fixture
+def spans(provider: Any) -> Iterator[Any]:
+    """Tracing on in this process, into an in-memory span exporter (off again after the
+    test)."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from arroyo.runtime import tracing
+
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    yield exporter
+    tracing.disable()

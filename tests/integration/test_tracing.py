@@ -6,14 +6,13 @@ headers, a field of a Redis Streams entry, AMQP headers, a last ZeroMQ frame).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from arroyo import Event, decode, encode
@@ -26,23 +25,6 @@ zmq = pytest.importorskip("zmq")
 redis = pytest.importorskip("redis")
 
 Until = Callable[..., Any]
-
-
-@pytest.fixture
-def provider() -> Iterator[TracerProvider]:
-    provider = TracerProvider()
-    yield provider
-    provider.shutdown()
-
-
-@pytest.fixture
-def spans(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
-    """Tracing on in this process, into an in-memory exporter."""
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable(provider)
-    yield exporter
-    tracing.disable()
 
 
 class Integrate(Operator):

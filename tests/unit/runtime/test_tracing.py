@@ -8,12 +8,11 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from arroyo import encode
@@ -25,24 +24,6 @@ from arroyo.testing import Recorder
 
 INCOMING = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 """A traceparent as an upstream service sends it (the W3C specification's example)."""
-
-
-@pytest.fixture
-def provider() -> Iterator[TracerProvider]:
-    """An SDK tracer provider of the test's own (not the process's global one)."""
-    provider = TracerProvider()
-    yield provider
-    provider.shutdown()
-
-
-@pytest.fixture
-def spans(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
-    """Tracing on, into an in-memory exporter (off again after the test)."""
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable(provider)
-    yield exporter
-    tracing.disable()
 
 
 class Given(Listener):

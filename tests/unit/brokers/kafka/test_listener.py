@@ -7,16 +7,10 @@ from typing import Any
 
 import pytest
 
-from arroyo.brokers import open_listener
 from arroyo.brokers.kafka import KafkaListener
+from tests.unit.brokers.kafka.endpoints import make_listener
 
 ck = pytest.importorskip("confluent_kafka")
-
-
-def make_listener(url: str, **options: Any) -> KafkaListener:
-    made = open_listener(url, options)
-    assert isinstance(made, KafkaListener)
-    return made
 
 
 class _Record:

@@ -13,20 +13,9 @@ from arroyo.brokers import open_listener, open_publisher, parse_url
 from arroyo.brokers.kafka import KafkaListener, KafkaPublisher
 from arroyo.brokers.kafka.settings import COMMON_SETTINGS
 from arroyo.errors import ConfigError
+from tests.unit.brokers.kafka.endpoints import make_listener, make_publisher
 
 ck = pytest.importorskip("confluent_kafka")
-
-
-def make_listener(url: str, **options: Any) -> KafkaListener:
-    made = open_listener(url, options)
-    assert isinstance(made, KafkaListener)
-    return made
-
-
-def make_publisher(url: str, **options: Any) -> KafkaPublisher:
-    made = open_publisher(url, options)
-    assert isinstance(made, KafkaPublisher)
-    return made
 
 
 def test_listener_defaults_commit_manually_from_the_earliest_offset_read_committed() -> None:

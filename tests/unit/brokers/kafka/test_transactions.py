@@ -11,27 +11,15 @@ from typing import Any
 import pytest
 
 from arroyo import decode, encode
-from arroyo.brokers import open_listener, open_publisher
-from arroyo.brokers.kafka import KafkaListener, KafkaPublisher, exactly_once
+from arroyo.brokers.kafka import KafkaListener, exactly_once
 from arroyo.brokers.memory import MemoryPublisher
 from arroyo.errors import ConfigError, DecodeError
 from arroyo.runtime import Block
 from arroyo.runtime.listener import Received
 from arroyo.testing import make_run
+from tests.unit.brokers.kafka.endpoints import make_listener, make_publisher
 
 pytest.importorskip("confluent_kafka")
-
-
-def make_listener(url: str, **options: Any) -> KafkaListener:
-    made = open_listener(url, options)
-    assert isinstance(made, KafkaListener)
-    return made
-
-
-def make_publisher(url: str, **options: Any) -> KafkaPublisher:
-    made = open_publisher(url, options)
-    assert isinstance(made, KafkaPublisher)
-    return made
 
 
 def test_exactly_once_needs_kafka_publishers_on_the_listener_cluster() -> None:
