@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from arroyo.errors import ArroyoError
-from arroyo.runtime import metrics
+from arroyo.runtime import metrics, tracing
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.frames import FrameAccounting
@@ -26,7 +26,7 @@ from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.lag import DEFAULT_INTERVAL, LagWatch
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
-from arroyo.runtime.operator import Operator, Passthrough
+from arroyo.runtime.operator import Operator, Passthrough, batched
 from arroyo.runtime.parser import AvroParser
 from arroyo.runtime.process import InvalidOutput, Outcome, Processor
 from arroyo.runtime.publisher import Publisher
@@ -59,6 +59,11 @@ class Block:
     - ``queue_size`` / ``max_bytes``: at most this many messages (and bytes) are held
       between the listener and their acknowledgement; a full Block pauses the listener.
     - ``concurrency``: how many ``operator.process`` calls run at once.
+    - ``batch_size``: at most this many messages go to one call of the operator's
+      ``process_batch`` (with concurrency 1, for an operator that overrides it: see
+      :meth:`Operator.process_batch`); a batch is what waits in the intake when the
+      Block takes the next work, so it grows only when the operator is slower than the
+      input.
     - ``retry``: for operator failures; ``publish_retry``: for publisher and dead-letter
       failures (default: until the destination is back). Then the dead letter.
     - ``dead_letter``: where bad messages go. Without one, they are logged and dropped
@@ -101,6 +106,7 @@ class Block:
         queue_size: int = 1000,
         max_bytes: int = 64 << 20,
         concurrency: int = 1,
+        batch_size: int = 1000,
         retry: RetryPolicy | None = None,
         publish_retry: RetryPolicy | None = None,
         max_deliveries: int | None = 5,
@@ -114,6 +120,8 @@ class Block:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if operator_timeout is not None and operator_timeout <= 0:
             raise ValueError(f"operator_timeout must be positive, got {operator_timeout}")
         self.name = name
@@ -125,6 +133,7 @@ class Block:
             self.add_publisher(publisher)
         self.dead_letter = dead_letter
         self.concurrency = concurrency
+        self.batch_size = batch_size
         self.retry = retry if retry is not None else RetryPolicy()
         self.publish_retry = publish_retry if publish_retry is not None else RetryPolicy(None)
         self.max_deliveries = max_deliveries
@@ -377,21 +386,39 @@ class Block:
     async def _work(self) -> None:
         """Process each message in arrival order; publish the results in that order.
 
-        With concurrency 1 the messages are processed one after the other, here; above,
-        each is processed in a task of its own and an emitter keeps the order. A settler
-        waits for the confirmations and acknowledges.
+        With concurrency 1 the messages are taken as the listener handed them over, in
+        batches of up to ``batch_size``: an operator that overrides ``process_batch`` gets
+        each batch in one call (unless a message of it was being processed when a worker
+        died: then one by one, see :mod:`arroyo.runtime.journal`; and with tracing on,
+        whose spans are per message), others each message in turn. Above 1, each message
+        is processed in a task of its own and an emitter keeps the order. A settler waits
+        for the confirmations and acknowledges.
         """
         settler = self._task(self._settler.run())
         journal, processor = self._journal, self._processor
         if self.concurrency == 1:
-            while (received := await self.intake.get()) is not None:
-                if journal is None:
-                    self._settler.publish(received, await processor.process(received))
-                else:  # as _journaled does, without a coroutine more per message
-                    slot = journal.start(received)
-                    result = await processor.process(received)
-                    journal.finish(slot)
-                    self._settler.publish(received, result)
+            publish, size = self._settler.publish, self.batch_size
+            whole = batched(self.operator) and not tracing.on
+            while batch := await self.intake.get_batch(size):
+                if whole and not (journal is not None and any(map(journal.suspect, batch))):
+                    if journal is None:
+                        outcomes = await processor.process_batch(batch)
+                    else:  # all recorded while the batch is processed
+                        slots = [journal.start(each) for each in batch]
+                        outcomes = await processor.process_batch(batch)
+                        for slot in slots:
+                            journal.finish(slot)
+                    for each, outcome in zip(batch, outcomes, strict=True):
+                        publish(each, outcome)
+                    continue
+                for each in batch:  # one by one, each published as soon as it is done
+                    if journal is None:
+                        publish(each, await processor.process(each))
+                    else:  # as _journaled does, without a coroutine more per message
+                        slot = journal.start(each)
+                        result = await processor.process(each)
+                        journal.finish(slot)
+                        publish(each, result)
         else:
             process = processor.process if journal is None else self._journaled
             order: asyncio.Queue[tuple[Received, asyncio.Task[Outcome]] | None] = asyncio.Queue()
