@@ -125,7 +125,10 @@ class Processor:
         messages: list[Message] = []
         for index, received in enumerate(batch):
             try:
-                prepared[index] = parsed = await self._prepare(received)
+                try:
+                    prepared[index] = parsed = self._prepare_now(received)
+                except RegistryError:
+                    prepared[index] = parsed = await self._prepare(received)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -158,10 +161,24 @@ class Processor:
         return outcomes  # type: ignore[return-value]  # every slot is set by now
 
     async def _prepare(self, received: Received) -> tuple[list[Message], Message | None]:
+        """:meth:`_prepare_now`, retrying while the schema registry cannot be reached."""
+        try:
+            return self._prepare_now(received)
+        except RegistryError as exc:
+            # Bad bytes are a DecodeError (permanent, not retried); an unreachable
+            # schema registry is retried until it is back, like a publisher.
+            parsed = await self.publish_retry.call(
+                lambda: self._parse(received),
+                lambda n, e: self._retried("parse", n, e),
+                failed=exc,
+            )
+            return self._counted(parsed if isinstance(parsed, list) else [parsed])
+
+    def _prepare_now(self, received: Received) -> tuple[list[Message], Message | None]:
         """The messages of ``received`` (parsed now unless the listener did), counted by
         the frame accounting, and the first as parsed (the frame accounting may add a
         summary to a Stop: a new message). Raises for a message delivered too often, and
-        what parsing raised (an unreachable registry is retried meanwhile)."""
+        what parsing raised (RegistryError: nothing was counted, try again)."""
         if self.max_deliveries is not None and received.deliveries > self.max_deliveries:
             raise _TooManyDeliveries(
                 f"delivered {received.deliveries} times (more than max_deliveries="
@@ -169,17 +186,11 @@ class Processor:
             )
         messages = received.messages
         if messages is None:
-            try:
-                parsed = await self._parse(received)
-            except RegistryError as exc:
-                # Bad bytes are a DecodeError (permanent, not retried); an unreachable
-                # schema registry is retried until it is back, like a publisher.
-                parsed = await self.publish_retry.call(
-                    lambda: self._parse(received),
-                    lambda n, e: self._retried("parse", n, e),
-                    failed=exc,
-                )
+            parsed = self._parse_now(received)
             messages = parsed if isinstance(parsed, list) else [parsed]
+        return self._counted(messages)
+
+    def _counted(self, messages: list[Message]) -> tuple[list[Message], Message | None]:
         first = messages[0] if messages else None
         if self.frames is not None:
             messages = self.frames.observe_all(messages)
@@ -313,6 +324,10 @@ class Processor:
             return await self._operate(message)
 
     async def _parse(self, received: Received) -> Message | list[Message]:
+        """:meth:`_parse_now`, as a coroutine (for the retries)."""
+        return self._parse_now(received)
+
+    def _parse_now(self, received: Received) -> Message | list[Message]:
         """Parse; a parser's unexpected exception counts as undecodable input, not as a
         reason to retry (only RegistryError, an unreachable registry, is retried)."""
         try:
