@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from arroyo.errors import ArroyoError
-from arroyo.runtime import metrics, tracing
+from arroyo.runtime import metrics
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.frames import FrameAccounting
@@ -28,12 +27,13 @@ from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.operator import Operator, Passthrough, batched
 from arroyo.runtime.parser import AvroParser
-from arroyo.runtime.process import InvalidOutput, Outcome, Processor
+from arroyo.runtime.process import InvalidOutput, Processor
 from arroyo.runtime.publisher import Publisher
 from arroyo.runtime.readiness import Readiness
 from arroyo.runtime.retry import RetryPolicy
 from arroyo.runtime.settle import Settler
 from arroyo.runtime.tasks import bounded, left, retrieve
+from arroyo.runtime.work import Pipeline
 
 __all__ = ["Block", "InvalidOutput"]
 
@@ -303,7 +303,17 @@ class Block:
 
     async def _run(self) -> None:
         listen = asyncio.create_task(self._listen(), name=f"{self.name}-listen")
-        work = self._task(self._work())
+        pipeline = Pipeline(
+            self.intake,
+            self._processor,
+            self._settler,
+            self._journal,
+            batched(self.operator),
+            self.concurrency,
+            self.batch_size,
+            self._task,
+        )
+        work = self._task(pipeline.run())
         self._task(self._calls.watch())
         if self.lag_interval:
             self.lag_watch.interval = self.lag_interval
@@ -381,80 +391,6 @@ class Block:
             except Exception:
                 log.exception("closing %s failed", name)
 
-    # -- the pipeline --------------------------------------------------------------
-
-    async def _work(self) -> None:
-        """Process each message in arrival order; publish the results in that order.
-
-        With concurrency 1 the messages are taken as the listener handed them over, in
-        batches of up to ``batch_size``: an operator that overrides ``process_batch`` gets
-        each batch in one call (unless a message of it was being processed when a worker
-        died: then one by one, see :mod:`arroyo.runtime.journal`; and with tracing on,
-        whose spans are per message), others each message in turn. Above 1, each message
-        is processed in a task of its own and an emitter keeps the order. A settler waits
-        for the confirmations and acknowledges.
-        """
-        settler = self._task(self._settler.run())
-        journal, processor = self._journal, self._processor
-        if self.concurrency == 1:
-            publish, size = self._settler.publish, self.batch_size
-            whole = batched(self.operator) and not tracing.on
-            while batch := await self.intake.get_batch(size):
-                if whole and not (journal is not None and any(map(journal.suspect, batch))):
-                    if journal is None:
-                        outcomes = await processor.process_batch(batch)
-                    else:  # all recorded while the batch is processed
-                        slots = [journal.start(each) for each in batch]
-                        outcomes = await processor.process_batch(batch)
-                        for slot in slots:
-                            journal.finish(slot)
-                    for each, outcome in zip(batch, outcomes, strict=True):
-                        publish(each, outcome)
-                    continue
-                for each in batch:  # one by one, each published as soon as it is done
-                    if journal is None:
-                        publish(each, await processor.process(each))
-                    else:  # as _journaled does, without a coroutine more per message
-                        slot = journal.start(each)
-                        result = await processor.process(each)
-                        journal.finish(slot)
-                        publish(each, result)
-        else:
-            process = processor.process if journal is None else self._journaled
-            order: asyncio.Queue[tuple[Received, asyncio.Task[Outcome]] | None] = asyncio.Queue()
-            emitter = self._task(self._emit(order))
-            started = deque[asyncio.Task[Any]]()
-            try:
-                while (received := await self.intake.get()) is not None:
-                    # A message that was being processed when a worker died is processed
-                    # alone: if it kills this worker too, it alone is counted.
-                    alone = journal is not None and journal.suspect(received)
-                    if alone and started:
-                        await asyncio.wait(started)
-                    task = self._task(process(received))
-                    order.put_nowait((received, task))
-                    if journal is not None:
-                        while started and started[0].done():
-                            started.popleft()
-                        started.append(task)
-                    if alone:
-                        await asyncio.wait((task,))
-            finally:
-                order.put_nowait(None)
-            await emitter
-        self._settler.finish()
-        await settler
-
-    async def _journaled(self, received: Received) -> Outcome:
-        """Process ``received``, recorded in the listener's delivery journal while it runs
-        (which also sets ``received.deliveries``). Cancelled (abandoned at the end of the
-        grace period), it stays recorded: the journal counts it when it is closed."""
-        assert self._journal is not None
-        slot = self._journal.start(received)
-        result = await self._processor.process(received)
-        self._journal.finish(slot)
-        return result
-
     def _task(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task of this Block, cancelled when the Block ends; when it fails, the Block
         fails (stops at once and raises it)."""
@@ -469,16 +405,6 @@ class Block:
         if failed and self._failure is None:
             self._failure = task.exception()
             self._failed.set()
-
-    async def _emit(
-        self,
-        order: asyncio.Queue[tuple[Received, asyncio.Task[Outcome]] | None],
-    ) -> None:
-        """Take results in input order and start their publication, without waiting for
-        the confirmations of earlier ones."""
-        while (entry := await order.get()) is not None:
-            received, task = entry
-            self._settler.publish(received, await task)
 
 
 class _CountingIntake:
