@@ -151,11 +151,13 @@ class Block:
             raise ValueError(f"lag_interval must be positive (or None: off), got {lag_interval}")
         self.lag_interval = lag_interval
         interval = lag_interval or DEFAULT_INTERVAL
-        self.lag_watch = LagWatch(name, listener, self._connections, interval)
-        """The lag and connection gauges (:mod:`arroyo.runtime.lag`), refreshed every
-        ``lag_interval`` seconds while the Block runs (None: never)."""
         self.readiness = Readiness()
         """Whether this Block can work now (``/readyz``: :mod:`arroyo.runtime.health`)."""
+        self.lag_watch = LagWatch(
+            name, listener, self._connections, interval, lambda: self.readiness.failing()
+        )
+        """The lag and connection gauges (:mod:`arroyo.runtime.lag`), refreshed every
+        ``lag_interval`` seconds while the Block runs (None: never)."""
         self.abandoned = 0
         """Messages left unacknowledged when the grace period ended (0 after a clean stop)."""
         self._stop_requested = asyncio.Event()

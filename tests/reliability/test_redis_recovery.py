@@ -6,8 +6,8 @@
   until its delivery count exceeds max_deliveries; then it goes to the dead letter,
   and the rest keeps flowing.
 - The Redis server (a private one, with an append-only file fsynced every second, as
-  compose/brokers.sh runs it) is killed and started again mid-stream: the worker reconnects by itself and nothing
-  that was acknowledged is lost.
+  compose/brokers.sh runs it) is killed and started again mid-stream: the worker
+  reconnects by itself and nothing that was acknowledged is lost.
 - The destination's server is down for seconds mid-stream: the outputs still reach it
   in input order (no output sent after the outage overtakes one refused during it).
 - SIGTERM while the destination is down: the worker stops within its grace period,
