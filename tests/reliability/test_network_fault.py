@@ -2,7 +2,7 @@
 waits, resumes by itself, loses nothing, and its metrics and logs say it was
 disconnected.
 
-A TCP proxy the test controls (tests/reliability/tcp_proxy.py) stands between a Block
+A TCP proxy the test controls (tests/tcp_proxy.py) stands between a Block
 and Redis: the listener reads a stream and the publisher writes another through it. The
 proxy drops every connection and refuses new ones for ``OUTAGE`` seconds, then lets
 them through again.
@@ -26,7 +26,7 @@ from arroyo.brokers import open_listener, open_publisher
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output
 from tests.reliability.redis_pipelines import produce
-from tests.reliability.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.redis
 

@@ -17,7 +17,7 @@ from aio_pika.abc import (
 )
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect, is_up
 from arroyo.brokers.rabbitmq.settings import RabbitMQListenerSettings
 from arroyo.errors import ConfigError, ConnectError
 from arroyo.runtime import tracing
@@ -71,6 +71,11 @@ class RabbitMQListener(Listener):
     @property
     def name(self) -> str:
         return self._location
+
+    @property
+    def connected(self) -> bool:
+        """False while the connection to RabbitMQ is lost (it is re-opened by itself)."""
+        return is_up(self._connection)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._unacked[id(message)] = message
