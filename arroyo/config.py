@@ -130,6 +130,8 @@ class BlockConfig(_Strict):
     publishers: list[Endpoint] = Field(default_factory=list)
     dead_letter: Endpoint | None = None
     concurrency: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=1000, ge=1)
+    """At most this many messages per call of an operator's ``process_batch``."""
     queue_size: int = Field(default=1000, ge=1)
     max_bytes: int = Field(default=64 << 20, ge=1)
     retry: RetrySettings = Field(default_factory=RetrySettings)
@@ -501,6 +503,7 @@ def build(
                     queue_size=block.queue_size,
                     max_bytes=block.max_bytes,
                     concurrency=block.concurrency,
+                    batch_size=block.batch_size,
                     retry=block.retry.policy(),
                     publish_retry=block.publish_retry.policy(),
                     max_deliveries=block.max_deliveries,

@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.common import Row, machine, machine_line, problems, save, table
 
-PATHS = ["codec", "zmq_kafka", "kafka_kafka", "redis_streams", "rabbitmq", "peers"]
+PATHS = ["codec", "zmq_kafka", "kafka_kafka", "kafka_workers", "redis_streams", "rabbitmq", "peers"]
 """Benchmark modules, in the order they run; each has ``run(quick, repeat) -> list[Row]``."""
 OPT_IN = ["stream2_kafka", "view"]
 """Benchmark modules that run only when named with ``--only`` (they need extras)."""

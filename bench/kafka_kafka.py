@@ -280,7 +280,7 @@ def run(quick: bool, repeat: int) -> list[Row]:
                         size_label(size),
                         a,
                         b,
-                        target=0.9 if size >= 1 << 20 else 0.7,
+                        target=0.9 if size >= 1 << 20 else 0.5 if exactly_once else 0.4,
                     )
                 )
                 if limit:

@@ -144,6 +144,6 @@ def run(quick: bool, repeat: int) -> list[Row]:
             client = _client()
             client.delete(*made)
             client.close()
-        target = 0.9 if size >= 1 << 20 else 0.7
+        target = 0.9 if size >= 1 << 20 else 0.6
         rows.append(Row("Redis Streams -> Redis Streams", size_label(size), a, b, target=target))
     return rows

@@ -204,7 +204,7 @@ def run(quick: bool, repeat: int) -> list[Row]:
                 a,
                 b,
                 note=note,
-                target=0.9 if size >= 1 << 20 else 0.7,
+                target=0.9 if size >= 1 << 20 else 0.4,
             )
         )
     return rows

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -26,14 +25,15 @@ from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.lag import DEFAULT_INTERVAL, LagWatch
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle, current_block
-from arroyo.runtime.operator import Operator, Passthrough
+from arroyo.runtime.operator import Operator, Passthrough, batched
 from arroyo.runtime.parser import AvroParser
-from arroyo.runtime.process import InvalidOutput, Outcome, Processor
+from arroyo.runtime.process import InvalidOutput, Processor
 from arroyo.runtime.publisher import Publisher
 from arroyo.runtime.readiness import Readiness
 from arroyo.runtime.retry import RetryPolicy
 from arroyo.runtime.settle import Settler
 from arroyo.runtime.tasks import bounded, left, retrieve
+from arroyo.runtime.work import Pipeline
 
 __all__ = ["Block", "InvalidOutput"]
 
@@ -59,6 +59,11 @@ class Block:
     - ``queue_size`` / ``max_bytes``: at most this many messages (and bytes) are held
       between the listener and their acknowledgement; a full Block pauses the listener.
     - ``concurrency``: how many ``operator.process`` calls run at once.
+    - ``batch_size``: at most this many messages go to one call of the operator's
+      ``process_batch`` (with concurrency 1, for an operator that overrides it: see
+      :meth:`Operator.process_batch`); a batch is what waits in the intake when the
+      Block takes the next work, so it grows only when the operator is slower than the
+      input.
     - ``retry``: for operator failures; ``publish_retry``: for publisher and dead-letter
       failures (default: until the destination is back). Then the dead letter.
     - ``dead_letter``: where bad messages go. Without one, they are logged and dropped
@@ -101,6 +106,7 @@ class Block:
         queue_size: int = 1000,
         max_bytes: int = 64 << 20,
         concurrency: int = 1,
+        batch_size: int = 1000,
         retry: RetryPolicy | None = None,
         publish_retry: RetryPolicy | None = None,
         max_deliveries: int | None = 5,
@@ -114,6 +120,8 @@ class Block:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if operator_timeout is not None and operator_timeout <= 0:
             raise ValueError(f"operator_timeout must be positive, got {operator_timeout}")
         self.name = name
@@ -125,6 +133,7 @@ class Block:
             self.add_publisher(publisher)
         self.dead_letter = dead_letter
         self.concurrency = concurrency
+        self.batch_size = batch_size
         self.retry = retry if retry is not None else RetryPolicy()
         self.publish_retry = publish_retry if publish_retry is not None else RetryPolicy(None)
         self.max_deliveries = max_deliveries
@@ -142,11 +151,13 @@ class Block:
             raise ValueError(f"lag_interval must be positive (or None: off), got {lag_interval}")
         self.lag_interval = lag_interval
         interval = lag_interval or DEFAULT_INTERVAL
-        self.lag_watch = LagWatch(name, listener, self._connections, interval)
-        """The lag and connection gauges (:mod:`arroyo.runtime.lag`), refreshed every
-        ``lag_interval`` seconds while the Block runs (None: never)."""
         self.readiness = Readiness()
         """Whether this Block can work now (``/readyz``: :mod:`arroyo.runtime.health`)."""
+        self.lag_watch = LagWatch(
+            name, listener, self._connections, interval, lambda: self.readiness.failing()
+        )
+        """The lag and connection gauges (:mod:`arroyo.runtime.lag`), refreshed every
+        ``lag_interval`` seconds while the Block runs (None: never)."""
         self.abandoned = 0
         """Messages left unacknowledged when the grace period ended (0 after a clean stop)."""
         self._stop_requested = asyncio.Event()
@@ -294,7 +305,17 @@ class Block:
 
     async def _run(self) -> None:
         listen = asyncio.create_task(self._listen(), name=f"{self.name}-listen")
-        work = self._task(self._work())
+        pipeline = Pipeline(
+            self.intake,
+            self._processor,
+            self._settler,
+            self._journal,
+            batched(self.operator),
+            self.concurrency,
+            self.batch_size,
+            self._task,
+        )
+        work = self._task(pipeline.run())
         self._task(self._calls.watch())
         if self.lag_interval:
             self.lag_watch.interval = self.lag_interval
@@ -372,62 +393,6 @@ class Block:
             except Exception:
                 log.exception("closing %s failed", name)
 
-    # -- the pipeline --------------------------------------------------------------
-
-    async def _work(self) -> None:
-        """Process each message in arrival order; publish the results in that order.
-
-        With concurrency 1 the messages are processed one after the other, here; above,
-        each is processed in a task of its own and an emitter keeps the order. A settler
-        waits for the confirmations and acknowledges.
-        """
-        settler = self._task(self._settler.run())
-        journal, processor = self._journal, self._processor
-        if self.concurrency == 1:
-            while (received := await self.intake.get()) is not None:
-                if journal is None:
-                    self._settler.publish(received, await processor.process(received))
-                else:  # as _journaled does, without a coroutine more per message
-                    slot = journal.start(received)
-                    result = await processor.process(received)
-                    journal.finish(slot)
-                    self._settler.publish(received, result)
-        else:
-            process = processor.process if journal is None else self._journaled
-            order: asyncio.Queue[tuple[Received, asyncio.Task[Outcome]] | None] = asyncio.Queue()
-            emitter = self._task(self._emit(order))
-            started = deque[asyncio.Task[Any]]()
-            try:
-                while (received := await self.intake.get()) is not None:
-                    # A message that was being processed when a worker died is processed
-                    # alone: if it kills this worker too, it alone is counted.
-                    alone = journal is not None and journal.suspect(received)
-                    if alone and started:
-                        await asyncio.wait(started)
-                    task = self._task(process(received))
-                    order.put_nowait((received, task))
-                    if journal is not None:
-                        while started and started[0].done():
-                            started.popleft()
-                        started.append(task)
-                    if alone:
-                        await asyncio.wait((task,))
-            finally:
-                order.put_nowait(None)
-            await emitter
-        self._settler.finish()
-        await settler
-
-    async def _journaled(self, received: Received) -> Outcome:
-        """Process ``received``, recorded in the listener's delivery journal while it runs
-        (which also sets ``received.deliveries``). Cancelled (abandoned at the end of the
-        grace period), it stays recorded: the journal counts it when it is closed."""
-        assert self._journal is not None
-        slot = self._journal.start(received)
-        result = await self._processor.process(received)
-        self._journal.finish(slot)
-        return result
-
     def _task(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task of this Block, cancelled when the Block ends; when it fails, the Block
         fails (stops at once and raises it)."""
@@ -442,16 +407,6 @@ class Block:
         if failed and self._failure is None:
             self._failure = task.exception()
             self._failed.set()
-
-    async def _emit(
-        self,
-        order: asyncio.Queue[tuple[Received, asyncio.Task[Outcome]] | None],
-    ) -> None:
-        """Take results in input order and start their publication, without waiting for
-        the confirmations of earlier ones."""
-        while (entry := await order.get()) is not None:
-            received, task = entry
-            self._settler.publish(received, await task)
 
 
 class _CountingIntake:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arroyo.errors import ArroyoError
 from arroyo.message import Message
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from arroyo.runtime.operator import Operator, Output
 
 log = logging.getLogger("arroyo.block")
+T = TypeVar("T")
 
 _NAMED = 10
 """At most this many abandoned calls are named one by one at the end of a grace period."""
@@ -73,22 +75,37 @@ class OperatorCalls:
         try:
             if self.timeout is None:
                 return await self.operator.process(message)
-            return await self._within(message)
+            return await self._within(self.operator.process(message), describe(message))
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if _cancelling():
                 raise
-            raise OperatorCancelled(
-                f"the operator raised CancelledError on {describe(message)} (a failure: "
-                "nothing cancelled it)"
-            ) from None
+            raise _cancelled(describe(message)) from None
         finally:
             del self._running[key]
             self._reported.discard(key)
 
-    async def _within(self, message: Message) -> Output:
+    async def call_batch(self, messages: Sequence[Message]) -> list[Output]:
+        """``operator.process_batch(messages)``, as :meth:`call` (the timeout is for the
+        whole batch; logs name the batch by its first message)."""
+        first = messages[0]
+        key = id(first)
+        self._running[key] = (first, time.monotonic())
+        what = f"a batch of {len(messages)} messages from {describe(first)}"
+        try:
+            if self.timeout is None:
+                return await self.operator.process_batch(messages)
+            return await self._within(self.operator.process_batch(messages), what)
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            raise _cancelled(what) from None
+        finally:
+            del self._running[key]
+            self._reported.discard(key)
+
+    async def _within(self, coroutine: Coroutine[Any, Any, T], what: str) -> T:
         timeout = self.timeout
-        call = asyncio.ensure_future(self.operator.process(message))
+        call = asyncio.ensure_future(coroutine)
         try:
             done, _ = await asyncio.wait((call,), timeout=timeout)
         except asyncio.CancelledError:
@@ -98,8 +115,7 @@ class OperatorCalls:
             call.cancel()  # not awaited: an operator that ignores it cannot hold us
             call.add_done_callback(retrieve)
             raise OperatorTimeout(
-                f"the operator did not return within its timeout of {timeout:g} s "
-                f"on {describe(message)}"
+                f"the operator did not return within its timeout of {timeout:g} s on {what}"
             )
         return call.result()
 
@@ -142,3 +158,16 @@ class OperatorCalls:
         if len(running) > _NAMED:
             log.warning("abandoned %d more calls of the operator", len(running) - _NAMED)
         return len(running)
+
+
+def _cancelling() -> bool:
+    """True when the current task is being cancelled (by the Block: not a failure)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _cancelled(what: str) -> OperatorCancelled:
+    """The operator raised CancelledError on ``what`` though nothing cancelled it."""
+    return OperatorCancelled(
+        f"the operator raised CancelledError on {what} (a failure: nothing cancelled it)"
+    )

@@ -85,6 +85,25 @@ class BoundedIntake:
 
     async def get(self) -> Received | None:
         """The next message to process; None once closed and empty."""
+        if not self._queue:
+            await self._wait()
+        return self._queue.popleft() if self._queue else None
+
+    async def get_batch(self, limit: int) -> list[Received]:
+        """The messages waiting now, in order, at most ``limit`` (at least one: it waits
+        for one when none waits); an empty list once closed and empty. They stay counted
+        against the bounds until :meth:`done`, like those of :meth:`get`."""
+        queue = self._queue
+        if not queue:
+            await self._wait()
+        if len(queue) <= limit:
+            batch = list(queue)
+            queue.clear()
+            return batch
+        return [queue.popleft() for _ in range(limit)]
+
+    async def _wait(self) -> None:
+        """Return once a message waits, or the intake is closed."""
         while not self._queue and not self._closed:
             waiter = asyncio.get_running_loop().create_future()
             self._getters.append(waiter)
@@ -93,7 +112,6 @@ class BoundedIntake:
             finally:
                 if waiter in self._getters:
                     self._getters.remove(waiter)
-        return self._queue.popleft() if self._queue else None
 
     def done(self, received: Received) -> None:
         """``received`` is finished: free its room."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -59,6 +59,7 @@ class LagWatch:
         listener: Listener,
         publishers: Callable[[], Sequence[tuple[str, Publisher]]],
         interval: float = DEFAULT_INTERVAL,
+        failing: Callable[[], Collection[object]] = tuple,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"lag_interval must be positive, got {interval}")
@@ -66,6 +67,9 @@ class LagWatch:
         self.listener = listener
         self.interval = interval
         self._publishers = publishers
+        self._failing = failing
+        """The publishers whose publishes fail and are being retried now: not connected,
+        whatever their client says (the Block's readiness knows them)."""
         self.lag: dict[Source, int] | None = None
         """The listener's last answer (None: unknown)."""
         self.connected: dict[tuple[str, str], bool] = self._states(False)
@@ -77,7 +81,11 @@ class LagWatch:
             ("listener", self.listener),
             *self._publishers(),
         ]
-        return {(role, part.name): running and bool(part.connected) for role, part in parts}
+        failing = self._failing() if running else ()
+        return {
+            (role, part.name): running and bool(part.connected) and part not in failing
+            for role, part in parts
+        }
 
     async def refresh(self) -> None:
         """Note the connection states, then ask the listener for its lag (giving up after

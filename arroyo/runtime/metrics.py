@@ -46,6 +46,11 @@ class Buckets:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def observe_many(self, value: float, count: int) -> None:
+        """Count ``value`` ``count`` times (each message of a batch took its share)."""
+        self.counts[bisect_left(self.bounds, value)] += count
+        self.sum += value * count
+
 
 _HISTOGRAMS = {
     "processing": (

@@ -7,7 +7,7 @@ import concurrent.futures
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from arroyo.codec import decode, encode
@@ -45,8 +45,36 @@ class Operator(ABC):
         (a PermanentError is not retried), then dead-letters the input.
         """
 
+    async def process_batch(self, messages: Sequence[Message]) -> list[Output]:
+        """Handle several messages in one call (one numpy call over a stack of frames, one
+        query for many keys); return one output per message, in their order, each what
+        :meth:`process` would return for it (a message, a list of them, or None).
+
+        The Block calls this instead of :meth:`process` when the operator overrides it
+        and the Block's ``concurrency`` is 1, with the messages of what the listener
+        handed over together (a Kafka ``consume()``, a Redis ``XREADGROUP COUNT``, the
+        frames a ZeroMQ socket had ready), at most the Block's ``batch_size``. Messages
+        that cannot be parsed are not in it (they go to the dead letter alone).
+
+        When it raises, or returns other than one output per message, none of its
+        outputs are published: the Block processes those messages again one by one with
+        :meth:`process`, each with its retries, so that only a message that fails alone
+        goes to the dead letter. So :meth:`process` must be implemented too, and a
+        batch may be processed a second time (message by message). Messages that were
+        being processed when a worker died are processed one by one with
+        :meth:`process` as well (see :mod:`arroyo.runtime.journal`). The default calls
+        :meth:`process` for each message in turn.
+        """
+        return [await self.process(message) for message in messages]
+
     async def close(self) -> None:
         """Release what start() took. Called once, after the last message."""
+
+
+def batched(operator: Operator) -> bool:
+    """True when ``operator`` overrides :meth:`Operator.process_batch`."""
+    method = getattr(type(operator), "process_batch", Operator.process_batch)
+    return method is not Operator.process_batch
 
 
 class Passthrough(Operator):
@@ -58,6 +86,10 @@ class Passthrough(Operator):
     async def process(self, message: Message) -> Output:
         """Return ``message``."""
         return message
+
+    async def process_batch(self, messages: Sequence[Message]) -> list[Output]:
+        """Return the messages."""
+        return list(messages)
 
 
 class BlockingOperator(Operator):

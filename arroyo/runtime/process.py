@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from arroyo.runtime.logs import Throttle
 from arroyo.runtime.metrics import BlockMetrics, BlockStats
 from arroyo.runtime.publisher import DeadLetter
 from arroyo.runtime.retry import RetryPolicy, note_retry
+
+log = logging.getLogger("arroyo.block")
 
 
 class InvalidOutput(PermanentError, TypeError):
@@ -97,66 +100,172 @@ class Processor:
 
     async def process(self, received: Received) -> Outcome:
         """Parse and run the operator on one received message (never raises)."""
-        attempts = 1
+        attempts = [1]
         try:
-            if self.max_deliveries is not None and received.deliveries > self.max_deliveries:
-                raise _TooManyDeliveries(
-                    f"delivered {received.deliveries} times (more than max_deliveries="
-                    f"{self.max_deliveries}): it keeps failing or crashing workers"
-                )
-            messages = received.messages
-            if messages is None:
-                try:
-                    parsed = await self._parse(received)
-                except RegistryError as exc:
-                    # Bad bytes are a DecodeError (permanent, not retried); an unreachable
-                    # schema registry is retried until it is back, like a publisher.
-                    parsed = await self.publish_retry.call(
-                        lambda: self._parse(received),
-                        lambda n, e: self._retried("parse", n, e),
-                        failed=exc,
-                    )
-                messages = parsed if isinstance(parsed, list) else [parsed]
-            first = messages[0] if messages else None
-            if self.frames is not None:
-                messages = self.frames.observe_all(messages)
-            results: list[Message] = []
-            for message in messages:
-                attempts = 1
-                failed: Exception | None = None
-                produced: list[Message] | None = None
-                if self.slots is None:  # concurrency 1: the first attempt, directly
-                    try:
-                        produced = await self._operate(message)
-                    except Exception as exc:
-                        failed = exc
-                if produced is None:
-
-                    def retried(n: int, error: BaseException) -> None:
-                        nonlocal attempts
-                        attempts = n + 1
-                        self._retried("operator", n, error)
-
-                    produced = await self.retry.call(
-                        functools.partial(self._operate_in_slot, message), retried, failed
-                    )
-                if (
-                    self.calls.operator.forwards_input
-                    and len(messages) == 1
-                    and len(produced) == 1
-                    and produced[0] is message
-                    and message is first  # not a Stop that gained a frame summary
-                    and isinstance(received.data, bytes)
-                ):
-                    return Forward(message, received.data)
-                results.extend(produced)
-            return results
+            messages, first = await self._prepare(received)
+            return await self._run(received, messages, first, attempts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return DeadLetter.from_exception(
-                exc, received.data, received.source, attempts, self.name
+                exc, received.data, received.source, attempts[0], self.name
             )
+
+    async def process_batch(self, batch: list[Received]) -> list[Outcome]:
+        """The outcome of each received message of ``batch``, in order, with one call of
+        the operator's ``process_batch`` for all the messages they hold (never raises).
+
+        A message that cannot be parsed (or was delivered too often) gets its dead letter
+        alone. When the call fails, or does not return one output per message, each
+        received message is run again alone, as :meth:`process` does after parsing (with
+        its retries), so that only what fails alone is dead-lettered.
+        """
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        prepared: list[tuple[list[Message], Message | None] | None] = [None] * len(batch)
+        messages: list[Message] = []
+        for index, received in enumerate(batch):
+            try:
+                try:
+                    prepared[index] = parsed = self._prepare_now(received)
+                except RegistryError:
+                    prepared[index] = parsed = await self._prepare(received)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outcomes[index] = DeadLetter.from_exception(
+                    exc, received.data, received.source, 1, self.name
+                )
+            else:
+                messages.extend(parsed[0])
+        produced = await self._operate_batch(messages) if messages else []
+        at = 0
+        for index, received in enumerate(batch):
+            parts = prepared[index]
+            if parts is None:
+                continue
+            mine, first = parts
+            if produced is None:  # the batch failed: this one alone, with its retries
+                attempts = [1]
+                try:
+                    outcomes[index] = await self._run(received, mine, first, attempts)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    outcomes[index] = DeadLetter.from_exception(
+                        exc, received.data, received.source, attempts[0], self.name
+                    )
+                continue
+            outputs_of = produced[at : at + len(mine)]
+            at += len(mine)
+            outcomes[index] = self._outcome(received, mine, first, outputs_of)
+        return outcomes  # type: ignore[return-value]  # every slot is set by now
+
+    async def _prepare(self, received: Received) -> tuple[list[Message], Message | None]:
+        """:meth:`_prepare_now`, retrying while the schema registry cannot be reached."""
+        try:
+            return self._prepare_now(received)
+        except RegistryError as exc:
+            # Bad bytes are a DecodeError (permanent, not retried); an unreachable
+            # schema registry is retried until it is back, like a publisher.
+            parsed = await self.publish_retry.call(
+                lambda: self._parse(received),
+                lambda n, e: self._retried("parse", n, e),
+                failed=exc,
+            )
+            return self._counted(parsed if isinstance(parsed, list) else [parsed])
+
+    def _prepare_now(self, received: Received) -> tuple[list[Message], Message | None]:
+        """The messages of ``received`` (parsed now unless the listener did), counted by
+        the frame accounting, and the first as parsed (the frame accounting may add a
+        summary to a Stop: a new message). Raises for a message delivered too often, and
+        what parsing raised (RegistryError: nothing was counted, try again)."""
+        if self.max_deliveries is not None and received.deliveries > self.max_deliveries:
+            raise _TooManyDeliveries(
+                f"delivered {received.deliveries} times (more than max_deliveries="
+                f"{self.max_deliveries}): it keeps failing or crashing workers"
+            )
+        messages = received.messages
+        if messages is None:
+            parsed = self._parse_now(received)
+            messages = parsed if isinstance(parsed, list) else [parsed]
+        return self._counted(messages)
+
+    def _counted(self, messages: list[Message]) -> tuple[list[Message], Message | None]:
+        first = messages[0] if messages else None
+        if self.frames is not None:
+            messages = self.frames.observe_all(messages)
+        return messages, first
+
+    async def _run(
+        self,
+        received: Received,
+        messages: list[Message],
+        first: Message | None,
+        attempts: list[int],
+    ) -> Outcome:
+        """Run the operator on each of ``messages`` (those of ``received``), with its
+        retries; ``attempts[0]`` says how many calls the last message took. Raises what
+        still failed."""
+        results: list[Message] = []
+        for message in messages:
+            attempts[0] = 1
+            failed: Exception | None = None
+            produced: list[Message] | None = None
+            if self.slots is None:  # concurrency 1: the first attempt, directly
+                try:
+                    produced = await self._operate(message)
+                except Exception as exc:
+                    failed = exc
+            if produced is None:
+
+                def retried(n: int, error: BaseException) -> None:
+                    attempts[0] = n + 1
+                    self._retried("operator", n, error)
+
+                produced = await self.retry.call(
+                    functools.partial(self._operate_in_slot, message), retried, failed
+                )
+            forward = self._forward(received, messages, first, message, produced)
+            if forward is not None:
+                return forward
+            results.extend(produced)
+        return results
+
+    def _outcome(
+        self,
+        received: Received,
+        messages: list[Message],
+        first: Message | None,
+        produced: list[list[Message]],
+    ) -> Outcome:
+        """The outcome of ``received`` from the batch call's outputs for its messages."""
+        if len(messages) == 1:
+            forward = self._forward(received, messages, first, messages[0], produced[0])
+            if forward is not None:
+                return forward
+        return [out for outs in produced for out in outs]
+
+    def _forward(
+        self,
+        received: Received,
+        messages: list[Message],
+        first: Message | None,
+        message: Message,
+        produced: list[Message],
+    ) -> Forward | None:
+        """``received`` to forward as the bytes it came as, when its one message came
+        back unchanged from an operator that forwards its input; else None."""
+        data = received.data
+        if (
+            self.calls.operator.forwards_input
+            and len(messages) == 1
+            and len(produced) == 1
+            and produced[0] is message
+            and message is first  # not a Stop that gained a frame summary
+            and isinstance(data, bytes)
+        ):
+            return Forward(message, data)
+        return None
 
     async def _traced(self, received: Received) -> Outcome:
         """:meth:`process` within its ``receive`` and ``process`` spans (tracing on)."""
@@ -177,6 +286,36 @@ class Processor:
         finally:
             self.metrics.processing.observe(time.perf_counter() - began)
 
+    async def _operate_batch(self, messages: list[Message]) -> list[list[Message]] | None:
+        """One call of the operator's ``process_batch``, timed; the outputs of each
+        message (checked), or None when the call failed (logged: each message is then
+        processed alone)."""
+        began = time.perf_counter()
+        try:
+            produced = await self.calls.call_batch(messages)
+            if not isinstance(produced, list) or len(produced) != len(messages):
+                got = len(produced) if isinstance(produced, list) else type(produced).__name__
+                raise InvalidOutput(
+                    f"process_batch returned {got} outputs for {len(messages)} messages; "
+                    "expected a list with one output per message"
+                )
+            return [outputs(value) for value in produced]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.throttle(
+                log,
+                logging.WARNING,
+                f"batch:{type(exc).__name__}",
+                "process_batch failed on %d messages (%s): processing them one by one",
+                len(messages),
+                f"{type(exc).__name__}: {exc}".splitlines()[0],
+            )
+            return None
+        finally:
+            elapsed = time.perf_counter() - began
+            self.metrics.processing.observe_many(elapsed / len(messages), len(messages))
+
     async def _operate_in_slot(self, message: Message) -> list[Message]:
         """:meth:`_operate` within the concurrency limit."""
         if self.slots is None:
@@ -185,6 +324,10 @@ class Processor:
             return await self._operate(message)
 
     async def _parse(self, received: Received) -> Message | list[Message]:
+        """:meth:`_parse_now`, as a coroutine (for the retries)."""
+        return self._parse_now(received)
+
+    def _parse_now(self, received: Received) -> Message | list[Message]:
         """Parse; a parser's unexpected exception counts as undecodable input, not as a
         reason to retry (only RegistryError, an unreachable registry, is retried)."""
         try:

@@ -44,9 +44,9 @@ class Received:
     context: Any = None
     """The OpenTelemetry context of its ``process`` span, while tracing is on."""
 
-    @property
-    def size(self) -> int:
-        """Bytes received (all parts)."""
-        if isinstance(self.data, list):
-            return sum(len(part) for part in self.data)
-        return len(self.data)
+    size: int = field(init=False, default=0)
+    """Bytes received (all parts)."""
+
+    def __post_init__(self) -> None:
+        data = self.data
+        self.size = sum(len(part) for part in data) if isinstance(data, list) else len(data)

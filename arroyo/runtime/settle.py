@@ -278,9 +278,11 @@ class Settler:
                 raise first
             gate.hold()
             marked = False  # the Block is not ready while a failed publish is retried
+            tries, since = 0, time.monotonic()
 
             def failed(attempt: int, error: BaseException) -> None:
-                nonlocal marked
+                nonlocal marked, tries
+                tries = attempt
                 self._retried(attempt, error)
                 if not marked:
                     self.readiness.retrying(publisher, error)
@@ -292,6 +294,16 @@ class Settler:
                 await self.publish_retry.call(
                     lambda: publisher.publish(message), lambda n, e: failed(n + 1, e)
                 )
+                if tries > 1:  # more than the send that failed: it was out for a while
+                    self.throttle(
+                        log,
+                        logging.INFO,
+                        f"back:{publisher.name}",
+                        "publisher %s works again: published after %d failed attempts (%.1f s)",
+                        publisher.name,
+                        tries,
+                        time.monotonic() - since,
+                    )
             finally:
                 if marked:
                     self.readiness.retried(publisher)

@@ -159,6 +159,13 @@ class RabbitMQBroker:
         return redact(text, self.password if self.password != "guest" else None)
 
 
+def is_up(connection: AbstractConnection | None) -> bool:
+    """True while ``connection`` has a live AMQP connection under it (a robust one that
+    lost it has none until it has connected again)."""
+    transport = connection.transport if connection is not None else None
+    return transport is not None and not transport.connection.is_closed
+
+
 async def disconnect(connection: AbstractConnection | None) -> None:
     """Close ``connection`` (None: nothing to do), whatever state it is in."""
     if connection is not None:

@@ -17,7 +17,7 @@ from aio_pika.abc import (
 )
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect, is_up
 from arroyo.brokers.rabbitmq.settings import RabbitMQListenerSettings
 from arroyo.errors import ConfigError, ConnectError
 from arroyo.runtime import tracing
@@ -65,12 +65,20 @@ class RabbitMQListener(Listener):
         closes its channel)."""
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._stopping = False
+        self._unacked: dict[int, AbstractIncomingMessage] = {}
+        """Deliveries to this listener not acknowledged (nor requeued) yet, for the lag."""
 
     @property
     def name(self) -> str:
         return self._location
 
+    @property
+    def connected(self) -> bool:
+        """False while the connection to RabbitMQ is lost (it is re-opened by itself)."""
+        return is_up(self._connection)
+
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._unacked[id(message)] = message
         self._inbox.put_nowait(message)
 
     async def connect(self) -> None:
@@ -88,9 +96,11 @@ class RabbitMQListener(Listener):
             raise ConnectError(f"{self.name}: {self.broker.hide(exc)}") from None
 
     async def lag(self) -> dict[Source, int] | None:
-        """The queue's ready messages (those not delivered to any consumer), from a
-        passive declare on a channel of its own. Delivered and not yet acknowledged
-        messages do not count (AMQP does not tell them apart from other consumers')."""
+        """The messages of the queue this listener has not acknowledged, as far as it can
+        tell: the queue's ready messages (from a passive declare on a channel of its own)
+        plus those delivered to this listener and not acknowledged yet (on its live
+        connection: after a reconnection the broker made the others ready again). Those
+        delivered to other consumers of the queue do not count (AMQP does not tell)."""
         connection = self._connection
         if connection is None or connection.is_closed:
             return None
@@ -103,7 +113,14 @@ class RabbitMQListener(Listener):
             underlay = await channel.get_underlay_channel()
             declared = await underlay.queue_declare(self.queue, passive=True)
         ready = declared.message_count
-        return None if ready is None else {source(queue=self.queue): ready}
+        if ready is None:
+            return None
+        for key, message in list(self._unacked.items()):
+            with contextlib.suppress(Exception):  # a closed channel: not ours any more
+                if self._current(message):
+                    continue
+            del self._unacked[key]
+        return {source(queue=self.queue): ready + len(self._unacked)}
 
     async def start(self, intake: Intake) -> None:
         """Consume and hand each message over in delivery order until :meth:`stop`; the
@@ -144,6 +161,7 @@ class RabbitMQListener(Listener):
             message = self._inbox.get_nowait()
             if message is None:
                 continue
+            self._unacked.pop(id(message), None)
             try:
                 await message.nack(requeue=True)
             except Exception as exc:
@@ -162,6 +180,7 @@ class RabbitMQListener(Listener):
         connection is gone (re-opened meanwhile), it is skipped, logged at debug level:
         the broker has put the message back in the queue and delivers it again."""
         message: AbstractIncomingMessage = received.handle
+        self._unacked.pop(id(message), None)
         try:
             if self._current(message):
                 async with asyncio.timeout(self.settings.timeout):
@@ -195,6 +214,7 @@ class RabbitMQListener(Listener):
         connection, self._connection = self._connection, None
         self._queue = None
         self._lag_channel = None
+        self._unacked.clear()
         await disconnect(connection)
 
 

@@ -14,7 +14,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from arroyo.brokers import BrokerURL
-from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect
+from arroyo.brokers.rabbitmq.connection import RabbitMQBroker, declare, disconnect, is_up
 from arroyo.brokers.rabbitmq.settings import RabbitMQPublisherSettings
 from arroyo.codec import Codec
 from arroyo.errors import ConfigError, ConnectError, PublishError
@@ -53,6 +53,11 @@ class RabbitMQPublisher(PipelinedPublisher):
     @property
     def name(self) -> str:
         return self._location
+
+    @property
+    def connected(self) -> bool:
+        """False while the connection to RabbitMQ is lost (it is re-opened by itself)."""
+        return is_up(self._connection)
 
     async def start(self) -> None:
         """Connect, open a channel with publisher confirms, declare the queue (or check

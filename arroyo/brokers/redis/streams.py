@@ -70,10 +70,17 @@ class RedisStreamListener(Listener):
         self._closing = False
         self._fetching: asyncio.Future[Any] | None = None
         self._average_size = 0.0
+        self._lost = False
+        """A read failed for a lost connection and has not got through since."""
 
     @property
     def name(self) -> str:
         return self._location
+
+    @property
+    def connected(self) -> bool:
+        """False from a read that failed for a lost connection until one gets through."""
+        return not self._lost
 
     @property
     def consumer(self) -> str:
@@ -180,6 +187,7 @@ class RedisStreamListener(Listener):
             nonlocal lost
             lost = attempt
             if attempt == 1:
+                self._lost = True
                 reason = self.server.hide(str(exc) or type(exc).__name__)
                 log.warning("%s: connection lost (%s); reconnecting", self.name, reason)
 
@@ -190,6 +198,7 @@ class RedisStreamListener(Listener):
         finally:
             self._fetching = None
         if lost:
+            self._lost = False
             log.info("%s: reconnected after %d failed attempts", self.name, lost)
         return result
 

@@ -1,10 +1,10 @@
 """``arroyo_lag_messages`` and ``arroyo_connected`` against the real brokers.
 
 N messages are published; a Block's operator lets M through (acknowledged) and holds the
-next one. The lag then reads what the group has not acknowledged (Kafka: N - M, the log
-end minus the committed offset; Redis Streams: N - M, never delivered plus pending) or,
-on RabbitMQ, the ready messages: N - M - 1 (the held one is delivered, prefetch 1, so not
-ready). Once the operator is let go, the lag reads 0. The listener and the Block's
+next one. The lag then reads what the group has not acknowledged, N - M (Kafka: the log
+end minus the committed offset; Redis Streams: never delivered plus pending; RabbitMQ:
+the ready messages plus the held one, delivered to the listener and not acknowledged).
+Once the operator is let go, the lag reads 0. The listener and the Block's
 publisher read connected (1) while the Block runs, 0 once it stopped.
 """
 
@@ -89,7 +89,7 @@ async def test_the_lag_reads_what_is_not_consumed_then_zero(
         where = {"block": block_name, "role": role, "connector": part.name}
         return REGISTRY.get_sample_value("arroyo_connected", where)
 
-    behind = N - M - 1 if broker == "rabbitmq" else N - M
+    behind = N - M
     running = asyncio.create_task(block.run())
     try:
         await until(lambda: connected() == 1, within=30, what="the listener connected")

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -301,6 +301,40 @@ async def test_with_concurrency_a_suspect_is_processed_alone(topic: str, tmp_pat
     assert [m.id for m in out.published] == [m.id for m in messages]
     assert operator.seen[10] == 1  # nothing else ran beside it
     assert max(operator.seen.values()) > 1  # the others ran side by side
+
+
+class Batches(Operator):
+    """Notes the Events it got in a batch (process_batch) and alone (process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alone: list[int] = []
+        self.batched: list[int] = []
+
+    async def process(self, message: Message) -> Output:
+        if isinstance(message, Event):
+            self.alone.append(message.metadata["i"])
+        return message
+
+    async def process_batch(self, messages: Sequence[Message]) -> list[Output]:
+        self.batched += [m.metadata["i"] for m in messages if isinstance(m, Event)]
+        return list(messages)
+
+
+async def test_a_batch_holding_a_suspect_is_processed_one_by_one(
+    topic: str, tmp_path: Path
+) -> None:
+    messages = make_run(30)
+    for message in messages:
+        memory.topic(topic).put(message)
+    die_while_processing_entry(tmp_path, 11)  # the Event with i=10
+    operator, out = Batches(), Recorder()
+    block = Block(listener_with_journal(topic, tmp_path), operator, [out], max_deliveries=5)
+    await block.run()
+    assert [m.id for m in out.published] == [m.id for m in messages]
+    assert 10 in operator.alone  # a crash while it was in flight: never in a batch
+    assert 10 not in operator.batched
+    assert sorted(operator.alone + operator.batched) == list(range(30))
 
 
 # -- the listeners' option -----------------------------------------------------------

@@ -177,3 +177,22 @@ def test_blocks_of_the_same_name_give_one_sample_per_label_set(
     lag, connected = families([old, new])
     assert [(s.labels, s.value) for s in lag.samples] == [({"block": name, "queue": "q"}, 5)]
     assert [s.value for s in connected.samples] == [1]
+
+
+async def test_a_publisher_whose_publishes_are_retried_reads_disconnected(
+    unique_name: Callable[[str], str],
+) -> None:
+    out = Recorder()
+    failing: set[object] = set()
+    watch = LagWatch(
+        unique_name("block"),
+        MemoryListener(unique_name("src")),
+        lambda: [("publisher", out)],
+        failing=lambda: failing,
+    )
+    await watch.refresh()
+    assert watch.connected[("publisher", out.name)] is True
+    failing.add(out)  # the Block's readiness: a failed publish of it is being retried
+    await watch.refresh()
+    assert watch.connected[("publisher", out.name)] is False
+    assert all(up for (role, _), up in watch.connected.items() if role == "listener")
