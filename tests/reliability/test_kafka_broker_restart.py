@@ -148,8 +148,11 @@ async def test_kafka_restart_mid_stream_loses_nothing(
         await until(lambda: len(output.ids) >= 1000, 60, "1000 outputs before the crash")
         private_kafka.kill()
         received = block.stats.received
+        clients = (listener, publisher)
+        await until(lambda: not any(c.connected for c in clients), 30, "Kafka seen down")
         await asyncio.to_thread(private_kafka.up)
         await until(lambda: block.stats.received > received, 120, "input again after restart")
+        await until(lambda: all(c.connected for c in clients), 30, "Kafka seen up again")
         await asyncio.to_thread(feeder.join)
         expected = set(delivered)
         assert len(expected) >= 1000

@@ -20,6 +20,7 @@ to the logger ``arroyo.brokers.kafka.client`` at debug level; its errors to
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import time
@@ -109,14 +110,49 @@ def tls_failure(error: Any) -> bool:
     return bool(error.code() == ck.KafkaError._SSL or "certificate verify failed" in text)
 
 
+class Reachability:
+    """Whether a client reaches its brokers now: False from librdkafka's "all brokers
+    down" error, or statistics (every :data:`STATS_INTERVAL_MS`) in which no broker is
+    ``UP``, until statistics say one is. True until the first of them."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    def on_stats(self, text: str) -> None:
+        """The ``stats_cb``: note the brokers' states (on the client's polling thread)."""
+        try:
+            brokers = json.loads(text).get("brokers") or {}
+        except (ValueError, AttributeError):
+            return
+        if brokers:  # with every broker down only the bootstrap entries are left
+            self.up = any(broker.get("state") == "UP" for broker in brokers.values())
+
+    def on_error(self, error: Any) -> None:
+        """An error of the client: all its brokers down means not connected."""
+        if error.code() == ck.KafkaError._ALL_BROKERS_DOWN:
+            self.up = False
+
+
+STATS_INTERVAL_MS = 1000
+"""How often librdkafka reports the brokers' states to a :class:`Reachability`."""
+
+
 def callbacks(
-    name: str, hide: Hide, fatal: Callable[[Any], None], repeats: Throttle
+    name: str,
+    hide: Hide,
+    fatal: Callable[[Any], None],
+    repeats: Throttle,
+    reachability: Reachability | None = None,
 ) -> dict[str, Any]:
     """librdkafka's ``error_cb`` and ``logger`` for a client of ``name``: errors are
-    logged (throttled, without secrets); a fatal one, or a TLS failure, calls ``fatal``."""
+    logged (throttled, without secrets); a fatal one, or a TLS failure, calls ``fatal``.
+    With ``reachability``, also the ``stats_cb`` (every :data:`STATS_INTERVAL_MS`) that
+    keeps it up to date."""
     client = ClientLog(name, hide)
 
     def on_error(error: Any) -> None:
+        if reachability is not None:
+            reachability.on_error(error)
         client.reports.append(hide(error.str()))
         if client.connecting:  # a failed start says why, in one line of its own
             if error.fatal() or tls_failure(error):
@@ -133,7 +169,11 @@ def callbacks(
             text = hide(error.str())
             repeats(log, logging.WARNING, text, "%s: %s", name, text)
 
-    return {"error_cb": on_error, "logger": client}
+    made: dict[str, Any] = {"error_cb": on_error, "logger": client}
+    if reachability is not None:
+        made["stats_cb"] = reachability.on_stats
+        made["statistics.interval.ms"] = STATS_INTERVAL_MS
+    return made
 
 
 def reach(

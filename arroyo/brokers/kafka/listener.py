@@ -22,6 +22,7 @@ import confluent_kafka as ck
 from arroyo.brokers import BrokerURL
 from arroyo.brokers.kafka.connection import (
     Key,
+    Reachability,
     callbacks,
     error_text,
     hider,
@@ -95,6 +96,7 @@ class KafkaListener(Listener):
         self._revoked_during: set[Key] = set()
         self._fatal: Any = None
         self._repeats = Throttle(30.0)
+        self._reachability = Reachability()
         # the lag's own thread (lag.py)
         self._lag = LagReader(self.connect_timeout, config.get("auto.offset.reset", "earliest"))
         self._lag_executor: ThreadPoolExecutor | None = None
@@ -106,6 +108,12 @@ class KafkaListener(Listener):
     @property
     def servers(self) -> str:
         return self.config["bootstrap.servers"]
+
+    @property
+    def connected(self) -> bool:
+        """False while the consumer reaches no broker of the cluster (librdkafka's
+        statistics, every second; the consumer keeps polling while the Block is full)."""
+        return self._reachability.up
 
     # -- running (event loop) ----------------------------------------------------------
 
@@ -280,7 +288,7 @@ class KafkaListener(Listener):
     def _open(self) -> None:
         config: dict[str, Any] = {
             **self.config,
-            **callbacks(self.name, self.hide, self._on_fatal, self._repeats),
+            **callbacks(self.name, self.hide, self._on_fatal, self._repeats, self._reachability),
             "on_commit": self.partitions.on_commit,
         }
         try:

@@ -35,6 +35,7 @@ import confluent_kafka as ck
 from arroyo.brokers.kafka.connection import (
     ClientLog,
     Hide,
+    Reachability,
     callbacks,
     error_text,
     reach,
@@ -86,6 +87,8 @@ class Producer:
         """Set once start() succeeded: before that a fatal error (a TLS failure) is only
         recorded in ``fatal`` for start() to report; it never replaces the producer."""
         self._repeats = Throttle(30.0)
+        self.reachability = Reachability()
+        """Whether the producer reaches a broker now (librdkafka's statistics)."""
         self._log = ClientLog(name, hide)
         self._fail_stop = FailStop(name)
         self._halts = 0
@@ -171,7 +174,7 @@ class Producer:
     def _new_producer(self) -> Any:
         config: dict[str, Any] = {
             **self.config,
-            **callbacks(self.name, self.hide, self._on_fatal, self._repeats),
+            **callbacks(self.name, self.hide, self._on_fatal, self._repeats, self.reachability),
         }
         self._log = config["logger"]
         try:

@@ -67,6 +67,13 @@ class KafkaPublisher(PipelinedPublisher):
             self.formatted = FormatSender(wire_format, settings.format, self._produce_record)
 
     @property
+    def connected(self) -> bool:
+        """False while the producer reaches no broker of the cluster (librdkafka's
+        statistics, every second); True when it cannot tell (transactions)."""
+        core = self._core
+        return core.reachability.up if core is not None else True
+
+    @property
     def name(self) -> str:
         return self._name
 

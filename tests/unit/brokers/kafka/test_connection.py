@@ -3,11 +3,13 @@ librdkafka reported put in words, its log lines without secrets, the one redacti
 
 from __future__ import annotations
 
+import json
 import logging
 
+import confluent_kafka as ck
 import pytest
 
-from arroyo.brokers.kafka.connection import ClientLog, failure, hider
+from arroyo.brokers.kafka.connection import ClientLog, Reachability, failure, hider
 
 
 def test_client_log_lines_are_scrubbed_and_kept_at_debug_level(
@@ -79,3 +81,40 @@ def test_secrets_of_the_settings_and_the_url_password_are_hidden() -> None:
     )
     text = "hunter2-secret -----KEY----- url-pass u kafka://me:other@h/t?sasl.password=x"
     assert hide(text) == "*** *** *** u kafka://me:***@h/t?sasl.password=***"
+
+
+# -- reachability: librdkafka's statistics and errors (shapes as librdkafka 2.x reports
+# them while a broker is up, then killed)
+
+UP = {"h:9092/1": {"nodeid": 1, "state": "UP"}, "GroupCoordinator": {"nodeid": -1, "state": "UP"}}
+DOWN = {  # the learned broker is gone; the bootstrap entry and the coordinator are left
+    "h:9092/bootstrap": {"nodeid": -1, "state": "INIT"},
+    "GroupCoordinator": {"nodeid": -1, "state": "TRY_CONNECT"},
+}
+
+
+def stats(brokers: dict[str, dict[str, object]]) -> str:
+    return json.dumps({"name": "rdkafka#consumer-1", "brokers": brokers})
+
+
+def test_up_until_statistics_show_no_broker_up_then_up_again() -> None:
+    reach = Reachability()
+    assert reach.up  # nothing known yet
+    reach.on_stats(stats(UP))
+    assert reach.up
+    reach.on_stats(stats(DOWN))
+    assert not reach.up
+    reach.on_stats(stats({}))  # nothing said: unchanged
+    assert not reach.up
+    reach.on_stats("not json")
+    assert not reach.up
+    reach.on_stats(stats(UP))
+    assert reach.up
+
+
+def test_all_brokers_down_is_down_at_once_other_errors_are_not() -> None:
+    reach = Reachability()
+    reach.on_error(ck.KafkaError(ck.KafkaError._TRANSPORT))
+    assert reach.up
+    reach.on_error(ck.KafkaError(ck.KafkaError._ALL_BROKERS_DOWN))
+    assert not reach.up
