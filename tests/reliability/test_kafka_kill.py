@@ -26,8 +26,15 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 pytestmark = pytest.mark.kafka
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, within: float = 60) -> list[str]:
-    """The source ids of every committed record of ``topic``, read to its end."""
+def read_all(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    within: float = 60,
+    pick: Callable[[Any], Any] = lambda message: message.id,
+) -> list[Any]:
+    """``pick`` of each committed record of ``topic`` (decoded; by default the source
+    id), read to its end."""
     consumer = ck.Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -47,7 +54,7 @@ def read_all(bootstrap: str, topic: str, partitions: int, within: float = 60) ->
             for record in consumer.consume(1000, 0.2):
                 error = record.error()
                 if error is None:
-                    ids.append(decode(record.value()).id)
+                    ids.append(pick(decode(record.value())))
                 elif error.code() == ck.KafkaError._PARTITION_EOF:
                     at_end.add(record.partition())
                 else:

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from arroyo import Event, Run, decode, encode
+from arroyo import Event, Run, encode
 from arroyo.testing import Workers
+from tests.reliability.test_kafka_kill import read_all
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -119,36 +120,10 @@ def _outputs(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def _read(bootstrap: str, topic: str) -> list[tuple[str, int]]:
-    """(source id, worker pid) of every record of ``topic``, read to its end."""
-    consumer = ck.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"read-{topic}",
-            "enable.auto.commit": "false",
-            "enable.partition.eof": "true",
-        }
-    )
-    consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(PARTITIONS)])
-    out: list[tuple[str, int]] = []
-    at_end: set[int] = set()
-    deadline = time.monotonic() + 60
-    try:
-        while len(at_end) < PARTITIONS:
-            assert time.monotonic() < deadline, f"{topic} not read to its end in 60 s"
-            for record in consumer.consume(1000, 0.2):
-                error = record.error()
-                if error is None:
-                    message = decode(record.value())
-                    assert isinstance(message, Event)
-                    out.append((message.id, int(message.metadata["worker"])))  # type: ignore[arg-type]
-                elif error.code() == ck.KafkaError._PARTITION_EOF:
-                    at_end.add(record.partition())
-                else:
-                    raise AssertionError(error)
-    finally:
-        consumer.close()
-    return out
+def _made_by(message: Any) -> tuple[str, int]:
+    """(source id, pid of the worker that output it) of a record of the sink."""
+    assert isinstance(message, Event)
+    return message.id, int(message.metadata["worker"])  # type: ignore[arg-type]
 
 
 async def test_workers_coming_and_going_lose_nothing(
@@ -199,7 +174,7 @@ async def test_workers_coming_and_going_lose_nothing(
         lambda: _outputs(kafka_bootstrap, sink) >= COUNT, within=120, what="every message out"
     )
 
-    got = _read(kafka_bootstrap, sink)
+    got = read_all(kafka_bootstrap, sink, PARTITIONS, pick=_made_by)
     seen = {message_id for message_id, _ in got}
     stopped[last.pid] = workers.stop(last)
     elapsed = time.monotonic() - began

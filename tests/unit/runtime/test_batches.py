@@ -18,24 +18,11 @@ from arroyo.testing import Recorder, make_run
 FAST = RetryPolicy(attempts=2, initial=0.001, maximum=0.002)
 
 
-@pytest.fixture
-def topic(unique_name: Callable[[str], str]) -> Callable[[str], str]:
-    names: list[str] = []
-
-    def make(tag: str) -> str:
-        names.append(unique_name(tag))
-        return names[-1]
-
-    yield make  # type: ignore[misc]
-    for name in names:
-        memory.delete(name)
-
-
-def fill(name: str, count: int) -> list[Message]:
-    messages = make_run(count)
-    for message in messages:
-        memory.topic(name).put(message)
-    return messages
+def fill(name: str, count: int) -> None:
+    """A run of ``count`` Events (with its Start and Stop) into memory topic ``name``."""
+    put = memory.topic(name).put
+    for message in make_run(count):
+        put(message)
 
 
 class Tagging(Operator):
@@ -90,7 +77,9 @@ async def test_a_batch_that_fails_is_processed_one_by_one_and_only_the_bad_one_i
     topic: Callable[[str], str],
 ) -> None:
     source = topic("src")
-    sent = fill(source, 10)
+    sent = make_run(10)
+    for message in sent:
+        memory.topic(source).put(message)
     operator, out, dead = Tagging(bad=[4]), Recorder(), Recorder()
     block = Block(
         MemoryListener(source, stop_at_end=True), operator, [out], dead_letter=dead, retry=FAST

@@ -20,19 +20,6 @@ from arroyo.testing import Recorder, make_run
 FAST = RetryPolicy(attempts=3, initial=0.001, maximum=0.002)
 
 
-@pytest.fixture
-def topic(unique_name: Callable[[str], str]) -> Callable[[str], str]:
-    names: list[str] = []
-
-    def make(tag: str) -> str:
-        names.append(unique_name(tag))
-        return names[-1]
-
-    yield make  # type: ignore[misc]
-    for name in names:
-        memory.delete(name)
-
-
 def fill(name: str, count: int, stream: str = "run") -> list[Message]:
     """Put a run of ``count`` events (arroyo.testing.make_run) into memory topic ``name``."""
     messages = make_run(count, stream)
