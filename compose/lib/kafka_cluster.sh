@@ -168,10 +168,14 @@ kafka_cluster_wait() {
 }
 
 # Stop every node this script started from $BROKERS_DIR/kafka-<id> (however many
-# nodes the cluster had): SIGTERM to all at once, as a node that lost the quorum
-# waits for it before it exits; then wait for each (SIGKILL after STOP_GRACE).
+# nodes the cluster had): SIGTERM to all at once, then wait for them (SIGKILL after
+# STOP_GRACE). A node left alone once the others are gone waits for a quorum that will
+# not come back (its broker has shut down cleanly by then; its controller does not
+# finish): after KAFKA_ALONE_GRACE seconds alone it gets SIGKILL.
+readonly KAFKA_ALONE_GRACE=5
 kafka_cluster_stop() {
-    local quiet="${1:-}" dir id pid pids=() names=() i
+    local quiet="${1:-}" dir id pid pids=() names=() alive i deadline=$((SECONDS + STOP_GRACE))
+    local alone_since=""
     for dir in "$BROKERS_DIR"/kafka-[0-9]*; do
         [[ -d "$dir" ]] || continue
         id="${dir##*-}"
@@ -184,8 +188,32 @@ kafka_cluster_stop() {
         fi
         rm -f "$dir/kafka.pid"
     done
-    for i in "${!pids[@]}"; do
-        stop_pid "${pids[i]}" "${names[i]}"
+    while :; do
+        alive=()
+        for i in "${!pids[@]}"; do
+            pid_alive "${pids[i]}" && alive+=("$i")
+        done
+        ((${#alive[@]})) || return 0
+        if ((${#alive[@]} == 1 && ${#pids[@]} > 1)); then
+            alone_since="${alone_since:-$SECONDS}"
+            if ((SECONDS - alone_since >= KAFKA_ALONE_GRACE)); then
+                log "${names[alive[0]]}: still running ${KAFKA_ALONE_GRACE}s after the other nodes stopped (no quorum left to shut down with): SIGKILL"
+                break
+            fi
+        fi
+        ((SECONDS < deadline)) || break
+        sleep 0.2
+    done
+    ((${#alive[@]} == 1 && ${#pids[@]} > 1)) || log "${#alive[@]} Kafka node(s) still running after ${STOP_GRACE}s: SIGKILL"
+    for i in "${alive[@]}"; do
+        kill -KILL "${pids[i]}" 2>/dev/null || true
+    done
+    for i in "${alive[@]}"; do
+        for ((deadline = SECONDS + 10; SECONDS < deadline; )); do
+            pid_alive "${pids[i]}" || continue 2
+            sleep 0.2
+        done
+        die "${names[i]} (pid ${pids[i]}) survived SIGKILL"
     done
 }
 
