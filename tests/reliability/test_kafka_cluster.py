@@ -208,10 +208,13 @@ def feed(bootstrap: str, topic: str, placed: list[tuple[str, int]], done: thread
 
 
 def write_config(folder: Path, bootstrap: str, source: str, results: str, guarantee: str) -> Path:
-    """The workers' pipeline. The consumer's session and the transaction keep librdkafka's
-    defaults (45 s, 60 s): a worker is not killed here, and a node's death is over in
-    less time (shorter ones, as in test_kafka_kill.py, expel both workers from the group
-    while its coordinator moves, and time their transactions out)."""
+    """The workers' pipeline. The consumer's session keeps librdkafka's default (45 s): no
+    worker is killed here, and a shorter one (6 s, as in test_kafka_kill.py) expels both
+    workers from the group while its coordinator moves to another node. The transaction
+    timeout is 20 s, more than a node's death takes (6 s, as there, times transactions
+    out meanwhile), and less than the default 60 s: it bounds how long a worker waits in
+    a transaction call that librdkafka does not end (see arroyo/brokers/kafka/
+    transactions.py, _bounded) before it stops and its supervisor starts it again."""
     config = folder / "workers.yaml"
     config.write_text(
         textwrap.dedent(
@@ -224,6 +227,7 @@ def write_config(folder: Path, bootstrap: str, source: str, results: str, guaran
                 operator: passthrough
                 publishers:
                   - url: kafka://{bootstrap}/{results}
+                    transaction.timeout.ms: 20000
                 guarantee: {guarantee}
             """
         )
