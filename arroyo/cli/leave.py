@@ -35,7 +35,9 @@ def watchdog(code: int, grace: float | None = None) -> None:
         names = sorted(
             t.name
             for t in threading.enumerate()
-            if t is not threading.current_thread() and t.is_alive() and not t.daemon
+            if t not in (threading.current_thread(), threading.main_thread())
+            and t.is_alive()
+            and not t.daemon
         )
         log.error(
             "exit took more than %g s (threads still running: %s; a call into a client "
