@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # compose/brokers.sh: start, stop or check the brokers Arroyo's tests talk to.
 #
-#   compose/brokers.sh up|down|status [kafka] [redis] [rabbitmq] [registry]   (no names = all)
+#   compose/brokers.sh up|down|status [--kafka-nodes N] [kafka] [redis] [rabbitmq] [registry]
+#                                                                    (no names = all)
 #   eval "$(compose/brokers.sh up)"     # exports ARROYO_KAFKA, ARROYO_REDIS, ...
 #
-# Apache Kafka 4.1.2 (KRaft, one combined broker+controller node), Redis, RabbitMQ and
+# Apache Kafka 4.1.2 (KRaft, one combined broker+controller node; with --kafka-nodes 3
+# a cluster of three such nodes, replication factor 3), Redis, RabbitMQ and
 # a schema registry (Apicurio Registry, whose /apis/ccompat/v7 speaks the Confluent
 # Schema Registry API) on 127.0.0.1. Where a Docker engine answers, the containers of
 # compose/docker-compose.yml; elsewhere native processes: Kafka and Apicurio from
@@ -17,7 +19,8 @@
 #
 # This file parses the command line and dispatches; the recipes are in compose/lib/:
 # common.sh (shared helpers), tls.sh, docker.sh, and one file per broker
-# (kafka.sh, redis.sh, rabbitmq.sh, registry.sh). A broker file defines, for
+# (kafka.sh with kafka_cluster.sh, redis.sh, rabbitmq.sh, registry.sh). A broker file
+# defines, for
 # BROKER in ALL_BROKERS:
 #   BROKER_set_paths   set its folder, pid and log file names under $BROKERS_DIR
 #   BROKER_start       launch it unless it runs (set BROKER_STARTED=1 if launched)
@@ -39,6 +42,7 @@ readonly START_ORDER=(redis rabbitmq kafka registry)
 source "$SCRIPT_DIR/lib/common.sh"
 source "$SCRIPT_DIR/lib/tls.sh"
 source "$SCRIPT_DIR/lib/kafka.sh"
+source "$SCRIPT_DIR/lib/kafka_cluster.sh"
 source "$SCRIPT_DIR/lib/redis.sh"
 source "$SCRIPT_DIR/lib/rabbitmq.sh"
 source "$SCRIPT_DIR/lib/registry.sh"
@@ -46,13 +50,20 @@ source "$SCRIPT_DIR/lib/docker.sh"
 
 usage() {
     cat >&2 <<EOF
-usage: $0 up|down|status [kafka] [redis] [rabbitmq] [registry]
+usage: $0 up|down|status [--kafka-nodes N] [kafka] [redis] [rabbitmq] [registry]
 
   up      start the brokers (no-op for those already running), wait until each
           accepts work, print their addresses as shell export lines:
               eval "\$($0 up)"
   down    stop the brokers this script started from ARROYO_BROKERS_DIR
   status  one line per broker; exit 0 only if all named brokers run
+
+  --kafka-nodes N  Kafka as a cluster of N (3 to $KAFKA_MAX_NODES) nodes, each a broker and
+          a KRaft controller, in ARROYO_BROKERS_DIR/kafka-<id>, replication factor 3,
+          min.insync.replicas 2 (no TLS listener); \`up\` exports the bootstrap list
+          ARROYO_KAFKA=127.0.0.1:19092,127.0.0.1:29092,... ; \`down\` (with or
+          without it) stops every node. Ports: ARROYO_KAFKA_NODE_PORTS and
+          ARROYO_KAFKA_NODE_CONTROLLER_PORTS (comma-separated, one per node).
 
 Environment: ARROYO_BROKERS_DIR (data, logs, TLS files; default
 ~/.cache/arroyo/brokers), ARROYO_KAFKA_PORT, ARROYO_KAFKA_CONTROLLER_PORT,
@@ -124,6 +135,10 @@ cmd_down() {
     for broker in "$@"; do
         "${broker}_stop"
     done
+    # The nodes of a cluster (--kafka-nodes) stop with or without the option.
+    if ((KAFKA_NODES == 1)) && is_one_of kafka "$@"; then
+        kafka_cluster_stop
+    fi
 }
 
 cmd_status() {
@@ -148,8 +163,18 @@ main() {
     *) log "unknown command '$command'"; usage ;;
     esac
 
+    local nodes=1 names=()
+    while (($#)); do
+        case "$1" in
+        --kafka-nodes) (($# >= 2)) || { log "--kafka-nodes needs a number"; usage; }; nodes="$2"; shift 2 ;;
+        --kafka-nodes=*) nodes="${1#*=}"; shift ;;
+        -*) log "unknown option '$1'"; usage ;;
+        *) names+=("$1"); shift ;;
+        esac
+    done
+
     local brokers=() name
-    for name in "$@"; do
+    for name in "${names[@]}"; do
         is_one_of "$name" "${ALL_BROKERS[@]}" || {
             local known="${ALL_BROKERS[*]}"
             known="${known// /, }"
@@ -163,17 +188,21 @@ main() {
     mkdir -p "$BROKERS_DIR"
     BROKERS_DIR="$(cd "$BROKERS_DIR" && pwd -P)"
     TLS_DIR="$BROKERS_DIR/tls"
-    local broker
-    for broker in "${ALL_BROKERS[@]}"; do
-        "${broker}_set_paths"
-    done
-
     case "${ARROYO_BROKERS_MODE:-auto}" in
     docker) MODE=docker ;;
     native) MODE=native ;;
     auto) if docker_engine_answers; then MODE=docker; else MODE=native; fi ;;
     *) die "ARROYO_BROKERS_MODE must be auto, docker or native, not '${ARROYO_BROKERS_MODE}'" ;;
     esac
+    if [[ "$nodes" != 1 ]]; then
+        [[ "$MODE" == native ]] || die "--kafka-nodes runs native nodes only (ARROYO_BROKERS_MODE=native), not with Docker"
+        kafka_use_cluster "$nodes"
+    fi
+
+    local broker
+    for broker in "${ALL_BROKERS[@]}"; do
+        "${broker}_set_paths"
+    done
 
     # One up/down at a time per data folder (parallel test workers may all call up).
     if [[ "$command" != status ]]; then

@@ -49,9 +49,14 @@ def main() -> None:
     """Entry point of the ``arroyo`` console script. An ArroyoError that a command did
     not report itself is printed as one line (``error: ...``), never as a traceback."""
     from arroyo.cli.common import fail
+    from arroyo.cli.leave import exit_code, watchdog
     from arroyo.errors import ArroyoError
 
     try:
-        app()
-    except ArroyoError as exc:
-        raise SystemExit(fail(exc).exit_code) from None
+        try:
+            app()
+        except ArroyoError as exc:
+            raise SystemExit(fail(exc).exit_code) from None
+    except SystemExit as stop:
+        watchdog(exit_code(stop))  # a thread stuck in a client call does not keep it alive
+        raise

@@ -130,22 +130,23 @@ kafka_start() {
     KAFKA_STARTED=1
 }
 
-# Produce one record and read it back through a consumer group. The group also makes
-# the broker create __consumer_offsets now rather than in the first test.
+# kafka_round_trip [BOOTSTRAP [LOG]]: produce one record and read it back through a
+# consumer group (default: the single node, its kafka.out). The group also makes the
+# broker create __consumer_offsets now rather than in the first test.
 kafka_round_trip() {
-    local token out i
+    local bootstrap="${1:-$HOST:$KAFKA_PORT}" out_file="${2:-$KAFKA_OUT}" token out i
     token="ready-$(date +%s%N)-$$"
     printf '%s\n' "$token" | kafka_tool org.apache.kafka.tools.ConsoleProducer \
-        --bootstrap-server "$HOST:$KAFKA_PORT" --topic "$KAFKA_READY_TOPIC" \
+        --bootstrap-server "$bootstrap" --topic "$KAFKA_READY_TOPIC" \
         --sync --timeout 0 --request-required-acks all --request-timeout-ms 30000 \
-        --producer-property max.block.ms=60000 >/dev/null 2>>"$KAFKA_OUT" || return 1
+        --producer-property max.block.ms=60000 >/dev/null 2>>"$out_file" || return 1
     # Earlier checks left their records consumed; read on until ours arrives.
     for ((i = 0; i < 10; i++)); do
         out="$(kafka_tool org.apache.kafka.tools.consumer.ConsoleConsumer \
-            --bootstrap-server "$HOST:$KAFKA_PORT" --topic "$KAFKA_READY_TOPIC" \
+            --bootstrap-server "$bootstrap" --topic "$KAFKA_READY_TOPIC" \
             --group arroyo-readiness --from-beginning --max-messages 1 \
             --consumer-property fetch.max.wait.ms=50 \
-            --timeout-ms 30000 2>>"$KAFKA_OUT")" || return 1
+            --timeout-ms 30000 2>>"$out_file")" || return 1
         [[ "$out" == *"$token"* ]] && return 0
         [[ -z "$out" ]] && return 1
     done

@@ -22,6 +22,9 @@ log = logging.getLogger("arroyo.brokers.kafka")
 
 _Held = tuple[str, bytes, bytes | None, list[Any], asyncio.Future[None]]
 
+STUCK_GRACE = 5.0
+"""Seconds a transaction call may overrun its own timeout before it counts as stuck."""
+
 
 class TransactionError(ArroyoError):
     """A Kafka transaction could not be committed and was aborted (exactly-once mode).
@@ -51,6 +54,8 @@ class Transactions:
         """The background abort (referenced so that it is not garbage-collected)."""
         self.core.on_failure = self._fail
         self.timeout = float(config.get("transaction.timeout.ms", "60000")) / 1000
+        self.stuck = False
+        """A call into librdkafka did not return (its thread is lost): call no more."""
 
     async def start(self, connect_timeout: float) -> None:
         self._users += 1
@@ -160,13 +165,30 @@ class Transactions:
         deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
             try:
-                await self.core.call(func, *args)
+                await self._bounded(func, *args)
                 return
             except ck.KafkaException as exc:
                 error = exc.args[0]
                 if not error.retriable() or asyncio.get_running_loop().time() > deadline:
                     raise
                 log.warning("%s: retrying: %s", self.core.name, self.core.hide(error.str()))
+
+    async def _bounded(self, func: Callable[..., Any], *args: Any) -> None:
+        """Run a transaction call (given ``self.timeout``) in the producer's thread; fail
+        when it overruns that by STUCK_GRACE. librdkafka does not always keep the
+        timeout: send_offsets_to_transaction can wait for ever for a group coordinator
+        that died with its broker (confluentinc/librdkafka#5456, #5511). The thread stays
+        blocked, so the producer is not called again (``stuck``)."""
+        limit = self.timeout + STUCK_GRACE
+        try:
+            await asyncio.wait_for(self.core.call(func, *args), limit)
+        except TimeoutError:
+            self.stuck = True
+            name = getattr(func, "__name__", "a transaction call")
+            raise TransactionError(
+                f"{self.core.name}: {name} did not return within {limit:g} s (librdkafka "
+                "lost the coordinator; a new producer finds it: the worker stops)"
+            ) from None
 
     async def abort(self, cause: BaseException) -> None:
         """Abort the open transaction and fail everything after it (the worker stops)."""
@@ -183,22 +205,29 @@ class Transactions:
         while self._held:
             self._held.popleft()[-1].cancel()
         self.core.cancel_all()
-        if self.in_transaction and self.core.producer is not None:
+        if self.stuck:
+            log.error(
+                "%s: not aborting (the producer is stuck): the broker aborts the "
+                "transaction after transaction.timeout.ms (%g s)",
+                self.core.name,
+                self.timeout,
+            )
+        elif self.in_transaction and self.core.producer is not None:
             try:
-                await self.core.call(self.core.producer.abort_transaction, self.timeout)
-            except ck.KafkaException as exc:
+                await self._bounded(self.core.producer.abort_transaction, self.timeout)
+            except (ck.KafkaException, TransactionError) as exc:
                 log.error("%s: abort failed: %s", self.core.name, self.core.hide(exc))
-            self.in_transaction = False
+        self.in_transaction = False
 
     async def close(self) -> None:
         self._users -= 1
         if self._users > 0 or self.core.producer is None:
             return
-        if self.in_transaction and self.failure is None:
+        if self.in_transaction and self.failure is None and not self.stuck:
             # Outputs nobody committed offsets for: drop them (they are produced again).
             try:
-                await self.core.call(self.core.producer.abort_transaction, self.timeout)
-            except ck.KafkaException as exc:
+                await self._bounded(self.core.producer.abort_transaction, self.timeout)
+            except (ck.KafkaException, TransactionError) as exc:
                 log.warning("%s: abort at close failed: %s", self.core.name, self.core.hide(exc))
             self.in_transaction = False
-        await self.core.close(self.timeout)
+        await self.core.close(0 if self.stuck else self.timeout)

@@ -4,6 +4,7 @@ transaction commits (a fake librdkafka: tests/unit/brokers/kafka/conftest.py).""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,46 @@ async def test_each_transaction_commits_the_offsets_of_exactly_its_outputs(
         committed, with_outputs = end, with_outputs + bool(outputs)
     assert committed == len(values)
     assert with_outputs >= 3, "a commit for each part of the input"
+
+
+async def test_a_transaction_call_that_never_returns_stops_the_worker(
+    fake_kafka: Any, monkeypatch: pytest.MonkeyPatch, until: Any
+) -> None:
+    """librdkafka's send_offsets_to_transaction can wait for ever for a group coordinator
+    that died with its broker, past its own timeout (confluentinc/librdkafka#5456,
+    #5511): the worker went quiet, holding its partitions, until it was stopped. Now the
+    commit fails once the call overran transaction.timeout.ms by STUCK_GRACE, the Block
+    stops with TransactionError (a supervisor restarts the worker: a new producer finds
+    the new coordinator), and nothing more is asked of the stuck producer."""
+    from arroyo.brokers.kafka import transactions
+    from arroyo.brokers.kafka.transactions import TransactionError
+    from tests.unit.brokers.kafka.conftest import FakeProducer
+
+    monkeypatch.setattr(transactions, "STUCK_GRACE", 0.2)
+    release = threading.Event()
+    calls: list[str] = []
+
+    def never_returns(self: FakeProducer, *args: Any) -> None:
+        calls.append("send_offsets_to_transaction")
+        release.wait(60)
+
+    def abort(self: FakeProducer, timeout: float = -1) -> None:
+        calls.append("abort_transaction")
+
+    monkeypatch.setattr(FakeProducer, "send_offsets_to_transaction", never_returns)
+    monkeypatch.setattr(FakeProducer, "abort_transaction", abort)
+    listener = make_listener(
+        "kafka://h:9092/in?group=g", commit_interval_ms=0, delivery_journal=False
+    )
+    publisher = make_publisher("kafka://h:9092/out", **{"transaction.timeout.ms": 1000})
+    exactly_once(listener, [publisher], None)
+    fake_kafka.fill("in", [encode(m) for m in make_run(3)])
+    block = Block(listener, None, [publisher])
+    try:
+        with pytest.raises(TransactionError, match=r"did not return within 1\.2 s"):
+            await asyncio.wait_for(block.run(), 30)
+    finally:
+        release.set()
+    assert calls == ["send_offsets_to_transaction"]  # no abort queued behind it
+    txn = listener.partitions.txn
+    assert txn is not None and txn.stuck
