@@ -16,7 +16,9 @@ the Kafka one. Both variants are that same Block:
 The row is the pipeline's rate with two pages over its rate with none; a viewer must
 not slow the pipeline (target >= 0.95). Each variant's note gives the CPU time its
 process used per message: on a shared machine, where rates swing with the load of
-others, it says what the viewer costs more steadily than a rate does.
+others, it says what the viewer costs more steadily than a rate does. For the same
+reason a full run compares the medians of at least :data:`RUNS` runs per variant (about
+75 s in all).
 """
 
 from __future__ import annotations
@@ -119,15 +121,24 @@ def _variant(pages: int, count: int, made: list[str]) -> Callable[[], Measuremen
     return run
 
 
+RUNS = 7
+"""Runs per variant in a full run, at least: a run is about 5 s, and its rate swings by a
+third from one run to the next on the shared cores, more than the viewer costs; the
+median of 3 was 0.92 in one full run and 1.00 in a run of 7 on the same code."""
+
+
 def run(quick: bool, repeat: int) -> list[Row]:
-    """The row: two pages against none, 4 MiB frames."""
+    """The row: two pages against none, 4 MiB frames (a full run: at least :data:`RUNS`
+    runs per variant, alternating, medians compared)."""
     count = COUNTS[4 << 20][0 if quick else 1]
+    runs = repeat if quick else max(repeat, RUNS)
     made: list[str] = []
     try:
-        two, none = best_of([_variant(2, count, made), _variant(0, count, made)], repeat)
+        two, none = best_of([_variant(2, count, made), _variant(0, count, made)], runs)
     finally:
         delete_topics(*made)
     note = f"{count} messages, {count * SIZE / (1 << 30):.2f} GiB; ZMQ -> Kafka + view://"
+    note += f"; median of {runs} runs per variant"
     return [Row("watched by two pages (view://)", "4 MiB", two, none, "no page", note, target=0.95)]
 
 

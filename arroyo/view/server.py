@@ -38,6 +38,9 @@ from arroyo.view.settings import ViewSettings
 from arroyo.view.wire import pack
 
 web = require("aiohttp.web", "view", "The live viewer (arroyo view, view:// URLs)")
+# numpy (which reduces the frames) is imported with the server, before the pipeline runs,
+# not at the first frame: an import holds the GIL, so the pipeline would stall for it.
+require("numpy", "view", "The live viewer (arroyo view, view:// URLs)")
 
 log = logging.getLogger("arroyo.view")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -247,3 +249,10 @@ async def test_small_messages_go_to_a_page_together(until: Callable[..., Any]) -
             assert client.packets < len(messages) / 4  # a few WebSocket messages, not 302
     finally:
         await publisher.close()
+
+
+def test_numpy_is_imported_with_the_server_not_at_the_first_frame() -> None:
+    # An import holds the GIL: at the first frame, the pipeline would stall for it.
+    code = "import sys, arroyo.view.server; print('numpy' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True"
