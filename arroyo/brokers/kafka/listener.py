@@ -409,7 +409,7 @@ class KafkaListener(Listener):
         try:
             offsets = self._run_on_loop(self._revoked(keys, lost, metadata), limit)
         except Exception as exc:
-            log.error("%s: handling the revocation failed: %s", self.name, self.hide(exc))
+            log.error("%s: handling the revocation failed: %s", self.name, self.hide(repr(exc)))
             return
         if offsets:
             self.partitions.commit_now(consumer, offsets)

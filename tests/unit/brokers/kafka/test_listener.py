@@ -90,3 +90,19 @@ async def test_fetch_drops_only_a_first_message_that_a_rebalance_made_stale(
     batch = await asyncio.to_thread(kafka._fetch, None)
     assert [m.offset() for m in batch] == offsets
     assert [(p.topic, p.partition) for p in consumer.resumed] == [("frames", 0)]
+
+
+def test_a_revocation_that_fails_logs_what_failed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log line names the error even when its text is empty (a TimeoutError of the
+    revocation's wait said only "handling the revocation failed: ")."""
+    kafka = make_listener("kafka://h:9092/frames?group=g")
+
+    def times_out(coroutine: Any, timeout: float) -> None:
+        coroutine.close()
+        raise TimeoutError
+
+    monkeypatch.setattr(kafka, "_run_on_loop", times_out)
+    kafka._on_revoke(None, [ck.TopicPartition("frames", 0)])
+    assert "handling the revocation failed: TimeoutError()" in caplog.text
