@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.docs.snippets import UNTIL_CTRL_C, readme_snippets
 
@@ -183,3 +185,17 @@ def stop_all(clone: Clone) -> None:
     """Kill whatever the clone's commands left running."""
     for process in clone.processes:
         _kill_group(process.pid)
+
+
+def starts_expected(clone: Clone, command: str) -> int:
+    """How many ``started:`` lines mean ``command`` is up: one per block and worker."""
+    workers = re.search(r"--workers[ =](\d+)", command)
+    count = int(workers[1]) if workers else 1
+    config = re.search(r"arroyo run (\S+)", command)
+    if config is None:
+        return count
+    chosen = command.count("--block ")
+    if chosen:
+        return chosen * count
+    blocks = yaml.safe_load((clone.root / config[1]).read_text())["blocks"]
+    return len(blocks) * count

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.docs.reader import README, Clone, setup_command
+from tests.docs.reader import README, Clone, setup_command, starts_expected
 from tests.docs.snippets import UNTIL_CTRL_C, Snippet, readme_snippets
 
 SNIPPETS = readme_snippets(README)
@@ -35,20 +35,6 @@ def test_the_readme_has_exactly_two_setup_commands_and_says_why_a_block_is_not_r
     assert {s.lang for s in SNIPPETS} <= {"sh", "python", "yaml"}
 
 
-def _starts_expected(clone: Clone, command: str) -> int:
-    """How many ``started:`` lines mean ``command`` is up: one per block and worker."""
-    workers = re.search(r"--workers[ =](\d+)", command)
-    count = int(workers[1]) if workers else 1
-    config = re.search(r"arroyo run (\S+)", command)
-    if config is None:
-        return count
-    chosen = command.count("--block ")
-    if chosen:
-        return chosen * count
-    blocks = yaml.safe_load((clone.root / config[1]).read_text())["blocks"]
-    return len(blocks) * count
-
-
 def run_shell(snippet: Snippet, clone: Clone, logs: Path) -> None:
     """Run a shell block line by line as a reader would: ordinary lines to their end,
     a ``# runs until Ctrl-C`` line until it is up; stop those with Ctrl-C at the end."""
@@ -60,7 +46,7 @@ def run_shell(snippet: Snippet, clone: Clone, logs: Path) -> None:
                 clone.run("\n".join(pending))
                 pending = []
             log = logs / f"line-{number}.log"
-            started = _starts_expected(clone, line)
+            started = starts_expected(clone, line)
             running.append((clone.until_ctrl_c(line, log, started), log))
         else:
             pending.append(line)

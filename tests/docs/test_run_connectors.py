@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.reader import ROOT, Clone
+from tests.docs.reader import ROOT, Clone, starts_expected
 from tests.docs.snippets import header_commands
-from tests.docs.test_readme import _starts_expected
 
 CONNECTORS = sorted((ROOT / "connectors").glob("*.yaml"))
 FINITE_WITHIN = 300
@@ -32,7 +31,7 @@ def test_header_commands_run_as_written(config: Path, clone: Clone, tmp_path: Pa
     for number, command in enumerate(commands):
         log = tmp_path / f"command-{number}.log"
         if _runs_until_ctrl_c(command):
-            started = _starts_expected(clone, command)
+            started = starts_expected(clone, command)
             long_running.append((clone.until_ctrl_c(command, log, started), log))
         else:
             finite.append((command, clone.start(command, log), log))

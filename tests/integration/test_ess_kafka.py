@@ -28,7 +28,7 @@ from arroyo.config import build, parse_config
 from arroyo.parsers import make_parser
 from arroyo.runtime import Block
 from arroyo.testing import Recorder
-from tests.unit.parsers.test_ess import assert_same_as_serialised, buffers
+from tests.unit.parsers.ess_buffers import assert_same_as_serialised, buffers
 
 ck = pytest.importorskip("confluent_kafka")
 sdt = pytest.importorskip("streaming_data_types")

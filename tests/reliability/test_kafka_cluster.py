@@ -30,7 +30,7 @@ import pytest
 
 from arroyo import Run, encode
 from arroyo.testing import Workers, free_port
-from tests.reliability.test_kafka_kill import read_all, wait_for_members
+from tests.reliability.kafka_groups import read_all, wait_for_members
 
 try:
     import confluent_kafka as ck

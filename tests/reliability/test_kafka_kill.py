@@ -6,7 +6,6 @@ stopped with SIGTERM: tests/contract/test_redelivery.py and test_drain.py.)"""
 from __future__ import annotations
 
 import collections
-import contextlib
 import textwrap
 import threading
 import time
@@ -17,51 +16,13 @@ from typing import Any
 
 import pytest
 
-from arroyo import Run, decode, encode
+from arroyo import Run, encode
 from arroyo.testing import Workers
+from tests.reliability.kafka_groups import read_all, wait_for_members
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka.admin import AdminClient  # noqa: E402
 
 pytestmark = pytest.mark.kafka
-
-
-def read_all(
-    bootstrap: str,
-    topic: str,
-    partitions: int,
-    within: float = 60,
-    pick: Callable[[Any], Any] = lambda message: message.id,
-) -> list[Any]:
-    """``pick`` of each committed record of ``topic`` (decoded; by default the source
-    id), read to its end."""
-    consumer = ck.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"final-{topic}",
-            "enable.auto.commit": "false",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": "true",
-        }
-    )
-    consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(partitions)])
-    ids: list[str] = []
-    at_end: set[int] = set()
-    deadline = time.monotonic() + within
-    try:
-        while len(at_end) < partitions:
-            assert time.monotonic() < deadline, f"{topic} not read to its end in {within} s"
-            for record in consumer.consume(1000, 0.2):
-                error = record.error()
-                if error is None:
-                    ids.append(pick(decode(record.value())))
-                elif error.code() == ck.KafkaError._PARTITION_EOF:
-                    at_end.add(record.partition())
-                else:
-                    raise AssertionError(error)
-    finally:
-        consumer.close()
-    return ids
 
 
 def produce(bootstrap: str, topic: str, count: int, streams: int = 40) -> list[Any]:
@@ -124,23 +85,6 @@ def write_config(
         )
     )
     return config
-
-
-def wait_for_members(bootstrap: str, group: str, count: int, within: float = 60) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ck.KafkaException):
-            last = admin.describe_consumer_groups([group])[group].result(10)
-            if (
-                last.state == ck.ConsumerGroupState.STABLE
-                and len(last.members) == count
-                and all(m.assignment.topic_partitions for m in last.members)
-            ):
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"group {group} not stable with {count} members: {last}")
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:

@@ -19,7 +19,7 @@ import pytest
 
 from arroyo import Event, Run, encode
 from arroyo.testing import Workers
-from tests.reliability.test_kafka_kill import read_all
+from tests.reliability.kafka_groups import read_all
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402

@@ -24,7 +24,7 @@ import pytest
 
 from arroyo import Run
 from arroyo.testing import Workers
-from tests.reliability.test_rabbitmq_recovery import Sink, produce, ready
+from tests.reliability.rabbitmq_queues import Sink, produce, ready
 
 pytestmark = pytest.mark.rabbitmq
 
