@@ -21,7 +21,7 @@ not slow the pipeline (target >= 0.95). Each variant's note gives the CPU time i
 process used per message: on a shared machine, where rates swing with the load of
 others, it says what the viewer costs more steadily than a rate does. For the same
 reason a full run compares the medians of at least :data:`RUNS` runs per variant (about
-2 minutes in all).
+3 minutes in all).
 """
 
 from __future__ import annotations
@@ -132,10 +132,11 @@ def _variant(
     return run
 
 
-RUNS = 7
-"""Runs per variant in a full run, at least: a run is about 5 s, and its rate swings by a
-third from one run to the next on the shared cores, more than the viewer costs; the
-median of 3 was 0.92 in one full run and 1.00 in a run of 7 on the same code."""
+RUNS = 15
+"""Runs per variant in a full run, at least: a run is about 5 s, and its rate varies by
+5-6% from one run to the next on the shared cores, more than the viewer costs. Medians
+of 7 swung from 0.90 to 0.96 (defaults) and from 0.93 to 1.08 (every frame) between two
+bench runs on the same code; medians of 15 read 0.99 and 0.96."""
 
 
 def run(quick: bool, repeat: int) -> list[Row]:
