@@ -9,6 +9,7 @@ of both Redis publishers (``XADD``, ``PUBLISH``), its commands.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import abstractmethod
 from collections import deque
@@ -26,6 +27,10 @@ from arroyo.runtime.publisher import PipelinedPublisher
 log = logging.getLogger("arroyo.brokers.redis")
 
 T = TypeVar("T")
+
+PING_EVERY = 1.0
+"""Seconds between the PINGs by which a Redis publisher tells whether Redis answers
+while it has nothing to send (:attr:`RedisPublisher.connected`)."""
 
 
 class Refused(PublishError, PermanentError):
@@ -144,15 +149,46 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
         self._location = location
         self._client: Redis | None = None
         self._batcher: Batcher[T] = Batcher(self._flush, batch, batch_bytes, location)
+        self._answers = True
+        self._pinging: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
         return self._location
 
+    @property
+    def connected(self) -> bool:
+        """False from the moment Redis did not answer (a pipeline failed to reach it, or
+        the PING sent every :data:`PING_EVERY` seconds did) until it answers again: a
+        destination that went away is seen while there is nothing to send, too."""
+        return self._client is not None and self._answers
+
     async def start(self) -> None:
         """Connect within connect_timeout (raises ConnectError, without the password,
         when it cannot)."""
         self._client = await connect(self.server, self.name)
+        self._answers = True
+        self._pinging = asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        """Ask Redis every :data:`PING_EVERY` seconds whether it answers (``connected``)."""
+        while (client := self._client) is not None:
+            await asyncio.sleep(PING_EVERY)
+            try:
+                await asyncio.wait_for(client.ping(), 2 * PING_EVERY)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._answered(False, exc)
+            else:
+                self._answered(True)
+
+    def _answered(self, answers: bool, error: BaseException | None = None) -> None:
+        if answers != self._answers:
+            if answers:
+                log.info("%s: Redis answers again", self.name)
+            else:
+                text = self.server.hide(str(error) or repr(error))
+                log.warning("%s: Redis does not answer: %s", self.name, text)
+        self._answers = answers
 
     def _queue(self, item: T, size: int) -> asyncio.Future[None]:
         """Queue the command for ``item`` (of ``size`` bytes) behind those queued before."""
@@ -176,9 +212,11 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
         try:
             replies = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
+            self._answered(False, exc)
             raise PublishError(
                 f"{self.name}: not confirmed: {self.server.hide(str(exc) or repr(exc))}"
             ) from None
+        self._answered(True)
         return [self._result(reply) for reply in replies]
 
     async def close(self) -> None:
@@ -186,6 +224,11 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
         client, self._client = self._client, None
         if client is None:
             return
+        if self._pinging is not None:
+            self._pinging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinging
+            self._pinging = None
         try:
             await asyncio.wait_for(self._batcher.drain(), self.server.timeout)
         except (TimeoutError, PublishError) as exc:
