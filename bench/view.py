@@ -13,7 +13,8 @@ the Kafka one. Every variant is that same Block:
   of at most 1024 pixels a side, so a frame is reduced on the server (2 x 2 blocks), at
   most ``max_fps`` (10) frames a second;
 - ``every frame``: the same two pages, the viewer's ``max_fps`` off (``max_fps=0``): every
-  frame is reduced and sent, so the fast page gets every frame (the slow one the newest);
+  frame is reduced and sent while the viewer keeps up (when it falls behind it skips the
+  oldest, counted in the note), so the fast page gets them all; the slow one the newest;
 - ``no page``: nobody watches (the viewer's defaults; the pages' process runs, idle).
 
 Each row is the pipeline's rate with two pages over its rate with none; a viewer must
