@@ -74,6 +74,7 @@ class LagWatch:
         """The listener's last answer (None: unknown)."""
         self.connected: dict[tuple[str, str], bool] = self._states(False)
         """(role, connector name) -> connected, as of the last refresh."""
+        self._refreshed = False
         self._failures = Throttle(60.0)
 
     def _states(self, running: bool) -> dict[tuple[str, str], bool]:
@@ -89,8 +90,17 @@ class LagWatch:
 
     async def refresh(self) -> None:
         """Note the connection states, then ask the listener for its lag (giving up after
-        the interval, or 5 s if longer): unknown when it fails or does not answer."""
-        self.connected = self._states(True)
+        the interval, or 5 s if longer): unknown when it fails or does not answer. A
+        part that went down or came back since the last refresh is logged (once)."""
+        states = self._states(True)
+        if self._refreshed:
+            for (role, name), up in states.items():
+                if self.connected.get((role, name), up) != up:
+                    if up:
+                        log.info("block %s: %s %s is connected again", self.block, role, name)
+                    else:
+                        log.warning("block %s: %s %s is not connected", self.block, role, name)
+        self.connected, self._refreshed = states, True
         try:
             lag = await asyncio.wait_for(self.listener.lag(), max(self.interval, 5.0))
         except asyncio.CancelledError:

@@ -122,6 +122,8 @@ async def test_a_30_s_network_outage_mid_stream_loses_nothing(
     logged = caplog.text
     assert "publish failed (attempt 1), retrying" in logged, logged[-3000:]
     assert f"publisher {publisher.name} works again" in logged, logged[-3000:]
+    assert f"block {name}: publisher {publisher.name} is not connected" in logged
+    assert f"block {name}: publisher {publisher.name} is connected again" in logged
     print(
         f"network cut for {OUTAGE:.0f} s after {before} of {COUNT} results: lost=0 "
         f"duplicates={len(got) - len(set(got))}; disconnection in the metrics after "

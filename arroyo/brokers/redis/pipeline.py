@@ -171,24 +171,16 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
         self._pinging = asyncio.get_running_loop().create_task(self._ping())
 
     async def _ping(self) -> None:
-        """Ask Redis every :data:`PING_EVERY` seconds whether it answers (``connected``)."""
+        """Ask Redis every :data:`PING_EVERY` seconds whether it answers (``connected``;
+        the runtime logs when that changes)."""
         while (client := self._client) is not None:
             await asyncio.sleep(PING_EVERY)
             try:
                 await asyncio.wait_for(client.ping(), 2 * PING_EVERY)
-            except Exception as exc:  # no PONG, whatever the reason: it does not answer
-                self._answered(False, exc)
+            except Exception:  # no PONG, whatever the reason: it does not answer
+                self._answers = False
             else:
-                self._answered(True)
-
-    def _answered(self, answers: bool, error: BaseException | None = None) -> None:
-        if answers != self._answers:
-            if answers:
-                log.info("%s: Redis answers again", self.name)
-            else:
-                text = self.server.hide(str(error) or repr(error))
-                log.warning("%s: Redis does not answer: %s", self.name, text)
-        self._answers = answers
+                self._answers = True
 
     def _queue(self, item: T, size: int) -> asyncio.Future[None]:
         """Queue the command for ``item`` (of ``size`` bytes) behind those queued before."""
@@ -212,11 +204,11 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
         try:
             replies = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
-            self._answered(False, exc)
+            self._answers = False
             raise PublishError(
                 f"{self.name}: not confirmed: {self.server.hide(str(exc) or repr(exc))}"
             ) from None
-        self._answered(True)
+        self._answers = True
         return [self._result(reply) for reply in replies]
 
     async def close(self) -> None:

@@ -196,3 +196,24 @@ async def test_a_publisher_whose_publishes_are_retried_reads_disconnected(
     await watch.refresh()
     assert watch.connected[("publisher", out.name)] is False
     assert all(up for (role, _), up in watch.connected.items() if role == "listener")
+
+
+async def test_a_part_going_down_and_coming_back_is_logged_once_each_way(
+    unique_name: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique_name("block")
+    listener = _Lagging(unique_name("src"))
+    watch = LagWatch(name, listener, lambda: [])
+    caplog.set_level("INFO", logger="arroyo")
+    await watch.refresh()  # the first snapshot: nothing changed yet
+    assert "connected" not in caplog.text
+    listener.up = False
+    await watch.refresh()
+    await watch.refresh()
+    listener.up = True
+    await watch.refresh()
+    lines = [r.getMessage() for r in caplog.records if "connected" in r.getMessage()]
+    assert lines == [
+        f"block {name}: listener {listener.name} is not connected",
+        f"block {name}: listener {listener.name} is connected again",
+    ]
