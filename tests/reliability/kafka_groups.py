@@ -1,14 +1,16 @@
-"""Reading a Kafka test's output and waiting for a consumer group, for the reliability
-tests of Kafka workers (kill, rebalance storm, cluster)."""
+"""Kafka workers' pipeline, reading their output and waiting for their consumer group,
+for the reliability tests of Kafka workers (kill, rebalance storm, cluster)."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from arroyo import decode
 
@@ -71,3 +73,32 @@ def wait_for_members(bootstrap: str, group: str, count: int, within: float = 60)
                 return
         time.sleep(0.2)
     raise AssertionError(f"group {group} not stable with {count} members: {last}")
+
+
+def workers_config(
+    path: Path,
+    bootstrap: str,
+    source: str,
+    results: str,
+    *,
+    operator: str = "passthrough",
+    listener: dict[str, Any] | None = None,
+    publisher: dict[str, Any] | None = None,
+    **block: Any,
+) -> Path:
+    """Write ``path``: one block ``workers`` from ``source`` (group ``SOURCE-g``, offsets
+    committed every 500 ms) through ``operator`` to ``results``, with more settings of
+    the ``listener``, the ``publisher`` and the ``block`` (``guarantee``...)."""
+    config = {
+        "name": "workers",
+        "listener": {
+            "url": f"kafka://{bootstrap}/{source}?group={source}-g",
+            "commit_interval_ms": 500,
+            **(listener or {}),
+        },
+        "operator": operator,
+        "publishers": [{"url": f"kafka://{bootstrap}/{results}", **(publisher or {})}],
+        **block,
+    }
+    path.write_text(yaml.safe_dump({"blocks": [config]}, sort_keys=False))
+    return path

@@ -8,11 +8,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import signal
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from arroyo.brokers import memory, open_listener, open_publisher
 from arroyo.brokers.memory import MemoryListener
 from arroyo.runtime import Block, RetryPolicy
 from arroyo.testing import free_port, make_run
+from tests.reliability.processes import kill_broker
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -62,29 +60,7 @@ class PrivateKafka:
         """SIGKILL the broker; return once it is dead and its port accepts nothing (a
         killed JVM's threads may hold its sockets a moment after its pid looks gone)."""
         pid = int((self.folder / "kafka" / "kafka.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while (Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)) or _accepts(
-            self.bootstrap
-        ):
-            assert time.monotonic() < deadline, f"Kafka (pid {pid}) still up 30 s after SIGKILL"
-            time.sleep(0.05)
-
-
-def _accepts(address: str) -> bool:
-    host, port = address.rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "Z"
+        kill_broker(pid, self.bootstrap, "Kafka")
 
 
 @pytest.fixture

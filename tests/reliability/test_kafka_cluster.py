@@ -16,10 +16,7 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +27,8 @@ import pytest
 
 from arroyo import Run, encode
 from arroyo.testing import Workers, free_port
-from tests.reliability.kafka_groups import read_all, wait_for_members
+from tests.reliability.kafka_groups import read_all, wait_for_members, workers_config
+from tests.reliability.processes import kill_broker
 
 try:
     import confluent_kafka as ck
@@ -106,11 +104,7 @@ class PrivateCluster:
     def kill(self, node: int) -> None:
         """SIGKILL node ``node``; return once it is dead and its port takes nothing."""
         pid = int((self.folder / f"kafka-{node}" / "kafka.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while _alive(pid) or _accepts(self.addresses[node]):
-            assert time.monotonic() < deadline, f"kafka-{node} (pid {pid}) up 30 s after SIGKILL"
-            time.sleep(0.05)
+        kill_broker(pid, self.addresses[node], f"kafka-{node}")
 
     def make_whole(self, admin: AdminClient, within: float = 120) -> None:
         """Every node up, every replica of every partition in sync, and each partition
@@ -135,23 +129,6 @@ class PrivateCluster:
         # (ELECTION_NOT_NEEDED where a partition is led by its preferred replica already.)
         with contextlib.suppress(ck.KafkaException):
             admin.elect_leaders(ck.ElectionType.PREFERRED, partitions).result(30)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _accepts(address: str) -> bool:
-    host, port = address.rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -216,24 +193,14 @@ def write_config(folder: Path, bootstrap: str, source: str, results: str, guaran
     out meanwhile), and less than the default 60 s: it bounds how long a worker waits in
     a transaction call that librdkafka does not end (see arroyo/brokers/kafka/
     transactions.py, _bounded) before it stops and its supervisor starts it again."""
-    config = folder / "workers.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            blocks:
-              - name: workers
-                listener:
-                  url: kafka://{bootstrap}/{source}?group={source}-g
-                  commit_interval_ms: 500
-                operator: passthrough
-                publishers:
-                  - url: kafka://{bootstrap}/{results}
-                    transaction.timeout.ms: 20000
-                guarantee: {guarantee}
-            """
-        )
+    return workers_config(
+        folder / "workers.yaml",
+        bootstrap,
+        source,
+        results,
+        publisher={"transaction.timeout.ms": 20000},
+        guarantee=guarantee,
     )
-    return config
 
 
 class Committed:

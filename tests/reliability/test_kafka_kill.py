@@ -6,7 +6,6 @@ stopped with SIGTERM: tests/contract/test_redelivery.py and test_drain.py.)"""
 from __future__ import annotations
 
 import collections
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +17,8 @@ import pytest
 
 from arroyo import Run, encode
 from arroyo.testing import Workers
-from tests.reliability.kafka_groups import read_all, wait_for_members
+from tests.reliability.kafka_groups import read_all, wait_for_members, workers_config
+from tests.reliability.operators import slow_operator
 
 ck = pytest.importorskip("confluent_kafka")
 
@@ -52,39 +52,18 @@ def produce(bootstrap: str, topic: str, count: int, streams: int = 40) -> list[A
 def write_config(
     tmp_path: Path, bootstrap: str, source: str, results: str, guarantee: str, slow: bool = False
 ) -> Path:
-    (tmp_path / "ops.py").write_text(
-        textwrap.dedent(
-            """
-            import asyncio
-            from arroyo.runtime import Operator
-
-            class Slow(Operator):
-                async def process(self, message):
-                    await asyncio.sleep(0.001)
-                    return message
-            """
-        )
+    """The workers' pipeline: a 6 s session (a killed worker's partitions move on soon),
+    a 6 s transaction timeout; ``slow``: 1 ms a message."""
+    return workers_config(
+        tmp_path / "workers.yaml",
+        bootstrap,
+        source,
+        results,
+        operator=slow_operator(tmp_path, 0.001) if slow else "passthrough",
+        listener={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+        publisher={"transaction.timeout.ms": 6000},
+        guarantee=guarantee,
     )
-    config = tmp_path / "workers.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            blocks:
-              - name: workers
-                listener:
-                  url: kafka://{bootstrap}/{source}?group={source}-g
-                  commit_interval_ms: 500
-                  session.timeout.ms: 6000
-                  heartbeat.interval.ms: 500
-                operator: {"ops:Slow" if slow else "passthrough"}
-                publishers:
-                  - url: kafka://{bootstrap}/{results}
-                    transaction.timeout.ms: 6000
-                guarantee: {guarantee}
-            """
-        )
-    )
-    return config
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:

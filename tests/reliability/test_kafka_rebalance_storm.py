@@ -7,7 +7,6 @@ pid of the worker that made it)."""
 
 from __future__ import annotations
 
-import textwrap
 import threading
 import time
 from collections import Counter, defaultdict
@@ -19,7 +18,7 @@ import pytest
 
 from arroyo import Event, Run, encode
 from arroyo.testing import Workers
-from tests.reliability.kafka_groups import read_all
+from tests.reliability.kafka_groups import read_all, workers_config
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -53,24 +52,15 @@ class Tag(Operator):
 
 def _config(folder: Path, bootstrap: str, source: str, sink: str) -> Path:
     (folder / "ops.py").write_text(OPS)
-    config = folder / "storm.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            blocks:
-              - name: storm
-                listener:
-                  url: kafka://{bootstrap}/{source}?group={source}-g
-                  commit_interval_ms: 500
-                  session.timeout.ms: 6000
-                  heartbeat.interval.ms: 500
-                operator: ops:Tag
-                publishers: [kafka://{bootstrap}/{sink}]
-                grace_period: 20
-            """
-        )
+    return workers_config(
+        folder / "storm.yaml",
+        bootstrap,
+        source,
+        sink,
+        operator="ops:Tag",
+        listener={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+        grace_period=20,
     )
-    return config
 
 
 class Feed(threading.Thread):

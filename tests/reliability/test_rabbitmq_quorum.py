@@ -24,6 +24,7 @@ import pytest
 
 from arroyo import Run
 from arroyo.testing import Workers
+from tests.reliability.operators import slow_operator
 from tests.reliability.rabbitmq_queues import Sink, produce, ready
 
 pytestmark = pytest.mark.rabbitmq
@@ -34,19 +35,7 @@ QUORUM = {"x-queue-type": "quorum"}
 
 def write_config(folder: Path, amqp_url: str, names: dict[str, str]) -> Path:
     """source (quorum, 500 prefetched) -> 5 ms a message -> sink; the dead letter."""
-    (folder / "slow.py").write_text(
-        textwrap.dedent(
-            """
-            import asyncio
-            from arroyo.runtime import Operator
-
-            class Slow(Operator):
-                async def process(self, message):
-                    await asyncio.sleep(0.005)
-                    return message
-            """
-        )
-    )
+    operator = slow_operator(folder, 0.005)
     config = folder / "quorum.yaml"
     config.write_text(
         textwrap.dedent(
@@ -58,7 +47,7 @@ def write_config(folder: Path, amqp_url: str, names: dict[str, str]) -> Path:
                   queue_type: quorum
                   prefetch: 500
                   delivery_journal: {folder / "journal"}
-                operator: slow:Slow
+                operator: {operator}
                 publishers:
                   - url: {amqp_url}?queue={names["sink"]}
                 dead_letter: {amqp_url}?queue={names["dlq"]}
