@@ -28,7 +28,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench import java_producer
@@ -128,22 +128,28 @@ def events(count: int, size: int) -> list[bytes]:
     return [encode(Event({"frame": i}, payload, stream="bench", seq=i)) for i in range(count)]
 
 
-def preload(topic: str, count: int, size: int) -> None:
-    """Create ``topic`` and produce ``count`` encoded Events to it (key ``bench``)."""
+def produce_all(topic: str, records: Iterable[tuple[bytes, bytes, int]]) -> None:
+    """Produce ``(value, key, partition)`` records to ``topic`` (partition -1: the
+    partitioner chooses) and return once every one is confirmed."""
     from confluent_kafka import Producer
 
-    create_topics(topic)
     producer = Producer(raw_producer_config(**{"linger.ms": 20}))
-    for value in events(count, size):
+    for value, key, partition in records:
         while True:
             try:
-                producer.produce(topic, value, b"bench")
+                producer.produce(topic, value, key, partition=partition)
                 break
             except BufferError:
                 producer.poll(0.1)
         producer.poll(0)
     if producer.flush(120):
         raise RuntimeError(f"pre-loading {topic}: not every message was confirmed")
+
+
+def preload(topic: str, count: int, size: int) -> None:
+    """Create ``topic`` and produce ``count`` encoded Events to it (key ``bench``)."""
+    create_topics(topic)
+    produce_all(topic, ((value, b"bench", -1) for value in events(count, size)))
 
 
 # -- variants (each in its own process) --------------------------------------------------

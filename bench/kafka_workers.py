@@ -18,11 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Measurement, Row, best_of, size_label, unique
-from bench.kafka_kafka import KAFKA, _admin, delete_topics, raw_producer_config
+from bench.kafka_kafka import KAFKA, _admin, delete_topics, produce_all
 
 PARTITIONS = 4
 COUNTS = (60_000, 200_000)  # quick, full
@@ -41,25 +42,18 @@ def create_topic(name: str, partitions: int) -> None:
 
 def preload(topic: str, count: int) -> None:
     """``count`` Events of 4 runs, run ``i`` in partition ``i``."""
-    from confluent_kafka import Producer
-
     from arroyo import Event, encode
 
     create_topic(topic, PARTITIONS)
-    producer = Producer(raw_producer_config(**{"linger.ms": 20}))
     payload = os.urandom(SIZE)
-    for i in range(count):
-        part = i % PARTITIONS
-        value = encode(Event({"frame": i}, payload, stream=f"bench-{part}", seq=i // PARTITIONS))
-        while True:
-            try:
-                producer.produce(topic, value, f"bench-{part}".encode(), partition=part)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    if producer.flush(120):
-        raise RuntimeError(f"pre-loading {topic}: not every message was confirmed")
+
+    def records() -> Iterator[tuple[bytes, bytes, int]]:
+        for i in range(count):
+            part = i % PARTITIONS
+            event = Event({"frame": i}, payload, stream=f"bench-{part}", seq=i // PARTITIONS)
+            yield encode(event), f"bench-{part}".encode(), part
+
+    produce_all(topic, records())
 
 
 def _span(topic: str) -> tuple[int, float]:
