@@ -27,9 +27,9 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError, validate
 
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
-from arroyo.codec_values import unwrap, wrap_map
+from arroyo.codec_values import unwrap_map, wrap_map
 from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
-from arroyo.message import ArrayInfo, Buffer, Event, Message, Start, Stop
+from arroyo.message import ArrayInfo, Buffer, Event, Message, Start, Stop, assembler
 from arroyo.registry import Registry
 from arroyo.schema import Schema, SchemaStore, builtin, envelope, explain_metadata
 
@@ -48,6 +48,9 @@ def _zigzag_varint(n: int) -> bytes:
         z >>= 7
     out.append(z)
     return bytes(out)
+
+
+_NULL = ("null", None)
 
 
 def _is_generic(metadata_type: Any) -> bool:
@@ -142,7 +145,8 @@ class Codec:
                 "arroyo.Event",
                 {
                     "metadata": self._metadata(message.metadata, budget),
-                    "array": None if array is None else array.to_record(),
+                    # the union's branch named: fastavro does not try each in turn
+                    "array": _NULL if array is None else ("arroyo.Array", array.to_record()),
                     "payload": message.payload if payload else b"",
                 },
             )
@@ -294,7 +298,9 @@ class Codec:
                 writer.parsed,
                 None if reader.fingerprint == writer.fingerprint else reader.parsed,
                 return_record_name=True,
-                return_record_name_override=True,
+                # A facility record's unions of null and one record read as the record;
+                # generic data has only ``array`` (see _message), named at less cost.
+                return_record_name_override=not generic,
             )
         except EOFError as exc:
             raise DecodeError(f"truncated message ({len(data)} bytes): {exc}") from None
@@ -359,28 +365,24 @@ def is_generic(schema: Schema) -> bool:
     return _is_generic(schema.event_metadata())
 
 
+_event, _start, _stop = assembler(Event), assembler(Start), assembler(Stop)
+
+
 def _message(record: dict[str, Any], generic: bool) -> Message:
-    identity = {
-        "id": record["id"],
-        "stream": record["stream"],
-        "seq": record["seq"],
-        "timestamp": record["timestamp"],
-    }
     name, body = record["body"]
+    identity = (record["stream"], record["seq"], record["id"], record["timestamp"], None)
     if name == "arroyo.Event":
         array = body["array"]
+        if array is not None:  # (name, record) unless read with return_record_name_override
+            array = ArrayInfo.from_record(array[1] if isinstance(array, tuple) else array)
         metadata = body["metadata"]
-        return Event(
-            metadata={k: unwrap(v) for k, v in metadata.items()} if generic else metadata,
-            payload=body["payload"],
-            array=None if array is None else ArrayInfo.from_record(array),
-            **identity,
+        return _event(
+            *identity, unwrap_map(metadata) if generic else metadata, body["payload"], array
         )
-    data = {k: unwrap(v) for k, v in body["data"].items()}
     if name == "arroyo.Start":
-        return Start(data=data, **identity)
+        return _start(*identity, unwrap_map(body["data"]))
     if name == "arroyo.Stop":
-        return Stop(data=data, **identity)
+        return _stop(*identity, unwrap_map(body["data"]))
     raise DecodeError(f"unknown message kind {name!r}")
 
 

@@ -22,22 +22,9 @@ from arroyo.codec import Codec
 from arroyo.message import JSON, Message
 from arroyo.registry import Registry
 from arroyo.schema import SCHEMA_DIR, Schema, SchemaStore, builtin, load
+from tests.unit.json_values import json_maps
 
 EXAMPLES = SCHEMA_DIR / "examples"
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
-    | st.text()
-    | st.binary(max_size=64),
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
-    ),
-    max_leaves=30,
-)
-json_maps = st.dictionaries(st.text(max_size=10), json_values, max_size=8)
 
 
 def assert_exact(got: Any, want: Any, path: str = "") -> None:
