@@ -25,9 +25,14 @@ class OffsetTracker(Generic[P]):
 
     def started(self, partition: P, offset: int) -> None:
         """``offset`` was received and is now in flight."""
-        self._pending.setdefault(partition, set()).add(offset)
-        heapq.heappush(self._heaps.setdefault(partition, []), offset)
-        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+        pending = self._pending.get(partition)
+        if pending is None:  # the three tables are made and forgotten together
+            pending = self._pending[partition] = set()
+            self._heaps[partition] = []
+        pending.add(offset)
+        heapq.heappush(self._heaps[partition], offset)
+        if offset >= self._next.get(partition, 0):
+            self._next[partition] = offset + 1
 
     def finished(self, partition: P, offset: int) -> None:
         """``offset`` is done (acknowledged). Unknown offsets (revoked partition) are ignored."""

@@ -157,13 +157,23 @@ class Settler:
         self._settling = True
         try:
             while True:
-                if pending and not (
-                    ready and (len(ready) >= _ACK_BATCH or not _succeeded(pending[0][1]))
-                ):
+                if pending:
                     received, result = pending[0]
+                    if len(ready) >= _ACK_BATCH:
+                        await self._ack(ready)
+                        ready = []
+                        continue
                     if isinstance(result, _Dead):
+                        if ready and not _succeeded(result):
+                            await self._ack(ready)  # before waiting for anything
+                            ready = []
+                            continue
                         await self.dead.confirm(result.letter, result.sent)
-                    else:
+                    elif not self._settled(result):
+                        if ready:
+                            await self._ack(ready)  # before waiting for anything
+                            ready = []
+                            continue
                         await self._confirm(received, result)
                     pending.popleft()
                     ready.append(received)
@@ -233,6 +243,19 @@ class Settler:
                 if sent is not None:
                     sent.add_done_callback(retrieve)
         self._pending.clear()
+
+    def _settled(self, sends: _Sends) -> bool:
+        """Settle ``sends`` now when every one is confirmed and no publisher holds sends
+        back (the common case: nothing to wait for, retry or release) and return True;
+        else False, with nothing done (:meth:`_confirm` settles them)."""
+        for gate, _, sent in sends:
+            if gate.holding or not _ok(sent):
+                return False
+        now, observe = time.time(), self.metrics.latency.observe
+        for _, message, _ in sends:
+            observe(max(0.0, now - message.timestamp / 1e9))
+        self.stats.published += len(sends)
+        return True
 
     async def _confirm(self, received: Received, sends: _Sends) -> None:
         """Wait for every publisher's confirmation (retrying failures, in order: later
