@@ -166,7 +166,7 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
     async def start(self) -> None:
         """Connect within connect_timeout (raises ConnectError, without the password,
         when it cannot)."""
-        self._client = await connect(self.server, self.name)
+        self._client = await connect(self.server, self.name, each_reply=False)
         self._answers = True
         self._pinging = asyncio.get_running_loop().create_task(self._ping())
 
@@ -202,7 +202,10 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
         for item in batch:
             self._command(pipe, item)
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            # One timer for the whole pipeline (the client sets none per reply). A
+            # TimeoutError is an OSError; the connection it cut short is closed.
+            async with asyncio.timeout(self.server.timeout):
+                replies = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             self._answers = False
             raise PublishError(

@@ -3,7 +3,11 @@ URL's credentials and the settings', passwords kept out of sight, TLS."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from redis.asyncio.connection import Connection, SSLConnection
+from redis.exceptions import DataError
 
 from arroyo import ConfigError
 from arroyo.brokers import open_listener, open_publisher, parse_url
@@ -13,6 +17,7 @@ from arroyo.brokers.redis import (
     RedisStreamListener,
     RedisStreamPublisher,
 )
+from arroyo.brokers.redis.connection import _HiredisPacking
 
 
 def test_passwords_come_from_the_url_or_the_yaml_and_stay_hidden() -> None:
@@ -48,3 +53,48 @@ def test_tls_settings_reach_the_client() -> None:
         "/c.key",
     )
     assert (kwargs["ssl_cert_reqs"], kwargs["ssl_check_hostname"]) == ("none", False)
+
+
+PACKED = [
+    ("XADD", "s", "*", "kind", "event", "seq", 7, "id", "ab", "data", b"\x00\xff" * 600),
+    ("CONFIG GET", "maxmemory"),  # words of the command name become arguments
+    (b"CLIENT SETNAME", "arroyo"),
+    ("SET", "k", 0.1),  # a float: redis-py's own formatting
+    ("SET", "k", "é"),
+    ("XADD", "s", "*", "data", b"x" * 100_000),  # larger than the buffer cutoff
+    ("XADD", "s", "*", "data", memoryview(b"frame")),
+]
+
+
+@pytest.mark.parametrize("args", PACKED, ids=lambda args: " ".join(map(str, args[:3])))
+def test_commands_are_packed_as_redis_py_packs_them(args: tuple[Any, ...]) -> None:
+    pool = RedisServer("h", 1, 0, None, None, None, 1.0, 1.0).client().connection_pool
+    made = pool.make_connection()
+    assert isinstance(made, _HiredisPacking)
+    ours = made.pack_command(*args)
+    theirs = Connection().pack_command(*args)  # redis-py's packer: the oracle
+    assert b"".join(map(bytes, ours)) == b"".join(map(bytes, theirs))
+
+
+def test_a_large_argument_is_sent_as_it_is_not_copied_into_the_command() -> None:
+    frame = b"x" * 100_000
+    pool = RedisServer("h", 1, 0, None, None, None, 1.0, 1.0).client().connection_pool
+    packed = pool.make_connection().pack_command("XADD", "s", "*", "data", frame)
+    assert any(chunk is frame for chunk in packed)
+
+
+def test_arguments_redis_py_refuses_are_refused_as_it_refuses_them() -> None:
+    pool = RedisServer("h", 1, 0, None, None, None, 1.0, 1.0).client().connection_pool
+    with pytest.raises(DataError):
+        pool.make_connection().pack_command("SET", "k", None)
+    with pytest.raises(DataError):
+        pool.make_connection().pack_command("SET", "k", True)
+
+
+def test_tls_connections_pack_with_hiredis_too() -> None:
+    url = parse_url("rediss://h:1/frames")
+    server = RedisServer.from_url(url, RedisSettings.from_url(url))
+    made = server.client().connection_pool.make_connection()
+    assert isinstance(made, SSLConnection)
+    assert isinstance(made, _HiredisPacking)
+    assert made.pack_command("PING") == [b"*1\r\n$4\r\nPING\r\n"]
