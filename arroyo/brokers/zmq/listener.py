@@ -85,8 +85,9 @@ class ZmqListener(Listener):
         expiring = asyncio.create_task(self._expire_runs())
         try:
             while not self._stopping.is_set():
+                frames: list[Any] | None
                 try:
-                    frames = shadow.recv_multipart(zmq.NOBLOCK, copy=False)
+                    frames = _take(shadow)
                 except zmq.Again:
                     frames = await self._wait(socket)
                     if frames is None:
@@ -143,10 +144,10 @@ class ZmqListener(Listener):
 
     def _part(self, frame: Any) -> bytes | memoryview:
         """A received frame: bytes when small, a read-only view of ZeroMQ's buffer when large."""
-        buffer: memoryview = frame.buffer
-        if buffer.nbytes >= self.copy_threshold:
+        if len(frame) >= self.copy_threshold:
+            buffer: memoryview = frame.buffer
             return buffer.toreadonly()
-        return bytes(buffer)
+        return frame.bytes  # type: ignore[no-any-return]
 
     async def stop(self) -> None:
         """Stop receiving: start() returns without waiting for another message."""
@@ -156,6 +157,19 @@ class ZmqListener(Listener):
 
     async def ack(self, received: Received) -> None:
         """Nothing to do: ZeroMQ has no acknowledgements (the message is already gone)."""
+
+
+def _take(socket: Any) -> list[Any]:
+    """The frames of the message waiting in ``socket`` (synchronous, NOBLOCK: raises
+    zmq.Again when none waits). ZeroMQ delivers a multipart message whole, so once its
+    first frame is there, so are the others. The same as pyzmq's ``recv_multipart``
+    without a socket option read per frame (each frame says whether more follow)."""
+    frame = socket.recv(zmq.NOBLOCK, copy=False)
+    frames = [frame]
+    while frame.more:
+        frame = socket.recv(zmq.NOBLOCK, copy=False)
+        frames.append(frame)
+    return frames
 
 
 def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> ZmqListener:
