@@ -98,6 +98,7 @@ class Codec:
             self.store.add(self.reader)
         self.registry = registry
         self.subject = subject
+        self._single_object = SINGLE_OBJECT_MAGIC + self.writer.fingerprint
         self._writer_generic = _is_generic(self.writer.event_metadata())
         self._writer_metadata = self.writer.event_metadata()
         self._readers: dict[bytes, tuple[Schema, bool, Any, Guard]] = {}
@@ -110,7 +111,7 @@ class Codec:
 
     def _prefix(self) -> bytes:
         if self.registry is None:
-            return SINGLE_OBJECT_MAGIC + self.writer.fingerprint
+            return self._single_object
         subject = self.subject or "arroyo-value"
         schema_id = self.registry.register(subject, self.writer)
         return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from arroyo.errors import PermanentError, PublishError
 from arroyo.message import Message
@@ -101,19 +101,25 @@ class Settler:
     def publish(self, received: Received, result: Outcome) -> None:
         """Send the outputs of ``received`` now, in order, without waiting for their
         confirmations (or its dead letter); :meth:`run` waits for them."""
+        self.publish_many((received,), (result,))
+
+    def publish_many(self, batch: Sequence[Received], results: Sequence[Outcome]) -> None:
+        """:meth:`publish` each received message of ``batch`` with its result, in order
+        (the publishers are looked up once for the batch)."""
+        gates = [self._gates.get(p) or self._gate(p) for p in self.publishers()]
+        pending, traced = self._pending, tracing.on
         settle: _Sends | _Dead
-        if isinstance(result, DeadLetter):
-            settle = _Dead(result, self.dead.send(result))
-        else:
-            gates = [self._gates.get(p) or self._gate(p) for p in self.publishers()]
-            if tracing.on:
+        for received, result in zip(batch, results, strict=True):
+            if isinstance(result, DeadLetter):
+                settle = _Dead(result, self.dead.send(result))
+            elif traced:
                 settle = self._traced(received, result, gates)
             elif isinstance(result, Forward):
                 message, wire = result.message, result.wire
                 settle = [(gate, message, gate.send(message, wire)) for gate in gates]
             else:
                 settle = [(gate, m, gate.send(m)) for m in result for gate in gates]
-        self._pending.append((received, settle))
+            pending.append((received, settle))
         self._more.set()
 
     def _traced(

@@ -67,7 +67,8 @@ class Pipeline:
         await settler
 
     async def _in_batches(self) -> None:
-        journal, processor, publish = self.journal, self.processor, self.settler.publish
+        journal, processor, settler = self.journal, self.processor, self.settler
+        publish = settler.publish
         whole = self.batched and not tracing.on
         while batch := await self.intake.get_batch(self.batch_size):
             if whole and not (journal is not None and any(map(journal.suspect, batch))):
@@ -78,8 +79,7 @@ class Pipeline:
                     outcomes = await processor.process_batch(batch)
                     for slot in slots:
                         journal.finish(slot)
-                for each, outcome in zip(batch, outcomes, strict=True):
-                    publish(each, outcome)
+                settler.publish_many(batch, outcomes)
                 continue
             for each in batch:  # one by one, each published as soon as it is done
                 if journal is None:
