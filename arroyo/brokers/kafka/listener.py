@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -246,6 +246,13 @@ class KafkaListener(Listener):
         message of its partition is done too. Acks of revoked partitions are ignored."""
         key, offset = received.handle
         self.partitions.acked(key, offset)
+
+    async def ack_many(self, received: Sequence[Received]) -> list[BaseException | None]:
+        """:meth:`ack` each, at once (nothing here waits for the broker)."""
+        acked = self.partitions.acked
+        for one in received:
+            acked(*one.handle)
+        return [None] * len(received)
 
     async def _assigned(self, keys: list[Key]) -> None:
         self.partitions.assigned(keys)
