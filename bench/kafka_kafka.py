@@ -10,7 +10,7 @@ a topic of its own.
 - raw, at-least-once: ``consume(1000)``, ``produce`` each value with a delivery
   callback, ``flush()`` (every delivery report), ``commit(asynchronous=True)``.
 - Arroyo, exactly-once: the same Block with ``exactly_once`` (Kafka transactions,
-  committed every 1 s or 1000 messages).
+  committed every 1 s or 1000 messages, and when a poll finds the input idle).
 - raw, exactly-once: per ``consume(1000)`` batch, ``begin_transaction``, produce,
   ``send_offsets_to_transaction``, ``commit_transaction``.
 

@@ -23,7 +23,9 @@ def exactly_once(
     The publishers share one transactional producer (``transactional.id`` unique per
     worker process, as KIP-447 allows: zombies are fenced by the consumer group's
     generation). Outputs are produced inside a transaction; every ``commit_interval_ms``
-    (or ``commit_every`` acknowledgements), new outputs are held back, the delivery of
+    (or ``commit_every`` acknowledgements, or as soon as a poll finds the input idle, so
+    that the last outputs do not wait for the interval to become visible to
+    ``read_committed`` readers), new outputs are held back, the delivery of
     those already produced is awaited (all outputs of one input are sent together, so
     an input is never split across transactions), then the Block's acknowledgement of
     the inputs they complete, the listener's offsets go into the transaction

@@ -166,9 +166,11 @@ class KafkaListener(Listener):
         self.partitions.start()
         try:
             log.info("%s: joining group %r", self.name, self.group)
+            idle = False
             while not self._stopping:
                 self._check()
-                batch = await self._call(self._fetch, self.partitions.due())
+                batch = await self._call(self._fetch, self.partitions.due(idle))
+                idle = not batch
                 if batch:
                     self._backlog.append((batch, self.partitions.owned))
                     await self._hand_over(intake)

@@ -2,9 +2,11 @@
 commit, and what happens when partitions are assigned or revoked.
 
 Offsets are committed in batches (every ``commit_interval_ms`` or ``commit_every``
-acknowledgements, whichever comes first), and only below the lowest message of each
-partition that is not acknowledged yet (:class:`~arroyo.runtime.offsets.OffsetTracker`),
-so a commit never skips unfinished work. In exactly-once mode the offsets go into the
+acknowledgements, whichever comes first, and at once when a poll found nothing new: the
+input is idle, so no batch is coming to share the commit), and only below the lowest
+message of each partition that is not acknowledged yet
+(:class:`~arroyo.runtime.offsets.OffsetTracker`), so a commit never skips unfinished
+work. In exactly-once mode the offsets go into the
 open transaction instead (:mod:`arroyo.brokers.kafka.transactions`).
 
 On a revocation, the revoked partitions stop being handed over, their in-flight messages
@@ -93,11 +95,18 @@ class Partitions:
         if progress is not None and not progress.done():
             progress.set_result(None)
 
-    def due(self) -> list[Any] | None:
+    def due(self, idle: bool = False) -> list[Any] | None:
         """Offsets to commit now (at-least-once), or None; in exactly-once mode, start a
-        transaction commit instead when one is due."""
+        transaction commit instead when one is due. ``idle``: the last poll found no new
+        message; what was acknowledged since the last commit is committed now, instead of
+        waiting for the interval (a transaction's outputs are not visible to
+        ``read_committed`` consumers until it commits)."""
         now = asyncio.get_running_loop().time()
-        if self._acked < self.commit_every and now < self._next_commit:
+        if (
+            self._acked < self.commit_every
+            and now < self._next_commit
+            and not (idle and self._acked)
+        ):
             return None
         if self.txn is not None:
             if self._commit_task is None or self._commit_task.done():

@@ -107,7 +107,8 @@ class KafkaListenerSettings(KafkaSettings):
     group: str = ""
     """The consumer group (``?group=G``)."""
     commit_interval_ms: int = Field(default=1000, ge=0)
-    """Commit acknowledged offsets at least this often."""
+    """Commit acknowledged offsets at least this often (and at once when a poll finds
+    nothing new: the input is idle)."""
     commit_every: int = Field(default=1000, ge=0)
     """... or after this many acknowledgements, whichever comes first."""
     batch_size: int = Field(default=1000, ge=0)
