@@ -165,21 +165,16 @@ class Settler:
             while True:
                 if pending:
                     received, result = pending[0]
-                    if len(ready) >= _ACK_BATCH:
-                        await self._ack(ready)
+                    settled = len(ready) < _ACK_BATCH and (
+                        _succeeded(result) if isinstance(result, _Dead) else self._settled(result)
+                    )
+                    if ready and not settled:
+                        await self._ack(ready)  # before waiting for anything
                         ready = []
                         continue
                     if isinstance(result, _Dead):
-                        if ready and not _succeeded(result):
-                            await self._ack(ready)  # before waiting for anything
-                            ready = []
-                            continue
                         await self.dead.confirm(result.letter, result.sent)
-                    elif not self._settled(result):
-                        if ready:
-                            await self._ack(ready)  # before waiting for anything
-                            ready = []
-                            continue
+                    elif not settled:
                         await self._confirm(received, result)
                     pending.popleft()
                     ready.append(received)
@@ -257,11 +252,15 @@ class Settler:
         for gate, _, sent in sends:
             if gate.holding or not _ok(sent):
                 return False
-        now, observe = time.time(), self.metrics.latency.observe
+        now = time.time()
         for _, message, _ in sends:
-            observe(max(0.0, now - message.timestamp / 1e9))
-        self.stats.published += len(sends)
+            self._published(message, now)
         return True
+
+    def _published(self, message: Message, now: float) -> None:
+        """Count one confirmed output, with its end-to-end latency."""
+        self.stats.published += 1
+        self.metrics.latency.observe(max(0.0, now - message.timestamp / 1e9))
 
     async def _confirm(self, received: Received, sends: _Sends) -> None:
         """Wait for every publisher's confirmation (retrying failures, in order: later
@@ -291,8 +290,7 @@ class Settler:
                 failure = await self._publish_again(received, gate, message, first)
                 if failure is not None:
                     continue
-            self.stats.published += 1
-            self.metrics.latency.observe(max(0.0, time.time() - message.timestamp / 1e9))
+            self._published(message, time.time())
         if failure is not None:
             await self.dead.confirm(failure, self.dead.send(failure))
 
