@@ -176,8 +176,7 @@ class RedisStreamListener(Listener):
                 received = Received(data, source, entry_id, deliveries)
                 if tracing.on:
                     received.trace = tracing.carrier(fields)
-                if not intake.offer(received):  # without a coroutine while there is room
-                    await intake.put(received)
+                await intake.put(received)
 
     async def _fetch(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work()``, again after each lost connection (waiting longer each time)

@@ -85,9 +85,8 @@ class ZmqListener(Listener):
         expiring = asyncio.create_task(self._expire_runs())
         try:
             while not self._stopping.is_set():
-                frames: list[Any] | None
                 try:
-                    frames = _take(shadow)
+                    frames = shadow.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     frames = await self._wait(socket)
                     if frames is None:
@@ -157,19 +156,6 @@ class ZmqListener(Listener):
 
     async def ack(self, received: Received) -> None:
         """Nothing to do: ZeroMQ has no acknowledgements (the message is already gone)."""
-
-
-def _take(socket: Any) -> list[Any]:
-    """The frames of the message waiting in ``socket`` (synchronous, NOBLOCK: raises
-    zmq.Again when none waits). ZeroMQ delivers a multipart message whole, so once its
-    first frame is there, so are the others. The same as pyzmq's ``recv_multipart``
-    without a socket option read per frame (each frame says whether more follow)."""
-    frame = socket.recv(zmq.NOBLOCK, copy=False)
-    frames = [frame]
-    while frame.more:
-        frame = socket.recv(zmq.NOBLOCK, copy=False)
-        frames.append(frame)
-    return frames
 
 
 def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> ZmqListener:
