@@ -120,17 +120,23 @@ async def connect_within(
     """``await attempt(seconds_left)`` until it succeeds; again after each failure that
     ``explain`` does not call final, with a growing pause, for at most ``seconds`` in
     all. Raises :class:`ConnectError` (one line, passed through ``hide``)
-    naming ``where`` and the last failure."""
+    naming ``where`` and the last failure that says why: an attempt cut short by the
+    deadline after an earlier one failed (refused, say) names the earlier failure, not
+    "no answer", since a busy machine can take longer than the time left to be refused."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     pause = _FIRST_PAUSE
+    earlier: Failure | None = None
     while True:
         left = deadline - loop.time()
+        timer = asyncio.timeout(left)
         try:
-            async with asyncio.timeout(left):
+            async with timer:
                 return await attempt(left)
         except Exception as exc:  # TimeoutError included: no answer in time
-            failure = explain(exc)
+            cut = timer.expired() and earlier is not None
+            failure = earlier if cut and earlier is not None else explain(exc)
+            earlier = failure
         if failure.final:
             raise ConnectError(hide(f"{where}: cannot connect: {failure}"))
         if deadline - loop.time() <= pause:

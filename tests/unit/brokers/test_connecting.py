@@ -78,6 +78,30 @@ def test_an_attempt_that_hangs_is_cut_at_the_timeout_and_says_no_answer(
         asyncio.run(connect_within("redis://h/s", 0.3, attempt, explain))
 
 
+def test_an_attempt_cut_by_the_deadline_keeps_the_reason_an_earlier_one_gave() -> None:
+    # On a busy machine the last attempt can take longer than the time left to be
+    # refused; the line must still say "connection refused", not "no answer".
+    attempts = 0
+
+    async def attempt(seconds: float) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionRefusedError(111, "Connection refused")
+        await asyncio.Event().wait()  # the next attempt outlasts the deadline
+
+    def explain(exc: BaseException) -> Failure:
+        return socket_failure(exc, tls=False, plain="redis", secure="rediss")
+
+    with pytest.raises(ConnectError) as caught:
+        asyncio.run(connect_within("redis://h:1/s", 0.3, attempt, explain))
+    assert attempts == 2
+    assert str(caught.value) == (
+        "redis://h:1/s: cannot connect within 0.3 s: connection refused; is the broker "
+        "running, and is this its port?"
+    )
+
+
 @pytest.mark.parametrize(
     ("error", "tls", "reason", "hint", "final"),
     [
