@@ -10,8 +10,10 @@ from arroyo.runtime.threads import AbandonablePool
 def test_an_abandoned_call_is_replaced_and_never_waited_for() -> None:
     pool = AbandonablePool(1, "test")
     hang, started = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
 
     def hung() -> str:
+        threads.append(threading.current_thread())
         started.set()
         hang.wait()
         return "late"
@@ -31,6 +33,9 @@ def test_an_abandoned_call_is_replaced_and_never_waited_for() -> None:
     finally:
         hang.set()
     assert stuck.result(10) == "late"
+    [thread] = threads
+    thread.join(10)  # it logs that it ends: before the test's log capture closes
+    assert not thread.is_alive()
 
 
 def test_shutdown_cancels_what_has_not_started() -> None:
