@@ -16,7 +16,7 @@ from arroyo.errors import ArroyoError
 from arroyo.runtime.logs import configure, redact
 
 if TYPE_CHECKING:
-    from arroyo.config import Built
+    from arroyo.build import Built
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def check(
 
       arroyo check connectors/kafka-workers.yaml --connect --timeout 5
     """
-    from arroyo.config import build_file
+    from arroyo.build import build_file
 
     configure(logging.DEBUG if verbose else logging.WARNING)
     try:

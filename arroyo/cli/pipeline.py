@@ -133,7 +133,8 @@ def run(
 
       arroyo run connectors/kafka-workers.yaml --workers 4 --metrics-port 9400
     """
-    from arroyo.config import build, load_config
+    from arroyo.build import build
+    from arroyo.config import load_config
     from arroyo.runtime.signals import catch_early_signals
 
     if workers == 1:

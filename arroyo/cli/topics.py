@@ -12,7 +12,8 @@ from arroyo.errors import ConfigError
 
 if TYPE_CHECKING:
     from arroyo.brokers.kafka.admin import TopicRequest
-    from arroyo.config import Built, Endpoint
+    from arroyo.build import Built
+    from arroyo.config import Endpoint
 
 
 def endpoints(built: Built, where: str) -> Iterator[tuple[str, Endpoint, Any]]:

@@ -291,7 +291,7 @@ def test_the_configmap_holds_a_pipeline_arroyo_builds(
 ) -> None:
     """What the pods mount as /etc/arroyo (pipeline.yaml and the operator files) builds
     with Arroyo's own config checks (nothing connects), with the chart's environment."""
-    from arroyo.config import build_file
+    from arroyo.build import build_file
 
     objects = render(VALUES[kind])
     (config,) = of_kind(objects, "ConfigMap")

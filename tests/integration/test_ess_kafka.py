@@ -24,7 +24,8 @@ import pytest
 
 from arroyo import Run, decode
 from arroyo.brokers import open_listener, open_publisher
-from arroyo.config import build, parse_config
+from arroyo.build import build
+from arroyo.config import parse_config
 from arroyo.parsers import make_parser
 from arroyo.runtime import Block
 from arroyo.testing import Recorder

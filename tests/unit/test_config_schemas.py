@@ -9,8 +9,8 @@ from pathlib import Path
 
 from arroyo import Run
 from arroyo.brokers import memory
+from arroyo.build import build_file
 from arroyo.codec import Codec
-from arroyo.config import build_file
 from arroyo.schema import SCHEMA_DIR, load
 from arroyo.testing import Recorder
 

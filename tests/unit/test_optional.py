@@ -41,7 +41,8 @@ def run(code: str) -> subprocess.CompletedProcess[str]:
 def test_the_core_imports_and_works_without_any_broker_client() -> None:
     result = run(
         """
-        import arroyo, arroyo.runtime, arroyo.config, arroyo.cli, arroyo.brokers.memory
+        import arroyo, arroyo.runtime, arroyo.config, arroyo.build, arroyo.cli
+        import arroyo.brokers.memory
         import arroyo.brokers.file
         from arroyo import Start, decode, encode
         assert decode(encode(Start({"a": 1}))).data == {"a": 1}

@@ -68,7 +68,8 @@ def test_builtin_parsers_are_found_by_name() -> None:
 
 def test_parsers_and_their_options_come_from_the_yaml_or_the_url() -> None:
     from arroyo.brokers.zmq import SeqGaps
-    from arroyo.config import build, parse_config
+    from arroyo.build import build
+    from arroyo.config import parse_config
 
     config = parse_config(
         """

@@ -31,7 +31,8 @@ def run(code: str) -> subprocess.CompletedProcess[str]:
 def test_the_core_and_the_view_package_import_without_aiohttp() -> None:
     result = run(
         """
-        import arroyo, arroyo.cli, arroyo.config, arroyo.view, arroyo.view.hub, arroyo.demo
+        import arroyo, arroyo.cli, arroyo.config, arroyo.build
+        import arroyo.view, arroyo.view.hub, arroyo.demo
         print("ok")
         """
     )
@@ -42,7 +43,8 @@ def test_the_core_and_the_view_package_import_without_aiohttp() -> None:
 def test_a_view_publisher_in_a_config_names_the_extra() -> None:
     result = run(
         """
-        from arroyo.config import parse_config, build
+        from arroyo.build import build
+        from arroyo.config import parse_config
         from arroyo.errors import ArroyoError
         try:
             build(parse_config("blocks: [{name: w, listener: 'memory://a', publishers: ['view://127.0.0.1:8080']}]"))

@@ -17,7 +17,8 @@ import pytest
 
 from arroyo.brokers import memory
 from arroyo.brokers.memory import MemoryListener
-from arroyo.config import build, parse_config
+from arroyo.build import build
+from arroyo.config import parse_config
 from arroyo.errors import ConfigError, ConnectError
 from arroyo.message import Run
 from arroyo.runtime import Block

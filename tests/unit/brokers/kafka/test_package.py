@@ -21,7 +21,7 @@ def test_the_connector_declares_what_kafka_does() -> None:
 
 
 def test_the_kafka_workers_connector_loads_and_builds(monkeypatch: pytest.MonkeyPatch) -> None:
-    from arroyo.config import build_file
+    from arroyo.build import build_file
     from arroyo.operators import Integrate
 
     monkeypatch.setenv("ARROYO_KAFKA", "broker.example:19092")

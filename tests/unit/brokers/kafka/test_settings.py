@@ -208,7 +208,8 @@ def test_a_bad_publisher_format_is_one_line_naming_the_option(
 
 
 def test_a_bad_format_in_yaml_fails_the_build_naming_file_block_and_option() -> None:
-    from arroyo.config import build, parse_config
+    from arroyo.build import build
+    from arroyo.config import parse_config
 
     config = parse_config(
         "blocks:\n"

@@ -56,7 +56,7 @@ def test_exactly_once_shares_one_transactional_producer() -> None:
 
 
 def test_exactly_once_is_refused_for_other_listeners_by_config(tmp_path: Path) -> None:
-    from arroyo.config import build_file
+    from arroyo.build import build_file
 
     config = tmp_path / "p.yaml"
     config.write_text(
