@@ -24,12 +24,12 @@ import logging
 from typing import IO, Any, cast
 
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.validation import ValidationError, validate
 
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
-from arroyo.codec_values import unwrap_map, wrap_map
+from arroyo.codec_records import from_record, is_generic, nonconformance
+from arroyo.codec_values import wrap_map
 from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
-from arroyo.message import ArrayInfo, Buffer, Event, Message, Start, Stop, assembler
+from arroyo.message import Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
 from arroyo.schema import Schema, SchemaStore, builtin, envelope, explain_metadata
 
@@ -51,10 +51,6 @@ def _zigzag_varint(n: int) -> bytes:
 
 
 _NULL = ("null", None)
-
-
-def _is_generic(metadata_type: Any) -> bool:
-    return isinstance(metadata_type, dict) and metadata_type.get("type") == "map"
 
 
 class Codec:
@@ -99,7 +95,7 @@ class Codec:
         self.registry = registry
         self.subject = subject
         self._single_object = SINGLE_OBJECT_MAGIC + self.writer.fingerprint
-        self._writer_generic = _is_generic(self.writer.event_metadata())
+        self._writer_generic = is_generic(self.writer)
         self._writer_metadata = self.writer.event_metadata()
         self._readers: dict[bytes, tuple[Schema, bool, Any, Guard]] = {}
         self.max_depth, self.max_items = max_depth, max_items
@@ -244,15 +240,15 @@ class Codec:
         found = self._readers.get(writer.fingerprint)
         if found is None:
             reader, check = self.reader, None
-            writer_generic = _is_generic(writer.event_metadata())
+            writer_generic = is_generic(writer)
             if reader is None:
                 reader = builtin() if writer_generic else writer
-            elif writer_generic and not _is_generic(reader.event_metadata()):
+            elif writer_generic and not is_generic(reader):
                 # Generic data cannot be resolved to a record: read it as written, then
                 # check the metadata against the facility record.
                 reader, check = builtin(), reader.event_metadata()
             limits = guard(writer.definition, writer.canonical)
-            found = (reader, _is_generic(reader.event_metadata()), check, limits)
+            found = (reader, is_generic(reader), check, limits)
             self._readers[writer.fingerprint] = found
         return found
 
@@ -345,73 +341,6 @@ class _Views:
 
     def tell(self) -> int:
         return self._position
-
-
-def from_record(record: Any, generic: bool) -> Message:
-    """The message of an envelope record as fastavro reads it (``return_record_name``).
-
-    ``generic``: Event metadata is a map of ``arroyo.Value`` (else a facility record).
-    Raises DecodeError when the record does not make a message.
-    """
-    if not isinstance(record, dict):
-        raise DecodeError(f"decoded a {type(record).__name__}, not a message record")
-    try:
-        return _message(record, generic)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"decoded record does not make a message: {exc!r}") from None
-
-
-def is_generic(schema: Schema) -> bool:
-    """True when the envelope's Event metadata is the generic map of ``arroyo.Value``."""
-    return _is_generic(schema.event_metadata())
-
-
-_event, _start, _stop = assembler(Event), assembler(Start), assembler(Stop)
-
-
-def _message(record: dict[str, Any], generic: bool) -> Message:
-    name, body = record["body"]
-    identity = (record["stream"], record["seq"], record["id"], record["timestamp"], None)
-    if name == "arroyo.Event":
-        array = body["array"]
-        if array is not None:  # (name, record) unless read with return_record_name_override
-            array = ArrayInfo.from_record(array[1] if isinstance(array, tuple) else array)
-        metadata = body["metadata"]
-        return _event(
-            *identity, unwrap_map(metadata) if generic else metadata, body["payload"], array
-        )
-    if name == "arroyo.Start":
-        return _start(*identity, unwrap_map(body["data"]))
-    if name == "arroyo.Stop":
-        return _stop(*identity, unwrap_map(body["data"]))
-    raise DecodeError(f"unknown message kind {name!r}")
-
-
-def nonconformance(metadata: dict[str, Any], record: Any) -> tuple[str, str | None] | None:
-    """Why ``metadata`` does not conform to the Avro ``record`` (the message, and the path
-    of the first bad field as ``metadata.x.y``), or None when it conforms."""
-    try:
-        validate(metadata, record, field="metadata", raise_errors=True)
-    except ValidationError as exc:
-        name = str(record.get("name"))
-        paths = [
-            "metadata" + e.field[len(name) :] if e.field.startswith(name) else e.field
-            for e in exc.errors
-        ]
-        problems = "; ".join(
-            f"{path}: expected {_type_name(e.schema)}, got {e.datum!r}"
-            for path, e in zip(paths, exc.errors, strict=True)
-        )
-        return f"metadata does not conform to {name}: {problems}", paths[0] if paths else None
-    return None
-
-
-def _type_name(schema: Any) -> str:
-    if isinstance(schema, dict):
-        return str(schema.get("name") or schema.get("type"))
-    if isinstance(schema, list):
-        return " | ".join(_type_name(s) for s in schema)
-    return str(schema)
 
 
 _default: Codec | None = None

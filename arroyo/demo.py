@@ -63,7 +63,7 @@ def _read_back(path: Path) -> list[Message]:
     """The messages archived in an Avro file."""
     from fastavro import reader
 
-    from arroyo.codec import from_record
+    from arroyo.codec_records import from_record
 
     with open(path, "rb") as file:
         return [from_record(r, True) for r in reader(file, return_record_name=True)]

@@ -26,7 +26,8 @@ from arroyo.brokers import BrokerURL
 from arroyo.brokers.connector import Connector
 from arroyo.brokers.settings import Settings
 from arroyo.browse.base import Browser, Reading, Record, browse_settings
-from arroyo.codec import Codec, default_codec, from_record, is_generic
+from arroyo.codec import Codec, default_codec
+from arroyo.codec_records import from_record, is_generic
 from arroyo.errors import ArroyoError, ConfigError, DecodeError
 from arroyo.message import Message
 from arroyo.runtime.listener import Intake, Listener, Received

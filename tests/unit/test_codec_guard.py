@@ -15,8 +15,9 @@ import pytest
 from fastavro import schemaless_reader, schemaless_writer
 
 from arroyo import DecodeError, EncodeError, Event, Start, decode, encode
-from arroyo.codec import CONFLUENT_MAGIC, MAX_DEPTH, MAX_ITEMS, Codec, from_record
+from arroyo.codec import CONFLUENT_MAGIC, MAX_DEPTH, MAX_ITEMS, Codec
 from arroyo.codec_guard import Guard
+from arroyo.codec_records import from_record
 from arroyo.registry import Registry
 from arroyo.schema import SCHEMA_DIR, Schema, SchemaStore, builtin, load
 from arroyo.testing import avro_long, bomb, hostile_start

@@ -14,7 +14,7 @@ from fastavro import reader
 from arroyo import Event, Run, Start, Stop
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.zmq import ZmqPublisher
-from arroyo.codec import from_record
+from arroyo.codec_records import from_record
 from arroyo.message import Message
 from arroyo.runtime import Block
 from arroyo.simulate import frame, simulate
