@@ -11,6 +11,7 @@ import pickle
 import uuid
 from typing import Any
 
+import event_model
 import msgpack
 import msgpack_numpy
 import numpy as np
@@ -92,28 +93,17 @@ def test_a_run_becomes_start_events_and_stop_in_one_stream() -> None:
 
 
 def test_an_event_page_expands_into_one_event_per_event() -> None:
+    # event_model, bluesky's own document package, packs the page and is the oracle of
+    # what it holds: the parser must give the events its unpack_event_page gives.
     docs = run_documents()
     parser = BlueskyParser()
     parse_all(parser, [wire(n, d) for n, d in docs[:2]])
     events = [d for n, d in docs if n == "event"]
-    page = {
-        "descriptor": events[0]["descriptor"],
-        "uid": [e["uid"] for e in events],
-        "seq_num": [e["seq_num"] for e in events],
-        "time": [e["time"] for e in events],
-        "data": {
-            "det": [e["data"]["det"] for e in events],
-            "motor": [e["data"]["motor"] for e in events],
-        },
-        "timestamps": {
-            "det": [e["timestamps"]["det"] for e in events],
-            "motor": [e["timestamps"]["motor"] for e in events],
-        },
-        "filled": {},
-    }
+    page = event_model.pack_event_page(*events)
     out = parser.parse(wire("event_page", page))
-    assert len(out) == 3
-    assert [m.metadata for m in out] == [{"document": "event", **e} for e in events]
+    expected = [dict(e) for e in event_model.unpack_event_page(page)]
+    assert expected == events  # the oracle agrees with the documents the page was made of
+    assert [m.metadata for m in out] == [{"document": "event", **e} for e in expected]
     assert [m.id for m in out] == [uuid.UUID(e["uid"]).hex for e in events]
     assert {m.stream for m in out} == {docs[0][1]["uid"]}
 
@@ -130,23 +120,21 @@ def test_resources_and_datums_are_kept_as_events() -> None:
         "resource_path": "x.h5",
         "resource_kwargs": {},
     }
-    page = {
-        "resource": resource["uid"],
-        "datum_id": [f"{resource['uid']}/0", f"{resource['uid']}/1"],
-        "datum_kwargs": {"point_number": [0, 1]},
-    }
-    (res,) = parser.parse(wire("resource", resource))
-    datums = parser.parse(wire("datum_page", page))
-    assert res.metadata == {"document": "resource", **resource}
-    assert [d.metadata for d in datums] == [
+    datum = [
         {
-            "document": "datum",
             "datum_id": f"{resource['uid']}/{i}",
             "resource": resource["uid"],
             "datum_kwargs": {"point_number": i},
         }
         for i in range(2)
     ]
+    page = event_model.pack_datum_page(*datum)  # the oracle, as for event pages
+    (res,) = parser.parse(wire("resource", resource))
+    datums = parser.parse(wire("datum_page", page))
+    assert res.metadata == {"document": "resource", **resource}
+    expected = [dict(d) for d in event_model.unpack_datum_page(page)]
+    assert expected == datum
+    assert [d.metadata for d in datums] == [{"document": "datum", **d} for d in expected]
     assert {d.stream for d in datums} == {docs[0][1]["uid"]}
     assert len({d.id for d in datums}) == 2
 
