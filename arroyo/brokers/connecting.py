@@ -134,9 +134,10 @@ async def connect_within(
             async with timer:
                 return await attempt(left)
         except Exception as exc:  # TimeoutError included: no answer in time
-            cut = timer.expired() and earlier is not None
-            failure = earlier if cut and earlier is not None else explain(exc)
-            earlier = failure
+            if timer.expired() and earlier is not None:
+                failure = earlier  # cut short by the deadline: keep what was said
+            else:
+                failure = earlier = explain(exc)
         if failure.final:
             raise ConnectError(hide(f"{where}: cannot connect: {failure}"))
         if deadline - loop.time() <= pause:
