@@ -22,7 +22,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
-eval "$(compose/brokers.sh up)"
+# Assigned first: a broker that fails to start stops the run here (set -e), where
+# eval "$(...)" would go on without it and fail every broker test instead.
+exports="$(compose/brokers.sh up)"
+eval "$exports"
 
 # The Helm chart's tests render it with the real helm, built once with go install and
 # cached (~/.cache/arroyo/tools) like Kafka's jars.
