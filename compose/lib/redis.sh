@@ -5,7 +5,12 @@
 
 readonly REDIS_PORT="${ARROYO_REDIS_PORT:-6379}"
 readonly REDIS_TLS_PORT="${ARROYO_REDIS_TLS_PORT:-6380}"
-readonly REDIS_START_TIMEOUT=20 # seconds
+readonly REDIS_START_TIMEOUT="${ARROYO_REDIS_START_TIMEOUT:-20}" # seconds
+# A durable Redis reads its append-only file before it answers PING (it answers
+# LOADING meanwhile): that is progress, waited for up to this long.
+readonly REDIS_LOAD_TIMEOUT=600 # seconds
+# More redis-server arguments, split on spaces (e.g. "--maxmemory 2gb").
+read -r -a REDIS_EXTRA_ARGS <<<"${ARROYO_REDIS_ARGS:-}"
 
 redis_set_paths() {
     REDIS_DIR="$BROKERS_DIR/redis"
@@ -36,6 +41,10 @@ redis_pid() {
 
 redis_ping() {
     [[ "$(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+redis_loading() {
+    [[ "$(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>&1)" == LOADING* ]]
 }
 
 redis_start() {
@@ -75,24 +84,29 @@ redis_start() {
     spawn_detached "$REDIS_OUT" redis-server --daemonize no --bind "$HOST" \
         --port "$REDIS_PORT" --save "" --appendonly yes --appendfsync everysec \
         --dir "$REDIS_DIR" \
-        --logfile "$REDIS_LOG" --pidfile "$REDIS_PID_FILE" "${tls_args[@]}"
+        --logfile "$REDIS_LOG" --pidfile "$REDIS_PID_FILE" "${tls_args[@]}" \
+        "${REDIS_EXTRA_ARGS[@]}"
     echo "$!" >"$REDIS_PID_FILE"
     REDIS_STARTED=1
 }
 
 redis_wait() {
     ((REDIS_STARTED)) || return 0
-    local t0=$SECONDS pid
+    local t0=$SECONDS pid limit=$REDIS_START_TIMEOUT
     pid="$(read_pid "$REDIS_PID_FILE")"
     until redis_ping; do
         if ! pid_alive "$pid"; then
             rm -f "$REDIS_PID_FILE"
             fail_broker redis "redis-server (pid $pid) exited during startup" "$REDIS_LOG" "$REDIS_OUT"
         fi
-        if ((SECONDS - t0 >= REDIS_START_TIMEOUT)); then
+        if ((limit < REDIS_LOAD_TIMEOUT)) && redis_loading; then
+            limit=$REDIS_LOAD_TIMEOUT
+            log "redis: loading its append-only file ($(du -sh "$REDIS_DIR/appendonlydir" 2>/dev/null | cut -f1)); waiting up to ${limit}s"
+        fi
+        if ((SECONDS - t0 >= limit)); then
             stop_pid "$pid" redis
             rm -f "$REDIS_PID_FILE"
-            fail_broker redis "no PONG from $HOST:$REDIS_PORT after ${REDIS_START_TIMEOUT}s" "$REDIS_LOG" "$REDIS_OUT"
+            fail_broker redis "no PONG from $HOST:$REDIS_PORT after ${limit}s" "$REDIS_LOG" "$REDIS_OUT"
         fi
         sleep 0.1
     done

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -32,12 +33,14 @@ from redis.retry import Retry
 
 from arroyo import Run
 from arroyo.message import Message
-from arroyo.testing import Workers
+from arroyo.testing import Workers, free_port
 from tests.reliability.private_redis import PrivateRedis
 from tests.reliability.redis_pipelines import produce, write_config
 
 Until = Callable[..., Any]
 pytestmark = pytest.mark.redis
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Sink:
@@ -243,3 +246,53 @@ async def test_sigterm_during_a_destination_outage_stops_cleanly(
     assert "messages left unacknowledged (they will be redelivered)" in log
     assert "never retrieved" not in log, log[-3000:]
     assert len(log.splitlines()) < 40, log[-3000:]  # a few lines, not a storm
+
+
+def test_brokers_sh_waits_for_a_redis_that_is_loading_its_append_only_file(
+    tmp_path: Path,
+) -> None:
+    """A durable Redis answers LOADING while it reads its append-only file, which can take
+    longer than the start timeout: ``compose/brokers.sh up`` waits for it, not fails."""
+    port, tls_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "ARROYO_BROKERS_MODE": "native",
+        "ARROYO_BROKERS_DIR": str(tmp_path / "brokers"),
+        "ARROYO_REDIS_PORT": str(port),
+        "ARROYO_REDIS_TLS_PORT": str(tls_port),
+        # 1 ms per key while loading: 5,000 keys take at least 5 s
+        "ARROYO_REDIS_ARGS": "--key-load-delay 1000",
+    }
+
+    def script(command: str, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / "compose" / "brokers.sh"), command, "redis"],
+            env={**env, **more},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    try:
+        first = script("up")
+        assert first.returncode == 0, first.stderr
+        with redis.Redis(port=port) as client:
+            pipe = client.pipeline(transaction=False)
+            for i in range(5000):
+                pipe.set(f"k{i}", i)
+            pipe.execute()
+            client.bgrewriteaof()  # into the file's RDB base, which the delay applies to
+            deadline = time.monotonic() + 30
+            while (info := client.info("persistence"))["aof_rewrite_in_progress"] or info[
+                "aof_rewrite_scheduled"
+            ]:
+                assert time.monotonic() < deadline, "the append-only file was not rewritten"
+                time.sleep(0.05)
+        assert script("down").returncode == 0
+        again = script("up", ARROYO_REDIS_START_TIMEOUT="2")  # 1 to 2 s (whole seconds)
+        assert again.returncode == 0, again.stderr
+        assert "redis: loading its append-only file" in again.stderr
+        with redis.Redis(port=port) as client:
+            assert client.dbsize() == 5000
+    finally:
+        script("down")
