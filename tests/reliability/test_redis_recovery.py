@@ -260,8 +260,10 @@ def test_brokers_sh_waits_for_a_redis_that_is_loading_its_append_only_file(
         "ARROYO_BROKERS_DIR": str(tmp_path / "brokers"),
         "ARROYO_REDIS_PORT": str(port),
         "ARROYO_REDIS_TLS_PORT": str(tls_port),
-        # 1 ms per key while loading: 5,000 keys take at least 5 s
-        "ARROYO_REDIS_ARGS": "--key-load-delay 1000",
+        # 1 ms per key while loading: 5,000 keys take at least 5 s. Redis answers (LOADING)
+        # only between chunks of the file it reads, 2 MB by default, more than these keys
+        # hold: chunks of 1 KiB, so that it answers every ~50 keys.
+        "ARROYO_REDIS_ARGS": "--key-load-delay 1000 --loading-process-events-interval-bytes 1024",
     }
 
     def script(command: str, **more: str) -> subprocess.CompletedProcess[str]:
