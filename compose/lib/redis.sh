@@ -39,13 +39,11 @@ redis_pid() {
     fi
 }
 
-redis_ping() {
-    [[ "$(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
-}
+# What the server answers to PING: PONG, LOADING ... while it reads its append-only
+# file, or redis-cli's own error when nothing answers.
+redis_reply() { timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>&1 || true; }
 
-redis_loading() {
-    [[ "$(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>&1)" == LOADING* ]]
-}
+redis_ping() { [[ "$(redis_reply)" == PONG ]]; }
 
 redis_start() {
     REDIS_STARTED=0
@@ -92,14 +90,14 @@ redis_start() {
 
 redis_wait() {
     ((REDIS_STARTED)) || return 0
-    local t0=$SECONDS pid limit=$REDIS_START_TIMEOUT
+    local t0=$SECONDS pid limit=$REDIS_START_TIMEOUT reply
     pid="$(read_pid "$REDIS_PID_FILE")"
-    until redis_ping; do
+    while reply="$(redis_reply)" && [[ "$reply" != PONG ]]; do
         if ! pid_alive "$pid"; then
             rm -f "$REDIS_PID_FILE"
             fail_broker redis "redis-server (pid $pid) exited during startup" "$REDIS_LOG" "$REDIS_OUT"
         fi
-        if ((limit < REDIS_LOAD_TIMEOUT)) && redis_loading; then
+        if ((limit < REDIS_LOAD_TIMEOUT)) && [[ "$reply" == LOADING* ]]; then
             limit=$REDIS_LOAD_TIMEOUT
             log "redis: loading its append-only file ($(du -sh "$REDIS_DIR/appendonlydir" 2>/dev/null | cut -f1)); waiting up to ${limit}s"
         fi
