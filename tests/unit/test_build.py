@@ -168,36 +168,40 @@ def test_a_consumer_setting_on_a_publisher_is_a_warning_naming_it(
     assert "fetch.max.bytes is a consumer property" in warning
 
 
-def test_a_syntax_error_in_the_operator_module_is_one_line(tmp_path: Path) -> None:
-    (tmp_path / "broken_ops_a.py").write_text("def integrate(message)\n    return message\n")
+@pytest.mark.parametrize(
+    ("module", "source", "operator", "detail"),
+    [
+        (
+            "broken_ops_a",
+            "def integrate(message)\n    return message\n",
+            "broken_ops_a:integrate",
+            "broken_ops_a.py, line 1: expected ':'",
+        ),
+        (
+            "broken_ops_b",
+            "raise RuntimeError('no detector')\n",
+            "broken_ops_b:Op",
+            "raised RuntimeError: no detector",
+        ),
+    ],
+    ids=["syntax-error", "raises-on-import"],
+)
+def test_an_operator_module_that_cannot_be_imported_is_one_line(
+    tmp_path: Path, module: str, source: str, operator: str, detail: str
+) -> None:
+    (tmp_path / f"{module}.py").write_text(source)
     path = write(
         tmp_path,
-        """
+        f"""
         blocks:
           - name: w
             listener: memory://in
-            operator: broken_ops_a:integrate
+            operator: {operator}
         """,
     )
     message = refused(path)
-    assert message.startswith(f"{path}: blocks[0] (w).operator: cannot import")
-    assert "broken_ops_a.py, line 1: expected ':'" in message
-
-
-def test_an_operator_module_that_raises_on_import_is_one_line(tmp_path: Path) -> None:
-    (tmp_path / "broken_ops_b.py").write_text("raise RuntimeError('no detector')\n")
-    path = write(
-        tmp_path,
-        """
-        blocks:
-          - name: w
-            listener: memory://in
-            operator: broken_ops_b:Op
-        """,
-    )
-    message = refused(path)
-    assert message.startswith(f"{path}: blocks[0] (w).operator: cannot import 'broken_ops_b:Op'")
-    assert "raised RuntimeError: no detector" in message
+    assert message.startswith(f"{path}: blocks[0] (w).operator: cannot import {operator!r}")
+    assert detail in message
 
 
 def test_a_malformed_schema_file_is_one_line_naming_it(tmp_path: Path) -> None:
