@@ -4,6 +4,12 @@
 the order they were added, fail-stop (rule 2 of ``arroyo/runtime/ordering.py``); the
 Streams listener sends its ``XACK`` through one, and :class:`RedisPublisher`, the base
 of both Redis publishers (``XADD``, ``PUBLISH``), its commands.
+
+A publisher's pipeline is written on one of the client's connections as one packed
+write, and its replies read from it one by one (:meth:`RedisPublisher._flush`), not
+through redis-py's ``Pipeline``: that one runs each reply through the client's parsing
+and callbacks (about 1.7 us more per ``XADD`` of 1 KiB), for values a publisher does not
+use.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from abc import abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -139,7 +144,11 @@ class Batcher(Generic[T]):
         self._items.clear()
 
 
-class RedisPublisher(PipelinedPublisher, Generic[T]):
+Command = tuple[Any, ...]
+"""A Redis command as its arguments (``("XADD", stream, "*", field, value...)``)."""
+
+
+class RedisPublisher(PipelinedPublisher):
     """What both Redis publishers share: a connection, and commands queued in order and
     sent as one pipeline per batch (of at most ``batch`` commands and about
     ``batch_bytes``); a command is confirmed by its reply."""
@@ -148,7 +157,7 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
         self.server = server
         self._location = location
         self._client: Redis | None = None
-        self._batcher: Batcher[T] = Batcher(self._flush, batch, batch_bytes, location)
+        self._batcher: Batcher[Command] = Batcher(self._flush, batch, batch_bytes, location)
         self._answers = True
         self._pinging: asyncio.Task[None] | None = None
 
@@ -182,30 +191,41 @@ class RedisPublisher(PipelinedPublisher, Generic[T]):
             else:
                 self._answers = True
 
-    def _queue(self, item: T, size: int) -> asyncio.Future[None]:
-        """Queue the command for ``item`` (of ``size`` bytes) behind those queued before."""
+    def _queue(self, command: Command, size: int) -> asyncio.Future[None]:
+        """Queue ``command`` (sending ``size`` bytes) behind those queued before."""
         if self._client is None:
             raise RuntimeError(f"{self.name}: start() was not called")
-        return self._batcher.add(item, size)
-
-    @abstractmethod
-    def _command(self, pipe: Any, item: T) -> None:
-        """Add the command that sends ``item`` to ``pipe``."""
+        return self._batcher.add(command, size)
 
     def _result(self, reply: Any) -> BaseException | None:
         """None when ``reply`` confirms its command, else the error to report."""
         return reply_error(self.name, self.server, reply)
 
-    async def _flush(self, batch: list[T]) -> list[BaseException | None]:
+    async def _flush(self, batch: list[Command]) -> list[BaseException | None]:
+        """Send ``batch`` as one pipeline on a connection of the client's pool and read
+        its replies; a connection that failed or was cut short (timeout, cancellation)
+        is closed, so that no reply of this pipeline is read as another's."""
         assert self._client is not None
-        pipe = self._client.pipeline(transaction=False)
-        for item in batch:
-            self._command(pipe, item)
+        pool = self._client.connection_pool
+        replies: list[Any] = []
         try:
-            # One timer for the whole pipeline (the client sets none per reply). A
-            # TimeoutError is an OSError; the connection it cut short is closed.
+            # One timer for the whole pipeline, connecting included (the client sets
+            # none per reply). A TimeoutError is an OSError.
             async with asyncio.timeout(self.server.timeout):
-                replies = await pipe.execute(raise_on_error=False)
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+                try:
+                    await connection.send_packed_command(
+                        connection.pack_commands(batch), check_health=False
+                    )
+                    for _ in batch:
+                        try:
+                            replies.append(await connection.read_response())
+                        except ResponseError as exc:  # this command's error reply
+                            replies.append(exc)
+                finally:
+                    if len(replies) < len(batch):
+                        await connection.disconnect(nowait=True)
+                    await pool.release(connection)
         except (RedisError, OSError) as exc:
             self._answers = False
             raise PublishError(

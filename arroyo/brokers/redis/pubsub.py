@@ -151,7 +151,7 @@ class RedisPubSubListener(Listener):
             await client.aclose()
 
 
-class RedisPubSubPublisher(RedisPublisher[bytes]):
+class RedisPubSubPublisher(RedisPublisher):
     """Publishes to a Redis pub/sub channel with pipelined ``PUBLISH``. Confirmed once
     the server accepted it; subscribers that are not listening miss it (at-most-once)."""
 
@@ -170,10 +170,7 @@ class RedisPubSubPublisher(RedisPublisher[bytes]):
     def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Encode now and queue the PUBLISH; messages go out in send() order."""
         data = self.codec.encode(message, wire)
-        return self._queue(data, len(data))
-
-    def _command(self, pipe: Any, item: bytes) -> None:
-        pipe.publish(self.channel, item)
+        return self._queue(("PUBLISH", self.channel, data), len(data))
 
     def _result(self, reply: Any) -> BaseException | None:
         error = super()._result(reply)

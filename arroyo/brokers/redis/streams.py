@@ -22,7 +22,7 @@ from arroyo.brokers.redis.connection import (
     target,
 )
 from arroyo.brokers.redis.group import ConsumerGroup, Delivery
-from arroyo.brokers.redis.pipeline import Batcher, RedisPublisher, Refused
+from arroyo.brokers.redis.pipeline import Batcher, Command, RedisPublisher, Refused
 from arroyo.brokers.redis.settings import RedisStreamListenerSettings, RedisStreamPublisherSettings
 from arroyo.codec import Codec
 from arroyo.errors import ArroyoError, ConnectError
@@ -34,6 +34,10 @@ from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter
 
 log = logging.getLogger("arroyo.brokers.redis")
+
+ACK_BATCH = 10000
+"""Entry ids acknowledged by one XACK at most (a batch handed over at once is never
+split)."""
 
 T = TypeVar("T")
 
@@ -65,7 +69,10 @@ class RedisStreamListener(Listener):
         """This worker's membership of the group (its commands)."""
         self._unacked: dict[bytes, float] = {}
         """Entries handed to this listener and not acknowledged: id -> last refreshed."""
-        self._acks: Batcher[bytes] = Batcher(self._xack, 10000)
+        self._acks: Batcher[list[bytes]] = Batcher(self._xack, 10000, ACK_BATCH)
+        """XACKs: an item is the entry ids of one acknowledgement (its size: how many),
+        so a batch of entries is one item, one future; one XACK takes up to
+        :data:`ACK_BATCH` ids."""
         self._stopping = asyncio.Event()
         self._closing = False
         self._fetching: asyncio.Future[Any] | None = None
@@ -267,22 +274,29 @@ class RedisStreamListener(Listener):
         Redis replied. While the connection is lost, the XACK is retried until Redis is
         back (the entry is kept fresh meanwhile, so no other consumer takes it over)."""
         try:
-            await self._acks.add(received.handle)
+            await self._acks.add([received.handle], 1)
         finally:
             self._unacked.pop(received.handle, None)
 
     async def ack_many(self, received: Sequence[Received]) -> list[BaseException | None]:
-        """:meth:`ack` for all of ``received`` at once: one wait, one XACK per batch."""
-        done = [self._acks.add(one.handle) for one in received]
+        """:meth:`ack` for all of ``received`` at once: one wait, in one XACK (with
+        entries acknowledged meanwhile); they succeed or fail together."""
+        ids = [one.handle for one in received]
         try:
-            results = await asyncio.gather(*done, return_exceptions=True)
+            await self._acks.add(ids, len(ids))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return [exc] * len(ids)
         finally:
-            for one in received:
-                self._unacked.pop(one.handle, None)
-        return list(results)
+            for entry_id in ids:
+                self._unacked.pop(entry_id, None)
+        return [None] * len(ids)
 
-    async def _xack(self, ids: list[bytes]) -> list[BaseException | None]:
-        """XACK ``ids``; a lost connection is retried until Redis is back (or closing)."""
+    async def _xack(self, acks: list[list[bytes]]) -> list[BaseException | None]:
+        """XACK the ids of ``acks``; a lost connection is retried until Redis is back (or
+        closing)."""
+        ids = acks[0] if len(acks) == 1 else [one for ack in acks for one in ack]
 
         async def attempt() -> None:
             if self._group.client is None:
@@ -298,7 +312,7 @@ class RedisStreamListener(Listener):
                 raise
 
         await RECONNECTING.call(attempt)
-        return [None] * len(ids)
+        return [None] * len(acks)
 
     async def close(self) -> None:
         """Send the last acknowledgements, hand unfinished entries back to the group (so
@@ -335,7 +349,7 @@ class RedisStreamListener(Listener):
             await self._group.disconnect()
 
 
-class RedisStreamPublisher(RedisPublisher[dict[Any, Any]]):
+class RedisStreamPublisher(RedisPublisher):
     """Appends messages to a Redis stream with pipelined ``XADD`` (see the package
     documentation). A message is confirmed once Redis replied with its entry id."""
 
@@ -351,20 +365,30 @@ class RedisStreamPublisher(RedisPublisher[dict[Any, Any]]):
         self.codec = codec
         self.maxlen = settings.maxlen or None
         self.field = settings.field
+        trim = ("MAXLEN", "~", self.maxlen) if self.maxlen is not None else ()
+        self._xadd = ("XADD", self.stream, *trim, "*")
+        """The command up to its fields (as redis-py writes ``xadd(maxlen=...,
+        approximate=True)``)."""
 
     def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Encode now and queue the XADD; messages reach the stream in send() order."""
         data = self.codec.encode(message, wire)
-        fields: dict[Any, Any] = {
-            "kind": message.kind,
-            "stream": message.stream,
-            "seq": message.seq,
-            "id": message.id,
-            self.field: data,
-        }
+        command: Command = (
+            *self._xadd,
+            "kind",
+            message.kind,
+            "stream",
+            message.stream,
+            "seq",
+            message.seq,
+            "id",
+            message.id,
+            self.field,
+            data,
+        )
         if message.trace:
-            fields.update(message.trace)
-        return self._queue(fields, len(data))
+            command += tuple(part for pair in message.trace.items() for part in pair)
+        return self._queue(command, len(data))
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Append the original bytes (under ``data``; the parts of a multipart message
@@ -377,7 +401,4 @@ class RedisStreamPublisher(RedisPublisher[dict[Any, Any]]):
         else:
             fields[self.field] = letter.data
         size = sum(map(len, letter.data)) if isinstance(letter.data, list) else len(letter.data)
-        await self._queue(fields, size)
-
-    def _command(self, pipe: Any, item: dict[Any, Any]) -> None:
-        pipe.xadd(self.stream, item, maxlen=self.maxlen, approximate=True)
+        await self._queue((*self._xadd, *(part for pair in fields.items() for part in pair)), size)
