@@ -203,8 +203,9 @@ class RedisPublisher(PipelinedPublisher):
 
     async def _flush(self, batch: list[Command]) -> list[BaseException | None]:
         """Send ``batch`` as one pipeline on a connection of the client's pool and read
-        its replies; a connection that failed or was cut short (timeout, cancellation)
-        is closed, so that no reply of this pipeline is read as another's."""
+        its replies. A connection whose write or read fails or is cut short (timeout,
+        cancellation) is closed by redis-py itself, so no reply of this pipeline is read
+        as another's."""
         assert self._client is not None
         pool = self._client.connection_pool
         replies: list[Any] = []
@@ -223,8 +224,6 @@ class RedisPublisher(PipelinedPublisher):
                         except ResponseError as exc:  # this command's error reply
                             replies.append(exc)
                 finally:
-                    if len(replies) < len(batch):
-                        await connection.disconnect(nowait=True)
                     await pool.release(connection)
         except (RedisError, OSError) as exc:
             self._answers = False

@@ -8,7 +8,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
@@ -69,10 +69,9 @@ class RedisStreamListener(Listener):
         """This worker's membership of the group (its commands)."""
         self._unacked: dict[bytes, float] = {}
         """Entries handed to this listener and not acknowledged: id -> last refreshed."""
-        self._acks: Batcher[list[bytes]] = Batcher(self._xack, 10000, ACK_BATCH)
-        """XACKs: an item is the entry ids of one acknowledgement (its size: how many),
-        so a batch of entries is one item, one future; one XACK takes up to
-        :data:`ACK_BATCH` ids."""
+        self._acks: Batcher[list[bytes]] = Batcher(self._xack, ACK_BATCH, ACK_BATCH)
+        """XACKs: an item is the entry ids of one acknowledgement, its size how many
+        they are, so a batch of entries is one item with one future."""
         self._stopping = asyncio.Event()
         self._closing = False
         self._fetching: asyncio.Future[Any] | None = None
@@ -296,7 +295,7 @@ class RedisStreamListener(Listener):
     async def _xack(self, acks: list[list[bytes]]) -> list[BaseException | None]:
         """XACK the ids of ``acks``; a lost connection is retried until Redis is back (or
         closing)."""
-        ids = acks[0] if len(acks) == 1 else [one for ack in acks for one in ack]
+        ids = [one for ack in acks for one in ack]
 
         async def attempt() -> None:
             if self._group.client is None:
@@ -387,7 +386,7 @@ class RedisStreamPublisher(RedisPublisher):
             data,
         )
         if message.trace:
-            command += tuple(part for pair in message.trace.items() for part in pair)
+            command += _flat(message.trace)
         return self._queue(command, len(data))
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
@@ -401,4 +400,9 @@ class RedisStreamPublisher(RedisPublisher):
         else:
             fields[self.field] = letter.data
         size = sum(map(len, letter.data)) if isinstance(letter.data, list) else len(letter.data)
-        await self._queue((*self._xadd, *(part for pair in fields.items() for part in pair)), size)
+        await self._queue(self._xadd + _flat(fields), size)
+
+
+def _flat(fields: Mapping[Any, Any]) -> Command:
+    """``fields`` as the arguments of a command: name, value, name, value..."""
+    return tuple(part for pair in fields.items() for part in pair)
