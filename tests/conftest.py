@@ -552,6 +552,29 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
 
 
 @pytest.fixture
+def deleted_after(request: pytest.FixtureRequest) -> Iterator[Callable[[str, str], str]]:
+    """``deleted_after(broker, name)`` returns ``name`` (a topic, stream or queue of
+    ``kafka``, ``redis`` or ``rabbitmq``), deleted after the test like what
+    :class:`Broker` makes, so the shared brokers keep nothing of the test."""
+    factories: dict[str, Callable[[], Broker]] = {
+        "kafka": lambda: _kafka_broker(request.getfixturevalue("kafka_bootstrap")),
+        "redis": lambda: _redis_broker(request.getfixturevalue("redis_address")),
+        "rabbitmq": lambda: _rabbitmq_broker(request.getfixturevalue("amqp_url")),
+    }
+    brokers: dict[str, Broker] = {}
+
+    def delete_after(broker: str, name: str) -> str:
+        if broker not in brokers:
+            brokers[broker] = factories[broker]()
+        brokers[broker].made.append(name)
+        return name
+
+    yield delete_after
+    for made in brokers.values():
+        made.delete(made.made)
+
+
+@pytest.fixture
 def provider() -> Iterator[Any]:
     """An OpenTelemetry SDK tracer provider of the test's own (not the process's global
     one); needs the extra otel."""

@@ -6,10 +6,14 @@ import time
 from collections.abc import Callable
 
 
-def test_kafka_round_trip(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+def test_kafka_round_trip(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    deleted_after: Callable[[str, str], str],
+) -> None:
     from confluent_kafka import Consumer, Producer
 
-    topic = unique_name("topic")
+    topic = deleted_after("kafka", unique_name("topic"))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     delivered = []
     producer.produce(topic, b"hello", key=b"k", on_delivery=lambda err, msg: delivered.append(err))

@@ -55,9 +55,10 @@ async def test_connected_follows_the_network(
     broker: str,
     request: pytest.FixtureRequest,
     unique_name: Callable[[str], str],
+    deleted_after: Callable[[str, str], str],
     until: Callable[..., Any],
 ) -> None:
-    proxy, make = _parts(broker, request, unique_name(broker))
+    proxy, make = _parts(broker, request, deleted_after(broker, unique_name(broker)))
     await proxy.open()
     listener, publisher = make(proxy.address)
     parts: list[Listener | Publisher] = [listener, publisher]

@@ -63,9 +63,10 @@ async def test_the_lag_reads_what_is_not_consumed_then_zero(
     broker: str,
     request: pytest.FixtureRequest,
     unique_name: Callable[[str], str],
+    deleted_after: Callable[[str, str], str],
     until: Callable[..., Any],
 ) -> None:
-    name, block_name = unique_name(broker), unique_name("block")
+    name, block_name = deleted_after(broker, unique_name(broker)), unique_name("block")
     listen, publish, labels = _urls(broker, request, name)
     listener = open_listener(listen)
     if broker == "rabbitmq":
@@ -78,7 +79,8 @@ async def test_the_lag_reads_what_is_not_consumed_then_zero(
     finally:
         await publisher.close()
     operator = _LetThrough(M)
-    results = open_publisher(_urls(broker, request, unique_name("results"))[1])
+    results_name = deleted_after(broker, unique_name("results"))
+    results = open_publisher(_urls(broker, request, results_name)[1])
     block = Block(listener, operator, [results], name=block_name, lag_interval=0.2)
 
     def lag() -> float | None:
