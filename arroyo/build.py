@@ -84,7 +84,11 @@ def make_operator(spec: OperatorSpec) -> Operator:
 
 
 def _codec(
-    endpoint: Endpoint, registry: RegistrySettings | None, base: Path, lenient: bool = False
+    endpoint: Endpoint,
+    registry: RegistrySettings | None,
+    base: Path,
+    lenient: bool = False,
+    lazy: bool = False,
 ) -> Codec:
     def schema_path(path: str) -> Path:
         candidate = Path(path)
@@ -112,6 +116,7 @@ def _codec(
         registry=client,
         subject=subject,
         lenient=lenient,
+        lazy=lazy,
     )
 
 
@@ -125,9 +130,13 @@ def _schema_files(entries: list[str], resolve: Callable[[str], Path]) -> list[Pa
     return files
 
 
+def _parser_name(endpoint: Endpoint) -> str:
+    return endpoint.parser or parse_url(endpoint.url).query.get("parser") or "arroyo"
+
+
 def _listener(endpoint: Endpoint, codec: Codec) -> Listener:
     url = parse_url(endpoint.url)
-    name = endpoint.parser or url.query.pop("parser", None) or "arroyo"
+    name = _parser_name(endpoint)
     url.query.pop("parser", None)
     options = endpoint.options
     parser_options = options.pop("parser_options", None) or {}
@@ -175,9 +184,14 @@ def build(
             return ConfigError(f"{where}.{key}: {exc}")
 
         try:
-            listener = _listener(
-                block.listener, _codec(block.listener, config.registry, base, lenient)
-            )
+            lazy = block.check == "lazy"
+            if lazy and (parser := _parser_name(block.listener)) != "arroyo":
+                raise ConfigError(
+                    f"check: lazy reads Arroyo's own messages; parser {parser!r} makes its "
+                    "own (use check: full)"
+                )
+            codec = _codec(block.listener, config.registry, base, lenient, lazy)
+            listener = _listener(block.listener, codec)
         except (ArroyoError, OSError) as exc:
             raise endpoint_error("listener", exc) from None
         publishers: list[Publisher] = []

@@ -26,6 +26,7 @@ from typing import IO, Any, cast
 from fastavro import schemaless_reader, schemaless_writer
 
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
+from arroyo.codec_lazy import DeferredEvent, identity_schema, read_identity
 from arroyo.codec_records import from_record, is_generic, nonconformance
 from arroyo.codec_values import wrap_map
 from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
@@ -68,6 +69,9 @@ class Codec:
     generic envelope, and data whose writer schema cannot be resolved to the reader's is
     read as written. ``unchecked`` counts how often that happened.
 
+    ``lazy``: read an Event on arrival only as far as its identity, and decode the rest
+    when it is first read (:mod:`arroyo.codec_lazy`; the ``check: lazy`` of a pipeline).
+
     ``max_depth`` and ``max_items``: the limits of :mod:`arroyo.codec_guard` (default
     :data:`MAX_DEPTH` levels of arrays and maps, :data:`MAX_ITEMS` items in a message). A
     body that breaks them is refused before it is read; values that would break them are
@@ -85,6 +89,7 @@ class Codec:
         lenient: bool = False,
         max_depth: int = MAX_DEPTH,
         max_items: int = MAX_ITEMS,
+        lazy: bool = False,
     ) -> None:
         self.writer = envelope(writer)
         self.reader = envelope(reader) if reader is not None else None
@@ -102,6 +107,8 @@ class Codec:
         self.lenient = lenient
         self.unchecked = 0
         self._generic: Codec | None = None
+        self.lazy = lazy
+        self._identities: dict[bytes, tuple[Any, int] | None] = {}
 
     # -- encoding ------------------------------------------------------------------
 
@@ -254,6 +261,39 @@ class Codec:
 
     def decode(self, data: Buffer) -> Message:
         """Decode framed bytes into a Start, Event or Stop.
+
+        A lazy codec checks the framing and the writer schema, reads the identity and
+        gives an Event as a :class:`~arroyo.codec_lazy.DeferredEvent`, which does the
+        rest of :meth:`decode_now` when one of its other fields is first read.
+        """
+        if self.lazy:
+            deferred = self._deferred(data)
+            if deferred is not None:
+                return deferred
+        return self.decode_now(data)
+
+    def _deferred(self, data: Buffer) -> DeferredEvent | None:
+        """The DeferredEvent of ``data``; None when it is not an Event whose identity reads
+        (decode it now: a Start or Stop, or bytes whose problem the full decode explains)."""
+        if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
+            data = data.cast("B")
+        writer, offset = self._writer_for(data)
+        try:
+            identity = self._identities[writer.fingerprint]
+        except KeyError:
+            identity = self._identities[writer.fingerprint] = identity_schema(writer)
+        if identity is None:
+            return None
+        schema, event = identity
+        record = read_identity(data, offset, schema)
+        if record is None or record["body"] != event:
+            return None
+        return DeferredEvent.deferred(
+            record["stream"], record["seq"], record["id"], record["timestamp"], self, data
+        )
+
+    def decode_now(self, data: Buffer) -> Message:
+        """Decode framed bytes into a Start, Event or Stop, in full (lazy or not).
 
         Raises DecodeError for unknown framing, an unknown or unresolvable writer schema,
         truncated, trailing or garbage bytes, a body that breaks the codec's limits (before

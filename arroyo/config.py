@@ -124,6 +124,10 @@ class BlockConfig(_Strict):
     grace_period: float = Field(default=30.0, ge=0)
     guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
     schema_policy: Literal["dead-letter", "drop", "pass"] = "dead-letter"
+    check: Literal["full", "lazy"] = "full"
+    """How much of each message the listener checks on arrival: ``full`` (all of it) or
+    ``lazy`` (the framing and identity; an Event's other fields when first read:
+    :mod:`arroyo.codec_lazy`). Only for Arroyo's own messages (``parser: arroyo``)."""
     frame_accounting: bool | None = None
     """Count each run's frames (see Block); default: on for instrument formats."""
     lag_interval: float | None = Field(default=DEFAULT_INTERVAL, gt=0)

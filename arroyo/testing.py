@@ -153,6 +153,17 @@ def hostile_start(data: bytes, *, seq: bytes | None = None, stream: str = "hosti
     """A ``Start`` in Arroyo's framing (built-in schema) whose ``data`` map is the Avro
     bytes ``data`` as given (and ``seq`` the bytes given, when given): what a reader
     receives from a writer that is broken or hostile."""
+    return _hostile(0, data, seq, stream)
+
+
+def hostile_event(metadata: bytes, payload: bytes = b"", *, stream: str = "hostile") -> bytes:
+    """An ``Event`` in Arroyo's framing (built-in schema) whose ``metadata`` map is the
+    Avro bytes ``metadata`` as given (see :func:`hostile_start`), with no array and
+    ``payload``."""
+    return _hostile(1, metadata + avro_long(0) + _avro_string(payload), None, stream)
+
+
+def _hostile(branch: int, body: bytes, seq: bytes | None, stream: str) -> bytes:
     from arroyo.schema import builtin
 
     return b"".join(
@@ -162,8 +173,8 @@ def hostile_start(data: bytes, *, seq: bytes | None = None, stream: str = "hosti
             _avro_string(stream.encode()),
             avro_long(0) if seq is None else seq,
             avro_long(1_700_000_000_000_000_000),  # timestamp
-            avro_long(0),  # body: the Start branch
-            data,
+            avro_long(branch),  # body: 0 Start, 1 Event, 2 Stop
+            body,
         )
     )
 
@@ -186,7 +197,7 @@ BOMBS = (
 """The kinds of :func:`bomb`."""
 
 
-def bomb(kind: str, size: int = 5000) -> bytes:
+def bomb(kind: str, size: int = 5000, *, event: bool = False) -> bytes:
     """A ``Start`` (see :func:`hostile_start`) that would make a reader that believes it
     recurse, allocate or loop without end; ``kind`` is one of :data:`BOMBS`:
 
@@ -199,39 +210,46 @@ def bomb(kind: str, size: int = 5000) -> bytes:
     - ``long number``: ``seq`` is an 11-byte varint;
     - ``union branch``: ``data.u`` takes branch 9 of the 8 of ``arroyo.Value``;
     - ``items``: ``data.a`` is a list of ``size`` nulls (2 bytes each on the wire).
+
+    ``event``: an ``Event`` whose ``metadata`` is that map (see :func:`hostile_event`)
+    instead of a Start.
     """
+
+    def made(data: bytes, seq: bytes | None = None) -> bytes:
+        if event:
+            return _hostile(1, data + avro_long(0) + _avro_string(b""), seq, "hostile")
+        return hostile_start(data, seq=seq)
+
     entry = avro_long(1)  # a map block of one entry, key "a"
     if kind == "nesting":
-        return hostile_start(
+        return made(
             entry + _avro_string(b"a") + (_ARRAY + avro_long(1)) * size + _NULL
             + avro_long(0) * (size + 1)
         )  # fmt: skip
     if kind == "map nesting":
         level = _MAP + avro_long(1) + _avro_string(b"a")
-        return hostile_start(
-            entry + _avro_string(b"a") + level * size + _NULL + avro_long(0) * (size + 1)
-        )
+        return made(entry + _avro_string(b"a") + level * size + _NULL + avro_long(0) * (size + 1))
     if kind == "string length":
-        return hostile_start(entry + _avro_string(b"s") + _STRING + avro_long(2**62) + b"abc")
+        return made(entry + _avro_string(b"s") + _STRING + avro_long(2**62) + b"abc")
     if kind == "array count":
-        return hostile_start(entry + _avro_string(b"a") + _ARRAY + avro_long(2**40) + b"abc")
+        return made(entry + _avro_string(b"a") + _ARRAY + avro_long(2**40) + b"abc")
     if kind == "map count":
-        return hostile_start(avro_long(2**40) + b"abc")
+        return made(avro_long(2**40) + b"abc")
     if kind == "negative count":
-        return hostile_start(
+        return made(
             entry + _avro_string(b"a") + _ARRAY + avro_long(-(2**40)) + avro_long(3) + b"abc"
         )
     if kind == "block size":
         items = _NULL * 2 + avro_long(0)
         block = avro_long(-2) + avro_long(2**62) + items
-        return hostile_start(entry + _avro_string(b"a") + _ARRAY + block + avro_long(0))
+        return made(entry + _avro_string(b"a") + _ARRAY + block + avro_long(0))
     if kind == "long number":
-        return hostile_start(avro_long(0), seq=b"\xff" * 10 + b"\x01")
+        return made(avro_long(0), b"\xff" * 10 + b"\x01")
     if kind == "union branch":
-        return hostile_start(entry + _avro_string(b"u") + avro_long(9) + avro_long(0))
+        return made(entry + _avro_string(b"u") + avro_long(9) + avro_long(0))
     if kind == "items":
         items = avro_long(size) + _NULL * size + avro_long(0)
-        return hostile_start(entry + _avro_string(b"a") + _ARRAY + items + avro_long(0))
+        return made(entry + _avro_string(b"a") + _ARRAY + items + avro_long(0))
     raise ValueError(f"unknown bomb {kind!r}; known: {', '.join(BOMBS)}")
 
 

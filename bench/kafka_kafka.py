@@ -155,15 +155,24 @@ def preload(topic: str, count: int, size: int) -> None:
 # -- variants (each in its own process) --------------------------------------------------
 
 
-async def arroyo(src: str, dst: str, group: str, count: int, exactly_once: bool) -> Timing:
-    """A Block: Kafka listener -> Passthrough -> Kafka publisher."""
+async def arroyo(
+    src: str, dst: str, group: str, count: int, exactly_once: bool, lazy: bool = False
+) -> Timing:
+    """A Block: Kafka listener -> Passthrough -> Kafka publisher (``lazy``: the listener
+    reads each message as ``check: lazy`` does, else in full)."""
     from arroyo.brokers import open_listener, open_publisher
     from arroyo.brokers.kafka import KafkaListener
     from arroyo.brokers.kafka import exactly_once as make_exactly_once
+    from arroyo.codec import Codec
     from arroyo.runtime import Block
+    from arroyo.runtime.parser import AvroParser
     from bench.harness import measure_block
 
-    listener = open_listener(f"kafka://{KAFKA}/{src}?group={group}", consumer_settings())
+    listener = open_listener(
+        f"kafka://{KAFKA}/{src}?group={group}",
+        consumer_settings(),
+        AvroParser(Codec(lazy=True)) if lazy else None,
+    )
     publisher = open_publisher(f"kafka://{KAFKA}/{dst}", producer_settings())
     transactions = None
     if exactly_once:
@@ -239,7 +248,13 @@ COUNTS = {  # (quick, full) messages per run
 
 
 def _variant(
-    function: str, src: str, count: int, size: int, exactly_once: bool, made: list[str]
+    function: str,
+    src: str,
+    count: int,
+    size: int,
+    exactly_once: bool,
+    made: list[str],
+    lazy: bool = False,
 ) -> Callable[[], Measurement]:
     def run() -> Measurement:
         dst = unique(f"kk-{function}")
@@ -251,6 +266,7 @@ def _variant(
             "group": unique("group"),
             "count": count,
             "exactly_once": exactly_once,
+            **({"lazy": True} if lazy else {}),
         }
         result = run_variant("kafka_kafka", function, args, size)
         if not result.error and messages_in(dst) < count:
@@ -275,9 +291,10 @@ def run(quick: bool, repeat: int) -> list[Row]:
                     _variant("arroyo", src, count, size, exactly_once, made),
                     _variant("raw", src, count, size, exactly_once, made),
                 ]
-                if not exactly_once:  # the limit, alternating with the at-least-once pair
+                if not exactly_once:  # check: lazy, and the limit, alternating with the pair
+                    variants.append(_variant("arroyo", src, count, size, False, made, lazy=True))
                     variants.append(functools.partial(java_producer.measure, count, size))
-                a, b, *limit = best_of(variants, repeat, turn)
+                a, b, *more = best_of(variants, repeat, turn)
                 turn += 1
                 guarantee = "exactly-once" if exactly_once else "at-least-once"
                 rows.append(
@@ -289,8 +306,18 @@ def run(quick: bool, repeat: int) -> list[Row]:
                         target=0.9 if size >= 1 << 20 else 0.5 if exactly_once else 0.4,
                     )
                 )
-                if limit:
-                    rows.append(limit_row(a, b, limit[0], size))
+                if more:
+                    lazy, java = more
+                    rows.append(
+                        Row(
+                            "Kafka -> Kafka, at-least-once, check: lazy",
+                            size_label(size),
+                            lazy,
+                            b,
+                            note="framing and identity checked; the rest forwarded as it came",
+                        )
+                    )
+                    rows.append(limit_row(a, b, java, size))
         finally:
             delete_topics(*made)
     return rows

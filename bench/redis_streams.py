@@ -60,13 +60,17 @@ def preload(stream: str, count: int, size: int) -> None:
     client.close()
 
 
-async def arroyo(src: str, dst: str, group: str, count: int) -> Timing:
-    """A Block: Redis Streams listener -> Passthrough -> Redis Streams publisher."""
+async def arroyo(src: str, dst: str, group: str, count: int, lazy: bool = False) -> Timing:
+    """A Block: Redis Streams listener -> Passthrough -> Redis Streams publisher (``lazy``:
+    the listener reads each message as ``check: lazy`` does, else in full)."""
     from arroyo.brokers import open_listener, open_publisher
+    from arroyo.codec import Codec
     from arroyo.runtime import Block
+    from arroyo.runtime.parser import AvroParser
     from bench.harness import measure_block
 
-    listener = open_listener(f"redis://{ADDRESS}/{src}?group={group}")
+    parser = AvroParser(Codec(lazy=True)) if lazy else None
+    listener = open_listener(f"redis://{ADDRESS}/{src}?group={group}", None, parser)
     publisher = open_publisher(f"redis://{ADDRESS}/{dst}")
     return await measure_block(Block(listener, None, [publisher], name="bench"), count)
 
@@ -98,12 +102,14 @@ def raw(src: str, dst: str, group: str, count: int, per_read: int) -> Timing:
 
 
 def _variant(
-    function: str, src: str, count: int, size: int, made: list[str]
+    function: str, src: str, count: int, size: int, made: list[str], lazy: bool = False
 ) -> Callable[[], Measurement]:
     def run() -> Measurement:
         dst = unique(f"rs-{function}")
         made.append(dst)
         args: dict[str, Any] = {"src": src, "dst": dst, "group": unique("group"), "count": count}
+        if lazy:
+            args["lazy"] = True
         if function == "raw":
             args["per_read"] = batch(size)
         result = run_variant("redis_streams", function, args, size)
@@ -132,10 +138,11 @@ def run(quick: bool, repeat: int) -> list[Row]:
         preload(src, count, size)
         made = [src]
         try:
-            a, b = best_of(
+            a, b, lazy = best_of(
                 [
                     _variant("arroyo", src, count, size, made),
                     _variant("raw", src, count, size, made),
+                    _variant("arroyo", src, count, size, made, lazy=True),
                 ],
                 repeat,
                 turn,
@@ -146,4 +153,13 @@ def run(quick: bool, repeat: int) -> list[Row]:
             client.close()
         target = 0.9 if size >= 1 << 20 else 0.6
         rows.append(Row("Redis Streams -> Redis Streams", size_label(size), a, b, target=target))
+        rows.append(
+            Row(
+                "Redis Streams -> Redis Streams, check: lazy",
+                size_label(size),
+                lazy,
+                b,
+                note="framing and identity checked; the rest forwarded as it came",
+            )
+        )
     return rows

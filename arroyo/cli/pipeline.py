@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -231,6 +231,13 @@ def bridge(
     lag_interval: LagInterval = None,
     log_format: LogFormat = "text",
     tracing: Tracing = False,
+    check: Annotated[
+        Literal["full", "lazy"],
+        typer.Option(
+            help="full: decode and check each message on arrival; lazy: check its framing "
+            "and identity, forward the rest as it came (Arroyo's own messages only).",
+        ),
+    ] = "full",
 ) -> None:
     """Forward every message from SOURCE to DESTINATION, with acknowledgements.
 
@@ -244,10 +251,18 @@ def bridge(
     """
     configure(format=log_format)
     try:
+        from arroyo.codec import Codec
         from arroyo.parsers import make_parser
+        from arroyo.runtime.parser import AvroParser
 
         url = parse_url(source)
-        listener = open_listener(url, parser=make_parser(url.query.pop("parser", "arroyo")))
+        name = url.query.pop("parser", "arroyo")
+        if check == "lazy" and name != "arroyo":
+            raise ConfigError(
+                f"--check lazy reads Arroyo's own messages; parser {name!r} makes its own"
+            )
+        parser = AvroParser(Codec(lazy=True)) if check == "lazy" else make_parser(name)
+        listener = open_listener(url, parser=parser)
         publisher = open_publisher(destination)
         dead = open_publisher(dead_letter) if dead_letter else None
         if tracing:

@@ -5,7 +5,9 @@ Event that makes the operator raise (after its retries) are put between good mes
 A Block delivers every good message in order and dead-letters each poison once, on the
 broker's own dead-letter destination, as its original bytes with the error, the reason,
 the attempts, the block and where it came from; it acknowledges everything it took, the
-poison too (the group's next listener gets only what came after).
+poison too (the group's next listener gets only what came after). With ``check: lazy``,
+an Event whose identity reads and whose metadata does not is dead-lettered when the
+operator reads it, alone.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Callable
 
 from arroyo import DecodeError, Event, Run, encode
 from arroyo.brokers import open_listener, open_publisher
+from arroyo.codec import Codec
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output, RetryPolicy
-from arroyo.testing import Recorder, make_run
+from arroyo.runtime.parser import AvroParser
+from arroyo.testing import Recorder, bomb, make_run
 from tests.contract.adapters import Broker
 from tests.contract.harness import run_block, until
 
@@ -121,3 +125,31 @@ class TestDeadLetter:
             second.max_messages = len(later)
             await run_block(second, broker.write(source, [encode(m) for m in later]))
             assert again.published == later
+
+    async def test_with_check_lazy_an_event_bad_past_its_identity_is_dead_lettered_when_read(
+        self, broker: Broker, unique_name: Callable[[str], str]
+    ) -> None:
+        source, dead = await broker.source(), await broker.destination("dead")
+        run = Run("scan-lazy")
+        good = [run.start({}), *(run.event({"i": i}, b"frame") for i in range(4)), run.stop()]
+        nested = bomb("nesting", event=True)  # its identity reads; its metadata does not
+        inputs = [encode(m) for m in good]
+        inputs.insert(2, nested)
+        out = Recorder()
+        lazy = AvroParser(Codec(lazy=True))
+        block = Block(
+            open_listener(broker.listener_url(source, unique_name("group")), None, lazy),
+            Explode(),  # reads the metadata of every Event
+            [out],
+            name="lazy",
+            dead_letter=open_publisher(broker.publisher_url(dead)),
+            max_messages=len(inputs),
+        )
+        stats = await run_block(block, broker.write(source, inputs))
+        assert out.published == good
+        assert (stats.dead_lettered, stats.acknowledged) == (1, len(inputs))
+        [(data, headers)] = await until(lambda: broker.letters(dead), "the dead letter")
+        assert data == nested
+        assert headers["arroyo.dead-letter.error"] == DecodeError.__name__
+        assert headers["arroyo.dead-letter.attempts"] == "1"
+        assert "nesting deeper than 64 levels" in headers["arroyo.dead-letter.reason"]

@@ -16,6 +16,7 @@ from arroyo.config import parse_config
 from arroyo.errors import ConfigError
 from arroyo.operators import Integrate
 from arroyo.runtime import FunctionOperator, Passthrough
+from arroyo.runtime.parser import AvroParser
 from tests.unit.config_files import refused, write
 
 
@@ -241,3 +242,36 @@ def test_frame_accounting_is_on_for_instrument_formats_and_asked_for_arroyo(
     )
     detector, chained, counted = (b.block._processor.frames for b in build_file(config))
     assert detector is not None and chained is None and counted is not None
+
+
+def test_check_lazy_gives_the_listener_a_lazy_codec_and_needs_arroyo_messages(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: forward
+            listener: memory://in
+            publishers: [memory://out]
+            check: lazy
+          - name: checked
+            listener: memory://in2
+        """,
+    )
+    lazy, full = (b.block.listener.parser for b in build_file(path))
+    assert isinstance(lazy, AvroParser) and lazy.codec.lazy
+    assert isinstance(full, AvroParser) and not full.codec.lazy
+    path = write(
+        tmp_path,
+        """
+        blocks:
+          - name: detector
+            listener: zmq+pull://127.0.0.1:5555?parser=json-frame
+            check: lazy
+        """,
+    )
+    assert refused(path).endswith(
+        "blocks[0] (detector).listener: check: lazy reads Arroyo's own messages; "
+        "parser 'json-frame' makes its own (use check: full)"
+    )

@@ -59,6 +59,22 @@ def test_bridge_copies_a_stream(tmp_path: Path) -> None:
     assert lines[-1].startswith("stop  stream=scan-7 seq=6")
 
 
+def test_bridge_check_lazy_copies_a_stream_and_needs_arroyo_messages(tmp_path: Path) -> None:
+    sent = write_run(tmp_path / "in.avro", 3)
+    out = f"file://{tmp_path}/out.avro"
+    result = runner.invoke(app, ["bridge", f"file://{tmp_path}/in.avro", out, "--check", "lazy"])
+    assert result.exit_code == 0, result.output
+    tailed = runner.invoke(app, ["tail", out])
+    assert len(tailed.stdout.strip().splitlines()) == len(sent)
+    refused = runner.invoke(
+        app, ["bridge", "zmq+pull://127.0.0.1:5555?parser=json-frame", out, "--check", "lazy"]
+    )
+    assert refused.exit_code != 0
+    assert "--check lazy reads Arroyo's own messages; parser 'json-frame' makes its own" in (
+        refused.output
+    )
+
+
 def test_tail_count_stops_early(tmp_path: Path) -> None:
     write_run(tmp_path / "in.avro", 5)
     tailed = runner.invoke(app, ["tail", f"file://{tmp_path}/in.avro", "--count", "2"])
