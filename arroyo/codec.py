@@ -262,9 +262,11 @@ class Codec:
     def decode(self, data: Buffer) -> Message:
         """Decode framed bytes into a Start, Event or Stop.
 
-        A lazy codec checks the framing and the writer schema, reads the identity and
-        gives an Event as a :class:`~arroyo.codec_lazy.DeferredEvent`, which does the
-        rest of :meth:`decode_now` when one of its other fields is first read.
+        Raises as :meth:`decode_now` does. A lazy codec checks the framing and the
+        writer schema, reads the identity and gives an Event as a
+        :class:`~arroyo.codec_lazy.DeferredEvent`, which does the rest of
+        :meth:`decode_now` (and raises what it raises) when one of its other fields is
+        first read.
         """
         if self.lazy:
             deferred = self._deferred(data)
