@@ -175,6 +175,16 @@ class DeferredEvent(Event):
         except AttributeError:
             return True
 
+    def __repr__(self) -> str:
+        """As an Event's; before the deferred fields are decoded, the identity alone
+        (a repr never decodes, so it never raises for bad bytes)."""
+        if self.decoded:
+            return Event.__repr__(self)
+        return (
+            f"DeferredEvent(stream={self.stream!r}, seq={self.seq!r}, id={self.id!r}, "
+            f"timestamp={self.timestamp!r}, not decoded yet)"
+        )
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
             return NotImplemented

@@ -53,6 +53,8 @@ def test_the_identity_is_read_on_arrival_and_the_rest_when_first_read() -> None:
     assert lazy.decoded
     assert lazy.to_array().tolist() == [[0, 1, 2], [3, 4, 5]]
     assert lazy.metadata == {"frame": 7}
+    assert repr(lazy).startswith("DeferredEvent(stream='r', seq=0, ")
+    assert "metadata={'frame': 7}" in repr(lazy)
 
 
 @pytest.mark.parametrize("message", [Start({"a": [1, 2]}, stream="s"), Stop({"n": 3})])
@@ -66,6 +68,10 @@ def test_a_deferred_event_forwarded_as_it_came_is_never_decoded() -> None:
     data = hostile("nesting")
     lazy = LAZY.decode(data)
     assert Codec().encode(lazy, wire=data) is data
+    assert repr(lazy) == (
+        "DeferredEvent(stream='hostile', seq=0, id='00000000000000000000000000000000', "
+        "timestamp=1700000000000000000, not decoded yet)"
+    )
     assert isinstance(lazy, DeferredEvent)
     assert not lazy.decoded
 
