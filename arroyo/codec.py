@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 from fastavro import schemaless_reader, schemaless_writer
 
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
-from arroyo.codec_lazy import DeferredEvent, identity_schema, read_identity
+from arroyo.codec_lazy import DeferredEvent, Identities
 from arroyo.codec_records import from_record, is_generic, nonconformance
 from arroyo.codec_values import wrap_map
 from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
@@ -108,7 +108,7 @@ class Codec:
         self.unchecked = 0
         self._generic: Codec | None = None
         self.lazy = lazy
-        self._identities: dict[bytes, tuple[Any, int] | None] = {}
+        self._identities = Identities()
 
     # -- encoding ------------------------------------------------------------------
 
@@ -275,24 +275,11 @@ class Codec:
         return self.decode_now(data)
 
     def _deferred(self, data: Buffer) -> DeferredEvent | None:
-        """The DeferredEvent of ``data``; None when it is not an Event whose identity reads
-        (decode it now: a Start or Stop, or bytes whose problem the full decode explains)."""
+        """The DeferredEvent of ``data``, or None: decode it now (see Identities.event)."""
         if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
             data = data.cast("B")
         writer, offset = self._writer_for(data)
-        try:
-            identity = self._identities[writer.fingerprint]
-        except KeyError:
-            identity = self._identities[writer.fingerprint] = identity_schema(writer)
-        if identity is None:
-            return None
-        schema, event = identity
-        record = read_identity(data, offset, schema)
-        if record is None or record["body"] != event:
-            return None
-        return DeferredEvent.deferred(
-            record["stream"], record["seq"], record["id"], record["timestamp"], self, data
-        )
+        return self._identities.event(self, data, writer, offset)
 
     def decode_now(self, data: Buffer) -> Message:
         """Decode framed bytes into a Start, Event or Stop, in full (lazy or not).

@@ -86,6 +86,35 @@ def read_identity(data: Buffer, offset: int, schema: Any) -> dict[str, Any] | No
     return record if isinstance(record, dict) else None
 
 
+class Identities:
+    """The identity reader of a lazy codec: per writer schema (by fingerprint), the
+    schema of its identity, made once."""
+
+    def __init__(self) -> None:
+        self._schemas: dict[bytes, tuple[Any, int] | None] = {}
+
+    def event(
+        self, codec: Codec, data: Buffer, writer: Schema, offset: int
+    ) -> DeferredEvent | None:
+        """The DeferredEvent of ``data`` (written with ``writer``, its body at ``offset``);
+        None when it is not an Event whose identity reads: a Start or a Stop, a writer
+        that is not an envelope of this shape, or bytes whose problem the full decode
+        explains."""
+        try:
+            identity = self._schemas[writer.fingerprint]
+        except KeyError:
+            identity = self._schemas[writer.fingerprint] = identity_schema(writer)
+        if identity is None:
+            return None
+        schema, event = identity
+        record = read_identity(data, offset, schema)
+        if record is None or record["body"] != event:
+            return None
+        return DeferredEvent.deferred(
+            record["stream"], record["seq"], record["id"], record["timestamp"], codec, data
+        )
+
+
 class DeferredEvent(Event):
     """An :class:`~arroyo.message.Event` whose ``metadata``, ``payload`` and ``array``
     are decoded when one of them is first read (the identity is read on arrival).
