@@ -25,7 +25,7 @@ from arroyo.config import (
     load_config,
 )
 from arroyo.errors import ArroyoError, ConfigError
-from arroyo.parsers import make_parser
+from arroyo.parsers import make_parser, needs_arroyo_messages
 from arroyo.plugins import import_object
 from arroyo.registry import Registry
 from arroyo.runtime.block import Block
@@ -185,11 +185,8 @@ def build(
 
         try:
             lazy = block.check == "lazy"
-            if lazy and (parser := _parser_name(block.listener)) != "arroyo":
-                raise ConfigError(
-                    f"check: lazy reads Arroyo's own messages; parser {parser!r} makes its "
-                    "own (use check: full)"
-                )
+            if lazy:
+                needs_arroyo_messages(_parser_name(block.listener))
             codec = _codec(block.listener, config.registry, base, lenient, lazy)
             listener = _listener(block.listener, codec)
         except (ArroyoError, OSError) as exc:

@@ -156,11 +156,13 @@ def hostile_start(data: bytes, *, seq: bytes | None = None, stream: str = "hosti
     return _hostile(0, data, seq, stream)
 
 
-def hostile_event(metadata: bytes, payload: bytes = b"", *, stream: str = "hostile") -> bytes:
+def hostile_event(
+    metadata: bytes, payload: bytes = b"", *, seq: bytes | None = None, stream: str = "hostile"
+) -> bytes:
     """An ``Event`` in Arroyo's framing (built-in schema) whose ``metadata`` map is the
     Avro bytes ``metadata`` as given (see :func:`hostile_start`), with no array and
     ``payload``."""
-    return _hostile(1, metadata + avro_long(0) + _avro_string(payload), None, stream)
+    return _hostile(1, metadata + avro_long(0) + _avro_string(payload), seq, stream)
 
 
 def _hostile(branch: int, body: bytes, seq: bytes | None, stream: str) -> bytes:
@@ -216,9 +218,7 @@ def bomb(kind: str, size: int = 5000, *, event: bool = False) -> bytes:
     """
 
     def made(data: bytes, seq: bytes | None = None) -> bytes:
-        if event:
-            return _hostile(1, data + avro_long(0) + _avro_string(b""), seq, "hostile")
-        return hostile_start(data, seq=seq)
+        return hostile_event(data, seq=seq) if event else hostile_start(data, seq=seq)
 
     entry = avro_long(1)  # a map block of one entry, key "a"
     if kind == "nesting":

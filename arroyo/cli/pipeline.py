@@ -252,15 +252,13 @@ def bridge(
     configure(format=log_format)
     try:
         from arroyo.codec import Codec
-        from arroyo.parsers import make_parser
+        from arroyo.parsers import make_parser, needs_arroyo_messages
         from arroyo.runtime.parser import AvroParser
 
         url = parse_url(source)
         name = url.query.pop("parser", "arroyo")
-        if check == "lazy" and name != "arroyo":
-            raise ConfigError(
-                f"--check lazy reads Arroyo's own messages; parser {name!r} makes its own"
-            )
+        if check == "lazy":
+            needs_arroyo_messages(name)
         parser = AvroParser(Codec(lazy=True)) if check == "lazy" else make_parser(name)
         listener = open_listener(url, parser=parser)
         publisher = open_publisher(destination)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from arroyo.errors import ConfigError
 from arroyo.plugins import Plugins
 from arroyo.runtime.parser import AvroParser, Parser
 
@@ -47,6 +48,16 @@ BUILTIN = PARSERS.builtin
 def available() -> list[str]:
     """Names of every parser: built in, then from entry points."""
     return PARSERS.names()
+
+
+def needs_arroyo_messages(name: str) -> None:
+    """ConfigError unless the parser ``name`` reads Arroyo's own messages, which is what
+    ``check: lazy`` defers (:mod:`arroyo.codec_lazy`)."""
+    if name != "arroyo":
+        raise ConfigError(
+            f"check: lazy reads Arroyo's own messages; parser {name!r} makes its own "
+            "(use check: full)"
+        )
 
 
 def make_parser(name: str, **options: Any) -> Parser:

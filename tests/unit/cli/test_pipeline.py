@@ -70,7 +70,7 @@ def test_bridge_check_lazy_copies_a_stream_and_needs_arroyo_messages(tmp_path: P
         app, ["bridge", "zmq+pull://127.0.0.1:5555?parser=json-frame", out, "--check", "lazy"]
     )
     assert refused.exit_code != 0
-    assert "--check lazy reads Arroyo's own messages; parser 'json-frame' makes its own" in (
+    assert "check: lazy reads Arroyo's own messages; parser 'json-frame' makes its own" in (
         refused.output
     )
 
