@@ -6,9 +6,11 @@ its outputs go to each publisher at once, without waiting for earlier confirmati
 (:class:`~arroyo.runtime.ordering.OrderedSends` keeps their order when one fails), or
 its dead letter is sent. :meth:`Settler.run` waits for those confirmations in input
 order, re-publishes what failed (with ``publish_retry``; what still fails is
-dead-lettered) and acknowledges settled messages in batches. A listener that must know
-what is acknowledged at some point (a Kafka transaction takes the offsets of what its
-outputs complete) awaits :meth:`Settler.acknowledged` (through its intake).
+dead-lettered) and hands settled messages in batches to the
+:class:`~arroyo.runtime.acks.Acknowledger`, which acknowledges them in order while
+settling goes on. A listener that must know what is acknowledged at some point (a Kafka
+transaction takes the offsets of what its outputs complete) awaits
+:meth:`Settler.acknowledged` (through its intake).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable, Sequence
 from arroyo.errors import PermanentError, PublishError
 from arroyo.message import Message
 from arroyo.runtime import tracing
+from arroyo.runtime.acks import ACK_BATCH, Acknowledger
 from arroyo.runtime.calls import describe
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.intake import BoundedIntake
@@ -36,9 +39,6 @@ from arroyo.runtime.retry import RetryPolicy, note_retry
 from arroyo.runtime.tasks import retrieve
 
 log = logging.getLogger("arroyo.block")
-
-_ACK_BATCH = 512
-"""At most this many acknowledgements are handed to the listener at once."""
 
 _Sends = list[tuple[OrderedSends, Message, "asyncio.Future[None]"]]
 """The outputs of one received message: each publisher's sends, with what completes once
@@ -77,9 +77,7 @@ class Settler:
         readiness: Readiness | None = None,
     ) -> None:
         self.name = name
-        self.listener = listener
         self.publishers = publishers
-        self.intake = intake
         self.dead = dead
         self.publish_retry = publish_retry
         self.stats = stats
@@ -97,6 +95,7 @@ class Settler:
         """... and acknowledged (their :meth:`Listener.ack_many` returned)."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         """Who waits in :meth:`acknowledged`, with the count of acknowledgements awaited."""
+        self._acks = Acknowledger(listener, intake, stats, throttle, self._acknowledged)
 
     def publish(self, received: Received, result: Outcome) -> None:
         """Send the outputs of ``received`` now, in order, without waiting for their
@@ -152,12 +151,13 @@ class Settler:
         """Settle each received message in input order: wait for its outputs'
         confirmations (or its dead letter's), then acknowledge it.
 
-        Settled messages are acknowledged together, as soon as the next one is not
-        confirmed yet, or failed (or at :data:`_ACK_BATCH`), so one broker round trip
-        acknowledges many and no acknowledgement waits for later work. Returns when
-        everything published is settled (after :meth:`finish`). When settling fails (a
-        dead letter not taken), what was settled before is acknowledged, then the
-        failure is raised.
+        Settled messages are handed to the acknowledgement task together, as soon as the
+        next one is not confirmed yet, or failed (or at :data:`ACK_BATCH`), so one
+        broker round trip acknowledges many and no acknowledgement waits for later work;
+        settling goes on while they are acknowledged. Returns when everything published
+        is settled and acknowledged (after :meth:`finish`). When settling fails (a dead
+        letter not taken), what was settled before is acknowledged, then the failure is
+        raised.
         """
         pending, ready = self._pending, list[Received]()
         self._settling = True
@@ -165,11 +165,11 @@ class Settler:
             while True:
                 if pending:
                     received, result = pending[0]
-                    settled = len(ready) < _ACK_BATCH and (
+                    settled = len(ready) < ACK_BATCH and (
                         _succeeded(result) if isinstance(result, _Dead) else self._settled(result)
                     )
                     if ready and not settled:
-                        await self._ack(ready)  # before waiting for anything
+                        self._acks.hand(ready)  # before waiting for anything
                         ready = []
                         continue
                     if isinstance(result, _Dead):
@@ -180,9 +180,10 @@ class Settler:
                     ready.append(received)
                     self._taken += 1
                 elif ready:
-                    await self._ack(ready)
+                    self._acks.hand(ready)
                     ready = []
                 elif self._all_given:
+                    await self._acks.drain()
                     return
                 else:
                     self._more.clear()
@@ -191,10 +192,12 @@ class Settler:
             # Settled means confirmed: acknowledge it, unless the publisher abandoned
             # the work (an aborted Kafka transaction discarded those outputs too).
             if ready and not isinstance(exc, PublishAbandoned):
-                await self._ack(ready)
+                self._acks.hand(ready)
+            await self._acks.drain()
             raise
         finally:
             self._settling = False
+            self._acks.cancel()  # cancelled: what is not acknowledged is redelivered
             self._wake(everyone=True)
 
     async def acknowledged(self) -> None:
@@ -352,29 +355,9 @@ class Settler:
     def _retried(self, attempt: int, error: BaseException) -> None:
         note_retry(self.stats, self.throttle, "publish", attempt, error)
 
-    async def _ack(self, batch: list[Received]) -> None:
-        """Acknowledge ``batch``; a failure is logged (the message will be redelivered)."""
-        try:
-            results = await self.listener.ack_many(batch)
-        except Exception as exc:
-            results = [exc] * len(batch)
-        journal = self.listener.journal
-        for received, error in zip(batch, results, strict=True):
-            if error is None:
-                self.stats.acknowledged += 1
-                if journal is not None and journal.crashes:
-                    journal.settled(received)
-            else:
-                self.throttle(
-                    log,
-                    logging.WARNING,
-                    "ack",
-                    "could not acknowledge a message from %s (it will be redelivered): %r",
-                    dict(received.source),
-                    error,
-                )
-            self.intake.done(received)
-        self._acked += len(batch)
+    def _acknowledged(self, count: int) -> None:
+        """``count`` more were acknowledged (or failed to be): wake who waits for them."""
+        self._acked += count
         if self._waiters:
             self._wake()
 

@@ -142,3 +142,43 @@ async def test_it_does_not_wait_for_a_failed_output_being_published_again(
     await until(lambda: listener.group.acked == {0, 1, 2}, 10, "everything acknowledged")
     block.stop()
     await asyncio.wait_for(running, 10)
+
+
+class Stalled(MemoryListener):
+    """A memory listener whose acknowledgements wait until the test lets them through (as
+    one whose broker is away)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.through = asyncio.Event()
+        self.asked: list[int] = []
+
+    async def ack_many(self, received: Sequence[Received]) -> list[BaseException | None]:
+        self.asked.append(len(received))
+        await self.through.wait()
+        return await super().ack_many(received)
+
+
+async def test_an_acknowledgement_that_waits_does_not_hold_back_a_retry(
+    topic: Any, until: Any
+) -> None:
+    """The first message's acknowledgement waits (its broker is away) while the second's
+    output fails: the output is published again and confirmed meanwhile, and once the
+    broker is back, both messages are acknowledged, in order."""
+    for message in make_run(0):
+        topic.put(message)
+    listener, held = Stalled(topic.name), Held()
+    block = Block(listener, None, [held], publish_retry=RetryPolicy(None, 0.001, 0.001))
+    running = await started(block, held, 2, until)
+    held.pending[0][1].set_result(None)
+    await until(lambda: listener.asked, 10, "the first acknowledgement asked for")
+    held.pending[1][1].set_exception(ConnectionError("lost"))
+    await until(lambda: len(held.pending) == 3, 10, "the failed output sent again")
+    held.pending[2][1].set_result(None)
+    await until(lambda: block.stats.published == 2, 10, "the retry confirmed")
+    assert listener.group.acked == set()
+    listener.through.set()
+    await until(lambda: listener.group.acked == {0, 1}, 10, "both acknowledged")
+    assert block.stats.acknowledged == 2
+    block.stop()
+    await asyncio.wait_for(running, 10)
