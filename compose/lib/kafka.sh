@@ -169,10 +169,16 @@ kafka_wait() {
         sleep 0.25
     done
     log "kafka: listening after $((SECONDS - t0))s; produce/consume round trip ..."
-    if ! kafka_round_trip; then
-        kafka_stop quiet
-        fail_broker kafka "produce/consume round trip on topic $KAFKA_READY_TOPIC failed" "$KAFKA_OUT" "$KAFKA_LOG"
-    fi
+    # A broker that just started may not lead its partitions yet (NotLeaderOrFollower,
+    # more likely with a large data directory to load): try again until the deadline.
+    until kafka_round_trip; do
+        if ((SECONDS >= deadline)) || ! pid_alive "$pid"; then
+            kafka_stop quiet
+            fail_broker kafka "produce/consume round trip on topic $KAFKA_READY_TOPIC failed" "$KAFKA_OUT" "$KAFKA_LOG"
+        fi
+        log "kafka: round trip failed; trying again"
+        sleep 2
+    done
     if ! tls_handshake_ok "$KAFKA_TLS_PORT"; then
         kafka_stop quiet
         fail_broker kafka "no verified TLS handshake on $HOST:$KAFKA_TLS_PORT" "$KAFKA_LOG"
