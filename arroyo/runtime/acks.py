@@ -2,9 +2,9 @@
 batches, by a task of their own, so that settling never waits for an acknowledgement.
 
 An acknowledgement may wait a long time: a Redis ``XACK`` is retried until the server is
-back, a RabbitMQ ack waits for its channel. Settling meanwhile goes on confirming
-outputs, publishing again what failed and sending dead letters; what it settles is
-acknowledged in the next batch.
+back, a RabbitMQ ``basic.ack`` may wait up to the listener's ``timeout``. Settling
+meanwhile goes on confirming outputs, publishing again what failed and sending dead
+letters; what it settles is acknowledged in the next batch.
 """
 
 from __future__ import annotations

@@ -152,9 +152,10 @@ class Settler:
         confirmations (or its dead letter's), then acknowledge it.
 
         Settled messages are handed to the acknowledgement task together, as soon as the
-        next one is not confirmed yet, or failed (or at :data:`ACK_BATCH`), so one
-        broker round trip acknowledges many and no acknowledgement waits for later work;
-        settling goes on while they are acknowledged. Returns when everything published
+        next one is not confirmed yet, or failed (or at
+        :data:`~arroyo.runtime.acks.ACK_BATCH`), so one broker round trip acknowledges
+        many and no acknowledgement waits for later work; settling goes on while they
+        are acknowledged. Returns when everything published
         is settled and acknowledged (after :meth:`finish`). When settling fails (a dead
         letter not taken), what was settled before is acknowledged, then the failure is
         raised.
