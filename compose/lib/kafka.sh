@@ -153,6 +153,24 @@ kafka_round_trip() {
     return 1
 }
 
+# kafka_round_trip_until DEADLINE BOOTSTRAP LOG [PID...]: kafka_round_trip, tried again
+# every 2 s until SECONDS reaches DEADLINE: a broker that just started may not lead its
+# partitions yet (NotLeaderOrFollower; more likely with a large data directory to load,
+# or while the nodes of a cluster elect leaders). Returns 1 at the deadline, or as soon
+# as one of the PIDs (the brokers' processes) has exited.
+kafka_round_trip_until() {
+    local deadline="$1" bootstrap="$2" out_file="$3" pid
+    shift 3
+    until kafka_round_trip "$bootstrap" "$out_file"; do
+        ((SECONDS < deadline)) || return 1
+        for pid in "$@"; do
+            pid_alive "$pid" || return 1
+        done
+        log "kafka: round trip through $bootstrap failed; trying again"
+        sleep 2
+    done
+}
+
 kafka_wait() {
     ((KAFKA_STARTED)) || return 0
     local pid deadline=$((SECONDS + KAFKA_START_TIMEOUT)) t0=$SECONDS
@@ -169,16 +187,10 @@ kafka_wait() {
         sleep 0.25
     done
     log "kafka: listening after $((SECONDS - t0))s; produce/consume round trip ..."
-    # A broker that just started may not lead its partitions yet (NotLeaderOrFollower,
-    # more likely with a large data directory to load): try again until the deadline.
-    until kafka_round_trip; do
-        if ((SECONDS >= deadline)) || ! pid_alive "$pid"; then
-            kafka_stop quiet
-            fail_broker kafka "produce/consume round trip on topic $KAFKA_READY_TOPIC failed" "$KAFKA_OUT" "$KAFKA_LOG"
-        fi
-        log "kafka: round trip failed; trying again"
-        sleep 2
-    done
+    if ! kafka_round_trip_until "$deadline" "$HOST:$KAFKA_PORT" "$KAFKA_OUT" "$pid"; then
+        kafka_stop quiet
+        fail_broker kafka "produce/consume round trip on topic $KAFKA_READY_TOPIC failed" "$KAFKA_OUT" "$KAFKA_LOG"
+    fi
     if ! tls_handshake_ok "$KAFKA_TLS_PORT"; then
         kafka_stop quiet
         fail_broker kafka "no verified TLS handshake on $HOST:$KAFKA_TLS_PORT" "$KAFKA_LOG"

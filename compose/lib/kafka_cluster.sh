@@ -142,7 +142,7 @@ kafka_cluster_start() {
 # through the whole bootstrap list (its topic has 3 replicas: all nodes registered).
 kafka_cluster_wait() {
     ((${#KAFKA_NODES_STARTED[@]})) || return 0
-    local id pid dir port deadline=$((SECONDS + KAFKA_START_TIMEOUT)) t0=$SECONDS
+    local id pid dir port deadline=$((SECONDS + KAFKA_START_TIMEOUT)) t0=$SECONDS pids
     for id in "${KAFKA_NODES_STARTED[@]}"; do
         dir="$(kafka_node_dir "$id")"
         port="${KAFKA_NODE_PORTS[id - 1]}"
@@ -160,7 +160,11 @@ kafka_cluster_wait() {
         done
     done
     log "kafka: nodes ${KAFKA_NODES_STARTED[*]} listening after $((SECONDS - t0))s; produce/consume round trip ..."
-    if ! kafka_round_trip "$(kafka_cluster_bootstrap)" "$BROKERS_DIR/kafka-1/kafka.out"; then
+    pids=()
+    for id in "${KAFKA_NODES_STARTED[@]}"; do
+        pids+=("$(read_pid "$(kafka_node_dir "$id")/kafka.pid")")
+    done
+    if ! kafka_round_trip_until "$deadline" "$(kafka_cluster_bootstrap)" "$BROKERS_DIR/kafka-1/kafka.out" "${pids[@]}"; then
         fail_broker kafka "produce/consume round trip on topic $KAFKA_READY_TOPIC through $(kafka_cluster_bootstrap) failed" \
             "$BROKERS_DIR/kafka-1/kafka.out" "$BROKERS_DIR/kafka-1/kafka.log"
     fi
