@@ -47,18 +47,16 @@ Options (``parser_options:``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
-import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from arroyo.errors import ConfigError, DecodeError
-from arroyo.message import JSON, Event, Message, Start, Stop, new_id
+from arroyo.message import JSON, Event, Message, Start, Stop
+from arroyo.parsers._bluesky_documents import check, document_id, expand, nanoseconds, plain
 from arroyo.parsers._frames import size_of
 
 if TYPE_CHECKING:
@@ -195,12 +193,12 @@ class BlueskyParser:
 
     def _documents(self, name: str, value: Any) -> list[Message]:
         """The messages of document ``name`` as deserialized (several for a page)."""
-        doc = _plain(value, name)
+        doc = plain(value, name)
         if not isinstance(doc, dict):
             raise DecodeError(f"bluesky: the {name} document is a {type(doc).__name__}, not a map")
-        docs = _expand(name, doc)
+        docs = expand(name, doc)
         for item_name, item in docs:
-            _check(item_name, item)
+            check(item_name, item)
         return [self._message(item_name, item) for item_name, item in docs]
 
     def _deserialize(self, name: str, payload: bytes) -> Any:
@@ -238,8 +236,8 @@ class BlueskyParser:
         stream = self._run_of(name, doc)
         identity: dict[str, Any] = {
             "stream": stream,
-            "id": _id(name, doc.get(_UID_KEY.get(name, "uid"))),
-            "timestamp": _nanoseconds(doc.get("time")),
+            "id": document_id(name, doc.get(_UID_KEY.get(name, "uid"))),
+            "timestamp": nanoseconds(doc.get("time")),
         }
         if name == "start":
             identity["seq"] = 0
@@ -320,155 +318,3 @@ def _sniff(payload: bytes) -> str:
     if payload.lstrip()[:1] == b"{":
         return "json"
     return "msgpack"  # not a map in any of them: msgpack says what it is
-
-
-def _expand(name: str, doc: dict[str, JSON]) -> list[tuple[str, dict[str, JSON]]]:
-    """A page (or bulk document) as its single documents; any other document alone."""
-    try:
-        if name == "event_page":
-            return [("event", event) for event in _unpack_page(doc, ("uid", "time", "seq_num"))]
-        if name == "datum_page":
-            return [("datum", datum) for datum in _unpack_datum_page(doc)]
-        if name == "bulk_events":
-            return [
-                ("event", event)
-                for events in doc.values()
-                for event in (events if isinstance(events, list) else [events])
-                if isinstance(event, dict)
-            ]
-        if name == "bulk_datum":
-            ids, kwargs = doc["datum_ids"], doc["datum_kwarg_list"]
-            assert isinstance(ids, list) and isinstance(kwargs, list)
-            return [
-                ("datum", {"datum_id": i, "resource": doc["resource"], "datum_kwargs": k})
-                for i, k in zip(ids, kwargs, strict=True)
-            ]
-    except (KeyError, TypeError, ValueError, AssertionError) as exc:
-        raise DecodeError(f"bluesky: malformed {name} document: {exc!r}") from None
-    return [(name, doc)]
-
-
-def _columns(value: JSON, length: int, what: str) -> dict[str, list[JSON]]:
-    if not isinstance(value, dict) or not all(
-        isinstance(v, list) and len(v) == length for v in value.values()
-    ):
-        raise ValueError(f"{what} must map each key to a list of {length} values")
-    return value  # type: ignore[return-value]
-
-
-def _unpack_page(page: dict[str, JSON], keys: tuple[str, ...]) -> list[dict[str, JSON]]:
-    uids = page["uid"]
-    if not isinstance(uids, list):
-        raise ValueError("uid must be a list")
-    n = len(uids)
-    lists = {k: page[k] for k in keys}
-    if not all(isinstance(v, list) and len(v) == n for v in lists.values()):
-        raise ValueError(f"{', '.join(keys)} must be lists of the same length")
-    data = _columns(page["data"], n, "data")
-    timestamps = _columns(page["timestamps"], n, "timestamps")
-    filled = _columns(page.get("filled", {}), n, "filled")
-    out = []
-    for i in range(n):
-        event: dict[str, JSON] = {"descriptor": page["descriptor"]}
-        event.update({k: v[i] for k, v in lists.items()})  # type: ignore[index]
-        event["data"] = {k: v[i] for k, v in data.items()}
-        event["timestamps"] = {k: v[i] for k, v in timestamps.items()}
-        event["filled"] = {k: v[i] for k, v in filled.items()}
-        out.append(event)
-    return out
-
-
-def _unpack_datum_page(page: dict[str, JSON]) -> list[dict[str, JSON]]:
-    ids = page["datum_id"]
-    if not isinstance(ids, list):
-        raise ValueError("datum_id must be a list")
-    kwargs = _columns(page.get("datum_kwargs", {}), len(ids), "datum_kwargs")
-    return [
-        {
-            "datum_id": datum_id,
-            "resource": page["resource"],
-            "datum_kwargs": {k: v[i] for k, v in kwargs.items()},
-        }
-        for i, datum_id in enumerate(ids)
-    ]
-
-
-_REQUIRED = {
-    "start": ("uid",),
-    "stop": ("run_start",),
-    "descriptor": ("uid", "run_start"),
-    "event": ("descriptor",),
-    "resource": ("uid",),
-    "stream_resource": ("uid",),
-    "datum": ("datum_id", "resource"),
-}
-
-
-def _check(name: str, doc: dict[str, JSON]) -> None:
-    for key in _REQUIRED.get(name, ()):
-        if not isinstance(doc.get(key), str):
-            raise DecodeError(f"bluesky: the {name} document has no string {key!r}")
-    stamp = doc.get("time")
-    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, int | float)):
-        raise DecodeError(f"bluesky: the {name} document's time is not a number: {stamp!r}")
-
-
-def _id(name: str, uid: JSON) -> str:
-    """The message id of a document: its uid as 32 hex digits, or a hash of its key."""
-    if not isinstance(uid, str):
-        return new_id()
-    try:
-        return uuid.UUID(uid).hex
-    except ValueError:
-        return hashlib.blake2b(f"{name}:{uid}".encode(), digest_size=16).hexdigest()
-
-
-def _nanoseconds(value: JSON) -> int:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value * 1_000_000_000)
-    return time.time_ns()
-
-
-def _plain(value: Any, path: str) -> JSON:
-    """A deserialized document as JSON-like values: tuples as lists, numpy values (and
-    msgpack_numpy's packed arrays) as lists and numbers. DecodeError for anything else."""
-    if value is None or isinstance(value, bool | int | float | str | bytes):
-        return value
-    if type(value) in (list, tuple):  # not a named tuple such as msgpack's ExtType
-        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        if b"nd" in value:
-            return _plain(_numpy_packed(value, path), path)
-        out: dict[str, JSON] = {}
-        for key, v in value.items():
-            if isinstance(key, bytes):
-                key = key.decode("utf-8", "replace")
-            if not isinstance(key, str):
-                raise DecodeError(f"bluesky: {path}: map keys must be strings, got {key!r}")
-            out[key] = _plain(v, f"{path}.{key}")
-        return out
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars (pickled documents)
-    if callable(tolist) and type(value).__module__ == "numpy":
-        return _plain(tolist(), path)
-    raise DecodeError(f"bluesky: {path}: {type(value).__name__} is not a JSON-like value")
-
-
-def _numpy_packed(value: dict[Any, Any], path: str) -> Any:
-    """What msgpack_numpy packed: ``{b"nd": True, b"type", b"shape", b"data"}`` (an
-    array) or ``{b"nd": False, b"type", b"data"}`` (a scalar)."""
-    from arroyo._optional import require
-
-    np = require("numpy", "numpy", "Reading numpy values in bluesky documents")
-    try:
-        kind = value.get(b"kind", b"")
-        if kind not in (b"", ""):
-            raise ValueError(f"dtype kind {kind!r} (structured or object arrays are refused)")
-        dtype = np.dtype(value[b"type"])
-        if dtype.hasobject or dtype.fields is not None:
-            raise ValueError(f"dtype {dtype}")
-        flat = np.frombuffer(value[b"data"], dtype=dtype)
-        if value[b"nd"]:
-            return flat.reshape(value[b"shape"]).tolist()
-        return flat[0].item()
-    except Exception as exc:
-        raise DecodeError(f"bluesky: {path}: unreadable msgpack_numpy value: {exc}") from None
