@@ -20,6 +20,13 @@ Both variants get the same client settings: the idempotent producer, 20 MiB
 The at-least-once pair alternates with a third variant, the limit: Kafka's own Java
 producer writing as many records of the same size (``bench/java_producer.py``); its row
 sets Arroyo against it and notes the raw loop's ratio.
+
+At 1 KiB two more variants take turns with them, the ceilings of a check: the raw
+at-least-once loop checking each value before producing it, as a peer does by hand
+with fastavro alone (:class:`bench.avro_check.AvroCheck`), and decoding it in full with
+``arroyo.decode`` (Arroyo's default check: framing, guard, fastavro, the Event). Their
+rows set Arroyo against each and note that loop's ratio to the raw loop: how far any
+pipeline doing that check per message can get.
 """
 
 from __future__ import annotations
@@ -183,9 +190,12 @@ async def arroyo(
     return await measure_block(block, count, transactions=transactions)
 
 
-def raw(src: str, dst: str, group: str, count: int, exactly_once: bool) -> Timing:
-    """The hand-written loop (see the module docstring)."""
+def raw(src: str, dst: str, group: str, count: int, exactly_once: bool, check: str = "") -> Timing:
+    """The hand-written loop (see the module docstring). ``check``: each value is first
+    checked, ``"fastavro"`` as a peer does by hand, ``"arroyo"`` by ``arroyo.decode``."""
     from confluent_kafka import Consumer, KafkaException, Producer
+
+    checked = _checker(check)
 
     consumer = Consumer(raw_consumer_config(group))
     extra = {"transactional.id": unique("txn")} if exactly_once else {}
@@ -216,9 +226,12 @@ def raw(src: str, dst: str, group: str, count: int, exactly_once: bool) -> Timin
         for msg in msgs:
             if msg.error() is not None:
                 raise KafkaException(msg.error())
+            value = msg.value()
+            if checked is not None:
+                checked(value or b"")  # a record without a value is refused
             while True:
                 try:
-                    producer.produce(dst, msg.value(), msg.key(), on_delivery=on_delivery)
+                    producer.produce(dst, value, msg.key(), on_delivery=on_delivery)
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -239,12 +252,33 @@ def raw(src: str, dst: str, group: str, count: int, exactly_once: bool) -> Timin
     return Timing(done, end - began, latencies)
 
 
+def _checker(check: str) -> Callable[[bytes], object] | None:
+    """What the raw loop calls on each value for ``check`` (None: nothing)."""
+    if check == "fastavro":
+        from bench.avro_check import AvroCheck
+
+        return AvroCheck()
+    if check == "arroyo":
+        from arroyo import decode
+
+        return decode
+    if check:
+        raise ValueError(f"unknown check {check!r}")
+    return None
+
+
 # -- the rows (parent process) -----------------------------------------------------------
 
 COUNTS = {  # (quick, full) messages per run
     1 << 10: (20_000, 100_000),
     1 << 20: (300, 1_500),
 }
+
+
+LIMIT = "Kafka -> Kafka at-least-once vs the limit: Java producer, produce only"
+CEILING = "Kafka -> Kafka at-least-once vs a raw loop checking each value"
+CHECKS = {"fastavro": "raw + fastavro check", "arroyo": "raw + arroyo.decode"}
+"""The raw loop's checks (see :func:`raw`) and the label of each in its row."""
 
 
 def _variant(
@@ -255,9 +289,10 @@ def _variant(
     exactly_once: bool,
     made: list[str],
     lazy: bool = False,
+    check: str = "",
 ) -> Callable[[], Measurement]:
     def run() -> Measurement:
-        dst = unique(f"kk-{function}")
+        dst = unique(f"kk-{function}{'-' + check if check else ''}")
         create_topics(dst)
         made.append(dst)
         args = {
@@ -267,6 +302,7 @@ def _variant(
             "count": count,
             "exactly_once": exactly_once,
             **({"lazy": True} if lazy else {}),
+            **({"check": check} if check else {}),
         }
         result = run_variant("kafka_kafka", function, args, size)
         if not result.error and messages_in(dst) < count:
@@ -291,9 +327,13 @@ def run(quick: bool, repeat: int) -> list[Row]:
                     _variant("arroyo", src, count, size, exactly_once, made),
                     _variant("raw", src, count, size, exactly_once, made),
                 ]
+                ceilings = not exactly_once and size < 1 << 20
                 if not exactly_once:  # check: lazy, and the limit, alternating with the pair
                     variants.append(_variant("arroyo", src, count, size, False, made, lazy=True))
                     variants.append(functools.partial(java_producer.measure, count, size))
+                if ceilings:  # the raw loop checking each value, both ways
+                    for check in CHECKS:
+                        variants.append(_variant("raw", src, count, size, False, made, check=check))
                 a, b, *more = best_of(variants, repeat, turn)
                 turn += 1
                 guarantee = "exactly-once" if exactly_once else "at-least-once"
@@ -307,7 +347,7 @@ def run(quick: bool, repeat: int) -> list[Row]:
                     )
                 )
                 if more:
-                    lazy, java = more
+                    lazy, java, *checking = more
                     rows.append(
                         Row(
                             "Kafka -> Kafka, at-least-once, check: lazy",
@@ -317,26 +357,37 @@ def run(quick: bool, repeat: int) -> list[Row]:
                             note="framing and identity checked; the rest forwarded as it came",
                         )
                     )
-                    rows.append(limit_row(a, b, java, size))
+                    ratio = ("raw loop / Java producer", b, java)
+                    rows.append(
+                        reference_row(LIMIT, size, a, java, "Java ProducerPerformance", ratio)
+                    )
+                    if ceilings:
+                        for label, loop in zip(CHECKS.values(), checking, strict=True):
+                            ratio = (f"{label} / raw loop", loop, b)
+                            rows.append(reference_row(CEILING, size, a, loop, label, ratio))
         finally:
             delete_topics(*made)
     return rows
 
 
-def limit_row(arroyo: Measurement, raw: Measurement, java: Measurement, size: int) -> Row:
-    """Arroyo's at-least-once Kafka -> Kafka against Kafka's Java producer alone (produce
-    only, ``bench/java_producer.py``); the note gives the raw loop's ratio too."""
+def reference_row(
+    path: str,
+    size: int,
+    arroyo: Measurement,
+    other: Measurement,
+    label: str,
+    ratio: tuple[str, Measurement, Measurement],
+) -> Row:
+    """Arroyo against a reference that is not its raw loop: Kafka's Java producer alone
+    (:data:`LIMIT`, ``bench/java_producer.py``), or the raw loop checking each value
+    (:data:`CEILING`). The note gives ``ratio``: its name, and the rate of its first
+    measurement over its second (the raw loop against the Java producer; the loop that
+    checks against the raw loop, the ceiling of that check)."""
+    name, over, under = ratio
     note = ""
-    if java.msgs_per_s and raw.msgs_per_s:
-        note = f"raw loop / Java producer: {raw.msgs_per_s / java.msgs_per_s:.2f}"
-    return Row(
-        "Kafka -> Kafka at-least-once vs the limit: Java producer, produce only",
-        size_label(size),
-        arroyo,
-        java,
-        "Java ProducerPerformance",
-        note=note,
-    )
+    if over.msgs_per_s and under.msgs_per_s:
+        note = f"{name}: {over.msgs_per_s / under.msgs_per_s:.2f}"
+    return Row(path, size_label(size), arroyo, other, label, note=note)
 
 
 def measure_arroyo(src: str, count: int, size: int = 1 << 10) -> Measurement:
