@@ -21,12 +21,9 @@ The at-least-once pair alternates with a third variant, the limit: Kafka's own J
 producer writing as many records of the same size (``bench/java_producer.py``); its row
 sets Arroyo against it and notes the raw loop's ratio.
 
-At 1 KiB two more variants take turns with them, the ceilings of a check: the raw
-at-least-once loop checking each value before producing it, as a peer does by hand
-with fastavro alone (:class:`bench.avro_check.AvroCheck`), and decoding it in full with
-``arroyo.decode`` (Arroyo's default check: framing, guard, fastavro, the Event). Their
-rows set Arroyo against each and note that loop's ratio to the raw loop: how far any
-pipeline doing that check per message can get.
+At 1 KiB two more variants take turns with them: the raw at-least-once loop checking
+each value first, with fastavro alone and with ``arroyo.decode``, the ceilings of a
+check (:mod:`bench.ceilings`).
 """
 
 from __future__ import annotations
@@ -39,6 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench import java_producer
+from bench.ceilings import CHECKS, ceiling_rows, checker, reference_row
 from bench.common import Measurement, Row, Timing, best_of, run_variant, size_label, unique
 
 KAFKA = os.environ.get("ARROYO_KAFKA", "127.0.0.1:9092")
@@ -195,7 +193,7 @@ def raw(src: str, dst: str, group: str, count: int, exactly_once: bool, check: s
     checked, ``"fastavro"`` as a peer does by hand, ``"arroyo"`` by ``arroyo.decode``."""
     from confluent_kafka import Consumer, KafkaException, Producer
 
-    checked = _checker(check)
+    checked = checker(check)
 
     consumer = Consumer(raw_consumer_config(group))
     extra = {"transactional.id": unique("txn")} if exactly_once else {}
@@ -252,21 +250,6 @@ def raw(src: str, dst: str, group: str, count: int, exactly_once: bool, check: s
     return Timing(done, end - began, latencies)
 
 
-def _checker(check: str) -> Callable[[bytes], object] | None:
-    """What the raw loop calls on each value for ``check`` (None: nothing)."""
-    if check == "fastavro":
-        from bench.avro_check import AvroCheck
-
-        return AvroCheck()
-    if check == "arroyo":
-        from arroyo import decode
-
-        return decode
-    if check:
-        raise ValueError(f"unknown check {check!r}")
-    return None
-
-
 # -- the rows (parent process) -----------------------------------------------------------
 
 COUNTS = {  # (quick, full) messages per run
@@ -276,9 +259,6 @@ COUNTS = {  # (quick, full) messages per run
 
 
 LIMIT = "Kafka -> Kafka at-least-once vs the limit: Java producer, produce only"
-CEILING = "Kafka -> Kafka at-least-once vs a raw loop checking each value"
-CHECKS = {"fastavro": "raw + fastavro check", "arroyo": "raw + arroyo.decode"}
-"""The raw loop's checks (see :func:`raw`) and the label of each in its row."""
 
 
 def _variant(
@@ -362,32 +342,11 @@ def run(quick: bool, repeat: int) -> list[Row]:
                         reference_row(LIMIT, size, a, java, "Java ProducerPerformance", ratio)
                     )
                     if ceilings:
-                        for label, loop in zip(CHECKS.values(), checking, strict=True):
-                            ratio = (f"{label} / raw loop", loop, b)
-                            rows.append(reference_row(CEILING, size, a, loop, label, ratio))
+                        path = "Kafka -> Kafka at-least-once"
+                        rows += ceiling_rows(path, size, a, b, checking)
         finally:
             delete_topics(*made)
     return rows
-
-
-def reference_row(
-    path: str,
-    size: int,
-    arroyo: Measurement,
-    other: Measurement,
-    label: str,
-    ratio: tuple[str, Measurement, Measurement],
-) -> Row:
-    """Arroyo against a reference that is not its raw loop: Kafka's Java producer alone
-    (:data:`LIMIT`, ``bench/java_producer.py``), or the raw loop checking each value
-    (:data:`CEILING`). The note gives ``ratio``: its name, and the rate of its first
-    measurement over its second (the raw loop against the Java producer; the loop that
-    checks against the raw loop, the ceiling of that check)."""
-    name, over, under = ratio
-    note = ""
-    if over.msgs_per_s and under.msgs_per_s:
-        note = f"{name}: {over.msgs_per_s / under.msgs_per_s:.2f}"
-    return Row(path, size_label(size), arroyo, other, label, note=note)
 
 
 def measure_arroyo(src: str, count: int, size: int = 1 << 10) -> Measurement:

@@ -9,6 +9,9 @@ every variant reads it in a consumer group of its own and appends to a stream of
   ``XADD``); an entry is done once its ``XACK`` is answered.
 - raw (redis-py with hiredis, synchronous): ``XREADGROUP`` as many entries, ``XADD``
   each entry's fields in one pipeline, then ``XACK`` the batch.
+
+At 1 KiB the raw loop also runs checking each entry's ``data`` first, with fastavro
+alone and with ``arroyo.decode``: the ceilings of a check (:mod:`bench.ceilings`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.ceilings import CHECKS, ceiling_rows, checker
 from bench.common import Measurement, Row, Timing, best_of, run_variant, size_label, unique
 
 ADDRESS = os.environ.get("ARROYO_REDIS", "127.0.0.1:6379")
@@ -75,8 +79,11 @@ async def arroyo(src: str, dst: str, group: str, count: int, lazy: bool = False)
     return await measure_block(Block(listener, None, [publisher], name="bench"), count)
 
 
-def raw(src: str, dst: str, group: str, count: int, per_read: int) -> Timing:
-    """The hand-written loop (see the module docstring)."""
+def raw(src: str, dst: str, group: str, count: int, per_read: int, check: str = "") -> Timing:
+    """The hand-written loop (see the module docstring). ``check``: each entry's ``data``
+    is first checked, ``"fastavro"`` as a peer does by hand, ``"arroyo"`` by
+    ``arroyo.decode`` (:func:`bench.ceilings.checker`)."""
+    checked = checker(check)
     client = _client()
     client.xgroup_create(src, group, "0")
     latencies: list[float] = []
@@ -91,6 +98,8 @@ def raw(src: str, dst: str, group: str, count: int, per_read: int) -> Timing:
         entries = reply[0][1]
         pipe = client.pipeline(transaction=False)
         for _, fields in entries:
+            if checked is not None:
+                checked(fields.get(b"data", b""))  # an entry without data is refused
             pipe.xadd(dst, fields)
         pipe.execute()  # raises on an error reply
         client.xack(src, group, *[entry_id for entry_id, _ in entries])
@@ -102,14 +111,22 @@ def raw(src: str, dst: str, group: str, count: int, per_read: int) -> Timing:
 
 
 def _variant(
-    function: str, src: str, count: int, size: int, made: list[str], lazy: bool = False
+    function: str,
+    src: str,
+    count: int,
+    size: int,
+    made: list[str],
+    lazy: bool = False,
+    check: str = "",
 ) -> Callable[[], Measurement]:
     def run() -> Measurement:
-        dst = unique(f"rs-{function}")
+        dst = unique(f"rs-{function}{'-' + check if check else ''}")
         made.append(dst)
         args: dict[str, Any] = {"src": src, "dst": dst, "group": unique("group"), "count": count}
         if lazy:
             args["lazy"] = True
+        if check:
+            args["check"] = check
         if function == "raw":
             args["per_read"] = batch(size)
         result = run_variant("redis_streams", function, args, size)
@@ -138,15 +155,14 @@ def run(quick: bool, repeat: int) -> list[Row]:
         preload(src, count, size)
         made = [src]
         try:
-            a, b, lazy = best_of(
-                [
-                    _variant("arroyo", src, count, size, made),
-                    _variant("raw", src, count, size, made),
-                    _variant("arroyo", src, count, size, made, lazy=True),
-                ],
-                repeat,
-                turn,
-            )
+            variants = [
+                _variant("arroyo", src, count, size, made),
+                _variant("raw", src, count, size, made),
+                _variant("arroyo", src, count, size, made, lazy=True),
+            ]
+            if size < 1 << 20:  # the ceilings of a check
+                variants += [_variant("raw", src, count, size, made, check=c) for c in CHECKS]
+            a, b, lazy, *checking = best_of(variants, repeat, turn)
         finally:
             client = _client()
             client.delete(*made)
@@ -162,4 +178,6 @@ def run(quick: bool, repeat: int) -> list[Row]:
                 note="framing and identity checked; the rest forwarded as it came",
             )
         )
+        if checking:
+            rows += ceiling_rows("Redis Streams -> Redis Streams", size, a, b, checking)
     return rows
