@@ -196,6 +196,13 @@ def best_of(
     return out
 
 
+def lazy_row(path: str, payload: str, lazy: Measurement, raw: Measurement) -> Row:
+    """The ``check: lazy`` row of ``path``: Arroyo reading only the framing and the
+    identity, against the same raw loop as its full-check row."""
+    note = "framing and identity checked; the rest forwarded as it came"
+    return Row(f"{path}, check: lazy", payload, lazy, raw, note=note)
+
+
 def unique(tag: str) -> str:
     """A topic/stream/queue name no other run uses."""
     return f"bench-{tag}-{uuid.uuid4().hex[:8]}"

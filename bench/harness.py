@@ -19,6 +19,7 @@ from typing import Any
 
 from arroyo.runtime import Block
 from arroyo.runtime.listener import Received
+from arroyo.runtime.parser import AvroParser
 from bench.common import Timing
 
 
@@ -75,3 +76,12 @@ async def measure_block(block: Block, count: int, *, transactions: Any = None) -
     began = min(taken[:count])
     latencies = [d - t for d, t in zip(done, taken, strict=False)]
     return Timing(count, max(done) - began, latencies)
+
+
+def block_parser(lazy: bool) -> AvroParser | None:
+    """The parser of a Block variant's listener: ``check: lazy``'s (framing and identity
+    read, the rest when something reads it), or None, the listener's default (the full
+    check)."""
+    from arroyo.codec import Codec
+
+    return AvroParser(Codec(lazy=True)) if lazy else None

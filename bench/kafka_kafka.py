@@ -37,7 +37,16 @@ from typing import Any
 
 from bench import java_producer
 from bench.ceilings import CHECKS, ceiling_rows, checker, reference_row
-from bench.common import Measurement, Row, Timing, best_of, run_variant, size_label, unique
+from bench.common import (
+    Measurement,
+    Row,
+    Timing,
+    best_of,
+    lazy_row,
+    run_variant,
+    size_label,
+    unique,
+)
 
 KAFKA = os.environ.get("ARROYO_KAFKA", "127.0.0.1:9092")
 MAX_BYTES = 20 << 20
@@ -168,15 +177,13 @@ async def arroyo(
     from arroyo.brokers import open_listener, open_publisher
     from arroyo.brokers.kafka import KafkaListener
     from arroyo.brokers.kafka import exactly_once as make_exactly_once
-    from arroyo.codec import Codec
     from arroyo.runtime import Block
-    from arroyo.runtime.parser import AvroParser
-    from bench.harness import measure_block
+    from bench.harness import block_parser, measure_block
 
     listener = open_listener(
         f"kafka://{KAFKA}/{src}?group={group}",
         consumer_settings(),
-        AvroParser(Codec(lazy=True)) if lazy else None,
+        block_parser(lazy),
     )
     publisher = open_publisher(f"kafka://{KAFKA}/{dst}", producer_settings())
     transactions = None
@@ -328,15 +335,8 @@ def run(quick: bool, repeat: int) -> list[Row]:
                 )
                 if more:
                     lazy, java, *checking = more
-                    rows.append(
-                        Row(
-                            "Kafka -> Kafka, at-least-once, check: lazy",
-                            size_label(size),
-                            lazy,
-                            b,
-                            note="framing and identity checked; the rest forwarded as it came",
-                        )
-                    )
+                    path = "Kafka -> Kafka, at-least-once"
+                    rows.append(lazy_row(path, size_label(size), lazy, b))
                     ratio = ("raw loop / Java producer", b, java)
                     rows.append(
                         reference_row(LIMIT, size, a, java, "Java ProducerPerformance", ratio)

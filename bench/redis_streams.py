@@ -22,7 +22,16 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.ceilings import CHECKS, ceiling_rows, checker
-from bench.common import Measurement, Row, Timing, best_of, run_variant, size_label, unique
+from bench.common import (
+    Measurement,
+    Row,
+    Timing,
+    best_of,
+    lazy_row,
+    run_variant,
+    size_label,
+    unique,
+)
 
 ADDRESS = os.environ.get("ARROYO_REDIS", "127.0.0.1:6379")
 HOST, _, PORT = ADDRESS.rpartition(":")
@@ -68,13 +77,10 @@ async def arroyo(src: str, dst: str, group: str, count: int, lazy: bool = False)
     """A Block: Redis Streams listener -> Passthrough -> Redis Streams publisher (``lazy``:
     the listener reads each message as ``check: lazy`` does, else in full)."""
     from arroyo.brokers import open_listener, open_publisher
-    from arroyo.codec import Codec
     from arroyo.runtime import Block
-    from arroyo.runtime.parser import AvroParser
-    from bench.harness import measure_block
+    from bench.harness import block_parser, measure_block
 
-    parser = AvroParser(Codec(lazy=True)) if lazy else None
-    listener = open_listener(f"redis://{ADDRESS}/{src}?group={group}", None, parser)
+    listener = open_listener(f"redis://{ADDRESS}/{src}?group={group}", None, block_parser(lazy))
     publisher = open_publisher(f"redis://{ADDRESS}/{dst}")
     return await measure_block(Block(listener, None, [publisher], name="bench"), count)
 
@@ -169,15 +175,7 @@ def run(quick: bool, repeat: int) -> list[Row]:
             client.close()
         target = 0.9 if size >= 1 << 20 else 0.6
         rows.append(Row("Redis Streams -> Redis Streams", size_label(size), a, b, target=target))
-        rows.append(
-            Row(
-                "Redis Streams -> Redis Streams, check: lazy",
-                size_label(size),
-                lazy,
-                b,
-                note="framing and identity checked; the rest forwarded as it came",
-            )
-        )
+        rows.append(lazy_row("Redis Streams -> Redis Streams", size_label(size), lazy, b))
         if checking:
             rows += ceiling_rows("Redis Streams -> Redis Streams", size, a, b, checking)
     return rows

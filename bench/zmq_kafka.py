@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arroyo.testing import free_port
-from bench.common import Measurement, Row, Timing, best_of, run_variant, unique
+from bench.common import Measurement, Row, Timing, best_of, lazy_row, run_variant, unique
 from bench.kafka_kafka import (
     KAFKA,
     create_topics,
@@ -52,13 +52,10 @@ async def arroyo(port: int, topic: str, count: int, lazy: bool = False) -> Timin
     """A Block: zmq+pull listener -> Passthrough -> Kafka publisher (``lazy``: the
     listener reads each message as ``check: lazy`` does, else in full)."""
     from arroyo.brokers import open_listener, open_publisher
-    from arroyo.codec import Codec
     from arroyo.runtime import Block
-    from arroyo.runtime.parser import AvroParser
-    from bench.harness import measure_block
+    from bench.harness import block_parser, measure_block
 
-    parser = AvroParser(Codec(lazy=True)) if lazy else None
-    listener = open_listener(f"zmq+pull://127.0.0.1:{port}", {"rcvhwm": HWM}, parser)
+    listener = open_listener(f"zmq+pull://127.0.0.1:{port}", {"rcvhwm": HWM}, block_parser(lazy))
     publisher = open_publisher(f"kafka://{KAFKA}/{topic}", producer_settings())
     block = Block(listener, None, [publisher], name="bridge")
     return await measure_block(block, count)
@@ -220,15 +217,7 @@ def run(quick: bool, repeat: int) -> list[Row]:
                 target=0.9 if size >= 1 << 20 else 0.4,
             )
         )
-        rows.append(
-            Row(
-                "ZMQ -> Kafka bridge, check: lazy",
-                label,
-                lazy,
-                b,
-                note="framing and identity checked; the rest forwarded as it came",
-            )
-        )
+        rows.append(lazy_row("ZMQ -> Kafka bridge", label, lazy, b))
     return rows
 
 
