@@ -249,7 +249,8 @@ async def simulate(
 async def _first_subscriber(socket: Any, within: float) -> None:
     """Wait until a subscriber's subscription reached the XPUB socket (or ``within`` s)."""
     try:
-        await asyncio.wait_for(socket.recv(), within)
+        async with asyncio.timeout(within):
+            await socket.recv()
     except TimeoutError:
         log.warning("no subscriber after %.1f s: sending anyway (PUB drops unsubscribed)", within)
 

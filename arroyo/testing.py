@@ -107,7 +107,8 @@ async def listening(listener: Listener, within: float = 10) -> AsyncIterator[Col
         yield collect
     finally:
         await listener.stop()
-        await asyncio.wait_for(task, within)
+        async with asyncio.timeout(within):
+            await task
         await listener.close()
 
 

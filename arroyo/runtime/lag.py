@@ -102,7 +102,8 @@ class LagWatch:
                         log.warning("block %s: %s %s is not connected", self.block, role, name)
         self.connected, self._refreshed = states, True
         try:
-            lag = await asyncio.wait_for(self.listener.lag(), max(self.interval, 5.0))
+            async with asyncio.timeout(max(self.interval, 5.0)):
+                lag = await self.listener.lag()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broker that does not answer: unknown, not a failure

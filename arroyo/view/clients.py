@@ -132,7 +132,8 @@ class ClientQueue:
         if item is not None or within == 0:
             return item
         try:
-            await asyncio.wait_for(self._ready.wait(), within)
+            async with asyncio.timeout(within):
+                await self._ready.wait()
         except TimeoutError:
             return None
         return self.get_nowait()

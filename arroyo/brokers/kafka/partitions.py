@@ -152,7 +152,8 @@ class Partitions:
                 return False
             self._progress = loop.create_future()
             try:
-                await asyncio.wait_for(self._progress, remaining)
+                async with asyncio.timeout(remaining):
+                    await self._progress
             except TimeoutError:
                 return False
         return True

@@ -181,7 +181,8 @@ class Transactions:
         blocked, so the producer is not called again (``stuck``)."""
         limit = self.timeout + STUCK_GRACE
         try:
-            await asyncio.wait_for(self.core.call(func, *args), limit)
+            async with asyncio.timeout(limit):
+                await self.core.call(func, *args)
         except TimeoutError:
             self.stuck = True
             name = getattr(func, "__name__", "a transaction call")

@@ -184,7 +184,8 @@ class RabbitMQBrowser(Browser):
         while True:
             try:
                 if self.reading.exit_at_end:
-                    delivered = await asyncio.wait_for(self._inbox.get(), idle)
+                    async with asyncio.timeout(idle):
+                        delivered = await self._inbox.get()
                 else:
                     delivered = await self._inbox.get()
             except TimeoutError:

@@ -185,7 +185,8 @@ class RedisPublisher(PipelinedPublisher):
         while (client := self._client) is not None:
             await asyncio.sleep(PING_EVERY)
             try:
-                await asyncio.wait_for(client.ping(), 2 * PING_EVERY)
+                async with asyncio.timeout(2 * PING_EVERY):
+                    await client.ping()
             except Exception:  # no PONG, whatever the reason: it does not answer
                 self._answers = False
             else:
@@ -244,7 +245,8 @@ class RedisPublisher(PipelinedPublisher):
                 await self._pinging
             self._pinging = None
         try:
-            await asyncio.wait_for(self._batcher.drain(), self.server.timeout)
+            async with asyncio.timeout(self.server.timeout):
+                await self._batcher.drain()
         except (TimeoutError, PublishError) as exc:
             log.warning("%s: last messages not confirmed: %s", self.name, exc)
         self._batcher.cancel()

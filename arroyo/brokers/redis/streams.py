@@ -319,7 +319,8 @@ class RedisStreamListener(Listener):
         if self._group.client is None:
             return
         try:
-            await asyncio.wait_for(self._acks.drain(), self.server.timeout)
+            async with asyncio.timeout(self.server.timeout):
+                await self._acks.drain()
         except TimeoutError:
             self._closing = True  # no more retries: the last XACKs fail now
             log.warning("%s: last acknowledgements not sent: no answer from Redis", self.name)

@@ -133,6 +133,35 @@ async def test_a_listener_that_does_not_answer_leaves_the_lag_unknown_not_the_bl
     assert watch.lag is None
 
 
+async def test_a_watch_cancelled_as_the_listener_answers_ends_and_marks_all_down(
+    unique_name: Callable[[str], str],
+) -> None:
+    """The answer and the cancel land in the same turn of the loop: the watch still ends
+    (Python 3.11's ``asyncio.wait_for`` returned the answer then, and the watch went on
+    refreshing after its Block had stopped)."""
+    answer: asyncio.Future[dict[Source, int] | None] = asyncio.get_running_loop().create_future()
+    asked = asyncio.Event()
+
+    class Waits(_Lagging):
+        async def lag(self) -> dict[Source, int] | None:
+            asked.set()
+            return await answer
+
+    out = Recorder()
+    watch = LagWatch(
+        unique_name("block"), Waits(unique_name("src")), lambda: [("publisher", out)], interval=60
+    )
+    running = asyncio.create_task(watch.run())
+    await asked.wait()
+    answer.set_exception(RuntimeError("broker gone"))
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(10):  # a watch that went on: TimeoutError, not a hang
+            await running
+    assert watch.lag is None
+    assert not any(watch.connected.values())
+
+
 async def test_the_lag_is_not_asked_while_messages_are_handled_in_the_hot_path(
     unique_name: Callable[[str], str], until: Callable[..., Any]
 ) -> None:
