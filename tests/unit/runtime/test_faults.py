@@ -187,10 +187,12 @@ async def test_the_grace_period_bounds_a_stop_with_a_hung_blocking_operator(
 ) -> None:
     fill(source, 3)
     hang = threading.Event()  # set at the end: the thread is not left behind in pytest
+    hung: list[threading.Thread] = []
 
     class HangsInCompute(BlockingOperator):
         def compute(self, message: Message) -> Output:
             if message.seq == 1:
+                hung.append(threading.current_thread())
                 hang.wait()
             return message
 
@@ -202,6 +204,9 @@ async def test_the_grace_period_bounds_a_stop_with_a_hung_blocking_operator(
         await asyncio.wait_for(running, 10)  # closing used to wait for the thread
     finally:
         hang.set()
+        for thread in hung:  # it logs as it ends: within the test, not into a closed capture
+            thread.join(10)
+    assert not any(thread.is_alive() for thread in hung)
     assert block.abandoned == 4  # seq 1 (hung) and the three behind it
     assert memory.topic(source).acked() == {0}
 
