@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from arroyo.errors import ArroyoError
-from arroyo.runtime import metrics
+from arroyo.runtime import heap, metrics
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.frames import FrameAccounting
@@ -254,7 +254,11 @@ class Block:
         Raises what the listener raised (after finishing in-flight work), what starting
         a publisher raised (before taking any input), or what made a task of the Block
         fail (a dead-letter destination that refuses, a bug): then it stops at once.
+
+        The first Block of a process sets Python's garbage collector for many small
+        messages (:func:`arroyo.runtime.heap.tune`; ``ARROYO_GC=python``: not).
         """
+        heap.tune()  # the first Block of the process: see arroyo.runtime.heap
         token = current_block.set(self.name)
         self._running = asyncio.current_task()
         self._calls.operator = self.operator
