@@ -13,8 +13,9 @@ So when the first Block of a process starts, :func:`tune`:
 
 - freezes what the process holds then (``gc.freeze()``: modules, schemas, clients, the
   Block itself), which the collector then never walks again (reference counting still
-  frees those objects when they are no longer used; only a reference cycle among them,
-  which start-up does not leave, would stay);
+  frees those objects when they are no longer used; a reference cycle among them is
+  never collected: in a process that runs Blocks one after the other, the first Block's
+  own objects stay once it has ended);
 - raises the collector's first threshold to :data:`YOUNG_THRESHOLD` allocations (when it
   is lower), so that messages are mostly freed before the collector looks at them.
 
