@@ -18,6 +18,20 @@ def retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and return once it has ended, raising what it raised unless that
+    is the CancelledError asked for here. The caller's own cancellation is raised: when
+    the task that awaits this is cancelled meanwhile, it is not taken for the task's
+    (what ``contextlib.suppress(asyncio.CancelledError)`` around the await would do)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
 def left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (a ``time.monotonic()`` value), never negative; None
     for no deadline."""

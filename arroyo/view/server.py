@@ -33,6 +33,7 @@ from typing import Any
 
 from arroyo._optional import require
 from arroyo.errors import ConnectError
+from arroyo.runtime.tasks import cancel_and_wait
 from arroyo.view.hub import Client, Hub
 from arroyo.view.settings import ViewSettings
 from arroyo.view.wire import pack
@@ -198,11 +199,12 @@ class ViewServer:
             async for _ in ws:  # the page sends nothing the server needs
                 pass
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
-            self.hub.leave(client)
-            self._sockets.discard(ws)
+            try:
+                with contextlib.suppress(Exception):  # the writer's end, however it came
+                    await cancel_and_wait(writer)
+            finally:
+                self.hub.leave(client)
+                self._sockets.discard(ws)
         return ws
 
     async def _write(self, ws: Any, client: Client) -> None:

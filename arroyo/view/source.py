@@ -32,6 +32,7 @@ from arroyo.message import Event, Message
 from arroyo.runtime import Block
 from arroyo.runtime.listener import Listener
 from arroyo.runtime.parser import Parser
+from arroyo.runtime.tasks import cancel_and_wait
 from arroyo.view.hub import Hub
 from arroyo.view.publisher import ViewPublisher
 
@@ -137,10 +138,7 @@ class Source:
             stopping = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
-            if not reading.done():
-                reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+            await cancel_and_wait(reading)
         finally:
             await browser.close()
         log.info("view: %s", browser.outcome)

@@ -15,7 +15,6 @@ use.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +27,7 @@ from arroyo.brokers.redis.connection import RedisServer, connect
 from arroyo.errors import PermanentError, PublishError
 from arroyo.runtime.ordering import not_sent
 from arroyo.runtime.publisher import PipelinedPublisher
+from arroyo.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("arroyo.brokers.redis")
 
@@ -240,9 +240,7 @@ class RedisPublisher(PipelinedPublisher):
         if client is None:
             return
         if self._pinging is not None:
-            self._pinging.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pinging
+            await cancel_and_wait(self._pinging)
             self._pinging = None
         try:
             async with asyncio.timeout(self.server.timeout):
