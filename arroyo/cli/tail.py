@@ -11,7 +11,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -22,6 +22,9 @@ from arroyo.errors import ArroyoError, ConfigError
 from arroyo.message import Event, Message
 from arroyo.runtime.logs import configure, redact
 from arroyo.runtime.parser import Parser
+
+if TYPE_CHECKING:
+    from arroyo.brokers.url import BrokerURL
 
 
 def describe(message: Message) -> str:
@@ -74,9 +77,18 @@ def line(shown: Shown) -> str:
     return describe(shown.message)
 
 
-def _codec_parser(schemas: list[Path], registry: str | None) -> Parser:
-    """Arroyo's codec, knowing the writer schemas in ``schemas`` (files, or folders of
-    ``.avsc`` files) and, with ``registry``, a schema registry."""
+def url_parser(url: BrokerURL, schemas: list[Path], registry: str | None) -> Parser:
+    """The parser a URL asks for with its ``parser`` query option (taken out of the URL):
+    Arroyo's codec by default, knowing the writer schemas in ``schemas`` (files, or
+    folders of ``.avsc`` files) and, with ``registry``, a schema registry; or the named
+    parser of an instrument's format, which takes neither."""
+    name = url.query.pop("parser", "arroyo")
+    if name != "arroyo":
+        from arroyo.parsers import make_parser
+
+        if schemas or registry:
+            raise ConfigError(f"--schema and --registry are for Arroyo data, not {name}")
+        return make_parser(name)
     from arroyo.codec import Codec
     from arroyo.registry import Registry
     from arroyo.runtime.parser import AvroParser
@@ -272,15 +284,7 @@ def tail(
         from arroyo.brokers import parse_url
 
         parsed = parse_url(url)
-        parser_name = parsed.query.pop("parser", "arroyo")
-        if parser_name == "arroyo":
-            parser = _codec_parser(schema or [], registry)
-        else:
-            from arroyo.parsers import make_parser
-
-            if schema or registry:
-                raise ConfigError(f"--schema and --registry are for Arroyo data, not {parser_name}")
-            parser = make_parser(parser_name)
+        parser = url_parser(parsed, schema or [], registry)
         from_end = None if from_beginning is None else not from_beginning
         browser = open_browser(parsed, Reading(from_end=from_end, exit_at_end=exit_at_end))
     except ArroyoError as exc:

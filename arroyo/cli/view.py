@@ -153,22 +153,14 @@ def view(
     try:
         from arroyo._optional import require
         from arroyo.brokers import parse_url
-        from arroyo.cli.tail import _codec_parser
+        from arroyo.cli.tail import url_parser
         from arroyo.view import PURPOSE
         from arroyo.view.settings import ViewSettings
         from arroyo.view.source import plan
 
         require("aiohttp", "view", PURPOSE)
         parsed = parse_url(url)
-        parser_name = parsed.query.pop("parser", "arroyo")
-        if parser_name == "arroyo":
-            parser = _codec_parser(schema or [], registry)
-        else:
-            from arroyo.parsers import make_parser
-
-            if schema or registry:
-                raise ConfigError(f"--schema and --registry are for Arroyo data, not {parser_name}")
-            parser = make_parser(parser_name)
+        parser = url_parser(parsed, schema or [], registry)
         source = plan(parsed, parser, consume=consume, from_beginning=from_beginning)
         settings = ViewSettings(max_size=max_size, max_fps=max_fps)
     except ArroyoError as exc:
