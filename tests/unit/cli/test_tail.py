@@ -77,6 +77,10 @@ def test_refusals_are_one_line_each() -> None:
         ("amqp://g:g@127.0.0.1:5672/",): "tail needs a queue",
         ("kafka://127.0.0.1:9092/t?group.id=x",): "group.id cannot be set",
         ("file:///x.avro", "--schema", "/nowhere.avsc"): "schema file not found",
+        ("file:///x.avro?parser=stream2", "--registry", "http://r:8081"): (
+            "--schema and --registry are for Arroyo data, not stream2"
+        ),
+        ("file:///x.avro?parser=nosuch",): "unknown parser 'nosuch'",
         ("kafka://h:9092/t?connect_timeout=abc",): "kafka option 'connect_timeout': input",
     }
     for args, expected in cases.items():
