@@ -62,16 +62,8 @@ def _unsigned(buf: Buf, pos: int) -> tuple[int, int]:
 
 def _varint(buf: Buf, pos: int) -> tuple[int, int]:
     """The zig-zag varint (Avro int or long) at ``pos`` and the position after it."""
-    b = buf[pos]
-    n, shift = b & 0x7F, 7
-    while b & 0x80:
-        if shift == 70:
-            raise Refused("a number longer than 10 bytes")
-        pos += 1
-        b = buf[pos]
-        n |= (b & 0x7F) << shift
-        shift += 7
-    return (n >> 1) ^ -(n & 1), pos + 1
+    n, pos = _unsigned(buf, pos)
+    return (n >> 1) ^ -(n & 1), pos
 
 
 def _skip_varint(buf: Buf, pos: int) -> int:
