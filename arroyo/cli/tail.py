@@ -11,20 +11,16 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import Annotated, TextIO
 
 import typer
 
 from arroyo.browse import Browser, Reading, open_browser
 from arroyo.browse.show import Shown, Viewer, head, size
-from arroyo.cli.common import fail
+from arroyo.cli.common import fail, url_parser
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.message import Event, Message
 from arroyo.runtime.logs import configure, redact
-from arroyo.runtime.parser import Parser
-
-if TYPE_CHECKING:
-    from arroyo.brokers.url import BrokerURL
 
 
 def describe(message: Message) -> str:
@@ -75,33 +71,6 @@ def line(shown: Shown) -> str:
         return f"{text}: size={size(data)} B head={head(data, 16)}"
     assert shown.message is not None
     return describe(shown.message)
-
-
-def url_parser(url: BrokerURL, schemas: list[Path], registry: str | None) -> Parser:
-    """The parser a URL asks for with its ``parser`` query option (taken out of the URL):
-    Arroyo's codec by default, knowing the writer schemas in ``schemas`` (files, or
-    folders of ``.avsc`` files) and, with ``registry``, a schema registry; or the named
-    parser of an instrument's format, which takes neither."""
-    name = url.query.pop("parser", "arroyo")
-    if name != "arroyo":
-        from arroyo.parsers import make_parser
-
-        if schemas or registry:
-            raise ConfigError(f"--schema and --registry are for Arroyo data, not {name}")
-        return make_parser(name)
-    from arroyo.codec import Codec
-    from arroyo.registry import Registry
-    from arroyo.runtime.parser import AvroParser
-    from arroyo.schema import SchemaStore, load
-
-    store = SchemaStore()
-    for path in schemas:
-        files = sorted(path.glob("*.avsc")) if path.is_dir() else [path]
-        if not files:
-            raise ConfigError(f"--schema {path}: the folder has no .avsc file")
-        for file in files:
-            store.add(load(file))
-    return AvroParser(Codec(store=store, registry=Registry(registry) if registry else None))
 
 
 @dataclass

@@ -153,7 +153,7 @@ def view(
     try:
         from arroyo._optional import require
         from arroyo.brokers import parse_url
-        from arroyo.cli.tail import url_parser
+        from arroyo.cli.common import url_parser
         from arroyo.view import PURPOSE
         from arroyo.view.settings import ViewSettings
         from arroyo.view.source import plan
