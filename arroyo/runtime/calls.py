@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from arroyo.errors import ArroyoError
 from arroyo.message import Message
 from arroyo.runtime.logs import Throttle
-from arroyo.runtime.tasks import retrieve
+from arroyo.runtime.tasks import cancelling, retrieve
 
 if TYPE_CHECKING:
     from arroyo.runtime.operator import Operator, Output
@@ -77,7 +77,7 @@ class OperatorCalls:
                 return await self.operator.process(message)
             return await self._within(self.operator.process(message), describe(message))
         except asyncio.CancelledError:
-            if _cancelling():
+            if cancelling():
                 raise
             raise _cancelled(describe(message)) from None
         finally:
@@ -96,7 +96,7 @@ class OperatorCalls:
                 return await self.operator.process_batch(messages)
             return await self._within(self.operator.process_batch(messages), what)
         except asyncio.CancelledError:
-            if _cancelling():
+            if cancelling():
                 raise
             raise _cancelled(what) from None
         finally:
@@ -158,12 +158,6 @@ class OperatorCalls:
         if len(running) > _NAMED:
             log.warning("abandoned %d more calls of the operator", len(running) - _NAMED)
         return len(running)
-
-
-def _cancelling() -> bool:
-    """True when the current task is being cancelled (by the Block: not a failure)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _cancelled(what: str) -> OperatorCancelled:

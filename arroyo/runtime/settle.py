@@ -36,7 +36,7 @@ from arroyo.runtime.process import Forward, Outcome
 from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.readiness import Readiness
 from arroyo.runtime.retry import RetryPolicy, note_retry
-from arroyo.runtime.tasks import retrieve
+from arroyo.runtime.tasks import cancelling, retrieve
 
 log = logging.getLogger("arroyo.block")
 
@@ -282,8 +282,7 @@ class Settler:
             try:
                 await sent
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if cancelling():
                     raise
                 raise PublishAbandoned(
                     f"{gate.publisher.name} abandoned {describe(message)}: stopping"

@@ -27,9 +27,15 @@ async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
     try:
         await task
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if cancelling():
             raise
+
+
+def cancelling() -> bool:
+    """True when the current task is being cancelled (a cancel asked of it, not a
+    CancelledError raised by what it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def left(deadline: float | None) -> float | None:
