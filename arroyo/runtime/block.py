@@ -427,7 +427,9 @@ class _CountingIntake:
         block.stats.last_received = time.time()
         if block.max_messages is not None and block.stats.received >= block.max_messages:
             self._intake.close()
-            asyncio.get_running_loop().create_task(block.listener.stop())
+            # A task of the Block's: the loop holds a task only weakly, so one nobody
+            # holds could be collected while its stop() waits, and never end.
+            block._task(block.listener.stop())
 
     async def put(self, received: Received) -> None:
         if self._intake.offer(received):

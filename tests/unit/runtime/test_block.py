@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -507,3 +509,39 @@ async def test_messages_confirmed_together_are_acknowledged_in_one_batch(
         confirmed.set_result(None)
     await asyncio.wait_for(running, 5)
     assert listener.batches == [list(range(10))]
+
+
+class _SlowStop(MemoryListener):
+    """Its stop() waits for a future that only the stopping task holds, as a client's
+    stop may; the test holds it weakly, to finish it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.asked = asyncio.Event()
+        self.waiting: weakref.ref[asyncio.Future[None]] | None = None
+
+    async def stop(self) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting = weakref.ref(future)
+        self.asked.set()
+        await future
+        await super().stop()
+
+
+async def test_max_messages_stops_the_listener_in_a_task_the_block_holds(
+    topic: Callable[[str], str],
+) -> None:
+    source = topic("src")
+    sent = fill(source, 3)
+    listener, out = _SlowStop(source), Recorder()
+    block = Block(listener, publishers=[out], max_messages=2)
+    running = asyncio.create_task(block.run())
+    await asyncio.wait_for(listener.asked.wait(), 5)
+    gc.collect()  # a task nobody holds would be collected here, its stop() never ending
+    assert listener.waiting is not None
+    waiting = listener.waiting()
+    assert waiting is not None, "the stop() of --count was collected while it waited"
+    waiting.set_result(None)
+    stats = await asyncio.wait_for(running, 5)
+    assert out.published == sent[:2]
+    assert stats.received == 2
