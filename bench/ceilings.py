@@ -3,8 +3,11 @@
 - The ceilings of a check: the raw loop of a path again, checking each value before it
   forwards it, once as a peer does by hand with fastavro alone
   (:class:`bench.avro_check.AvroCheck`) and once with ``arroyo.decode``, Arroyo's
-  default check (framing, guard, fastavro, the Event). That loop's rate over the raw
-  loop's is the most any single process doing that check per message can reach.
+  default check (framing, guard, fastavro, the Event). Each checks one batch, then
+  waits for its delivery reports (``flush``) before it reads the next.
+- The batch loop (Kafka, :mod:`bench.batch_loop`): Arroyo's check and headers with the
+  batch as the unit of confirmation and commit, one batch confirmed while the next is
+  read: what a runtime without per-message bookkeeping could reach.
 - The limit of a broker (Kafka's Java producer alone, ``bench/java_producer.py``).
 """
 
@@ -69,3 +72,17 @@ def ceiling_rows(
         )
         for label, loop in zip(CHECKS.values(), loops, strict=True)
     ]
+
+
+BATCH_LABEL = "batch loop + arroyo.decode"
+
+
+def batch_row(
+    path: str, size: int, arroyo: Measurement, raw: Measurement, loop: Measurement
+) -> Row:
+    """Arroyo against the batch loop (:mod:`bench.batch_loop`); the note gives that loop's
+    rate over the raw loop's."""
+    ratio = (f"{BATCH_LABEL} / raw loop", loop, raw)
+    return reference_row(
+        f"{path} vs a loop whose unit is the batch", size, arroyo, loop, BATCH_LABEL, ratio
+    )

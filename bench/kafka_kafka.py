@@ -21,9 +21,10 @@ The at-least-once pair alternates with a third variant, the limit: Kafka's own J
 producer writing as many records of the same size (``bench/java_producer.py``); its row
 sets Arroyo against it and notes the raw loop's ratio.
 
-At 1 KiB two more variants take turns with them: the raw at-least-once loop checking
+At 1 KiB three more variants take turns with them: the raw at-least-once loop checking
 each value first, with fastavro alone and with ``arroyo.decode``, the ceilings of a
-check (:mod:`bench.ceilings`).
+check (:mod:`bench.ceilings`), and the loop whose unit is the batch
+(:mod:`bench.batch_loop`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench import java_producer
-from bench.ceilings import CHECKS, ceiling_rows, checker, reference_row
+from bench.ceilings import CHECKS, batch_row, ceiling_rows, checker, reference_row
 from bench.common import (
     Measurement,
     Row,
@@ -257,6 +258,17 @@ def raw(src: str, dst: str, group: str, count: int, exactly_once: bool, check: s
     return Timing(done, end - began, latencies)
 
 
+async def batched(src: str, dst: str, group: str, count: int, exactly_once: bool) -> Timing:
+    """The loop whose unit is the batch (:mod:`bench.batch_loop`), at-least-once, with the
+    raw loop's client settings."""
+    from bench.batch_loop import batch_loop
+
+    assert not exactly_once, "the batch loop is at-least-once"
+    return await batch_loop(
+        raw_consumer_config(group), raw_producer_config(), src, dst, count, BATCH
+    )
+
+
 # -- the rows (parent process) -----------------------------------------------------------
 
 COUNTS = {  # (quick, full) messages per run
@@ -318,9 +330,10 @@ def run(quick: bool, repeat: int) -> list[Row]:
                 if not exactly_once:  # check: lazy, and the limit, alternating with the pair
                     variants.append(_variant("arroyo", src, count, size, False, made, lazy=True))
                     variants.append(functools.partial(java_producer.measure, count, size))
-                if ceilings:  # the raw loop checking each value, both ways
+                if ceilings:  # the raw loop checking each value, both ways; the batch loop
                     for check in CHECKS:
                         variants.append(_variant("raw", src, count, size, False, made, check=check))
+                    variants.append(_variant("batched", src, count, size, False, made))
                 a, b, *more = best_of(variants, repeat, turn)
                 turn += 1
                 guarantee = "exactly-once" if exactly_once else "at-least-once"
@@ -343,7 +356,9 @@ def run(quick: bool, repeat: int) -> list[Row]:
                     )
                     if ceilings:
                         path = "Kafka -> Kafka at-least-once"
+                        *checking, batch = checking
                         rows += ceiling_rows(path, size, a, b, checking)
+                        rows.append(batch_row(path, size, a, b, batch))
         finally:
             delete_topics(*made)
     return rows

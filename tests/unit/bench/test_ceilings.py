@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from arroyo import Event, encode
 from arroyo.errors import DecodeError
-from bench.ceilings import CHECKS, ceiling_rows, checker
+from bench.batch_loop import _Confirmation
+from bench.ceilings import CHECKS, batch_row, ceiling_rows, checker
 from bench.common import Measurement
 
 VALUE = encode(Event({"frame": 1}, b"\x00" * 1024, stream="bench", seq=1))
@@ -60,3 +63,24 @@ def test_each_ceiling_row_notes_its_loop_over_the_raw_loop() -> None:
         "Kafka -> Kafka at-least-once vs a raw loop checking each value"
     }
     assert {r.payload for r in rows} == {"1 KiB"}
+
+
+def test_the_batch_row_sets_arroyo_against_the_batch_loop_and_notes_its_ratio() -> None:
+    def rate(messages: int) -> Measurement:
+        return Measurement(messages, 1.0, 1024)
+
+    row = batch_row("Kafka -> Kafka at-least-once", 1024, rate(30_000), rate(100_000), rate(45_000))
+    assert row.path == "Kafka -> Kafka at-least-once vs a loop whose unit is the batch"
+    assert row.raw_label == "batch loop + arroyo.decode"
+    assert row.note == "batch loop + arroyo.decode / raw loop: 0.45"
+    assert round(row.ratio, 2) == 0.67
+
+
+async def test_a_batch_is_confirmed_by_its_last_delivery_report_with_its_first_error() -> None:
+    confirmation = _Confirmation(asyncio.get_running_loop(), 3)
+    confirmation.report(None, "first")
+    confirmation.report("broker down", "second")
+    confirmation.report("later", "third")
+    assert not confirmation.done.done()  # completed through the loop, as from a thread
+    await asyncio.wait_for(confirmation.done, 5)
+    assert (confirmation.left, confirmation.error) == (0, "broker down")
