@@ -101,13 +101,25 @@ _REQUIRED = {
 
 def check(name: str, doc: dict[str, JSON]) -> None:
     """DecodeError when the ``name`` document lacks a key the parser needs (as a string),
-    or has a ``time`` that is not a number."""
+    or has a ``time`` that is not a number of seconds a message timestamp can hold
+    (finite, and as nanoseconds within a signed 64-bit integer: before the year 2262)."""
     for key in _REQUIRED.get(name, ()):
         if not isinstance(doc.get(key), str):
             raise DecodeError(f"bluesky: the {name} document has no string {key!r}")
     stamp = doc.get("time")
-    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, int | float)):
+    if stamp is None:
+        return
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
         raise DecodeError(f"bluesky: the {name} document's time is not a number: {stamp!r}")
+    if not -_LATEST_SECONDS < stamp < _LATEST_SECONDS:  # False for NaN too
+        raise DecodeError(
+            f"bluesky: the {name} document's time {stamp!r} is not a time in seconds since "
+            "1970 (a timestamp holds nanoseconds up to 2**63)"
+        )
+
+
+_LATEST_SECONDS = 2**63 / 1_000_000_000
+"""Seconds since 1970 whose nanoseconds no longer fit a signed 64-bit integer."""
 
 
 def document_id(name: str, uid: JSON) -> str:

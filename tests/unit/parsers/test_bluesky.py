@@ -205,6 +205,12 @@ def test_documents_of_an_unseen_run_go_to_the_open_run() -> None:
         (b" start " + msgpack.dumps({"time": 1.0}), "no string 'uid'"),
         (b" event " + msgpack.dumps({"uid": "x"}), "no string 'descriptor'"),
         (b" start " + msgpack.dumps({"uid": "x", "time": "noon"}), "time is not a number"),
+        (b" start " + msgpack.dumps({"uid": "x", "time": float("nan")}), "time nan is not a time"),
+        (b' start {"uid": "x", "time": -Infinity}', "time -inf is not a time in seconds"),
+        (
+            b" stop " + msgpack.dumps({"uid": "x", "run_start": "s", "time": 1e10}),
+            "up to 2\\*\\*63",
+        ),
         (
             b" event_page "
             + msgpack.dumps(

@@ -3,7 +3,8 @@ DecodeError, or reads them; nothing else escapes, nothing crashes, nothing hangs
 
 The Avro codec has its own fuzz test (``tests/reliability/test_fuzz.py``). This is the
 same promise for the formats that come from instruments over the network (stream2 CBOR
-with its compressed frames, msgpack-array, json-frame, ESS FlatBuffers). Valid
+with its compressed frames, msgpack-array, json-frame, ESS FlatBuffers, bluesky
+documents). Valid
 messages are damaged at random (bits flipped, bytes overwritten, inserted or cut off, a
 part dropped). Each format's inputs are parsed in a process of their own, which also
 reads every Event's array (decompressing it) as an operator would, so a parser or
@@ -72,9 +73,37 @@ def _framed(format: str) -> list[list[bytes]]:
     return [[bytes(part) for part in parts] for parts in run]
 
 
+def _bluesky() -> list[list[bytes]]:
+    """A run's documents in bluesky's 0MQ wire format (``PREFIX NAME DOCUMENT``), with
+    msgpack and with JSON."""
+    import msgpack
+
+    start = {"uid": "s-1", "time": 1700000000.5, "plan_name": "scan", "detectors": ["det"]}
+    keys = {"det": {"dtype": "number", "shape": [], "source": "SIM:det"}}
+    descriptor = {"uid": "d-1", "run_start": "s-1", "time": 1.7e9, "data_keys": keys}
+    event = {
+        "uid": "e-1",
+        "descriptor": "d-1",
+        "seq_num": 1,
+        "time": 1.7e9,
+        "data": {"det": 1.5},
+        "timestamps": {"det": 1.7e9},
+        "filled": {},
+    }
+    stop = {"uid": "x-1", "run_start": "s-1", "time": 1.7e9, "exit_status": "success"}
+    documents = [("start", start), ("descriptor", descriptor), ("event", event), ("stop", stop)]
+    return [
+        [b" ".join([b"", name.encode(), dumps(doc)])]
+        for dumps in (msgpack.dumps, lambda doc: json.dumps(doc).encode())
+        for name, doc in documents
+    ]
+
+
 def _valid(format: str) -> list[list[bytes]]:
     if format == "ess":
         return [[buffer] for buffer in buffers().values()]
+    if format == "bluesky":
+        return _bluesky()
     return _framed(format)
 
 
@@ -103,14 +132,22 @@ def _damaged(parts: list[bytes], rnd: random.Random) -> list[bytes]:
 
 @pytest.mark.parametrize(
     "format",
-    ["stream2:none", "stream2:bslz4", "stream2:lz4", "msgpack-array", "json-frame", "ess"],
+    [
+        "stream2:none",
+        "stream2:bslz4",
+        "stream2:lz4",
+        "msgpack-array",
+        "json-frame",
+        "ess",
+        "bluesky",
+    ],
 )
 def test_damaged_messages_are_refused_with_a_decode_error_or_read(
     format: str, tmp_path: Path
 ) -> None:
     rnd = random.Random(f"{SEED}-{format}")
     valid = _valid(format)
-    inputs = [_damaged(rnd.choice(valid), rnd) for _ in range(COUNT)]
+    inputs = valid + [_damaged(rnd.choice(valid), rnd) for _ in range(COUNT)]
     path = tmp_path / "inputs.pickle"
     path.write_bytes(pickle.dumps(inputs))
     name = format.partition(":")[0]
@@ -124,6 +161,7 @@ def test_damaged_messages_are_refused_with_a_decode_error_or_read(
         f"parsing damaged {format} killed the process ({done.returncode}): {done.stderr[-3000:]}"
     )
     verdicts: list[str] = json.loads(done.stdout)
+    assert verdicts[: len(valid)] == ["read"] * len(valid), "the undamaged ones are read"
     escaped = [v for v in verdicts if v not in ("read", "refused")]
     assert not escaped, f"{len(escaped)} damaged {format} inputs raised: {escaped[:5]}"
     assert verdicts.count("refused") > COUNT // 3, "most damage must be seen"
