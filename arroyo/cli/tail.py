@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -49,10 +50,32 @@ def _where(shown: Shown) -> str:
     return " ".join(f"{k}={v}" for k, v in source.items() if k not in _QUIET_COORDINATES)
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""What a line must not print as it is: C0 and C1 controls (newlines, terminal escape
+sequences), Unicode line separators and bidirectional overrides."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``, ``\\u202e``), so
+    that what a record carries (a stream name, an id, a source coordinate, a reason)
+    cannot break the line, move the cursor or restyle the terminal."""
+    return _CONTROLS.sub(_escape, text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    return repr(found.group())[1:-1]
+
+
 def line(shown: Shown) -> str:
-    """The text line of ``shown``: a message as :func:`describe` says it; a dead letter
-    with its reason, where it came from and its original; an undecodable record with
-    where it is, its size, its first bytes and why."""
+    """The text line of ``shown``, one line of printable text whatever the record holds
+    (see :func:`printable`)."""
+    return printable(_line(shown))
+
+
+def _line(shown: Shown) -> str:
+    """The text of ``shown``: a message as :func:`describe` says it; a dead letter with
+    its reason, where it came from and its original; an undecodable record with where it
+    is, its size, its first bytes and why."""
     if shown.kind == "undecodable":
         data = shown.data if shown.data is not None else b""
         return (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from arroyo import Run, encode
+from arroyo import Event, Run, encode
 from arroyo.brokers import memory
 from arroyo.brokers.file import FilePublisher
 from arroyo.browse import Reading, open_browser
@@ -116,3 +116,20 @@ def test_json_bytes_of_an_event_are_encoded() -> None:
         assert json.loads(text)["metadata"] == {"raw": {"size": 2, "head": "fffe"}}
     finally:
         memory.delete("tail-unit-bytes")
+
+
+def test_what_a_record_carries_cannot_break_the_line_or_restyle_the_terminal() -> None:
+    crafted = Event({"note": "a\nb"}, b"", stream="run\x1b[2J\nfake: 0 shown\u202e", id="i\rd")
+    topic = memory.topic("tail-unit-controls")
+    try:
+        topic.put(crafted)
+        topic.append(b"\x1b]0;title\x07 not Arroyo data")
+        result = runner.invoke(app, ["tail", "memory://tail-unit-controls", "--exit-at-end"])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert len(lines) == 2, lines
+        assert not any(c in result.stdout for c in "\x1b\r\x07\u202e")
+        assert "stream=run\\x1b[2J\\nfake: 0 shown\\u202e seq=0 id=i\\rd" in lines[0]
+        assert lines[1].startswith("undecodable ")
+    finally:
+        memory.delete("tail-unit-controls")
