@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from arroyo.browse.show import Shown, Viewer, head, size
 from arroyo.cli.common import fail, url_parser
 from arroyo.errors import ArroyoError, ConfigError
 from arroyo.message import Event, Message
-from arroyo.runtime.logs import configure, redact
+from arroyo.runtime.logs import configure, printable, redact
 
 
 def describe(message: Message) -> str:
@@ -48,22 +47,6 @@ _QUIET_COORDINATES = ("url", "key", "timestamp", "type", "redelivered", "deliver
 def _where(shown: Shown) -> str:
     source = shown.record.source
     return " ".join(f"{k}={v}" for k, v in source.items() if k not in _QUIET_COORDINATES)
-
-
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-"""What a line must not print as it is: C0 and C1 controls (newlines, terminal escape
-sequences), Unicode line separators and bidirectional overrides."""
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character escaped (``\\x1b``, ``\\n``, ``\\u202e``), so
-    that what a record carries (a stream name, an id, a source coordinate, a reason)
-    cannot break the line, move the cursor or restyle the terminal."""
-    return _CONTROLS.sub(_escape, text)
-
-
-def _escape(found: re.Match[str]) -> str:
-    return repr(found.group())[1:-1]
 
 
 def line(shown: Shown) -> str:

@@ -45,6 +45,23 @@ def redact(text: str, *secrets: str | None) -> str:
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}=***", text)
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""What a line must not print as it is: C0 and C1 controls (newlines, terminal escape
+sequences), Unicode line separators and bidirectional overrides."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``, ``\\u202e``), so
+    that what a message carries (a stream name, an id, a source coordinate, a reason)
+    cannot break a line of ``arroyo tail`` or of the log, fake one, move the cursor or
+    restyle the terminal."""
+    return _CONTROLS.sub(_escape, text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    return repr(found.group())[1:-1]
+
+
 WORKER_ENV = "ARROYO_WORKER"
 """The environment variable ``arroyo run --workers N`` sets in each worker process: its
 index, 0 to N-1."""
@@ -60,6 +77,14 @@ def process_tag(role: str | None = None) -> str:
             return ""
         role = f"worker-{worker}"
     return f"{role}[{os.getpid()}]"
+
+
+class TextFormatter(logging.Formatter):
+    """A log line for people: the record's line with its control characters escaped
+    (:func:`printable`), so each record stays one line; a traceback follows it as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -115,7 +140,7 @@ def configure(
     else:
         tag = process_tag(role).replace("%", "%%")
         handler.setFormatter(
-            logging.Formatter(
+            TextFormatter(
                 "%(asctime)s %(levelname)-7s "
                 + (f"{tag} " if tag else "")
                 + "[%(block)s] %(name)s: %(message)s"

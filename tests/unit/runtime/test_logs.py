@@ -190,3 +190,27 @@ def test_line_now_follows_the_configured_format(root_handlers: None) -> None:
     configure()
     text = line_now(logging.ERROR, "arroyo.block", "still running")
     assert re.fullmatch(r"\S+ \S+ ERROR   \[-\] arroyo.block: still running\n", text)
+
+
+def test_a_text_line_escapes_what_a_message_carries_and_keeps_the_traceback(
+    root_handlers: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from arroyo.runtime.logs import configure
+
+    configure(format="text")
+    logger = logging.getLogger("arroyo.block")
+    crafted = "e1\n2026-12-03 06:00:00,000 ERROR   [-] arroyo.block: forged\x1b[2J"
+    logger.warning("could not publish event %s", crafted)
+    try:
+        raise ValueError("detector saturated")
+    except ValueError:
+        logger.exception("operator failed on %s", "stream\r")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith(
+        "could not publish event e1\\n2026-12-03 06:00:00,000 ERROR   [-] arroyo.block: "
+        "forged\\x1b[2J"
+    )
+    assert lines[1].endswith("operator failed on stream\\r")
+    assert lines[2] == "Traceback (most recent call last):"  # the traceback, line by line
+    assert lines[-1] == "ValueError: detector saturated"
+    assert not any("\x1b" in line or "\r" in line for line in lines)
