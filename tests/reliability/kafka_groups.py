@@ -56,6 +56,34 @@ def read_all(
     return ids
 
 
+_COORDINATOR_MOVING = {
+    "NOT_COORDINATOR",
+    "COORDINATOR_LOAD_IN_PROGRESS",
+    "COORDINATOR_NOT_AVAILABLE",
+}
+"""What a group's coordinator answers while it moves to another node (one was killed,
+or came back and took its partitions' leadership back): ask again."""
+
+
+def committed_offsets(consumer: Any, topic: str, partitions: int, within: float = 60) -> list[Any]:
+    """``consumer.committed`` of every partition of ``topic``, asked again while the
+    group's coordinator is moving (or librdkafka calls the error retriable), until
+    ``within`` seconds have passed; then, or for any other error, the KafkaException."""
+    tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return list(consumer.committed(tps, timeout=10))
+        except ck.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            moving = error is not None and (
+                error.retriable() or error.name() in _COORDINATOR_MOVING
+            )
+            if not moving or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)  # between two questions to a cluster that is electing
+
+
 def wait_for_members(bootstrap: str, group: str, count: int, within: float = 60) -> None:
     """Return once ``group`` is stable with ``count`` members, each with partitions
     (AssertionError after ``within`` seconds, with the group's last description)."""

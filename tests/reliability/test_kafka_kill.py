@@ -17,7 +17,12 @@ import pytest
 
 from arroyo import Run, encode
 from arroyo.testing import Workers
-from tests.reliability.kafka_groups import read_all, wait_for_members, workers_config
+from tests.reliability.kafka_groups import (
+    committed_offsets,
+    read_all,
+    wait_for_members,
+    workers_config,
+)
 from tests.reliability.operators import slow_operator
 
 ck = pytest.importorskip("confluent_kafka")
@@ -74,8 +79,8 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         {"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_uncommitted"}
     )
     try:
-        tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
-        return {tp.partition: max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10)}
+        found = committed_offsets(consumer, topic, partitions)
+        return {tp.partition: max(tp.offset, 0) for tp in found}
     finally:
         consumer.close()
 
