@@ -124,6 +124,14 @@ def view(
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the page in this machine's web browser.")
     ] = False,
+    origins: Annotated[
+        str,
+        typer.Option(
+            help="Pages of other sites that may read the stream, comma-separated "
+            "(https://view.lab.example: a proxy in front of the viewer), or '*' (any). "
+            "By default only the viewer's own page may.",
+        ),
+    ] = "",
 ) -> None:
     """Watch a stream live in the browser: the run's Start, the newest frame, plots of
     metadata fields, rates, counters and the run's Stop.
@@ -162,7 +170,7 @@ def view(
         parsed = parse_url(url)
         parser = url_parser(parsed, schema or [], registry)
         source = plan(parsed, parser, consume=consume, from_beginning=from_beginning)
-        settings = ViewSettings(max_size=max_size, max_fps=max_fps)
+        settings = ViewSettings(max_size=max_size, max_fps=max_fps, origins=origins)
     except ArroyoError as exc:
         raise fail(exc) from None
     raise typer.Exit(asyncio.run(_serve(source, host, port, settings, open_page)))

@@ -10,6 +10,9 @@ calls :meth:`arroyo.view.hub.Hub.offer`, which returns at once from any thread. 
   page's view (the frame is reduced to fit it, up to the server's ``max_size``);
 - ``/status``: the counters as JSON (:meth:`arroyo.view.hub.Hub.status`).
 
+Every route refuses (403) a page of another site and, on a loopback address, a name
+that is not this machine (:mod:`arroyo.view.origins`; the ``origins`` option).
+
 Each client has a writer task that takes from its own bounded queue
 (:mod:`arroyo.view.clients`): a slow client waits on its own socket, and its queue drops
 its oldest frames meanwhile. What waits is sent together, in one WebSocket message (a
@@ -33,8 +36,10 @@ from typing import Any
 
 from arroyo._optional import require
 from arroyo.errors import ConnectError
+from arroyo.runtime.logs import Throttle
 from arroyo.runtime.tasks import cancel_and_wait
 from arroyo.view.hub import Client, Hub
+from arroyo.view.origins import parse_origins, refusal
 from arroyo.view.settings import ViewSettings
 from arroyo.view.wire import pack
 
@@ -85,6 +90,8 @@ class ViewServer:
         self._stopping: asyncio.Event | None = None
         self._sockets: set[Any] = set()
         self._pages = _static()
+        self._origins = parse_origins(self.settings.origins)
+        self._refused = Throttle()
 
     @property
     def url(self) -> str:
@@ -134,7 +141,11 @@ class ViewServer:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application()
+
+        async def checked(request: Any, handler: Any) -> Any:
+            return await self._checked(request, handler)
+
+        app = web.Application(middlewares=[web.middleware(checked)])
         app.router.add_get("/ws", self._socket)
         app.router.add_get("/status", self._status)
         for path in self._pages:
@@ -173,6 +184,24 @@ class ViewServer:
         while True:
             self.hub.sample()
             await asyncio.sleep(self.settings.status_interval)
+
+    async def _checked(self, request: Any, handler: Any) -> Any:
+        """Refuse (403) a request from another site's page, or, on a loopback address,
+        one for a name that is not this machine (:mod:`arroyo.view.origins`)."""
+        headers = request.headers
+        problem = refusal(headers.get("Host"), headers.get("Origin"), self.host, self._origins)
+        if problem is not None:
+            self._refused(
+                log,
+                logging.WARNING,
+                problem,
+                "view: %s %s: %s",
+                request.method,
+                request.path,
+                problem,
+            )
+            raise web.HTTPForbidden(text=problem)
+        return await handler(request)
 
     async def _page(self, request: Any) -> Any:
         body, kind = self._pages[request.path]

@@ -29,6 +29,10 @@ class ViewSettings(Settings):
       newest; the others are counted as skipped): a viewer takes little from a pipeline
       of small, fast messages. 0: no limit.
     - ``status_interval``: seconds between the counters sent to each page.
+    - ``origins``: pages of other sites allowed to read the stream, comma-separated
+      ``scheme://host[:port]`` (a proxy's address), or ``*`` (any page, any ``Host``). By
+      default only the viewer's own page may, and a viewer on a loopback address answers
+      only to this machine's names (:mod:`arroyo.view.origins`).
     """
 
     broker: ClassVar[str] = "view"
@@ -42,3 +46,4 @@ class ViewSettings(Settings):
     max_fps: float = Field(default=10.0, ge=0)
     max_rate: float = Field(default=1000.0, ge=0)
     status_interval: float = Field(default=0.5, gt=0)
+    origins: str = ""
