@@ -15,7 +15,16 @@ be same-origin with the viewer (DNS rebinding). ``origins`` ``*`` turns both che
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+
+def _split(url: str) -> SplitResult:
+    """``urlsplit``, with nothing in it for what cannot be split (``[::1`` without its
+    bracket): such a name is nobody's, and refused."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return urlsplit("")
 
 
 def loopback(name: str) -> bool:
@@ -35,8 +44,8 @@ def refusal(
     ``served_on``: the address the viewer listens on; ``origins``: as
     :func:`parse_origins` makes them."""
     if loopback(served_on) and "*" not in origins:
-        name = urlsplit(f"//{host}").hostname if host else None
-        named = {urlsplit(o).hostname for o in origins}  # a proxy that passes its name on
+        name = _split(f"//{host}").hostname if host else None
+        named = {_split(o).hostname for o in origins}  # a proxy that passes its name on
         if name is None or not (loopback(name) or name in named):
             return (
                 f"Host {host!r} is not this machine, and this viewer serves this machine "
@@ -46,7 +55,7 @@ def refusal(
         return None
     if origin.rstrip("/").lower() in origins:
         return None
-    if host is not None and urlsplit(origin).netloc.lower() == host.lower():
+    if host is not None and _split(origin).netloc.lower() == host.lower():
         return None  # the viewer's own page
     return (
         f"a page of {origin} may not read this viewer (only its own page may); "

@@ -42,6 +42,8 @@ def test_served(host: str, origin: str | None, served_on: str, origins: frozense
         ("beamline:8080", "https://evil.example", "0.0.0.0", "a page of https://evil"),
         ("evil.example:8080", "http://evil.example:8080", "127.0.0.1", "'evil.example:8080' is"),
         (None, None, "127.0.0.1", "Host None is not this machine"),
+        ("[::1", None, "127.0.0.1", "Host '[::1' is not this machine"),
+        ("127.0.0.1:8080", "http://[::1", "127.0.0.1", "a page of http://[::1 may not"),
     ],
 )
 def test_refused(host: str | None, origin: str | None, served_on: str, problem: str) -> None:
