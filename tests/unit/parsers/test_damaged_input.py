@@ -4,11 +4,11 @@ DecodeError, or reads them; nothing else escapes, nothing crashes, nothing hangs
 The Avro codec has its own fuzz test (``tests/reliability/test_fuzz.py``). This is the
 same promise for the formats that come from instruments over the network (stream2 CBOR
 with its compressed frames, msgpack-array, json-frame, ESS FlatBuffers, bluesky
-documents). Valid
-messages are damaged at random (bits flipped, bytes overwritten, inserted or cut off, a
-part dropped). Each format's inputs are parsed in a process of their own, which also
-reads every Event's array (decompressing it) as an operator would, so a parser or
-decompressor that crashes fails this test instead of killing pytest.
+documents). Valid messages are damaged at random (bits flipped, bytes overwritten,
+inserted or cut off, a part dropped). Each format's inputs are parsed in a process of
+their own, which also reads every Event's array (decompressing it) as an operator
+would, so a parser or decompressor that crashes fails this test instead of killing
+pytest.
 """
 
 from __future__ import annotations
