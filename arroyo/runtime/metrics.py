@@ -12,7 +12,7 @@ import time
 import weakref
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +45,14 @@ class Buckets:
         """Count ``value`` in its bucket."""
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
+
+    def observe_all(self, values: Iterable[float]) -> None:
+        """Count each of ``values`` in its bucket."""
+        counts, bounds, total = self.counts, self.bounds, 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        self.sum += total
 
     def observe_many(self, value: float, count: int) -> None:
         """Count ``value`` ``count`` times (each message of a batch took its share)."""

@@ -35,7 +35,7 @@ import asyncio
 import functools
 import inspect
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from arroyo.errors import PermanentError, PublishError
@@ -54,6 +54,11 @@ class Sender(Protocol):
 
     def send(self, message: Message, wire: bytes | None = None) -> Awaitable[None]:
         """As :meth:`arroyo.runtime.publisher.Publisher.send`."""
+
+    def send_many(
+        self, messages: Sequence[Message], wires: Sequence[bytes | None]
+    ) -> list[asyncio.Future[None]]:
+        """As :meth:`arroyo.runtime.publisher.Publisher.send_many`."""
 
     async def publish(self, message: Message) -> None:
         """As :meth:`arroyo.runtime.publisher.Publisher.publish`."""
@@ -109,12 +114,34 @@ class OrderedSends:
         if held is None:
             tail = self._tail
             if tail is None or not tail.done() or not failed(tail):
-                self._tail = sent = _send(self.publisher, message, wire)
+                self._tail = sent = start_send(self.publisher, message, wire)
                 return sent
             self._held = held = deque()
         waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         held.append((message, wire, waiting))
         return waiting
+
+    def send_many(
+        self, messages: Sequence[Message], wires: Sequence[bytes | None]
+    ) -> list[asyncio.Future[None]]:
+        """:meth:`send` each of ``messages`` (with the ``wire`` at the same place), in
+        order; while nothing is held back, in one call of the publisher's
+        :meth:`~arroyo.runtime.publisher.Publisher.send_many`. What follows a send that
+        failed at once is held back, as :meth:`send` would."""
+        if not self._takes_wire:
+            wires = [None] * len(messages)
+        sent: list[asyncio.Future[None]] = []
+        tail = self._tail
+        if self._held is None and (tail is None or not tail.done() or not failed(tail)):
+            sent = self.publisher.send_many(messages, wires)
+            if sent:
+                self._tail = sent[-1]
+            if len(sent) == len(messages):
+                return sent
+        # The publisher stopped after a send that failed at once: the rest is held back.
+        for index in range(len(sent), len(messages)):
+            sent.append(self.send(messages[index], wires[index]))
+        return sent
 
     def hold(self) -> None:
         """Hold back later sends (the settler saw a send fail)."""
@@ -133,7 +160,7 @@ class OrderedSends:
             message, wire, waiting = held.popleft()
             if waiting.done():  # cancelled: the Block is ending
                 continue
-            self._tail = sent = _send(self.publisher, message, wire)
+            self._tail = sent = start_send(self.publisher, message, wire)
             sent.add_done_callback(functools.partial(_copy, target=waiting))
 
     def abandon(self) -> None:
@@ -154,9 +181,10 @@ def _copy(source: asyncio.Future[None], *, target: asyncio.Future[None]) -> None
         target.set_result(None)
 
 
-def _send(publisher: Sender, message: Message, wire: bytes | None) -> asyncio.Future[None]:
+def start_send(publisher: Sender, message: Message, wire: bytes | None) -> asyncio.Future[None]:
     """``publisher.send(message, wire)`` as a future; a synchronous failure becomes a
-    failed one."""
+    failed one (``wire`` None: ``send(message)``, for a publisher whose send() predates
+    ``wire``)."""
     try:
         sent = publisher.send(message) if wire is None else publisher.send(message, wire)
     except Exception as exc:

@@ -106,18 +106,48 @@ class Settler:
         """:meth:`publish` each received message of ``batch`` with its result, in order
         (the publishers are looked up once for the batch)."""
         gates = [self._gates.get(p) or self._gate(p) for p in self.publishers()]
-        pending, traced = self._pending, tracing.on
+        pending = self._pending
         settle: _Sends | _Dead
-        for received, result in zip(batch, results, strict=True):
+        if tracing.on:  # a span per send
+            for received, result in zip(batch, results, strict=True):
+                if isinstance(result, DeadLetter):
+                    settle = _Dead(result, self.dead.send(result))
+                else:
+                    settle = self._traced(received, result, gates)
+                pending.append((received, settle))
+            self._more.set()
+            return
+        # Every output of the batch, in order, goes to each publisher in one call.
+        messages: list[Message] = []
+        wires: list[bytes | None] = []
+        spans: list[int] = []  # how many outputs each received message has
+        for result in results:
+            if isinstance(result, DeadLetter):
+                spans.append(0)
+            elif isinstance(result, Forward):
+                messages.append(result.message)
+                wires.append(result.wire)
+                spans.append(1)
+            else:
+                messages += result
+                wires += [None] * len(result)
+                spans.append(len(result))
+        sent = [gate.send_many(messages, wires) for gate in gates] if messages else []
+        at = 0
+        alone = sent[0] if len(sent) == 1 else None  # one publisher: no inner loop
+        for received, result, count in zip(batch, results, spans, strict=True):
             if isinstance(result, DeadLetter):
                 settle = _Dead(result, self.dead.send(result))
-            elif traced:
-                settle = self._traced(received, result, gates)
-            elif isinstance(result, Forward):
-                message, wire = result.message, result.wire
-                settle = [(gate, message, gate.send(message, wire)) for gate in gates]
+            elif count == 1 and alone is not None:
+                settle = [(gates[0], messages[at], alone[at])]
+                at += 1
             else:
-                settle = [(gate, m, gate.send(m)) for m in result for gate in gates]
+                settle = [
+                    (gate, messages[index], sends[index])
+                    for index in range(at, at + count)
+                    for gate, sends in zip(gates, sent, strict=True)
+                ]
+                at += count
             pending.append((received, settle))
         self._more.set()
 
@@ -164,6 +194,8 @@ class Settler:
         self._settling = True
         try:
             while True:
+                if pending and self._take_settled(ready):
+                    continue
                 if pending:
                     received, result = pending[0]
                     settled = len(ready) < ACK_BATCH and (
@@ -248,6 +280,37 @@ class Settler:
                 if sent is not None:
                     sent.add_done_callback(retrieve)
         self._pending.clear()
+
+    def _take_settled(self, ready: list[Received]) -> int:
+        """Settle the received messages at the head of the input order whose outputs are
+        all confirmed already, while no publisher holds sends back (the common case),
+        into ``ready`` (up to ACK_BATCH in it), in one pass; return how many."""
+        if any(gate.holding for gate in self._gates.values()):
+            return 0
+        pending, room, taken = self._pending, ACK_BATCH - len(ready), 0
+        confirmed: list[Message] = []
+        while taken < room and pending:
+            received, sends = pending[0]
+            if type(sends) is not list:  # a dead letter: settled one by one
+                break
+            for _, _, sent in sends:
+                if not sent.done() or sent.cancelled() or sent.exception() is not None:
+                    break
+            else:
+                pending.popleft()
+                ready.append(received)
+                taken += 1
+                confirmed += [message for _, message, _ in sends]
+                continue
+            break
+        if taken:
+            self._taken += taken
+            self.stats.published += len(confirmed)
+            now = time.time()
+            self.metrics.latency.observe_all(
+                [max(0.0, now - message.timestamp / 1e9) for message in confirmed]
+            )
+        return taken
 
     def _settled(self, sends: _Sends) -> bool:
         """Settle ``sends`` now when every one is confirmed and no publisher holds sends

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -41,7 +42,13 @@ from arroyo.brokers.kafka.connection import (
     reach,
     unreachable,
 )
-from arroyo.errors import ConfigError, ConnectError, MessageTooLargeError, PublishError
+from arroyo.errors import (
+    ConfigError,
+    ConnectError,
+    MessageTooLargeError,
+    PermanentError,
+    PublishError,
+)
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.ordering import FailStop, NotSent
 
@@ -236,6 +243,74 @@ class Producer:
             done.set_exception(exc)
         return done
 
+    def produce_many(
+        self, topic: str, entries: Iterable[tuple[bytes, bytes | None, list[Any], str]]
+    ) -> list[asyncio.Future[None]]:
+        """:meth:`produce` each ``(value, key, headers, what)`` of ``entries``, in order,
+        as one call (one lock, no call per message but librdkafka's); a future per
+        entry taken.
+
+        Never raises: what librdkafka refuses at once fails its future. Stops after a
+        future that failed at once with an error a retry may cure (NotSent, a
+        PublishError that is not a PermanentError): the later entries are not taken.
+        """
+        sent: list[asyncio.Future[None]] = []
+        producer, loop = self.producer, self._loop
+        if producer is None or loop is None:
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            done.set_exception(PublishError(f"{self.name}: not started (or already closed)"))
+            return [done]
+        create, backlog, fail_stop = loop.create_future, self._backlog, self._fail_stop
+        stops = self.on_failure is None
+        report = functools.partial(self._report, self._reports, producer, stops)
+        with self._halting:  # as _produce: no purge between a check and its produce
+            for value, key, headers, what in entries:
+                done = create()
+                sent.append(done)
+                if stops and (self._halts != self._halts_seen or not fail_stop.given()):
+                    done.set_exception(fail_stop.not_sent())
+                    break
+                if not backlog:
+                    try:
+                        producer.produce(
+                            topic,
+                            value,
+                            key,
+                            headers=headers,
+                            on_delivery=functools.partial(report, done),
+                        )
+                    except BufferError:
+                        pass  # librdkafka's queue is full: it and what follows wait
+                    except ck.KafkaException as exc:
+                        refused = self._refused(exc, len(value), what)
+                        self._completed(refused)
+                        done.set_exception(refused)
+                        if isinstance(refused, PermanentError):
+                            continue
+                        break
+                    else:
+                        self._outstanding += 1
+                        continue
+                backlog.append((topic, value, key, headers, done))
+        return sent
+
+    def _report(
+        self,
+        reports: deque[tuple[asyncio.Future[None], Any, Any]],
+        producer: Any,
+        stops: bool,
+        done: asyncio.Future[None],
+        error: Any,
+        msg: Any,
+    ) -> None:
+        """(The thread serving delivery reports) The delivery report of ``done``'s
+        message: purge at once after a failure (fail-stop), queue it for the loop."""
+        if error is not None and stops and _breaks(error):
+            self._halt(producer)
+        reports.append((done, error, msg if error is not None else None))
+
     def _produce(
         self,
         topic: str,
@@ -248,12 +323,7 @@ class Producer:
         """Hand one message to librdkafka; False when its queue is full. Raises NotSent
         instead of writing it after a failure (fail-stop), or what librdkafka refused."""
         reports, producer, stops = self._reports, self.producer, self.on_failure is None
-
-        def report(error: Any, msg: Any) -> None:
-            if error is not None and stops and _breaks(error):
-                self._halt(producer)
-            reports.append((done, error, msg if error is not None else None))
-
+        report = functools.partial(self._report, reports, producer, stops, done)
         try:
             with self._halting:
                 if stops and (self._halts != self._halts_seen or not self._fail_stop.writable()):

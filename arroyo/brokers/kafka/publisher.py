@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from arroyo.brokers import BrokerURL
@@ -21,10 +22,11 @@ from arroyo.brokers.kafka.producer import Producer
 from arroyo.brokers.kafka.settings import KafkaPublisherSettings, check_settings, topics
 from arroyo.brokers.kafka.transactions import Transactions
 from arroyo.codec import Codec, default_codec
-from arroyo.errors import ConfigError, MessageTooLargeError, PublishError
+from arroyo.errors import ConfigError, MessageTooLargeError, PermanentError, PublishError
 from arroyo.formats import Record, WireFormat
 from arroyo.formats.sending import FormatSender
 from arroyo.message import Message
+from arroyo.runtime.ordering import failed
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
 log = logging.getLogger("arroyo.brokers.kafka")
@@ -130,12 +132,48 @@ class KafkaPublisher(PipelinedPublisher):
         documentation; ``wire`` is not used)."""
         if self.formatted is not None:
             return self.formatted.send(message)
+        return self._produce(*self._entry(message, wire))
+
+    def send_many(
+        self, messages: Sequence[Message], wires: Sequence[bytes | None]
+    ) -> list[asyncio.Future[None]]:
+        """:meth:`send` each, as :meth:`Publisher.send_many` says, in one call of the
+        producer (:meth:`Producer.produce_many`) for the messages between two that
+        cannot be encoded."""
+        core = self._core
+        if self.formatted is not None or self.transactions is not None or core is None:
+            return super().send_many(messages, wires)
+        entry, topic = self._entry, self.topic
+        sent: list[asyncio.Future[None]] = []
+        entries: list[tuple[bytes, bytes | None, list[Any], str]] = []
+        for message, wire in zip(messages, wires, strict=True):
+            try:
+                entries.append(entry(message, wire))
+            except Exception as exc:  # an EncodeError: this one fails, the rest go on
+                taken = core.produce_many(topic, entries)
+                sent += taken
+                if taken and taken[-1].done() and failed(taken[-1]):
+                    return sent  # the producer stopped there (see produce_many)
+                entries = []
+                refused = asyncio.get_running_loop().create_future()
+                refused.set_exception(exc)
+                sent.append(refused)
+                if not isinstance(exc, PermanentError):
+                    return sent
+        sent += core.produce_many(topic, entries)
+        return sent
+
+    def _entry(
+        self, message: Message, wire: bytes | None
+    ) -> tuple[bytes, bytes | None, list[Any], str]:
+        """What the producer is given for ``message``: value, key, headers and what it is
+        (for errors). Raises EncodeError."""
         value = self.codec.encode(message, wire)
         headers = [*self._schema_headers(message.kind, value), ("arroyo.id", message.id)]
         if message.trace:
             headers += message.trace.items()
         key = message.stream.encode() if message.stream else None
-        return self._produce(value, key, headers, f"{message.kind} {message.id}")
+        return value, key, headers, f"{message.kind} {message.id}"
 
     def _produce_record(self, message: Message, record: Record, what: str) -> asyncio.Future[None]:
         """Enqueue one record of a format (the hook of :class:`FormatSender`)."""

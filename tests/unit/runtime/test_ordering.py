@@ -10,7 +10,8 @@ from arroyo.brokers import memory
 from arroyo.brokers.memory import MemoryListener
 from arroyo.errors import PublishError
 from arroyo.message import Message
-from arroyo.runtime import Block, PipelinedPublisher, RetryPolicy
+from arroyo.runtime import Block, PipelinedPublisher, Publisher, RetryPolicy
+from arroyo.runtime.metrics import BlockStats
 from arroyo.runtime.ordering import FailStop, NotSent
 from arroyo.testing import Recorder, make_run
 
@@ -77,6 +78,38 @@ class Reconnecting(PipelinedPublisher):
             asyncio.get_running_loop().call_soon(self._write)
 
 
+class Unplugged(PipelinedPublisher):
+    """A pipelined destination that refuses its ``refuse_at``-th send at once (raises: its
+    connection is being made again), then writes everything it is given at once."""
+
+    def __init__(self, refuse_at: int) -> None:
+        self.written: list[Message] = []
+        self.refuse_at = refuse_at
+        self._given = 0
+
+    def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
+        self._given += 1
+        if self._given == self.refuse_at:
+            raise PublishError("not connected")
+        self.written.append(message)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def relay(source: str, destination: Publisher) -> BlockStats:
+    """Run a Block from memory topic ``source`` (deleted after) to ``destination``."""
+    try:
+        block = Block(
+            MemoryListener(source, stop_at_end=True),
+            publishers=[destination],
+            publish_retry=QUICK,
+        )
+        return await block.run()
+    finally:
+        memory.delete(source)
+
+
 def fill(name: str, count: int) -> list[Message]:
     messages = make_run(count)
     for message in messages:
@@ -90,15 +123,23 @@ async def test_a_publisher_that_fails_then_recovers_gets_everything_in_order(
     source = unique_name("src")
     sent = fill(source, 50)
     flaky = Flaky(failures=7)
-    try:
-        block = Block(
-            MemoryListener(source, stop_at_end=True), publishers=[flaky], publish_retry=QUICK
-        )
-        stats = await block.run()
-    finally:
-        memory.delete(source)
+    stats = await relay(source, flaky)
     assert flaky.published == sent  # in order, not only complete
     assert stats.retried == 7  # the sends held back behind the failure are no retries
+
+
+async def test_what_follows_a_send_refused_at_once_in_a_batch_waits_for_it(
+    unique_name: Callable[[str], str],
+) -> None:
+    """The outputs of a batch go to the publisher in one send_many call; when the 10th
+    is refused at once, the publisher takes no more of the batch and the rest is held
+    back until the 10th is published again: written in order."""
+    source = unique_name("src")
+    sent = fill(source, 50)
+    destination = Unplugged(refuse_at=10)
+    stats = await relay(source, destination)
+    assert destination.written == sent
+    assert stats.retried == 1
 
 
 async def test_sends_in_flight_behind_a_failure_do_not_overtake_it(
@@ -107,15 +148,7 @@ async def test_sends_in_flight_behind_a_failure_do_not_overtake_it(
     source = unique_name("src")
     sent = fill(source, 200)
     destination = Reconnecting(drop_at=20, down=15, fail_stop=True)
-    try:
-        block = Block(
-            MemoryListener(source, stop_at_end=True),
-            publishers=[destination],
-            publish_retry=QUICK,
-        )
-        stats = await block.run()
-    finally:
-        memory.delete(source)
+    stats = await relay(source, destination)
     first: list[str] = []
     for message in destination.written:
         if message.id not in first:

@@ -88,6 +88,8 @@ class FakeProducer:
         self.txn: Transaction | None = None
         self.capacity = 100_000
         """Messages its queue takes (then produce raises BufferError)."""
+        self.max_size: int | None = None
+        """The largest value produce takes (a larger one: MSG_SIZE_TOO_LARGE at once)."""
         cluster.producers.append(self)
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
@@ -95,6 +97,8 @@ class FakeProducer:
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None, **kwargs: Any) -> None:
         with self.cluster.lock:
+            if self.max_size is not None and len(value) > self.max_size:
+                raise ck.KafkaException(ck.KafkaError(ck.KafkaError.MSG_SIZE_TOO_LARGE))
             if len(self.queue) >= self.capacity:
                 raise BufferError("queue full")
             self.queue.append((FakeMessage(topic, value, key), kwargs["on_delivery"]))

@@ -12,7 +12,8 @@ from arroyo import decode
 from arroyo.brokers import memory, open_publisher
 from arroyo.brokers.kafka.producer import Producer
 from arroyo.brokers.memory import MemoryListener
-from arroyo.errors import PublishError
+from arroyo.errors import EncodeError, MessageTooLargeError, PublishError
+from arroyo.message import Event
 from arroyo.runtime import Block, RetryPolicy
 from arroyo.runtime.ordering import NotSent
 from arroyo.testing import make_run
@@ -75,6 +76,60 @@ async def test_a_message_waiting_for_room_is_not_written_after_a_failure(
     core._resolve()
     assert [type(s.exception()) for s in sends] == [PublishError, NotSent, NotSent]
     assert fake.queue == [] and core.outstanding == 0
+
+
+async def test_a_batch_is_produced_in_order_and_a_refused_message_fails_alone(
+    fake_kafka: Any,
+) -> None:
+    """produce_many: a future per message; m2, too large, fails at once and alone (it
+    is dead-lettered: nothing waits for it); m4 and m5 wait for room in the backlog; the
+    topic gets the others in order."""
+    core, fake = producer(fake_kafka)
+    fake_kafka.delivering = lambda: False
+    fake.max_size, fake.capacity = 10, 3
+    values = [b"m0", b"m1", b"m2" * 10, b"m3", b"m4", b"m5"]
+    sends = core.produce_many("out", [(v, None, [], f"m{i}") for i, v in enumerate(values)])
+    assert len(sends) == len(values)
+    assert isinstance(sends[2].exception(), MessageTooLargeError)
+    assert len(fake.queue) == 3 and core.outstanding == 5
+    while core.outstanding:
+        fake_kafka.deliver()
+        fake.poll(0)
+        core._resolve()
+    assert [s.exception() for i, s in enumerate(sends) if i != 2] == [None] * 5
+    assert fake_kafka.topics["out"] == [b"m0", b"m1", b"m3", b"m4", b"m5"]
+
+
+async def test_a_batch_stops_at_a_message_that_must_not_be_written(fake_kafka: Any) -> None:
+    """m0's delivery failed (seen by the thread serving reports, not yet by the loop):
+    the next batch's first message fails with NotSent at once, and the batch stops there,
+    so that the runtime holds the rest back (rule 1 of arroyo/runtime/ordering.py)."""
+    fake_kafka.delivering = lambda: False
+    core, fake = producer(fake_kafka)
+    (first,) = core.produce_many("out", [(b"m0", None, [], "m0")])
+    fake_kafka.deliver(error=ck.KafkaError._MSG_TIMED_OUT, count=1)
+    fake.poll(0)
+    sends = core.produce_many("out", [(b"m%d" % i, None, [], f"m{i}") for i in (1, 2, 3)])
+    assert len(sends) == 1 and isinstance(sends[0].exception(), NotSent)
+    core._resolve()
+    assert isinstance(first.exception(), PublishError)
+    assert fake.queue == [] and core.outstanding == 0
+
+
+async def test_a_message_that_cannot_be_encoded_fails_alone_in_a_batch(
+    fake_kafka: Any,
+) -> None:
+    """KafkaPublisher.send_many: the message in the middle breaks the schema (an
+    EncodeError, at once); the messages around it are produced, in order."""
+    publisher = open_publisher("kafka://h:9092/out")
+    messages = make_run(5)
+    messages[2] = Event({"x": object()}, b"", stream=messages[2].stream)
+    async with publisher:
+        sends = publisher.send_many(messages, [None] * len(messages))
+        assert isinstance(sends[2].exception(), EncodeError)
+        await asyncio.gather(*(s for i, s in enumerate(sends) if i != 2))
+    written = [decode(v).id for v in fake_kafka.topics["out"]]
+    assert written == [m.id for i, m in enumerate(messages) if i != 2]
 
 
 async def test_a_block_keeps_input_order_when_a_delivery_fails(
