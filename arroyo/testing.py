@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,11 @@ class Collect:
         """Keep ``received``; always True."""
         self.items.append(received)
         return True
+
+    def offer_many(self, items: Sequence[Received]) -> int:
+        """Keep all of ``items``; returns how many."""
+        self.items.extend(items)
+        return len(items)
 
     def full(self) -> bool:
         """Always False."""

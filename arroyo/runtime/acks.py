@@ -80,19 +80,21 @@ class Acknowledger:
         except Exception as exc:
             results = [exc] * len(batch)
         journal = self.listener.journal
-        for received, error in zip(batch, results, strict=True):
-            if error is None:
-                self.stats.acknowledged += 1
-                if journal is not None and journal.crashes:
-                    journal.settled(received)
-            else:
-                self.throttle(
-                    log,
-                    logging.WARNING,
-                    "ack",
-                    "could not acknowledge a message from %s (it will be redelivered): %r",
-                    dict(received.source),
-                    error,
-                )
-            self.intake.done(received)
+        succeeded = results.count(None)
+        self.stats.acknowledged += succeeded
+        if succeeded < len(batch) or (journal is not None and journal.crashes):
+            for received, error in zip(batch, results, strict=True):
+                if error is None:
+                    if journal is not None and journal.crashes:
+                        journal.settled(received)
+                else:
+                    self.throttle(
+                        log,
+                        logging.WARNING,
+                        "ack",
+                        "could not acknowledge a message from %s (it will be redelivered): %r",
+                        dict(received.source),
+                        error,
+                    )
+        self.intake.done_many(batch)
         self.acked(len(batch))

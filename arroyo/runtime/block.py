@@ -426,10 +426,14 @@ class _CountingIntake:
         block.stats.received_bytes += received.size
         block.stats.last_received = time.time()
         if block.max_messages is not None and block.stats.received >= block.max_messages:
-            self._intake.close()
-            # A task of the Block's: the loop holds a task only weakly, so one nobody
-            # holds could be collected while its stop() waits, and never end.
-            block._task(block.listener.stop())
+            self._limit_reached()
+
+    def _limit_reached(self) -> None:
+        """``max_messages`` were received: take no more, stop the listener."""
+        self._intake.close()
+        # A task of the Block's: the loop holds a task only weakly, so one nobody holds
+        # could be collected while its stop() waits, and never end.
+        self._block._task(self._block.listener.stop())
 
     async def put(self, received: Received) -> None:
         if self._intake.offer(received):
@@ -443,6 +447,21 @@ class _CountingIntake:
             self._count(received)
             return True
         return False
+
+    def offer_many(self, items: Sequence[Received]) -> int:
+        block, intake = self._block, self._intake
+        stats, limit = block.stats, block.max_messages
+        if limit is not None:
+            items = items[: max(0, limit - stats.received)]
+        before = intake.held_bytes
+        taken = intake.offer_many(items)
+        if taken:
+            stats.received += taken
+            stats.received_bytes += intake.held_bytes - before
+            stats.last_received = time.time()
+            if limit is not None and stats.received >= limit:
+                self._limit_reached()
+        return taken
 
     def full(self) -> bool:
         return self._intake.full()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 
 from arroyo.runtime.listener import Received
 
@@ -41,6 +42,11 @@ class BoundedIntake:
         """Messages received and not yet done (waiting, processing or publishing)."""
         return self._count
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the messages received and not yet done."""
+        return self._bytes
+
     def full(self) -> bool:
         """True when a put() would wait."""
         return self._count >= self.size or (self._count > 0 and self._bytes >= self.max_bytes)
@@ -63,6 +69,27 @@ class BoundedIntake:
             return False
         self._admit(received)
         return True
+
+    def offer_many(self, items: Sequence[Received]) -> int:
+        """Queue the first of ``items``, in order, as many as fit now; return how many
+        (0 after close()). The same as :meth:`offer` for each until one is refused."""
+        if self._closed or self._putters:
+            return 0
+        queue, limit, max_bytes = self._queue, self.size, self.max_bytes
+        count, held = self._count, self._bytes
+        taken = 0
+        for received in items:
+            if count and (count >= limit or held + received.size > max_bytes):
+                break
+            queue.append(received)
+            count += 1
+            held += received.size
+            taken += 1
+        if taken:
+            self._count, self._bytes = count, held
+            self.peak = max(self.peak, count)
+            _wake(self._getters)
+        return taken
 
     async def put(self, received: Received) -> bool:
         """Queue ``received``, waiting for room; True when queued. After close() it returns
@@ -118,6 +145,13 @@ class BoundedIntake:
         self._count -= 1
         self._bytes -= received.size
         _wake(self._putters)
+
+    def done_many(self, batch: Sequence[Received]) -> None:
+        """Each of ``batch`` is finished: free their room."""
+        self._count -= len(batch)
+        self._bytes -= sum([received.size for received in batch])
+        for _ in range(min(len(batch), len(self._putters))):
+            _wake(self._putters)
 
     def close(self) -> None:
         """Take no more messages; get() drains what is queued, then returns None."""

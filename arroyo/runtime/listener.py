@@ -25,6 +25,12 @@ class Intake(Protocol):
     def offer(self, received: Received) -> bool:
         """Queue ``received`` if there is room now; False (and nothing queued) when full."""
 
+    def offer_many(self, items: Sequence[Received]) -> int:
+        """Queue the first of ``items``, in order, as many as there is room for now;
+        return how many (the rest is not queued). One call for a batch a listener
+        received together (a Kafka ``consume``): the same as :meth:`offer` for each
+        until one is refused."""
+
     def full(self) -> bool:
         """True when a put() would wait."""
 

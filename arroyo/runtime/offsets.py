@@ -25,20 +25,37 @@ class OffsetTracker(Generic[P]):
 
     def started(self, partition: P, offset: int) -> None:
         """``offset`` was received and is now in flight."""
-        pending = self._pending.get(partition)
-        if pending is None:  # the three tables are made and forgotten together
-            pending = self._pending[partition] = set()
-            self._heaps[partition] = []
-        pending.add(offset)
-        heapq.heappush(self._heaps[partition], offset)
-        if offset >= self._next.get(partition, 0):
-            self._next[partition] = offset + 1
+        self.started_many(((partition, offset),))
+
+    def started_many(self, handles: Iterable[tuple[P, int]]) -> None:
+        """Each ``(partition, offset)`` of ``handles`` was received and is now in flight."""
+        last: P | None = None
+        pending, heap, push = set[int](), list[int](), heapq.heappush
+        for partition, offset in handles:
+            if partition != last or last is None:  # a batch holds runs of one partition
+                found = self._pending.get(partition)
+                if found is None:  # the three tables are made and forgotten together
+                    found = self._pending[partition] = set()
+                    self._heaps[partition] = []
+                pending, heap, last = found, self._heaps[partition], partition
+            pending.add(offset)
+            push(heap, offset)
+            if offset >= self._next.get(partition, 0):
+                self._next[partition] = offset + 1
 
     def finished(self, partition: P, offset: int) -> None:
         """``offset`` is done (acknowledged). Unknown offsets (revoked partition) are ignored."""
         pending = self._pending.get(partition)
         if pending is not None:
             pending.discard(offset)
+
+    def finished_many(self, handles: Iterable[tuple[P, int]]) -> None:
+        """:meth:`finished` for each ``(partition, offset)`` of ``handles``."""
+        tables = self._pending
+        for partition, offset in handles:
+            pending = tables.get(partition)
+            if pending is not None:
+                pending.discard(offset)
 
     def committable(self, partition: P) -> int | None:
         """The offset to commit for ``partition`` (the next one to read), or None."""

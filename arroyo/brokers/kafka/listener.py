@@ -191,11 +191,12 @@ class KafkaListener(Listener):
         """Hand the fetched messages to the Block, in order, skipping those of partitions
         revoked since they were fetched; wait (polling) while the Block is full."""
         mine = self.partitions
-        started, offer, url = mine.tracker.started, intake.offer, self.name
+        tracker, url, traced = mine.tracker, self.name, tracing.on
         backlog = self._backlog
         while backlog and not self._stopping:
             batch, owned = backlog.popleft()
             stale = mine.owned is not owned  # (re)assignments happen only while we await
+            items: list[Received] = []
             for msg in batch:
                 topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
                 key = (topic, partition)
@@ -207,13 +208,24 @@ class KafkaListener(Listener):
                     {"url": url, "topic": topic, "partition": partition, "offset": offset},
                     (key, offset),
                 )
-                if tracing.on:
+                if traced:
                     received.trace = tracing.carrier(msg.headers())
-                started(key, offset)
-                if not offer(received):
-                    if not await self._wait(intake, received):
-                        return
-                    stale = mine.owned is not owned
+                items.append(received)
+            while items:
+                # In flight from here on: nothing acknowledges them before we await.
+                taken = intake.offer_many(items)
+                tracker.started_many(r.handle for r in items[:taken])
+                if taken == len(items):
+                    break
+                waiting = items[taken]
+                tracker.started(*waiting.handle)
+                if not await self._wait(intake, waiting):
+                    return
+                items = items[taken + 1 :]
+                if mine.owned is not owned:  # revoked while we waited: their owner reads them
+                    items = [
+                        r for r in items if mine.owned.get(r.handle[0]) == owned.get(r.handle[0])
+                    ]
 
     async def _wait(self, intake: Intake, received: Received) -> bool:
         """put() ``received``; if that takes longer than pause_after, pause the partitions
@@ -251,9 +263,7 @@ class KafkaListener(Listener):
 
     async def ack_many(self, received: Sequence[Received]) -> list[BaseException | None]:
         """:meth:`ack` each, at once (nothing here waits for the broker)."""
-        acked = self.partitions.acked
-        for one in received:
-            acked(*one.handle)
+        self.partitions.acked_many([one.handle for one in received], len(received))
         return [None] * len(received)
 
     async def _assigned(self, keys: list[Key]) -> None:

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from arroyo import DecodeError, Event, Start, decode
+from arroyo import DecodeError, Event, Start, decode, encode
 from arroyo.brokers import memory
 from arroyo.brokers.memory import MemoryListener, MemoryPublisher
 from arroyo.message import Message
 from arroyo.runtime import Block, Operator, Output, Publisher, RetryPolicy, run_blocks
+from arroyo.runtime.listener import Intake, Listener, Received
 from arroyo.testing import Recorder, make_run
 
 FAST = RetryPolicy(attempts=3, initial=0.001, maximum=0.002)
@@ -545,3 +546,39 @@ async def test_max_messages_stops_the_listener_in_a_task_the_block_holds(
     stats = await asyncio.wait_for(running, 5)
     assert out.published == sent[:2]
     assert stats.received == 2
+
+
+class _OneBatch(Listener):
+    """Hands all its messages over in one offer_many call, as the Kafka listener hands a
+    consume() batch; then ends."""
+
+    def __init__(self, data: list[bytes]) -> None:
+        super().__init__()
+        self.data = data
+        self.taken = -1
+        self.acked: list[int] = []
+
+    async def start(self, intake: Intake) -> None:
+        items = [Received(d, {"url": "test://", "i": i}, i) for i, d in enumerate(self.data)]
+        self.taken = intake.offer_many(items)
+
+    async def stop(self) -> None:
+        pass
+
+    async def ack(self, received: Received) -> None:
+        self.acked.append(received.handle)
+
+
+@pytest.mark.parametrize("limit", [None, 4])
+async def test_a_batch_handed_over_at_once_is_counted_and_cut_at_max_messages(
+    limit: int | None,
+) -> None:
+    sent = make_run(8)
+    listener, out = _OneBatch([encode(m) for m in sent]), Recorder()
+    stats = await Block(listener, publishers=[out], max_messages=limit).run()
+    expected = len(sent) if limit is None else limit
+    assert listener.taken == expected
+    assert out.published == sent[:expected]
+    assert listener.acked == list(range(expected))
+    assert stats.received == stats.acknowledged == expected
+    assert stats.received_bytes == sum(len(encode(m)) for m in sent[:expected])

@@ -48,3 +48,20 @@ async def test_close_refuses_new_messages_and_drains_the_rest() -> None:
     assert await asyncio.wait_for(blocked, 1) is False  # not queued: never acknowledged
     assert await intake.get() is queued
     assert await intake.get() is None
+
+
+async def test_a_batch_is_offered_as_far_as_it_fits_and_done_together() -> None:
+    """offer_many takes the first of a batch, in order, up to the count and bytes bounds
+    (as offer() for each); done_many frees their room and wakes as many waiting puts."""
+    intake = BoundedIntake(size=4, max_bytes=35)
+    batch = [item(10) for _ in range(5)]
+    assert intake.offer_many(batch) == 3  # the 4th would pass 35 bytes
+    assert intake.held == 3 and intake.held_bytes == 30
+    late = [asyncio.create_task(intake.put(each)) for each in batch[3:]]
+    await asyncio.sleep(0)
+    assert await intake.get_batch(10) == batch[:3]
+    intake.done_many(batch[:3])
+    assert await asyncio.wait_for(asyncio.gather(*late), 1) == [True, True]
+    assert intake.held == 2 and intake.peak == 3
+    intake.close()
+    assert intake.offer_many([item()]) == 0

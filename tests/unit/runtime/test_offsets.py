@@ -59,3 +59,21 @@ def test_never_commits_an_unfinished_offset(order: list[int], done: int) -> None
     assert commit is not None
     assert all(offset in finished for offset in range(commit))
     assert commit == 30 or commit not in finished
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40)), unique=True), st.data())
+def test_a_batch_is_tracked_as_one_by_one(
+    handles: list[tuple[int, int]], data: st.DataObject
+) -> None:
+    """started_many and finished_many leave the tracker as started and finished for each."""
+    done = data.draw(st.lists(st.sampled_from(handles), unique=True) if handles else st.just([]))
+    one: OffsetTracker[int] = OffsetTracker()
+    many: OffsetTracker[int] = OffsetTracker()
+    for handle in handles:
+        one.started(*handle)
+    many.started_many(handles)
+    for handle in done:
+        one.finished(*handle)
+    many.finished_many(done)
+    assert many.to_commit() == one.to_commit()
+    assert many.in_flight() == one.in_flight() == len(handles) - len(done)
