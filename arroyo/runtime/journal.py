@@ -51,7 +51,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,12 @@ class DeliveryJournal:
             return False
         key = self._key(received)
         return key is not None and key in self.crashes
+
+    def suspects(self, batch: Iterable[Received]) -> bool:
+        """True when one of ``batch`` is :meth:`suspect` (checked only when a worker died)."""
+        if not self.crashes or self._map is None:
+            return False
+        return any(map(self.suspect, batch))
 
     def settled(self, received: Received) -> None:
         """``received`` was acknowledged (processed or dead-lettered): its crashes are

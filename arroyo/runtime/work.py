@@ -71,7 +71,7 @@ class Pipeline:
         publish = settler.publish
         whole = self.batched and not tracing.on
         while batch := await self.intake.get_batch(self.batch_size):
-            if whole and not (journal is not None and any(map(journal.suspect, batch))):
+            if whole and not (journal is not None and journal.suspects(batch)):
                 if journal is None:
                     outcomes = await processor.process_batch(batch)
                 else:  # all recorded while the batch is processed
