@@ -51,7 +51,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,36 +156,52 @@ class DeliveryJournal:
         """``received`` is about to be processed: set its ``deliveries`` (1 + the
         crashes it caused) and record it as being processed. Returns the slot to give
         to :meth:`finish` (-1: not recorded)."""
+        return self.start_many((received,))[0]
+
+    def start_many(self, batch: Sequence[Received]) -> list[int]:
+        """:meth:`start` each of ``batch``; their slots, in order."""
         memory = self._map
         if memory is None:
-            return -1
-        key = self.key(received)
-        if key is None:
-            return -1
-        if len(key) > 60 or "\n" in key:
-            key = _normal(key)
-        self._countdown -= 1
-        if self._countdown <= 0 or received.deliveries > 1:  # look at the clock now and then
-            self._countdown = 64
-            now = time.monotonic()
-            if now >= self._next_refresh or (received.deliveries > 1 and now >= self._soon):
-                self.refresh()
-        counted = self.crashes.get(key) if self.crashes else None
-        received.deliveries = 1 + int(counted[0]) if counted else 1
-        if not self._free:
-            memory = self._grow()
-        slot = self._free.pop()
-        data = key.encode() + b"\n"
-        at = slot * SLOT
-        memory[at + 1 : at + 1 + len(data)] = data
-        memory[at] = 1  # in use: written last, so a half-written key is never read
-        return slot
+            return [-1] * len(batch)
+        slots: list[int] = []
+        for received in batch:
+            key = self.key(received)
+            if key is None:
+                slots.append(-1)
+                continue
+            if len(key) > 60 or "\n" in key:
+                key = _normal(key)
+            self._countdown -= 1
+            if self._countdown <= 0 or received.deliveries > 1:  # the clock now and then
+                self._countdown = 64
+                now = time.monotonic()
+                if now >= self._next_refresh or (received.deliveries > 1 and now >= self._soon):
+                    self.refresh()
+            counted = self.crashes.get(key) if self.crashes else None
+            received.deliveries = 1 + int(counted[0]) if counted else 1
+            if not self._free:
+                memory = self._grow()
+            slot = self._free.pop()
+            data = key.encode() + b"\n"
+            at = slot * SLOT
+            memory[at + 1 : at + 1 + len(data)] = data
+            memory[at] = 1  # in use: written last, so a half-written key is never read
+            slots.append(slot)
+        return slots
 
     def finish(self, slot: int) -> None:
         """Processing of the message recorded in ``slot`` returned (in any way)."""
-        if slot >= 0 and self._map is not None:
-            self._map[slot * SLOT] = 0
-            self._free.append(slot)
+        self.finish_many((slot,))
+
+    def finish_many(self, slots: Iterable[int]) -> None:
+        """:meth:`finish` each of ``slots``."""
+        memory, free = self._map, self._free
+        if memory is None:
+            return
+        for slot in slots:
+            if slot >= 0:
+                memory[slot * SLOT] = 0
+                free.append(slot)
 
     def look_again(self) -> None:
         """Look for the files of dead workers before the next message: the listener was

@@ -288,7 +288,7 @@ class Settler:
         if any(gate.holding for gate in self._gates.values()):
             return 0
         pending, room, taken = self._pending, ACK_BATCH - len(ready), 0
-        confirmed: list[Message] = []
+        settled: list[_Sends] = []
         while taken < room and pending:
             received, sends = pending[0]
             if type(sends) is not list:  # a dead letter: settled one by one
@@ -300,10 +300,11 @@ class Settler:
                 pending.popleft()
                 ready.append(received)
                 taken += 1
-                confirmed += [message for _, message, _ in sends]
+                settled.append(sends)
                 continue
             break
         if taken:
+            confirmed = [message for sends in settled for _, message, _ in sends]
             self._taken += taken
             self.stats.published += len(confirmed)
             now = time.time()

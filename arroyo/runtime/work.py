@@ -75,10 +75,9 @@ class Pipeline:
                 if journal is None:
                     outcomes = await processor.process_batch(batch)
                 else:  # all recorded while the batch is processed
-                    slots = [journal.start(each) for each in batch]
+                    slots = journal.start_many(batch)
                     outcomes = await processor.process_batch(batch)
-                    for slot in slots:
-                        journal.finish(slot)
+                    journal.finish_many(slots)
                 settler.publish_many(batch, outcomes)
                 continue
             for each in batch:  # one by one, each published as soon as it is done

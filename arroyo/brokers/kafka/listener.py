@@ -214,7 +214,7 @@ class KafkaListener(Listener):
             while items:
                 # In flight from here on: nothing acknowledges them before we await.
                 taken = intake.offer_many(items)
-                tracker.started_many(r.handle for r in items[:taken])
+                tracker.started_many([r.handle for r in items[:taken]])
                 if taken == len(items):
                     break
                 waiting = items[taken]

@@ -259,15 +259,15 @@ class Producer:
         if producer is None or loop is None:
             if loop is None:
                 loop = asyncio.get_running_loop()
-            done = loop.create_future()
+            done: asyncio.Future[None] = loop.create_future()
             done.set_exception(PublishError(f"{self.name}: not started (or already closed)"))
             return [done]
-        create, backlog, fail_stop = loop.create_future, self._backlog, self._fail_stop
+        backlog, fail_stop, future = self._backlog, self._fail_stop, asyncio.Future
         stops = self.on_failure is None
         report = functools.partial(self._report, self._reports, producer, stops)
         with self._halting:  # as _produce: no purge between a check and its produce
             for value, key, headers, what in entries:
-                done = create()
+                done = future(loop=loop)  # loop.create_future, inlined
                 sent.append(done)
                 if stops and (self._halts != self._halts_seen or not fail_stop.given()):
                     done.set_exception(fail_stop.not_sent())
