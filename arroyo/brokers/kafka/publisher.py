@@ -11,8 +11,9 @@ letters keep Arroyo's own framing (:meth:`KafkaPublisher.publish_dead_letter`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from arroyo.brokers import BrokerURL
@@ -30,6 +31,9 @@ from arroyo.runtime.ordering import failed
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
 log = logging.getLogger("arroyo.brokers.kafka")
+
+_Entry = tuple[bytes, bytes | None, list[Any], str]
+"""What the producer is given for one message: value, key, headers, what it is."""
 
 
 class KafkaPublisher(PipelinedPublisher):
@@ -140,17 +144,23 @@ class KafkaPublisher(PipelinedPublisher):
         """:meth:`send` each, as :meth:`Publisher.send_many` says, in one call of the
         producer (:meth:`Producer.produce_many`) for the messages between two that
         cannot be encoded."""
-        core = self._core
-        if self.formatted is not None or self.transactions is not None or core is None:
+        produce: Callable[[list[_Entry]], list[asyncio.Future[None]]]
+        if self.formatted is not None:
             return super().send_many(messages, wires)
-        entry, topic = self._entry, self.topic
+        if self.transactions is not None:
+            produce = functools.partial(self.transactions.send_many, self.topic)
+        elif self._core is not None:
+            produce = functools.partial(self._core.produce_many, self.topic)
+        else:
+            return super().send_many(messages, wires)  # fails each: not started
+        entry = self._entry
         sent: list[asyncio.Future[None]] = []
-        entries: list[tuple[bytes, bytes | None, list[Any], str]] = []
+        entries: list[_Entry] = []
         for message, wire in zip(messages, wires, strict=True):
             try:
                 entries.append(entry(message, wire))
             except Exception as exc:  # an EncodeError: this one fails, the rest go on
-                taken = core.produce_many(topic, entries)
+                taken = produce(entries)
                 sent += taken
                 if taken and taken[-1].done() and failed(taken[-1]):
                     return sent  # the producer stopped there (see produce_many)
@@ -160,12 +170,10 @@ class KafkaPublisher(PipelinedPublisher):
                 sent.append(refused)
                 if not isinstance(exc, PermanentError):
                     return sent
-        sent += core.produce_many(topic, entries)
+        sent += produce(entries)
         return sent
 
-    def _entry(
-        self, message: Message, wire: bytes | None
-    ) -> tuple[bytes, bytes | None, list[Any], str]:
+    def _entry(self, message: Message, wire: bytes | None) -> _Entry:
         """What the producer is given for ``message``: value, key, headers and what it is
         (for errors). Raises EncodeError."""
         value = self.codec.encode(message, wire)

@@ -86,6 +86,16 @@ class Transactions:
             done.cancel()
         return done
 
+    def send_many(
+        self, topic: str, entries: list[tuple[bytes, bytes | None, list[Any], str]]
+    ) -> list[asyncio.Future[None]]:
+        """:meth:`send` each ``(value, key, headers, what)``, in order; in one call of
+        :meth:`Producer.produce_many` while a transaction is open for them (which stops
+        as it says: the list may be shorter)."""
+        if self.failure is None and not self._gate and not self._held and self._begin():
+            return self.core.produce_many(topic, entries)
+        return [self.send(topic, *entry) for entry in entries]
+
     def _begin(self) -> bool:
         """Open a transaction unless one is open; False (and aborting) if that fails."""
         if self.in_transaction:
