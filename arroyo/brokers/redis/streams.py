@@ -182,7 +182,8 @@ class RedisStreamListener(Listener):
                 received = Received(data, source, entry_id, deliveries)
                 if tracing.on:
                     received.trace = tracing.carrier(fields)
-                await intake.put(received)
+                if not intake.offer(received):  # no coroutine per message while there is room
+                    await intake.put(received)
 
     async def _fetch(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work()``, again after each lost connection (waiting longer each time)

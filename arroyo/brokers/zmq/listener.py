@@ -100,7 +100,8 @@ class ZmqListener(Listener):
                 received = Received(data, {"url": self.name, "message": count})
                 if trace is not None and tracing.on:
                     received.trace = tracing.from_zmq_frame(trace)
-                await intake.put(received)
+                if not intake.offer(received):  # no coroutine per message while there is room
+                    await intake.put(received)
                 if count % 32 == 0:
                     # Let the Block work even when the socket never waits (not after every
                     # message: a loop iteration costs more than a small message).
