@@ -65,10 +65,7 @@ class BoundedIntake:
 
     def offer(self, received: Received) -> bool:
         """Queue ``received`` if it fits now. After close() it is refused (returns False)."""
-        if self._closed or self._putters or not self._fits(received):
-            return False
-        self._admit(received)
-        return True
+        return self.offer_many((received,)) == 1
 
     def offer_many(self, items: Sequence[Received]) -> int:
         """Queue the first of ``items``, in order, as many as fit now; return how many
@@ -79,7 +76,7 @@ class BoundedIntake:
         count, held = self._count, self._bytes
         taken = 0
         for received in items:
-            if count and (count >= limit or held + received.size > max_bytes):
+            if count and (count >= limit or held + received.size > max_bytes):  # as _fits
                 break
             queue.append(received)
             count += 1
@@ -142,9 +139,7 @@ class BoundedIntake:
 
     def done(self, received: Received) -> None:
         """``received`` is finished: free its room."""
-        self._count -= 1
-        self._bytes -= received.size
-        _wake(self._putters)
+        self.done_many((received,))
 
     def done_many(self, batch: Sequence[Received]) -> None:
         """Each of ``batch`` is finished: free their room."""

@@ -45,9 +45,7 @@ class OffsetTracker(Generic[P]):
 
     def finished(self, partition: P, offset: int) -> None:
         """``offset`` is done (acknowledged). Unknown offsets (revoked partition) are ignored."""
-        pending = self._pending.get(partition)
-        if pending is not None:
-            pending.discard(offset)
+        self.finished_many(((partition, offset),))
 
     def finished_many(self, handles: Iterable[tuple[P, int]]) -> None:
         """:meth:`finished` for each ``(partition, offset)`` of ``handles``."""

@@ -138,23 +138,12 @@ class Processor:
             else:
                 messages.extend(parsed[0])
         produced = await self._operate_batch(messages) if messages else []
-        forwards = self.calls.operator.forwards_input
         at = 0
         for index, received in enumerate(batch):
             parts = prepared[index]
             if parts is None:
                 continue
             mine, first = parts
-            if forwards and produced is not None and len(mine) == 1:
-                # _outcome, one call less per message: the common case, a Passthrough
-                outs = produced[at]
-                at += 1
-                data = received.data
-                if len(outs) == 1 and outs[0] is first is mine[0] and isinstance(data, bytes):
-                    outcomes[index] = Forward(first, data)
-                else:
-                    outcomes[index] = outs[:]
-                continue
             if produced is None:  # the batch failed: this one alone, with its retries
                 attempts = [1]
                 try:
@@ -196,19 +185,10 @@ class Processor:
                 f"{self.max_deliveries}): it keeps failing or crashing workers"
             )
         messages = received.messages
-        if messages is None:  # as _parse_now, one call less per message
-            parser = self.listener.parser
-            try:
-                parsed = parser.parse(received.data)
-            except ArroyoError:
-                raise
-            except Exception as exc:
-                raise _unparsable(parser, exc) from exc
+        if messages is None:
+            parsed = self._parse_now(received)
             messages = parsed if isinstance(parsed, list) else [parsed]
-        first = messages[0] if messages else None
-        if self.frames is not None:
-            messages = self.frames.observe_all(messages)
-        return messages, first
+        return self._counted(messages)
 
     def _counted(self, messages: list[Message]) -> tuple[list[Message], Message | None]:
         first = messages[0] if messages else None
@@ -319,7 +299,7 @@ class Processor:
                     f"process_batch returned {got} outputs for {len(messages)} messages; "
                     "expected a list with one output per message"
                 )
-            kinds = (Start, Event, Stop)
+            kinds = (Start, Event, Stop)  # a message as it is: no list, no check, no call
             return [[value] if isinstance(value, kinds) else outputs(value) for value in produced]
         except asyncio.CancelledError:
             raise
@@ -351,18 +331,13 @@ class Processor:
     def _parse_now(self, received: Received) -> Message | list[Message]:
         """Parse; a parser's unexpected exception counts as undecodable input, not as a
         reason to retry (only RegistryError, an unreachable registry, is retried)."""
-        parser = self.listener.parser
         try:
-            return parser.parse(received.data)
+            return self.listener.parser.parse(received.data)
         except ArroyoError:
             raise
         except Exception as exc:
-            raise _unparsable(parser, exc) from exc
+            parser = type(self.listener.parser).__name__
+            raise DecodeError(f"{parser} could not parse the message: {exc!r}") from exc
 
     def _retried(self, step: str, attempt: int, error: BaseException) -> None:
         note_retry(self.stats, self.throttle, step, attempt, error)
-
-
-def _unparsable(parser: object, exc: Exception) -> DecodeError:
-    """A parser's unexpected exception, as undecodable input (never retried)."""
-    return DecodeError(f"{type(parser).__name__} could not parse the message: {exc!r}")

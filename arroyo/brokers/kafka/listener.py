@@ -263,7 +263,7 @@ class KafkaListener(Listener):
 
     async def ack_many(self, received: Sequence[Received]) -> list[BaseException | None]:
         """:meth:`ack` each, at once (nothing here waits for the broker)."""
-        self.partitions.acked_many([one.handle for one in received], len(received))
+        self.partitions.acked_many([one.handle for one in received])
         return [None] * len(received)
 
     async def _assigned(self, keys: list[Key]) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import confluent_kafka as ck
@@ -89,12 +89,12 @@ class Partitions:
 
     def acked(self, key: Key, offset: int) -> None:
         """The message at ``offset`` of ``key`` is done (ignored for a revoked partition)."""
-        self.acked_many(((key, offset),), 1)
+        self.acked_many(((key, offset),))
 
-    def acked_many(self, handles: Iterable[tuple[Key, int]], count: int) -> None:
-        """:meth:`acked` for each of the ``count`` ``(key, offset)`` of ``handles``."""
+    def acked_many(self, handles: Sequence[tuple[Key, int]]) -> None:
+        """:meth:`acked` for each ``(key, offset)`` of ``handles``."""
         self.tracker.finished_many(handles)
-        self._acked += count
+        self._acked += len(handles)
         progress = self._progress
         if progress is not None and not progress.done():
             progress.set_result(None)

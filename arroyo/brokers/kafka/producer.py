@@ -56,6 +56,10 @@ log = logging.getLogger("arroyo.brokers.kafka")
 
 T = TypeVar("T")
 
+Entry = tuple[bytes, bytes | None, list[Any], str]
+"""What the producer is given for one message: value, key, headers, and what it is
+(for errors)."""
+
 _Queued = tuple[str, bytes, bytes | None, list[Any], asyncio.Future[None]]
 """A message waiting to be handed to librdkafka: topic, value, key, headers, its future."""
 
@@ -243,9 +247,7 @@ class Producer:
             done.set_exception(exc)
         return done
 
-    def produce_many(
-        self, topic: str, entries: Iterable[tuple[bytes, bytes | None, list[Any], str]]
-    ) -> list[asyncio.Future[None]]:
+    def produce_many(self, topic: str, entries: Iterable[Entry]) -> list[asyncio.Future[None]]:
         """:meth:`produce` each ``(value, key, headers, what)`` of ``entries``, in order,
         as one call (one lock, no call per message but librdkafka's); a future per
         entry taken.

@@ -19,7 +19,7 @@ from typing import Any
 from arroyo.brokers import BrokerURL
 from arroyo.brokers.kafka import admin
 from arroyo.brokers.kafka.connection import hider
-from arroyo.brokers.kafka.producer import Producer
+from arroyo.brokers.kafka.producer import Entry, Producer
 from arroyo.brokers.kafka.settings import KafkaPublisherSettings, check_settings, topics
 from arroyo.brokers.kafka.transactions import Transactions
 from arroyo.codec import Codec, default_codec
@@ -31,9 +31,6 @@ from arroyo.runtime.ordering import failed
 from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
 
 log = logging.getLogger("arroyo.brokers.kafka")
-
-_Entry = tuple[bytes, bytes | None, list[Any], str]
-"""What the producer is given for one message: value, key, headers, what it is."""
 
 
 class KafkaPublisher(PipelinedPublisher):
@@ -144,7 +141,7 @@ class KafkaPublisher(PipelinedPublisher):
         """:meth:`send` each, as :meth:`Publisher.send_many` says, in one call of the
         producer (:meth:`Producer.produce_many`) for the messages between two that
         cannot be encoded."""
-        produce: Callable[[list[_Entry]], list[asyncio.Future[None]]]
+        produce: Callable[[list[Entry]], list[asyncio.Future[None]]]
         if self.formatted is not None:
             return super().send_many(messages, wires)
         if self.transactions is not None:
@@ -155,7 +152,7 @@ class KafkaPublisher(PipelinedPublisher):
             return super().send_many(messages, wires)  # fails each: not started
         entry = self._entry
         sent: list[asyncio.Future[None]] = []
-        entries: list[_Entry] = []
+        entries: list[Entry] = []
         for message, wire in zip(messages, wires, strict=True):
             try:
                 entries.append(entry(message, wire))
@@ -173,7 +170,7 @@ class KafkaPublisher(PipelinedPublisher):
         sent += produce(entries)
         return sent
 
-    def _entry(self, message: Message, wire: bytes | None) -> _Entry:
+    def _entry(self, message: Message, wire: bytes | None) -> Entry:
         """What the producer is given for ``message``: value, key, headers and what it is
         (for errors). Raises EncodeError."""
         value = self.codec.encode(message, wire)

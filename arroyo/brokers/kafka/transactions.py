@@ -15,7 +15,7 @@ from typing import Any
 import confluent_kafka as ck
 
 from arroyo.brokers.kafka.connection import Hide, Key, error_text, offsets_list
-from arroyo.brokers.kafka.producer import Producer
+from arroyo.brokers.kafka.producer import Entry, Producer
 from arroyo.errors import ArroyoError, PublishError
 
 log = logging.getLogger("arroyo.brokers.kafka")
@@ -86,9 +86,7 @@ class Transactions:
             done.cancel()
         return done
 
-    def send_many(
-        self, topic: str, entries: list[tuple[bytes, bytes | None, list[Any], str]]
-    ) -> list[asyncio.Future[None]]:
+    def send_many(self, topic: str, entries: list[Entry]) -> list[asyncio.Future[None]]:
         """:meth:`send` each ``(value, key, headers, what)``, in order; in one call of
         :meth:`Producer.produce_many` while a transaction is open for them (which stops
         as it says: the list may be shorter)."""
