@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from arroyo.runtime.parser import AvroParser, Parser
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from arroyo.runtime.journal import DeliveryJournal
     from arroyo.runtime.lag import Source
 
-__all__ = ["Intake", "Listener", "Raw", "Received"]
+__all__ = ["Intake", "Listener", "Raw", "Received", "hand_over"]
 
 
 class Intake(Protocol):
@@ -41,6 +41,25 @@ class Intake(Protocol):
         whose outputs or dead letter are not confirmed yet, nor what comes after it in
         input order, so a listener may call this while it holds sends back (a Kafka
         transaction being committed). Returns at once when the Block is not settling."""
+
+
+async def hand_over(
+    intake: Intake, items: Sequence[Received], stopping: Callable[[], bool] = lambda: False
+) -> int:
+    """Hand ``items`` (a batch received together) to ``intake`` in order: as many as
+    there is room for now in one :meth:`Intake.offer_many`, then the rest one by one,
+    each waiting for room (the backpressure). It asks ``stopping()`` first and before
+    each wait and, when True, hands no more over. Returns how many were handed over:
+    the first that many of ``items``; the listener keeps the rest (for redelivery)."""
+    if stopping():
+        return 0
+    taken = intake.offer_many(items)
+    for received in items[taken:]:
+        if stopping():
+            break
+        await intake.put(received)
+        taken += 1
+    return taken
 
 
 class Listener(ABC):
@@ -105,7 +124,8 @@ class Listener(ABC):
     @abstractmethod
     async def start(self, intake: Intake) -> None:
         """Receive until the source ends or :meth:`stop` is called, handing each message to
-        ``await intake.put(received)`` in the order the source gave them.
+        ``await intake.put(received)`` in the order the source gave them (what came
+        together, as a batch: :func:`hand_over`, ``intake.offer_many``).
 
         Returns when no more messages will be handed over. Raises only for errors the
         listener cannot recover from (connection losses it should retry by itself).

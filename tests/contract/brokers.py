@@ -20,6 +20,7 @@ by a skip (``test_declarations.py`` checks that this docstring shows the declara
 | options | yes | yes | yes | yes | yes |
 | extras | n/a: no client | yes | yes | yes | yes |
 | tls | n/a: no connection | yes | yes | yes | n/a: no TLS |
+| batches | n/a: one by one | yes | yes | yes | yes |
 
 The concerns:
 
@@ -34,6 +35,7 @@ The concerns:
 - options: an unknown option is named in the error, with the broker.
 - extras: a missing client library names the extra to install.
 - tls: TLS round trip; a wrong CA is refused, saying so.
+- batches: what waits together is handed to the Block together (one offer_many).
 
 The reasons (n/a: why):
 
@@ -46,6 +48,8 @@ The reasons (n/a: why):
 - no client: the memory broker is in the core: it needs no client library.
 - no credentials: the ZeroMQ connectors take no credentials.
 - no TLS: the ZeroMQ connectors offer no TLS (ZeroMQ's CURVE is not offered).
+- one by one: the memory broker hands its entries over one at a time: they are in the
+  process already, with no read of many to keep together.
 
 How each broker gives back what a worker did not acknowledge (the adapters set the options
 that make it quick: ``adapters.py``):
@@ -78,6 +82,7 @@ CONCERNS: dict[str, str] = {
     "options": "an unknown option is named in the error, with the broker",
     "extras": "a missing client library names the extra to install",
     "tls": "TLS round trip; a wrong CA is refused, saying so",
+    "batches": "what waits together is handed to the Block together (one offer_many)",
 }
 """Every concern of the contract, as the test classes name it (``concern = "..."``)."""
 
@@ -91,6 +96,8 @@ REASONS: dict[str, str] = {
     "no client": "the memory broker is in the core: it needs no client library",
     "no credentials": "the ZeroMQ connectors take no credentials",
     "no TLS": "the ZeroMQ connectors offer no TLS (ZeroMQ's CURVE is not offered)",
+    "one by one": "the memory broker hands its entries over one at a time: they are in "
+    "the process already, with no read of many to keep together",
 }
 """Why a broker does not meet a concern: a short reason (as the table shows it) -> what
 it means."""
@@ -133,6 +140,7 @@ BROKERS: tuple[Declared, ...] = (
             "secrets": "no connection",
             "extras": "no client",
             "tls": "no connection",
+            "batches": "one by one",
         },
     ),
     Declared(

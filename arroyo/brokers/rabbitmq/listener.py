@@ -23,7 +23,7 @@ from arroyo.errors import ConfigError, ConnectError
 from arroyo.runtime import tracing
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.lag import Source, source
-from arroyo.runtime.listener import Intake, Listener, Received
+from arroyo.runtime.listener import Intake, Listener, Received, hand_over
 from arroyo.runtime.parser import Parser
 
 log = logging.getLogger("arroyo.brokers.rabbitmq")
@@ -67,6 +67,8 @@ class RabbitMQListener(Listener):
         self._stopping = False
         self._unacked: dict[int, AbstractIncomingMessage] = {}
         """Deliveries to this listener not acknowledged (nor requeued) yet, for the lag."""
+        self._held: list[AbstractIncomingMessage] = []
+        """Deliveries taken from the inbox and not handed over (stopped meanwhile)."""
 
     @property
     def name(self) -> str:
@@ -123,8 +125,9 @@ class RabbitMQListener(Listener):
         return {source(queue=self.queue): ready + len(self._unacked)}
 
     async def start(self, intake: Intake) -> None:
-        """Consume and hand each message over in delivery order until :meth:`stop`; the
-        robust connection consumes again by itself after a reconnection."""
+        """Consume and hand each message over in delivery order until :meth:`stop` (those
+        delivered meanwhile together: :func:`hand_over`); the robust connection consumes
+        again by itself after a reconnection."""
         if self._stopping:
             return
         await self.connect()
@@ -136,31 +139,45 @@ class RabbitMQListener(Listener):
             raise ConnectError(f"{self.name}: {self.broker.hide(exc)}") from None
         log.info("%s: consuming (%s queue, prefetch %d)", self.name, self.queue_type, self.prefetch)
         quorum = self.settings.counts_deliveries
+        inbox = self._inbox
         try:
-            while (message := await self._inbox.get()) is not None:
-                source: dict[str, Any] = {
-                    "url": self.name,
-                    "queue": self.queue,
-                    "delivery_tag": message.delivery_tag,
-                }
-                if message.message_id:
-                    source["message_id"] = message.message_id
-                count = deliveries(message, quorum)
-                received = Received(message.body, source, message, count)
-                if tracing.on:
-                    received.trace = tracing.carrier(message.headers)
-                await intake.put(received)
+            while True:
+                batch: list[Received] = []
+                message = await inbox.get()
+                while message is not None:  # and those delivered meanwhile
+                    batch.append(self._received(message, quorum))
+                    if inbox.empty():
+                        break
+                    message = inbox.get_nowait()
+                taken = await hand_over(intake, batch, lambda: self._stopping)
+                self._held = [received.handle for received in batch[taken:]]
+                if message is None:  # stop()'s
+                    break
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
             await self._give_back()
 
+    def _received(self, message: AbstractIncomingMessage, quorum: bool) -> Received:
+        source: dict[str, Any] = {
+            "url": self.name,
+            "queue": self.queue,
+            "delivery_tag": message.delivery_tag,
+        }
+        if message.message_id:
+            source["message_id"] = message.message_id
+        received = Received(message.body, source, message, deliveries(message, quorum))
+        if tracing.on:
+            received.trace = tracing.carrier(message.headers)
+        return received
+
     async def _give_back(self) -> None:
         """Requeue what was received and not handed over."""
+        held, self._held = self._held, []
         while not self._inbox.empty():
-            message = self._inbox.get_nowait()
-            if message is None:
-                continue
+            if (message := self._inbox.get_nowait()) is not None:
+                held.append(message)
+        for message in held:
             self._unacked.pop(id(message), None)
             try:
                 await message.nack(requeue=True)

@@ -29,7 +29,7 @@ from arroyo.errors import ArroyoError, ConnectError
 from arroyo.message import Message
 from arroyo.runtime import tracing
 from arroyo.runtime.lag import Source, source
-from arroyo.runtime.listener import Intake, Listener, Raw, Received
+from arroyo.runtime.listener import Intake, Listener, Raw, Received, hand_over
 from arroyo.runtime.parser import Parser
 from arroyo.runtime.publisher import DeadLetter
 
@@ -112,8 +112,9 @@ class RedisStreamListener(Listener):
     # -- reading
 
     async def start(self, intake: Intake) -> None:
-        """Claim entries other consumers left idle, then read new ones, handing each over
-        in the order read; reconnects by itself until :meth:`stop`."""
+        """Claim entries other consumers left idle, then read new ones, handing each read's
+        entries over together, in the order read (:func:`hand_over`); reconnects by
+        itself until :meth:`stop`."""
         await self.connect()
         log.info(
             "%s: reading as consumer %s of group %s (idle entries are taken over after %d ms)",
@@ -158,9 +159,8 @@ class RedisStreamListener(Listener):
                         self.group,
                     )
                 continue
+            batch: list[Received] = []
             for entry_id, fields, deliveries in entries:
-                if self._stopping.is_set():
-                    break  # left pending: handed back to the group by close()
                 if entry_id in self._unacked:
                     # Our own unfinished entry, gone idle while the loop stalled and
                     # claimed back by us: already handed over, not to be processed twice.
@@ -182,8 +182,10 @@ class RedisStreamListener(Listener):
                 received = Received(data, source, entry_id, deliveries)
                 if tracing.on:
                     received.trace = tracing.carrier(fields)
-                if not intake.offer(received):  # no coroutine per message while there is room
-                    await intake.put(received)
+                batch.append(received)
+            taken = await hand_over(intake, batch, self._stopping.is_set)
+            for left in batch[taken:]:  # stopping: left pending, handed back by close()
+                self._unacked.pop(left.handle, None)
 
     async def _fetch(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work()``, again after each lost connection (waiting longer each time)

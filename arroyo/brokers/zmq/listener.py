@@ -19,12 +19,18 @@ from arroyo.brokers.zmq.gaps import SeqGaps
 from arroyo.brokers.zmq.settings import ZmqListenerSettings
 from arroyo.errors import ConfigError
 from arroyo.runtime import tracing
-from arroyo.runtime.listener import Intake, Listener, Raw, Received
+from arroyo.runtime.listener import Intake, Listener, Raw, Received, hand_over
 from arroyo.runtime.parser import AvroParser, Parser
 
 log = logging.getLogger("arroyo.brokers.zmq")
 
 _MARK = len(tracing.ZMQ_FRAME)
+
+BATCH = 64
+"""Messages read from the socket's queue and handed over together at most."""
+BATCH_BYTES = 1 << 20
+"""A batch ends once it holds this many bytes (a large frame is a batch of its own), so
+what waits outside the Block's bounds is at most about this much."""
 
 
 class ZmqListener(Listener):
@@ -61,9 +67,11 @@ class ZmqListener(Listener):
         return self._name
 
     async def start(self, intake: Intake) -> None:
-        """Bind or connect, then hand over each message as it arrives, in arrival order.
+        """Bind or connect, then hand over each message as it arrives, in arrival order:
+        those the socket already holds together, up to :data:`BATCH` messages or
+        :data:`BATCH_BYTES` bytes (:func:`hand_over`).
 
-        Takes the next message only once the intake took this one (backpressure).
+        Reads the next batch only once the intake took this one (backpressure).
         Returns after :meth:`stop`. Raises ConnectError when the socket cannot bind.
         """
         options = {zmq.RCVHWM: self.rcvhwm, zmq.LINGER: 0}
@@ -80,29 +88,29 @@ class ZmqListener(Listener):
         self.ready.set()
         count = 0
         # Messages already queued are read without an asyncio round trip (the shadow is
-        # the same socket, used synchronously with NOBLOCK); only an empty queue is awaited.
+        # the same socket, used synchronously with NOBLOCK) and handed over together;
+        # only an empty queue is awaited.
         shadow = zmq.Socket.shadow(socket.underlying)
         expiring = asyncio.create_task(self._expire_runs())
         try:
             while not self._stopping.is_set():
-                try:
-                    frames = shadow.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    frames = await self._wait(socket)
-                    if frames is None:
-                        break
-                count += 1
-                trace = None
-                if len(frames) > 1 and frames[-1].buffer[:_MARK] == tracing.ZMQ_FRAME:
-                    trace = frames.pop().bytes  # trace context after Arroyo's framing
-                parts = [self._part(frame) for frame in frames]
-                data: Raw = parts[0] if len(parts) == 1 else parts
-                received = Received(data, {"url": self.name, "message": count})
-                if trace is not None and tracing.on:
-                    received.trace = tracing.from_zmq_frame(trace)
-                if not intake.offer(received):  # no coroutine per message while there is room
-                    await intake.put(received)
-                if count % 32 == 0:
+                batch: list[Received] = []
+                size = 0
+                while len(batch) < BATCH and size < BATCH_BYTES:
+                    try:
+                        frames = shadow.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        if batch:
+                            break
+                        frames = await self._wait(socket)
+                        if frames is None:
+                            return
+                    count += 1
+                    received = self._received(frames, count)
+                    batch.append(received)
+                    size += received.size
+                await hand_over(intake, batch)
+                if len(batch) == BATCH or size >= BATCH_BYTES:
                     # Let the Block work even when the socket never waits (not after every
                     # message: a loop iteration costs more than a small message).
                     await asyncio.sleep(0)
@@ -119,6 +127,18 @@ class ZmqListener(Listener):
                     len(runs),
                     ", ".join(map(repr, runs[:10])),
                 )
+
+    def _received(self, frames: list[Any], count: int) -> Received:
+        """The ``count``-th message received, from its frames."""
+        trace = None
+        if len(frames) > 1 and frames[-1].buffer[:_MARK] == tracing.ZMQ_FRAME:
+            trace = frames.pop().bytes  # trace context after Arroyo's framing
+        parts = [self._part(frame) for frame in frames]
+        data: Raw = parts[0] if len(parts) == 1 else parts
+        received = Received(data, {"url": self.name, "message": count})
+        if trace is not None and tracing.on:
+            received.trace = tracing.from_zmq_frame(trace)
+        return received
 
     async def _expire_runs(self) -> None:
         """Every second, let the gap tracker count runs that ended without their Stop."""
