@@ -129,3 +129,52 @@ async def test_acks_from_a_reopened_channel_are_skipped_and_work_resumes(
         await listener.ack(seen.items[2])
     assert "not acknowledged (the broker delivers it again)" in caplog.text
     assert await count(channel, source) == 0
+
+
+async def test_a_batch_of_acknowledgements_is_one_basic_ack(
+    amqp_url: str,
+    channel: aio_pika.abc.AbstractChannel,
+    queue: Callable[[str], str],
+    until: Until,
+    count: Count,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = queue("source")
+    await publish_all(f"{amqp_url}?queue={source}", make_run(10))
+    listener = open_listener(f"{amqp_url}?queue={source}")
+    assert isinstance(listener, RabbitMQListener)
+    sent: list[bool] = []  # the multiple flag of each basic.ack
+    basic_ack = listener._basic_ack
+
+    async def counted(message: Any, *, multiple: bool) -> None:
+        sent.append(multiple)
+        await basic_ack(message, multiple=multiple)
+
+    monkeypatch.setattr(listener, "_basic_ack", counted)
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == 12)  # Start, 10 Events, Stop
+        assert await listener.ack_many(seen.items) == [None] * 12
+    assert sent == [True]
+    assert await count(channel, source) == 0  # all of them, not only the last
+
+
+async def test_a_batch_that_leaves_an_earlier_delivery_out_acknowledges_one_by_one(
+    amqp_url: str,
+    channel: aio_pika.abc.AbstractChannel,
+    queue: Callable[[str], str],
+    until: Until,
+    count: Count,
+) -> None:
+    source = queue("source")
+    sent = make_run(10)
+    await publish_all(f"{amqp_url}?queue={source}", sent)
+    url = f"{amqp_url}?queue={source}"
+    listener = open_listener(url)
+    async with listening(listener) as seen:
+        await until(lambda: len(seen.items) == 12)
+        # The first is still being processed: an ack "up to" the last would take it too.
+        assert await listener.ack_many(seen.items[1:]) == [None] * 11
+    assert await count(channel, source) == 1
+    async with listening(open_listener(url)) as again:
+        await until(lambda: len(again.items) == 1)
+    assert listener.parser.parse(again.items[0].data) == sent[0]
