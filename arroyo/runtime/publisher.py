@@ -7,13 +7,15 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from arroyo.errors import PermanentError
 from arroyo.message import Event, Message
 from arroyo.runtime.ordering import failed, not_sent, start_send
+
+E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +241,37 @@ class PipelinedPublisher(Publisher):
     async def publish(self, message: Message) -> None:
         """Send ``message`` and return once the destination confirmed it."""
         await self.send(message)
+
+
+def send_runs(
+    messages: Sequence[Message],
+    wires: Sequence[bytes | None],
+    prepare: Callable[[Message, bytes | None], E],
+    send_run: Callable[[list[E]], list[asyncio.Future[None]]],
+) -> list[asyncio.Future[None]]:
+    """:meth:`Publisher.send_many` for a connector that sends a run of prepared messages
+    in one call: ``prepare(message, wire)`` makes what ``send_run`` takes for one message
+    (encoded, framed) or raises (an EncodeError); ``send_run(run)`` sends a run in order
+    and returns a future per message taken, as ``send_many`` does (it may stop early).
+
+    A message that cannot be prepared fails alone: the run before it is sent, then the
+    next run is started after it (a PermanentError; another error stops here, as
+    ``send_many`` says)."""
+    sent: list[asyncio.Future[None]] = []
+    run: list[E] = []
+    for message, wire in zip(messages, wires, strict=True):
+        try:
+            run.append(prepare(message, wire))
+        except Exception as exc:
+            taken = send_run(run)
+            sent += taken
+            if len(taken) < len(run) or (taken and taken[-1].done() and failed(taken[-1])):
+                return sent  # send_run stopped there
+            run = []
+            refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            sent.append(refused)
+            if not isinstance(exc, PermanentError):
+                return sent
+    sent += send_run(run)
+    return sent

@@ -23,12 +23,11 @@ from arroyo.brokers.kafka.producer import Entry, Producer
 from arroyo.brokers.kafka.settings import KafkaPublisherSettings, check_settings, topics
 from arroyo.brokers.kafka.transactions import Transactions
 from arroyo.codec import Codec, default_codec
-from arroyo.errors import ConfigError, MessageTooLargeError, PermanentError, PublishError
+from arroyo.errors import ConfigError, MessageTooLargeError, PublishError
 from arroyo.formats import Record, WireFormat
 from arroyo.formats.sending import FormatSender
 from arroyo.message import Message
-from arroyo.runtime.ordering import failed
-from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher
+from arroyo.runtime.publisher import DeadLetter, PipelinedPublisher, send_runs
 
 log = logging.getLogger("arroyo.brokers.kafka")
 
@@ -150,25 +149,7 @@ class KafkaPublisher(PipelinedPublisher):
             produce = functools.partial(self._core.produce_many, self.topic)
         else:
             return super().send_many(messages, wires)  # fails each: not started
-        entry = self._entry
-        sent: list[asyncio.Future[None]] = []
-        entries: list[Entry] = []
-        for message, wire in zip(messages, wires, strict=True):
-            try:
-                entries.append(entry(message, wire))
-            except Exception as exc:  # an EncodeError: this one fails, the rest go on
-                taken = produce(entries)
-                sent += taken
-                if taken and taken[-1].done() and failed(taken[-1]):
-                    return sent  # the producer stopped there (see produce_many)
-                entries = []
-                refused = asyncio.get_running_loop().create_future()
-                refused.set_exception(exc)
-                sent.append(refused)
-                if not isinstance(exc, PermanentError):
-                    return sent
-        sent += produce(entries)
-        return sent
+        return send_runs(messages, wires, self._entry, produce)
 
     def _entry(self, message: Message, wire: bytes | None) -> Entry:
         """What the producer is given for ``message``: value, key, headers and what it is

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
@@ -85,12 +85,20 @@ class Batcher(Generic[T]):
     def add(self, item: T, size: int = 0) -> asyncio.Future[None]:
         """Queue ``item`` (of ``size`` bytes); the future completes once its batch was
         flushed."""
+        return self.add_many(((item, size),))[0]
+
+    def add_many(self, items: Iterable[tuple[T, int]]) -> list[asyncio.Future[None]]:
+        """:meth:`add` each ``(item, size)`` of ``items``, in order; a future each."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._items.append((item, size, done))
-        if self._task is None or self._task.done():
+        queue, future = self._items, asyncio.Future
+        added: list[asyncio.Future[None]] = []
+        for item, size in items:
+            done: asyncio.Future[None] = future(loop=loop)  # loop.create_future, inlined
+            queue.append((item, size, done))
+            added.append(done)
+        if added and (self._task is None or self._task.done()):
             self._task = loop.create_task(self._run())
-        return done
+        return added
 
     def _take(self) -> list[tuple[T, int, asyncio.Future[None]]]:
         batch = [self._items.popleft()]
@@ -194,9 +202,13 @@ class RedisPublisher(PipelinedPublisher):
 
     def _queue(self, command: Command, size: int) -> asyncio.Future[None]:
         """Queue ``command`` (sending ``size`` bytes) behind those queued before."""
+        return self._queue_many([(command, size)])[0]
+
+    def _queue_many(self, commands: list[tuple[Command, int]]) -> list[asyncio.Future[None]]:
+        """:meth:`_queue` each ``(command, size)``, in order, in one call."""
         if self._client is None:
             raise RuntimeError(f"{self.name}: start() was not called")
-        return self._batcher.add(command, size)
+        return self._batcher.add_many(commands)
 
     def _result(self, reply: Any) -> BaseException | None:
         """None when ``reply`` confirms its command, else the error to report."""

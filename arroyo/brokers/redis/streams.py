@@ -31,7 +31,7 @@ from arroyo.runtime import tracing
 from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Raw, Received, hand_over
 from arroyo.runtime.parser import Parser
-from arroyo.runtime.publisher import DeadLetter
+from arroyo.runtime.publisher import DeadLetter, send_runs
 
 log = logging.getLogger("arroyo.brokers.redis")
 
@@ -160,6 +160,7 @@ class RedisStreamListener(Listener):
                     )
                 continue
             batch: list[Received] = []
+            url, stream, group, field = self.name, self.stream, self.group, self.field
             for entry_id, fields, deliveries in entries:
                 if entry_id in self._unacked:
                     # Our own unfinished entry, gone idle while the loop stalled and
@@ -167,15 +168,10 @@ class RedisStreamListener(Listener):
                     self._unacked[entry_id] = time.monotonic()
                     continue
                 self._unacked[entry_id] = time.monotonic()
-                source = {
-                    "url": self.name,
-                    "stream": self.stream,
-                    "group": self.group,
-                    "entry": entry_id.decode(),
-                }
+                source = {"url": url, "stream": stream, "group": group, "entry": entry_id.decode()}
                 data: Raw
-                if self.field in fields:
-                    data = fields[self.field]
+                if field in fields:
+                    data = fields[field]
                 else:  # not written by Arroyo: the parser gets every field and value
                     data = [part for pair in fields.items() for part in pair]
                     source["fields"] = b",".join(fields).decode(errors="replace")
@@ -375,6 +371,19 @@ class RedisStreamPublisher(RedisPublisher):
 
     def send(self, message: Message, wire: bytes | None = None) -> asyncio.Future[None]:
         """Encode now and queue the XADD; messages reach the stream in send() order."""
+        return self._queue(*self._xadd_of(message, wire))
+
+    def send_many(
+        self, messages: Sequence[Message], wires: Sequence[bytes | None]
+    ) -> list[asyncio.Future[None]]:
+        """:meth:`send` each, as :meth:`Publisher.send_many` says: the XADDs of the
+        messages between two that cannot be encoded are queued in one call."""
+        if self._client is None:
+            return super().send_many(messages, wires)  # fails each: not started
+        return send_runs(messages, wires, self._xadd_of, self._queue_many)
+
+    def _xadd_of(self, message: Message, wire: bytes | None) -> tuple[Command, int]:
+        """The XADD of ``message`` and the bytes of its data; raises EncodeError."""
         data = self.codec.encode(message, wire)
         command: Command = (
             *self._xadd,
@@ -391,7 +400,7 @@ class RedisStreamPublisher(RedisPublisher):
         )
         if message.trace:
             command += _flat(message.trace)
-        return self._queue(command, len(data))
+        return command, len(data)
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Append the original bytes (under ``data``; the parts of a multipart message

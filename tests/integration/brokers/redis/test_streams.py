@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from arroyo import Event, encode
 from arroyo.brokers import open_listener, open_publisher
 from arroyo.brokers.redis import RedisStreamListener, RedisStreamPublisher
-from arroyo.errors import PermanentError
+from arroyo.errors import EncodeError, PermanentError
 from arroyo.runtime import Block
 from arroyo.runtime.publisher import DeadLetter
 from arroyo.testing import Recorder, listening, make_run, publish_all
@@ -235,6 +235,26 @@ async def test_pipelined_sends_keep_their_order_and_maxlen_trims(
     assert 100 <= len(entries) < 1000  # MAXLEN ~ trims whole nodes: about 100 are left
     kept = [fields[b"id"].decode() for _, fields in entries]
     assert kept == [m.id for m in messages[-len(kept) :]]
+
+
+async def test_send_many_queues_a_batch_and_fails_an_unencodable_message_alone(
+    redis_address: str, client: aioredis.Redis, stream: Callable[[str], str]
+) -> None:
+    out = stream("out")
+    messages = make_run(5)
+    messages[2] = Event({"x": object()}, b"", stream=messages[2].stream)  # breaks the schema
+    publisher = open_publisher(f"redis://{redis_address}/{out}")
+    assert isinstance(publisher, RedisStreamPublisher)
+    await publisher.start()
+    try:
+        sends = publisher.send_many(messages, [None] * len(messages))
+        assert len(sends) == len(messages)
+        assert isinstance(sends[2].exception(), EncodeError)
+        await asyncio.gather(*(s for i, s in enumerate(sends) if i != 2))
+    finally:
+        await publisher.close()
+    written = [fields[b"id"].decode() for _, fields in await client.xrange(out)]
+    assert written == [m.id for i, m in enumerate(messages) if i != 2]
 
 
 async def test_a_key_of_another_type_is_a_permanent_error(
