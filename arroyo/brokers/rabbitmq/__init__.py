@@ -9,8 +9,10 @@ consumers.
 
 **Listener** (:mod:`.listener`). Consumes the queue with manual acknowledgements;
 workers sharing a queue are competing consumers. ``prefetch`` is how many
-unacknowledged messages the broker sends ahead: the backpressure. A message is
-acknowledged once the Block is done with it; a message received on a channel that has
+unacknowledged messages the broker sends ahead: the backpressure. What arrived while
+the listener was handing over is handed over together. A message is acknowledged once
+the Block is done with it (a batch of them that leaves no earlier delivery of its
+channel out, in one ``basic.ack`` with ``multiple``); a message received on a channel that has
 since been re-opened cannot be acknowledged any more (the broker redelivers it, so it is
 processed again). What a worker had not acknowledged when it died goes back to the
 queue. ``Received.deliveries`` is exact on quorum queues (their ``x-delivery-count``

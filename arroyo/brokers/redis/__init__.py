@@ -19,7 +19,8 @@ The listener reads through a consumer group (``group``, default ``arroyo``; crea
 default, or ``$`` for new entries only). Every worker process is its own consumer
 (``host-pid-random``). Entries are read in batches (``batch``, default 100, at most
 ``batch_bytes``, default 16 MiB, of data at a time, waiting ``block_ms``, default 1000,
-for new ones) and acknowledged with ``XACK`` (batched) once the Block is done with them.
+for new ones), each read handed to the Block together, and acknowledged with ``XACK``
+(batched) once the Block is done with them.
 An entry without the ``field`` (default ``data``), written by another tool, is handed to
 the parser as its field and value parts (Arroyo's own parser dead-letters it).
 

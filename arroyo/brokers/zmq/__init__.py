@@ -13,7 +13,8 @@ is lost; no one redelivers it. A publisher's confirmation only means the message
 handed to the socket: ZeroMQ tells nothing about delivery.
 
 **PUSH/PULL** is lossless while both ends live and gives backpressure: the listener
-takes a message only when the Block has room, its socket queue holds at most
+takes messages only when the Block has room (what its socket already holds, up to 64
+messages or 1 MiB, is read and handed over together), its socket queue holds at most
 ``rcvhwm`` messages, then TCP buffers fill and the sender's ``send`` blocks at its
 ``sndhwm``. **PUB/SUB drops by design**: a subscriber that falls behind, or joins late,
 misses messages, and nothing tells it. The listener counts what it can detect, gaps in
