@@ -216,14 +216,16 @@ class RabbitMQListener(Listener):
         return [None] * len(messages)
 
     def _all_up_to_last(self, messages: list[AbstractIncomingMessage]) -> bool:
-        """True when ``messages`` came on one channel and no other delivery of that
+        """True when ``messages`` came on one open channel and no other delivery of that
         channel with a lower delivery tag than the last of them waits for its ack."""
-        channel, last = messages[-1].channel, messages[-1].delivery_tag
-        if last is None or any(message.channel is not channel for message in messages):
+        channel, last = _channel(messages[-1]), messages[-1].delivery_tag
+        if channel is None or last is None:
+            return False
+        if any(_channel(message) is not channel for message in messages):
             return False
         batch = {id(message) for message in messages}
         return not any(
-            key not in batch and other.channel is channel and (other.delivery_tag or 0) <= last
+            key not in batch and _channel(other) is channel and (other.delivery_tag or 0) <= last
             for key, other in self._unacked.items()
         )
 
@@ -266,6 +268,14 @@ class RabbitMQListener(Listener):
         self._lag_channel = None
         self._unacked.clear()
         await disconnect(connection)
+
+
+def _channel(message: AbstractIncomingMessage) -> Any:
+    """The channel ``message`` came on; None when it is closed (aio-pika raises then)."""
+    try:
+        return message.channel
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return None
 
 
 def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> RabbitMQListener:
