@@ -47,17 +47,17 @@ async def hand_over(
     intake: Intake, items: Sequence[Received], stopping: Callable[[], bool] = lambda: False
 ) -> int:
     """Hand ``items`` (a batch received together) to ``intake`` in order: as many as
-    there is room for now in one :meth:`Intake.offer_many`, then the rest one by one,
-    each waiting for room (the backpressure). It asks ``stopping()`` first and before
-    each wait and, when True, hands no more over. Returns how many were handed over:
-    the first that many of ``items``; the listener keeps the rest (for redelivery)."""
-    if stopping():
-        return 0
-    taken = intake.offer_many(items)
-    for received in items[taken:]:
-        if stopping():
+    there is room for now in one :meth:`Intake.offer_many`; when the Block is full, the
+    next one waits for room (``put``: the backpressure), then as many again as there is
+    room for, and so on. It asks ``stopping()`` first and before each wait and, when
+    True, hands no more over. Returns how many were handed over: the first that many
+    of ``items``; the listener keeps the rest (for redelivery)."""
+    taken, count = 0, len(items)
+    while taken < count and not stopping():
+        taken += intake.offer_many(items[taken:] if taken else items)
+        if taken == count or stopping():
             break
-        await intake.put(received)
+        await intake.put(items[taken])
         taken += 1
     return taken
 
