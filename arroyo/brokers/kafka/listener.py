@@ -318,8 +318,10 @@ class KafkaListener(Listener):
         try:
             reach(consumer, self.connect_timeout, lambda: self._fatal is not None, said, config)
         except ck.KafkaException:
-            consumer.close()
+            # What librdkafka said until now, before close() serves more of its reports
+            # (newer failures would push the reason out of those unreachable() reads).
             reports = list(said.reports)
+            consumer.close()
             line = unreachable(self.name, self.config, reports, self.connect_timeout)
             raise ConnectError(self.hide(line)) from None
         consumer.subscribe(
