@@ -95,12 +95,13 @@ class ZmqListener(Listener):
         try:
             while not self._stopping.is_set():
                 batch: list[Received] = []
-                size = 0
+                size, emptied = 0, False
                 while len(batch) < BATCH and size < BATCH_BYTES:
                     try:
                         frames = shadow.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         if batch:
+                            emptied = True
                             break
                         frames = await self._wait(socket)
                         if frames is None:
@@ -110,7 +111,7 @@ class ZmqListener(Listener):
                     batch.append(received)
                     size += received.size
                 await hand_over(intake, batch)
-                if len(batch) == BATCH or size >= BATCH_BYTES:
+                if not emptied:
                     # Let the Block work even when the socket never waits (not after every
                     # message: a loop iteration costs more than a small message).
                     await asyncio.sleep(0)
