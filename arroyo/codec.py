@@ -28,7 +28,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
 from arroyo.codec_lazy import DeferredEvent, Identities
 from arroyo.codec_records import from_record, is_generic, nonconformance
-from arroyo.codec_values import wrap_map
+from arroyo.codec_values import INT64, wrap_map
 from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
 from arroyo.message import Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
@@ -193,6 +193,14 @@ class Codec:
         try:
             schemaless_writer(out, self.writer.parsed, record)
         except (ValueError, TypeError, OverflowError) as exc:
+            for name in ("seq", "timestamp"):  # identity ints: not checked before fastavro
+                value = getattr(message, name)
+                if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+                    raise EncodeError(
+                        f"cannot encode {message.kind} {message.id}: {name} {value} does "
+                        "not fit in 64 bits",
+                        name,
+                    ) from None
             raise EncodeError(f"cannot encode {message.kind} {message.id}: {exc}") from exc
         head = out.getbuffer()
         if not isinstance(message, Event):

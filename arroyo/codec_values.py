@@ -13,7 +13,8 @@ from typing import Any
 from arroyo.errors import EncodeError
 from arroyo.message import JSON
 
-_INT64 = (-(2**63), 2**63 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+"""The smallest and largest integer an Avro long holds."""
 
 
 def _over(budget: list[int], depth: int, path: str) -> EncodeError:
@@ -53,7 +54,7 @@ def wrap(value: Any, path: str, depth: int, budget: list[int]) -> dict[str, Any]
     if branch is not None:
         return {"v": (branch, value)}
     if isinstance(value, int):  # bool is found above (it has no subclasses)
-        if not _INT64[0] <= value <= _INT64[1]:
+        if not INT64[0] <= value <= INT64[1]:
             raise EncodeError(f"{path}: integer {value} does not fit in 64 bits", path)
         return {"v": ("long", value)}
     if isinstance(value, list | tuple):

@@ -10,7 +10,9 @@ whose 4-character file identifier (bytes 4 to 8) names the schema. Read with the
   ``run_name``, ``nexus_structure``, ``service_id``, ``instrument_name``, ``broker``,
   ``metadata``, ``control_topic``, and ``detector_spectrum_map`` when present);
 - ``6s4t`` (run stop) -> :class:`~arroyo.message.Stop` (``stop_time``, ``run_name``,
-  ``job_id``, ``service_id``, ``command_id``);
+  ``job_id``, ``service_id``, ``command_id``). The timestamp of a Start or Stop is its
+  ``start_time`` or ``stop_time`` (now when 0); a time after the year 2262, whose
+  nanoseconds a timestamp cannot hold, is a DecodeError naming the field;
 - ``ad00`` (area detector) -> an Event whose array is the image (``to_array()``),
   metadata ``source_name``, ``unique_id``, ``timestamp_ns``, ``attributes`` (each with
   ``name``, ``description``, ``source``, ``data``);
@@ -123,6 +125,7 @@ class EssParser:
     def _message(self, ident: str, d: Any) -> Message:
         if ident == "pl72":
             stream = d.job_id
+            _ns(ident, "stop_time", d.stop_time)
             data: dict[str, JSON] = {
                 "schema": ident,
                 **{k: getattr(d, k) for k in _PL72_FIELDS},
@@ -140,7 +143,7 @@ class EssParser:
                 stream=stream,
                 seq=0,
                 id=_id(ident, stream),
-                timestamp=d.start_time * 1_000_000 if d.start_time > 0 else time.time_ns(),
+                timestamp=_ns(ident, "start_time", d.start_time),
             )
         if ident == "6s4t":
             stream = d.job_id
@@ -151,7 +154,7 @@ class EssParser:
                 stream=stream,
                 seq=seq,
                 id=_id(ident, stream, d.command_id),
-                timestamp=d.stop_time * 1_000_000 if d.stop_time > 0 else time.time_ns(),
+                timestamp=_ns(ident, "stop_time", d.stop_time),
             )
         stream = next(reversed(self._next_seq), "")
         seq = self._next_seq.get(stream, 1)
@@ -232,6 +235,21 @@ class EssParser:
         self._next_seq.move_to_end(stream)
         if len(self._next_seq) > _LIMIT:
             self._next_seq.popitem(last=False)
+
+
+_MAX_MS = ((1 << 63) - 1) // 1_000_000
+"""The last millisecond whose nanoseconds fit in a timestamp (an Avro long): in 2262."""
+
+
+def _ns(ident: str, name: str, ms: int) -> int:
+    """The timestamp (ns) of the time ``ms`` (a FlatBuffer's uint64 in ms; 0: now).
+    Raises DecodeError, naming the field, for a time a timestamp cannot hold."""
+    if ms > _MAX_MS:
+        raise DecodeError(
+            f"ess: {ident} {name} {ms} ms is after the year 2262: its nanoseconds do not "
+            "fit in a timestamp (a signed 64-bit integer)"
+        )
+    return ms * 1_000_000 if ms > 0 else time.time_ns()
 
 
 _PL72_FIELDS = (

@@ -374,3 +374,16 @@ def test_a_facility_reader_checks_generic_metadata_against_its_record() -> None:
     with pytest.raises(DecodeError, match=r"metadata\.exposure_s: expected double, got 'long'"):
         reader.decode(encode(Event({"frame": 2, "exposure_s": "long", "detector": "p"})))
     assert Codec(reader=v1, lenient=True).decode(encode(Event({"frame": "x"}))) is not None
+
+
+@pytest.mark.parametrize("name", ["seq", "timestamp"])
+def test_an_identity_number_beyond_64_bits_is_an_encode_error_naming_it(name: str) -> None:
+    """seq and timestamp are not checked before fastavro writes them: when fastavro
+    refuses one, the error names the field and the value, not only fastavro's words."""
+    message = Start({"a": 1}, stream="s", **{name: 1 << 63})
+    with pytest.raises(EncodeError) as info:
+        encode(message)
+    assert str(info.value) == (
+        f"cannot encode start {message.id}: {name} {1 << 63} does not fit in 64 bits"
+    )
+    assert info.value.path == name

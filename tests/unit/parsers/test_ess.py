@@ -9,6 +9,7 @@ tests/integration/test_ess_kafka.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,10 +18,12 @@ from streaming_data_types import (
     deserialise_ad00,
     deserialise_f144,
     deserialise_pl72,
+    serialise_6s4t,
+    serialise_pl72,
     serialise_x5f2,
 )
 
-from arroyo import DecodeError, EncodeError, Event, Start, Stop
+from arroyo import DecodeError, EncodeError, Event, Start, Stop, decode, encode
 from arroyo.formats import arrays, make_format
 from arroyo.formats.ess import EssFormat
 from arroyo.parsers import make_parser
@@ -159,3 +162,25 @@ def test_a_malformed_buffer_raises_a_decode_error_naming_it(case: str) -> None:
     with pytest.raises(DecodeError) as raised:
         EssParser().parse(data)
     assert reason in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("ident", "name", "buffer"),
+    [
+        ("pl72", "start_time", lambda t: serialise_pl72("job", "f.nxs", start_time=t)),
+        ("pl72", "stop_time", lambda t: serialise_pl72("job", "f.nxs", start_time=1, stop_time=t)),
+        ("6s4t", "stop_time", lambda t: serialise_6s4t("job", stop_time=t)),
+    ],
+)
+def test_a_time_after_2262_is_a_decode_error_naming_the_field(
+    ident: str, name: str, buffer: Callable[[int], bytes]
+) -> None:
+    """A uint64 time in ms whose nanoseconds do not fit in a timestamp is refused when
+    parsed (not later, when the message is published), naming the schema and field; the
+    last millisecond that fits parses."""
+    last = ((1 << 63) - 1) // 1_000_000
+    with pytest.raises(DecodeError) as info:
+        EssParser().parse(buffer(last + 1))
+    assert str(info.value).startswith(f"ess: {ident} {name} {last + 1} ms is after the year 2262")
+    message = EssParser().parse(buffer(last))
+    assert decode(encode(message)) == message
