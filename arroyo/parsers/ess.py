@@ -125,7 +125,7 @@ class EssParser:
     def _message(self, ident: str, d: Any) -> Message:
         if ident == "pl72":
             stream = d.job_id
-            _ns(ident, "stop_time", d.stop_time)
+            _ns(ident, "stop_time", d.stop_time)  # in data only: refused as the Stop's is
             data: dict[str, JSON] = {
                 "schema": ident,
                 **{k: getattr(d, k) for k in _PL72_FIELDS},
