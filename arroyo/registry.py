@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from typing import Any
 
 from arroyo._optional import require
@@ -22,12 +23,15 @@ class Registry:
     ``config`` is passed to ``confluent_kafka.schema_registry.SchemaRegistryClient``
     (``basic.auth.user.info``, ``ssl.ca.location``...). Errors reaching the registry raise
     RegistryError (retryable); an id the registry does not know raises DecodeError.
+    Its HTTP connections are closed by :meth:`close`, or when it is garbage-collected
+    (or the interpreter exits), whichever comes first.
     """
 
     def __init__(self, url: str, **config: Any) -> None:
         sr = require("confluent_kafka.schema_registry", "kafka", "A schema registry")
         self.url = url
         self._client = sr.SchemaRegistryClient.new_client({"url": url, **config})
+        self._closer = weakref.finalize(self, _close, self._client)
         self._schema_cls = sr.Schema
         self._error_cls = sr.SchemaRegistryError
         self._ids: dict[tuple[str, bytes], int] = {}
@@ -81,3 +85,15 @@ class Registry:
             )
             self._schemas[schema_id] = schema
             return schema
+
+    def close(self) -> None:
+        """Close the client's HTTP connections (idempotent). What was cached is still
+        known; anything that needs the registry after it raises RegistryError."""
+        self._closer()
+
+
+def _close(client: Any) -> None:
+    """Close ``client`` (a SchemaRegistryClient; the mock has no close)."""
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()

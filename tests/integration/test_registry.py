@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,3 +59,27 @@ def test_unreachable_registry_is_a_retryable_error_not_a_pass_through(tmp_path: 
         codec.encode(Start())
     with pytest.raises(RegistryError):
         codec.decode(b"\x00\x00\x00\x00\x05\x02")
+
+
+def test_a_registry_closes_its_connections_when_collected_or_closed(
+    registry_url: str, unique_name: Callable[[str], str]
+) -> None:
+    """A Registry dropped without close() leaves no socket open (no ResourceWarning);
+    after close(), what was cached is still known and the rest is a RegistryError."""
+    subject = unique_name("closing") + "-value"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dropped = Registry(registry_url)
+        data = Codec(registry=dropped, subject=subject).encode(Start())
+        del dropped
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+    registry = Registry(registry_url)
+    schema_id = int.from_bytes(data[1:5], "big")
+    assert registry.schema(schema_id).name == "arroyo.Message"
+    registry.close()
+    registry.close()
+    assert registry.schema(schema_id).name == "arroyo.Message"
+    with pytest.raises(RegistryError, match="closed"):
+        registry.schema(2**31 - 7)
