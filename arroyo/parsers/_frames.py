@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from arroyo.codec_values import INT64
 from arroyo.errors import DecodeError
 from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop, new_id
 from arroyo.runtime.frames import SeqCounter
@@ -92,8 +93,15 @@ def _timestamp(value: object) -> int:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise DecodeError(f"timestamp must be finite, got {value!r}")
-        return int(value * 1e9)
-    return value
+        stamp = int(value * 1e9)
+    else:
+        stamp = value
+    if not INT64[0] <= stamp <= INT64[1]:
+        raise DecodeError(
+            f"timestamp {value!r} is out of range: its nanoseconds since 1970 must fit in a "
+            "signed 64-bit integer (up to the year 2262)"
+        )
+    return stamp
 
 
 def size_of(part: Buffer) -> int:
@@ -141,9 +149,12 @@ class FrameParser:
             else:
                 raise DecodeError(f"{self.FORMAT} header: stream must be a string, got {stream!r}")
         seq = self._take(rest, self.seq_key, "seq")
-        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+        if seq is not None and (
+            isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= INT64[1]
+        ):
             raise DecodeError(
-                f"{self.FORMAT} header: {self.seq_key} must be a non-negative integer, got {seq!r}"
+                f"{self.FORMAT} header: {self.seq_key} must be a non-negative integer "
+                f"below 2**63, got {seq!r}"
             )
         identity: dict[str, Any] = {}
         message_id = rest.pop("id", None)

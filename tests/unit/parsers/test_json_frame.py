@@ -132,6 +132,10 @@ def test_a_start_may_carry_an_empty_second_part() -> None:
         ([header(seq="3")], "non-negative integer"),
         ([header(stream=["a"])], "stream must be a string"),
         ([header(timestamp="now")], "timestamp"),
+        ([header(timestamp=2**63)], r"timestamp 9223372036854775808 is out of range"),
+        ([header(timestamp=-(2**63) - 1)], "is out of range"),
+        ([header(timestamp=1e12)], r"timestamp 1000000000000.0 is out of range: .* 2262\)$"),
+        ([header(seq=2**63)], "non-negative integer below 2\\*\\*63"),
         ([header(id=3)], "id must be a string"),
     ],
 )
@@ -147,3 +151,10 @@ def test_a_failed_parse_leaves_the_counters_alone() -> None:
         parser.parse([header(dtype="<u2", shape=[2]), b"\x00"])
     event = parser.parse([header()])
     assert (event.stream, event.seq) == (start.stream, 1)
+
+
+def test_the_largest_timestamp_and_seq_an_avro_long_holds_are_taken() -> None:
+    """The bounds of the checks above: 2**63 - 1 parses, and encodes."""
+    event = JsonFrameParser().parse([header(timestamp=2**63 - 1, seq=2**63 - 1)])
+    assert (event.timestamp, event.seq) == (2**63 - 1, 2**63 - 1)
+    assert decode(encode(event)) == event
