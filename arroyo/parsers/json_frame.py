@@ -24,7 +24,7 @@ the frame's raw bytes (C order). The header::
     A unique message id (default: a fresh random one).
 ``timestamp`` (optional)
     When the message was made: an integer is nanoseconds, a float is seconds, since
-    the Unix epoch (default: when the parser read it).
+    the Unix epoch, up to the year 2262 (default: when the parser read it).
 
 Every other key goes, as it is, into ``Event.metadata`` (or ``Start.data``/``Stop.data``).
 
