@@ -93,7 +93,8 @@ class Registry:
 
 
 def _close(client: Any) -> None:
-    """Close ``client`` (a SchemaRegistryClient; the mock has no close)."""
+    """Close ``client``, a SchemaRegistryClient (one without ``close()``, from an older
+    confluent-kafka, is left as it is)."""
     close = getattr(client, "close", None)
     if close is not None:
         close()
