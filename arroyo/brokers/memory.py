@@ -94,11 +94,18 @@ class MemoryTopic:
             if not waiter.done():
                 waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
-    async def wait(self) -> None:
-        """Wait until something is appended, taken or redelivered."""
+    def waiter(self) -> asyncio.Future[None]:
+        """A future that is done once something is appended, taken or redelivered after
+        this call: it is registered now, before the caller yields, so that nothing done
+        meanwhile is missed (a task made of :meth:`wait` registers only when it first
+        runs)."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        await waiter
+        return waiter
+
+    async def wait(self) -> None:
+        """Wait until something is appended, taken or redelivered."""
+        await self.waiter()
 
     async def wait_backlog(self, group: _Group, limit: int) -> None:
         """Wait until ``group`` has at most ``limit`` entries left to read."""
@@ -164,8 +171,8 @@ class MemoryListener(Listener):
             if index is None:
                 if self.stop_at_end:
                     return
-                waiting = asyncio.ensure_future(self.topic.wait())
-                stopping = asyncio.ensure_future(self._stopping.wait())
+                waiting = self.topic.waiter()  # registered before anything else runs
+                stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
                 await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
                 stopping.cancel()

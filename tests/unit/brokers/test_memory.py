@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from arroyo.brokers import memory, open_listener, open_publisher
 from arroyo.brokers.memory import MemoryBrowser, MemoryListener
 from arroyo.browse import Reading, open_browser
 from arroyo.errors import ConfigError
+from arroyo.runtime.intake import BoundedIntake
 from arroyo.testing import publish_all
 
 
@@ -70,3 +73,24 @@ def test_tail_takes_a_listeners_url_and_ignores_its_group(
             open_browser("memory://tail-memory-unit?colour=blue")
     finally:
         memory.delete("tail-memory-unit")
+
+
+async def test_a_message_put_while_the_listener_starts_waiting_is_not_missed(
+    until: Callable[..., Any], unique_name: Callable[[str], str]
+) -> None:
+    """The listener finds the topic empty and waits; a message put before the waiting
+    task has run once still wakes it (the waiter is registered before it yields). It
+    used to be registered only when the waiting task first ran: a message put in
+    between was handed over only when the next one came (a view test's Stop never)."""
+    name = unique_name("race")
+    listener = MemoryListener(name)
+    intake = BoundedIntake(10, 1 << 20)
+    started = asyncio.create_task(listener.start(intake))
+    try:
+        await asyncio.sleep(0)  # the listener's first step: the topic is empty, it waits
+        memory.topic(name).put(Run("race").start())  # no await in between
+        await until(lambda: intake.depth == 1, within=5, what="the message put meanwhile")
+    finally:
+        await listener.stop()
+        await started
+        memory.delete(name)
