@@ -202,7 +202,8 @@ def test_exactly_once_rebalances_lose_no_first_message(
             deadline = time.monotonic() + 120
             while (offsets := committed(kafka_bootstrap, group, source, partitions)) != ends:
                 assert time.monotonic() < deadline, (
-                    f"round {round_}: committed offsets {offsets}, not the ends {ends}"
+                    f"round {round_}: committed offsets {offsets}, not the ends {ends}; "
+                    f"the worker left:\n{workers.log(second)[-3000:]}"
                 )
                 time.sleep(0.2)
             assert workers.stop(second) == 0, workers.log(second)[-3000:]
