@@ -28,9 +28,9 @@ from fastavro import schemaless_reader, schemaless_writer
 from arroyo.codec_guard import MAX_DEPTH, MAX_ITEMS, Guard, guard
 from arroyo.codec_lazy import DeferredEvent, Identities
 from arroyo.codec_records import from_record, is_generic, nonconformance
-from arroyo.codec_values import INT64, wrap_map
+from arroyo.codec_values import wrap_map
 from arroyo.errors import DecodeError, EncodeError, RegistryError, SchemaError
-from arroyo.message import Buffer, Event, Message, Start, Stop
+from arroyo.message import INT64, Buffer, Event, Message, Start, Stop
 from arroyo.registry import Registry
 from arroyo.schema import Schema, SchemaStore, builtin, envelope, explain_metadata
 

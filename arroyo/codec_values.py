@@ -11,10 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from arroyo.errors import EncodeError
-from arroyo.message import JSON
-
-INT64 = (-(2**63), 2**63 - 1)
-"""The smallest and largest integer an Avro long holds."""
+from arroyo.message import INT64, JSON
 
 
 def _over(budget: list[int], depth: int, path: str) -> EncodeError:

@@ -8,6 +8,7 @@ scan id: the partition key that keeps a run in order), ``seq`` (its place in the
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,32 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 """An Event payload: any contiguous byte buffer (a memoryview is sent without copying)."""
 
 Kind = Literal["start", "event", "stop"]
+
+INT64 = (-(2**63), 2**63 - 1)
+"""The range of an Avro long, which holds a message's ``seq`` and ``timestamp``."""
+
+_NS_PER = {"ns": 1, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def timestamp_ns(value: int | float, unit: Literal["ns", "ms", "s"], where: str) -> int:
+    """``value`` (a time since 1970 in ``unit``) as a message ``timestamp`` in ns.
+
+    Raises DecodeError, starting with ``where`` (what the value is and where it came
+    from) and the value, when it is not finite or its nanoseconds do not fit in a
+    timestamp (a signed 64-bit integer: from the year 1677 to 2262). A parser calls this
+    so that such a time is refused when parsed, naming its field, not at publish."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise DecodeError(f"{where} {value!r} is not a finite number of {unit}")
+        stamp = int(value * _NS_PER[unit])
+    else:
+        stamp = value * _NS_PER[unit]
+    if not INT64[0] <= stamp <= INT64[1]:
+        raise DecodeError(
+            f"{where} {value!r} {unit} is out of range: its nanoseconds since 1970 must fit "
+            "in a signed 64-bit integer (from the year 1677 to 2262)"
+        )
+    return stamp
 
 
 def new_id() -> str:

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from arroyo.errors import DecodeError
-from arroyo.message import JSON, new_id
+from arroyo.message import JSON, new_id, timestamp_ns
 
 
 def expand(name: str, doc: dict[str, JSON]) -> list[tuple[str, dict[str, JSON]]]:
@@ -111,15 +111,7 @@ def check(name: str, doc: dict[str, JSON]) -> None:
         return
     if isinstance(stamp, bool) or not isinstance(stamp, int | float):
         raise DecodeError(f"bluesky: the {name} document's time is not a number: {stamp!r}")
-    if not -_LATEST_SECONDS < stamp < _LATEST_SECONDS:  # False for NaN too
-        raise DecodeError(
-            f"bluesky: the {name} document's time {stamp!r} is not a time in seconds since "
-            "1970 (a timestamp holds nanoseconds up to 2**63)"
-        )
-
-
-_LATEST_SECONDS = 2**63 / 1_000_000_000
-"""Seconds since 1970 whose nanoseconds no longer fit a signed 64-bit integer."""
+    timestamp_ns(stamp, "s", f"bluesky: the {name} document's time")
 
 
 def document_id(name: str, uid: JSON) -> str:

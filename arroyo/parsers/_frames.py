@@ -17,9 +17,19 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from arroyo.codec_values import INT64
 from arroyo.errors import DecodeError
-from arroyo.message import JSON, ArrayInfo, Buffer, Event, Message, Start, Stop, new_id
+from arroyo.message import (
+    INT64,
+    JSON,
+    ArrayInfo,
+    Buffer,
+    Event,
+    Message,
+    Start,
+    Stop,
+    new_id,
+    timestamp_ns,
+)
 from arroyo.runtime.frames import SeqCounter
 
 _NAMES = {
@@ -90,18 +100,7 @@ def _timestamp(value: object) -> int:
     """An integer is nanoseconds since the epoch; a float is seconds."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DecodeError(f"timestamp must be integer nanoseconds or float seconds, got {value!r}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise DecodeError(f"timestamp must be finite, got {value!r}")
-        stamp = int(value * 1e9)
-    else:
-        stamp = value
-    if not INT64[0] <= stamp <= INT64[1]:
-        raise DecodeError(
-            f"timestamp {value!r} is out of range: its nanoseconds since 1970 must fit in a "
-            "signed 64-bit integer (up to the year 2262)"
-        )
-    return stamp
+    return timestamp_ns(value, "s" if isinstance(value, float) else "ns", "timestamp")
 
 
 def size_of(part: Buffer) -> int:

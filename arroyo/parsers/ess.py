@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from arroyo._optional import require
 from arroyo.errors import DecodeError
 from arroyo.formats.arrays import from_numpy
-from arroyo.message import JSON, Event, Message, Start, Stop
+from arroyo.message import JSON, Event, Message, Start, Stop, timestamp_ns
 
 if TYPE_CHECKING:
     from arroyo.runtime.listener import Raw
@@ -237,19 +237,10 @@ class EssParser:
             self._next_seq.popitem(last=False)
 
 
-_MAX_MS = ((1 << 63) - 1) // 1_000_000
-"""The last millisecond whose nanoseconds fit in a timestamp (an Avro long): in 2262."""
-
-
 def _ns(ident: str, name: str, ms: int) -> int:
     """The timestamp (ns) of the time ``ms`` (a FlatBuffer's uint64 in ms; 0: now).
     Raises DecodeError, naming the field, for a time a timestamp cannot hold."""
-    if ms > _MAX_MS:
-        raise DecodeError(
-            f"ess: {ident} {name} {ms} ms is after the year 2262: its nanoseconds do not "
-            "fit in a timestamp (a signed 64-bit integer)"
-        )
-    return ms * 1_000_000 if ms > 0 else time.time_ns()
+    return timestamp_ns(ms, "ms", f"ess: {ident} {name}") if ms > 0 else time.time_ns()
 
 
 _PL72_FIELDS = (

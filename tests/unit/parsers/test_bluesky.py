@@ -205,11 +205,14 @@ def test_documents_of_an_unseen_run_go_to_the_open_run() -> None:
         (b" start " + msgpack.dumps({"time": 1.0}), "no string 'uid'"),
         (b" event " + msgpack.dumps({"uid": "x"}), "no string 'descriptor'"),
         (b" start " + msgpack.dumps({"uid": "x", "time": "noon"}), "time is not a number"),
-        (b" start " + msgpack.dumps({"uid": "x", "time": float("nan")}), "time nan is not a time"),
-        (b' start {"uid": "x", "time": -Infinity}', "time -inf is not a time in seconds"),
+        (
+            b" start " + msgpack.dumps({"uid": "x", "time": float("nan")}),
+            "time nan is not a finite number of s",
+        ),
+        (b' start {"uid": "x", "time": -Infinity}', "time -inf is not a finite number of s"),
         (
             b" stop " + msgpack.dumps({"uid": "x", "run_start": "s", "time": 1e10}),
-            "up to 2\\*\\*63",
+            r"time 10000000000.0 s is out of range: .* 2262\)$",
         ),
         (
             b" event_page "
