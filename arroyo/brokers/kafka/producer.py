@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -210,7 +211,14 @@ class Producer:
         producer, loop = self.producer, self._loop
         assert loop is not None and producer is not None
         while self._running:
-            producer.poll(0.1)
+            try:
+                producer.poll(0.1)
+            except ck.KafkaException as exc:
+                # A fatal error (a transactional producer fenced) comes out of poll too:
+                # the loop is told once, and this thread goes on serving the reports.
+                if self.fatal is None:
+                    self._on_fatal(exc.args[0])
+                time.sleep(0.1)  # poll raises at once while the error stands
             if self._reports and not self._scheduled:
                 self._scheduled = True
                 try:

@@ -160,3 +160,38 @@ async def test_a_block_keeps_input_order_when_a_delivery_fails(
         await asyncio.wait_for(running, 10)
         memory.delete(name)
     assert [decode(v).id for v in fake_kafka.topics["out"]] == [m.id for m in messages]
+
+
+async def test_a_fatal_error_raised_by_poll_is_reported_and_polling_goes_on(
+    fake_kafka: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """librdkafka's poll raises a fatal error (a fenced transactional producer) instead
+    of only calling error_cb. The polling thread died of it, and no delivery report was
+    served after: the loop is told once, and reports are still served."""
+    core, fake = producer(fake_kafka)
+    fenced = ck.KafkaError(ck.KafkaError._FENCED, "fenced by newer producer", fatal=True)
+    raised = 0
+    served = fake.poll
+
+    def poll(timeout: float = 0) -> int:
+        nonlocal raised
+        if raised < 3:
+            raised += 1
+            raise ck.KafkaException(fenced)
+        return served(timeout)
+
+    monkeypatch.setattr(fake, "poll", poll)
+    failures: list[BaseException] = []
+    core.on_failure = failures.append
+    core._started = True
+    core._start_polling()
+    try:
+        sent = core.produce("out", b"m0", None, [], "m0")
+        await asyncio.wait_for(sent, 10)
+        assert core._thread is not None and core._thread.is_alive()
+        assert raised == 3
+        assert [str(f) for f in failures] == [
+            "kafka://h:9092/out: fatal producer error: fenced by newer producer"
+        ]
+    finally:
+        await core._stop_polling()
