@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,10 @@ class Collect:
     def full(self) -> bool:
         """Always False."""
         return False
+
+    def hand_back(self, which: Callable[[Received], bool]) -> list[Received]:
+        """Takes nothing back: everything in ``items`` is the test's to acknowledge."""
+        return []
 
     async def acknowledged(self) -> None:
         """Returns at once (the test acknowledges, not a Block)."""

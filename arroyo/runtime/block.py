@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from arroyo.errors import ArroyoError
@@ -295,13 +295,14 @@ class Block:
                 log.log(  # a failed start is the one line to read: no summary beside it
                     logging.INFO if began else logging.DEBUG,
                     "stopped: %d received, %d published, %d acknowledged, %d dead-lettered, "
-                    "%d dropped, %d retried%s",
+                    "%d dropped, %d retried%s%s",
                     stats.received,
                     stats.published,
                     stats.acknowledged,
                     stats.dead_lettered,
                     stats.dropped,
                     stats.retried,
+                    f", {stats.handed_back} handed back" if stats.handed_back else "",
                     f", {self.abandoned} left unacknowledged" if self.abandoned else "",
                 )
                 current_block.reset(token)
@@ -465,6 +466,11 @@ class _CountingIntake:
 
     def full(self) -> bool:
         return self._intake.full()
+
+    def hand_back(self, which: Callable[[Received], bool]) -> list[Received]:
+        back = self._intake.hand_back(which)
+        self._block.stats.handed_back += len(back)
+        return back
 
     async def acknowledged(self) -> None:
         await self._block._settler.acknowledged()

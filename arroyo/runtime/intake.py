@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from arroyo.runtime.listener import Received
 
@@ -136,6 +136,16 @@ class BoundedIntake:
             finally:
                 if waiter in self._getters:
                     self._getters.remove(waiter)
+
+    def hand_back(self, which: Callable[[Received], bool]) -> list[Received]:
+        """Take the waiting messages for which ``which`` is true out of the queue, in
+        order, and free their room; return them (see :meth:`Intake.hand_back`)."""
+        queue = self._queue
+        back = [received for received in queue if which(received)]
+        if back:
+            self._queue = deque(received for received in queue if not which(received))
+            self.done_many(back)
+        return back
 
     def done(self, received: Received) -> None:
         """``received`` is finished: free its room."""

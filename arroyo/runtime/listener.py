@@ -34,6 +34,13 @@ class Intake(Protocol):
     def full(self) -> bool:
         """True when a put() would wait."""
 
+    def hand_back(self, which: Callable[[Received], bool]) -> list[Received]:
+        """Take back, in order, the messages handed over that still wait to be processed
+        and for which ``which`` is true; return them. They will not be processed,
+        published nor acknowledged: their source gives them again (a Kafka partition
+        was revoked, and its new owner reads them from the last commit). A message being
+        processed already is not taken back."""
+
     async def acknowledged(self) -> None:
         """Return once every message handed over so far whose outputs are all confirmed
         by now (or whose dead letter is) has been acknowledged (:meth:`Listener.ack_many`

@@ -85,6 +85,8 @@ class BlockStats:
     retried: int = 0
     dead_lettered: int = 0
     dropped: int = 0
+    handed_back: int = 0
+    """Messages given back unprocessed to their source (``Intake.hand_back``)."""
     retried_steps: Tally[str] = field(default_factory=Tally)
     started: float = field(default_factory=time.monotonic)
     last_received: float | None = None
@@ -123,6 +125,7 @@ _COUNTERS = {
     "acknowledged": "Source messages acknowledged",
     "dead_lettered": "Messages sent to the dead letter",
     "dropped": "Bad messages dropped (no dead-letter destination, or policy)",
+    "handed_back": "Messages given back unprocessed (their partition was revoked)",
 }
 
 

@@ -272,13 +272,19 @@ class KafkaListener(Listener):
             self.journal.look_again()  # their messages may have killed another worker
 
     async def _revoked(self, keys: list[Key], lost: bool, metadata: Any) -> dict[Key, int]:
-        """Stop taking from ``keys`` (cancelling a hand-over that waits for room), then
-        let :meth:`Partitions.revoked` finish their work and commit."""
+        """Stop taking from ``keys`` (cancelling a hand-over that waits for room), take
+        back their messages that wait in the Block unprocessed (the new owner reads them
+        from the commit), then let :meth:`Partitions.revoked` finish the work under way
+        and commit."""
         self.partitions.revoke(keys)
         blocked = self._blocked
         if blocked is not None and blocked[1] in keys and not blocked[0].done():
             blocked[0].cancel()
             self.partitions.cancelled_put = (blocked[1], blocked[2])
+        if self._intake is not None:
+            revoked = set(keys)
+            back = self._intake.hand_back(lambda received: received.handle[0] in revoked)
+            self.partitions.handed_back(back)
         return await self.partitions.revoked(keys, lost, metadata)
 
     async def close(self) -> None:

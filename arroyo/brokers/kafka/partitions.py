@@ -9,9 +9,12 @@ message of each partition that is not acknowledged yet
 work. In exactly-once mode the offsets go into the
 open transaction instead (:mod:`arroyo.brokers.kafka.transactions`).
 
-On a revocation, the revoked partitions stop being handed over, their in-flight messages
-get up to ``drain_timeout_ms`` to be acknowledged, their offsets are committed, and only
-then are they let go. Lost partitions (the group moved on without this consumer) are
+On a revocation, the revoked partitions stop being handed over; their messages that wait
+in the Block unprocessed are taken back (``Intake.hand_back``: the new owner reads them
+from the commit, so a rebalance waits only for the work under way, not for a full
+queue); the messages under way get up to ``drain_timeout_ms`` to be acknowledged; their
+offsets are committed (stopping before the first message taken back), and only then are
+they let go. Lost partitions (the group moved on without this consumer) are
 committed nothing: their new owner processes the unfinished messages again.
 
 Everything here runs on the event loop, except :meth:`Partitions.commit_now` and
@@ -21,6 +24,7 @@ Everything here runs on the event loop, except :meth:`Partitions.commit_now` and
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,6 +36,7 @@ from arroyo.brokers.kafka.transactions import TransactionError, Transactions
 from arroyo.errors import ArroyoError
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.offsets import OffsetTracker
+from arroyo.runtime.received import Received
 
 log = logging.getLogger("arroyo.brokers.kafka")
 
@@ -74,6 +79,9 @@ class Partitions:
         self.cancelled_put: tuple[Key, int] | None = None
         """A message of a revoked partition whose hand-over was cancelled: handed to
         nobody, it stays uncommitted, for the new owner."""
+        self._handed_back: collections.Counter[Key] = collections.Counter()
+        """Messages of partitions being revoked that the Block gave back unprocessed:
+        not in flight any more, and not finished (the commit stops before the first)."""
         self.commit_failures = 0
         """Failed asynchronous commits (counted in the consumer's thread)."""
         self._commit_failures_seen = 0
@@ -162,9 +170,13 @@ class Partitions:
                 return False
         return True
 
+    def handed_back(self, back: Sequence[Received]) -> None:
+        """The Block gave ``back`` (of partitions being revoked) unprocessed."""
+        self._handed_back.update(received.handle[0] for received in back)
+
     def in_flight(self, keys: list[Key]) -> int:
-        """Messages of ``keys`` handed over and not acknowledged yet."""
-        count = self.tracker.in_flight(keys)
+        """Messages of ``keys`` handed over, not handed back, and not acknowledged yet."""
+        count = self.tracker.in_flight(keys) - sum(self._handed_back[key] for key in keys)
         if self.cancelled_put is not None and self.cancelled_put[0] in keys:
             count -= 1  # handed to nobody: it stays uncommitted, for the new owner
         return count
@@ -223,6 +235,8 @@ class Partitions:
             return self.tracker.to_commit(keys, full=True)
         finally:
             self.tracker.forget(keys)
+            for key in keys:
+                self._handed_back.pop(key, None)
             if self.cancelled_put is not None and self.cancelled_put[0] in keys:
                 self.cancelled_put = None
             log.info("%s: revoked %s", self.name, partitions_text(keys))

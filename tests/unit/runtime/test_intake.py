@@ -65,3 +65,22 @@ async def test_a_batch_is_offered_as_far_as_it_fits_and_done_together() -> None:
     assert intake.held == 2 and intake.peak == 3
     intake.close()
     assert intake.offer_many([item()]) == 0
+
+
+async def test_hand_back_takes_the_waiting_matches_in_order_and_frees_their_room() -> None:
+    """What is being processed already stays; what waits and matches leaves the queue, in
+    order, with its room (a put waiting for room goes in); the rest keeps its order."""
+    intake = BoundedIntake(size=5, max_bytes=1000)
+    items = [Received(b"x" * 10, {"url": "test://"}, ("p", i % 2)) for i in range(5)]
+    assert intake.offer_many(items) == 5
+    assert await intake.get() is items[0]  # being processed: not handed back
+    late = Received(b"y", {"url": "test://"}, ("p", 0))
+    waiting = asyncio.create_task(intake.put(late))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    back = intake.hand_back(lambda received: received.handle[1] == 0)
+    assert back == [items[2], items[4]]
+    assert (intake.held, intake.held_bytes, intake.depth) == (3, 30, 2)
+    assert await asyncio.wait_for(waiting, 1) is True
+    assert await intake.get_batch(10) == [items[1], items[3], late]
+    assert intake.hand_back(lambda received: True) == []

@@ -52,6 +52,29 @@ class Shuffle(Operator):
         return message
 
 
+class Stall(Operator):
+    """Holds every message until ``release`` is set, then keeps its id in ``seen``."""
+
+    def __init__(self, release: asyncio.Event, seen: list[str]) -> None:
+        self.release, self.seen = release, seen
+
+    async def process(self, message: Message) -> Output:
+        await self.release.wait()
+        self.seen.append(message.id)
+        return None
+
+
+def place_on_partitions(bootstrap: str, topic: str) -> dict[int, list[Event]]:
+    """Ten events of a run of their own in each of partitions 0 and 1 of ``topic``."""
+    placed = {p: [Run(f"p{p}").event({"i": i}) for i in range(10)] for p in (0, 1)}
+    producer = ck.Producer({"bootstrap.servers": bootstrap})
+    for partition, events in placed.items():
+        for event in events:
+            producer.produce(topic, encode(event), partition=partition)
+    assert producer.flush(10) == 0
+    return placed
+
+
 async def test_round_trip_with_headers_keys_and_committed_offsets(
     kafka_bootstrap: str,
     kafka_topics: Any,
@@ -183,21 +206,13 @@ async def test_a_stalled_block_pauses_the_partitions_and_stays_in_the_group(
     name = kafka_topics("stall")
     _, messages = runs(1, 30)
     await publish_all(f"kafka://{kafka_bootstrap}/{name}", messages)
-    release = asyncio.Event()
-    seen: list[str] = []
-
-    class Stall(Operator):
-        async def process(self, message: Message) -> Output:
-            await release.wait()
-            seen.append(message.id)
-            return None
-
+    release, seen = asyncio.Event(), list[str]()
     listener = open_listener(
         f"kafka://{kafka_bootstrap}/{name}?group={name}-g&pause_after_ms=50",
         {**fast, "max.poll.interval.ms": 6000},
     )
     assert isinstance(listener, KafkaListener)
-    block = Block(listener, Stall(), queue_size=2, max_messages=len(messages))
+    block = Block(listener, Stall(release, seen), queue_size=2, max_messages=len(messages))
     task = asyncio.create_task(block.run())
     await until(lambda: listener._paused, 20, "the listener pauses while the Block is full")
     # The condition under test is time passing: stay stalled past max.poll.interval.ms.
@@ -296,27 +311,15 @@ async def test_a_partition_paused_before_a_rebalance_is_read_when_it_comes_back(
     partition paused across a rebalance, so the one that came back was never read
     again (the worker stalled with work waiting). Every message is processed."""
     name = kafka_topics("paused", partitions=2)
-    placed = {p: [Run(f"p{p}").event({"i": i}) for i in range(10)] for p in (0, 1)}
-    producer = ck.Producer({"bootstrap.servers": kafka_bootstrap})
-    for partition, events in placed.items():
-        for event in events:
-            producer.produce(name, encode(event), partition=partition)
-    assert producer.flush(10) == 0
+    placed = place_on_partitions(kafka_bootstrap, name)
     release, seen = asyncio.Event(), list[str]()
-
-    class Stall(Operator):
-        async def process(self, message: Message) -> Output:
-            await release.wait()
-            seen.append(message.id)
-            return None
-
     group = f"{name}-g"
     listener = open_listener(
         f"kafka://{kafka_bootstrap}/{name}?group={group}&pause_after_ms=50&drain_timeout_ms=200",
         fast,
     )
     assert isinstance(listener, KafkaListener)
-    block = Block(listener, Stall(), queue_size=2)
+    block = Block(listener, Stall(release, seen), queue_size=2)
     task = asyncio.create_task(block.run())
     other = ck.Consumer(
         {"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False}
@@ -350,5 +353,67 @@ async def test_a_partition_paused_before_a_rebalance_is_read_when_it_comes_back(
         await until(lambda: everything <= set(seen), 30, f"partition {1 - kept} processed")
     finally:
         leave.set()
+        block.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_a_revocation_hands_back_what_waits_in_the_block_unprocessed(
+    kafka_bootstrap: str, kafka_topics: Any, until: Callable[..., Any], fast: dict[str, Any]
+) -> None:
+    """The Block holds 20 messages of two partitions: one being processed (held until the
+    revocation starts), 19 waiting. A second consumer joins, and both partitions are
+    revoked. The 19 waiting are handed back unprocessed (not processed during the
+    revocation, whose drain waited for a full queue before), and the commit stops before
+    the first of them: between the two consumers every message is processed exactly
+    once."""
+    name = kafka_topics("handback", partitions=2)
+    placed = place_on_partitions(kafka_bootstrap, name)
+    release, seen = asyncio.Event(), list[str]()
+    group = f"{name}-g"
+    listener = open_listener(
+        f"kafka://{kafka_bootstrap}/{name}?group={group}&drain_timeout_ms=60000", fast
+    )
+    assert isinstance(listener, KafkaListener)
+    block = Block(listener, Stall(release, seen), queue_size=20, batch_size=1)
+    task = asyncio.create_task(block.run())
+    other = ck.Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+        | fast
+    )
+    leave, other_seen = threading.Event(), list[str]()
+
+    def poll_until_told() -> None:
+        other.subscribe([name])
+        while not leave.is_set():
+            msg = other.poll(0.1)
+            if msg is not None and msg.error() is None:
+                other_seen.append(decode(msg.value()).id)
+        other.close()
+
+    joined: asyncio.Future[None] | None = None
+    try:
+        await until(lambda: block.intake.held == 20, 20, "20 messages in the Block")
+        assert block.intake.depth == 19
+        joined = asyncio.ensure_future(asyncio.to_thread(poll_until_told))
+        await until(lambda: not listener.partitions.owned, 30, "the revocation starts")
+        release.set()
+        await until(lambda: listener.partitions.owned, 30, "a partition assigned again")
+        assert block.stats.handed_back == 19
+        everything = {e.id for events in placed.values() for e in events}
+        await until(
+            lambda: everything <= set(seen) | set(other_seen), 30, "every message processed"
+        )
+        assert len(seen) == len(set(seen)) and not set(seen) & set(other_seen), (
+            f"processed twice: {sorted(set(seen) & set(other_seen))}"
+        )
+    finally:
+        leave.set()
+        if joined is not None:
+            await joined
         block.stop()
         await asyncio.wait_for(task, 30)
