@@ -100,6 +100,12 @@ def wait_for_members(bootstrap: str, group: str, count: int, within: float = 60)
             ):
                 return
         time.sleep(0.2)
+    if last is not None:
+        members = "; ".join(
+            f"{m.client_id} {[tp.partition for tp in m.assignment.topic_partitions]}"
+            for m in last.members
+        )
+        last = f"{last.state.name}, {len(last.members)} members ({members})"
     raise AssertionError(f"group {group} not stable with {count} members: {last}")
 
 

@@ -196,7 +196,11 @@ def test_exactly_once_rebalances_lose_no_first_message(
             first, second = workers.start(config), workers.start(config)
         output = kafka_reader(kafka_bootstrap, results)
         try:
-            wait_for_members(kafka_bootstrap, group, 2)
+            try:
+                wait_for_members(kafka_bootstrap, group, 2)
+            except AssertionError as exc:
+                logs = "\n".join(workers.log(w)[-2000:] for w in (first, second))
+                raise AssertionError(f"round {round_}: {exc}; the workers' logs:\n{logs}") from None
             output.wait(lambda: len(output.ids) >= total // 4, 60, "a quarter through")
             workers.kill(first)
             deadline = time.monotonic() + 120
