@@ -58,14 +58,19 @@ def write_config(
     tmp_path: Path, bootstrap: str, source: str, results: str, guarantee: str, slow: bool = False
 ) -> Path:
     """The workers' pipeline: a 6 s session (a killed worker's partitions move on soon),
-    a 6 s transaction timeout; ``slow``: 1 ms a message."""
+    a 6 s transaction timeout (so a rebalance drains for 5 s at most); ``slow``: 1 ms a
+    message."""
     return workers_config(
         tmp_path / "workers.yaml",
         bootstrap,
         source,
         results,
         operator=slow_operator(tmp_path, 0.001) if slow else "passthrough",
-        listener={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+        listener={
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            "drain_timeout_ms": 5000,
+        },
         publisher={"transaction.timeout.ms": 6000},
         guarantee=guarantee,
     )

@@ -3,6 +3,7 @@ publishers (and a Kafka dead-letter destination) in one :class:`Transactions`.""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from arroyo.brokers.kafka.listener import KafkaListener
@@ -13,6 +14,8 @@ from arroyo.errors import ConfigError
 if TYPE_CHECKING:
     from arroyo.runtime.listener import Listener
     from arroyo.runtime.publisher import Publisher
+
+log = logging.getLogger("arroyo.brokers.kafka")
 
 
 def exactly_once(
@@ -78,6 +81,15 @@ def exactly_once(
             )
     txn = Transactions(first.name, first.config, first.hide, listener.group)
     listener.partitions.txn = txn
+    if listener.partitions.drain_timeout >= txn.timeout:
+        log.warning(
+            "%s: drain_timeout_ms (%g s) is not below the publishers' transaction.timeout.ms "
+            "(%g s): a rebalance that waits that long for the work under way finds the "
+            "broker has aborted its transaction, and the worker stops; lower drain_timeout_ms",
+            listener.name,
+            listener.partitions.drain_timeout,
+            txn.timeout,
+        )
     for p in kafka:
         p.transactions = txn
     if (

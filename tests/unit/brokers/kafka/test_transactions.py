@@ -55,6 +55,25 @@ def test_exactly_once_shares_one_transactional_producer() -> None:
     assert other.transactions is None  # other settings: dead letters stay at-least-once
 
 
+def test_a_drain_as_long_as_a_transaction_may_last_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rebalance's drain that outlasts transaction.timeout.ms finds the transaction
+    aborted by the broker (and the worker stops): said once, at set-up."""
+    out = make_publisher("kafka://h:9092/out?transaction.timeout.ms=6000")
+    exactly_once(make_listener("kafka://h:9092/in?group=g&drain_timeout_ms=5999"), [out], None)
+    assert not caplog.records
+    out = make_publisher("kafka://h:9092/out?transaction.timeout.ms=6000")
+    exactly_once(make_listener("kafka://h:9092/in?group=g"), [out], None)
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "kafka://h:9092/in?group=g: drain_timeout_ms (10 s) is not below the publishers' "
+        "transaction.timeout.ms (6 s): a rebalance that waits that long for the work under "
+        "way finds the broker has aborted its transaction, and the worker stops; lower "
+        "drain_timeout_ms"
+    )
+
+
 def test_exactly_once_is_refused_for_other_listeners_by_config(tmp_path: Path) -> None:
     from arroyo.build import build_file
 
