@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from arroyo.errors import ArroyoError
@@ -21,9 +21,9 @@ from arroyo.runtime import heap, metrics
 from arroyo.runtime.calls import OperatorCalls
 from arroyo.runtime.deadletters import DeadLetters
 from arroyo.runtime.frames import FrameAccounting
-from arroyo.runtime.intake import BoundedIntake
+from arroyo.runtime.intake import BoundedIntake, CountingIntake
 from arroyo.runtime.lag import DEFAULT_INTERVAL, LagWatch
-from arroyo.runtime.listener import Listener, Received
+from arroyo.runtime.listener import Listener
 from arroyo.runtime.logs import Throttle, current_block
 from arroyo.runtime.operator import Operator, Passthrough, batched
 from arroyo.runtime.parser import AvroParser
@@ -374,7 +374,7 @@ class Block:
 
     async def _listen(self) -> None:
         try:
-            await self.listener.start(_CountingIntake(self))
+            await self.listener.start(CountingIntake(self))
         except ArroyoError:
             raise  # its one line is logged by run_blocks
         except Exception:
@@ -412,65 +412,3 @@ class Block:
         if failed and self._failure is None:
             self._failure = task.exception()
             self._failed.set()
-
-
-class _CountingIntake:
-    """The intake as the listener sees it: counts what comes in, stops at max_messages."""
-
-    def __init__(self, block: Block) -> None:
-        self._block = block
-        self._intake = block.intake
-
-    def _count(self, received: Received) -> None:
-        block = self._block
-        block.stats.received += 1
-        block.stats.received_bytes += received.size
-        block.stats.last_received = time.time()
-        if block.max_messages is not None and block.stats.received >= block.max_messages:
-            self._limit_reached()
-
-    def _limit_reached(self) -> None:
-        """``max_messages`` were received: take no more, stop the listener."""
-        self._intake.close()
-        # A task of the Block's: the loop holds a task only weakly, so one nobody holds
-        # could be collected while its stop() waits, and never end.
-        self._block._task(self._block.listener.stop())
-
-    async def put(self, received: Received) -> None:
-        if self._intake.offer(received):
-            self._count(received)
-            return
-        if await self._intake.put(received):
-            self._count(received)
-
-    def offer(self, received: Received) -> bool:
-        if self._intake.offer(received):
-            self._count(received)
-            return True
-        return False
-
-    def offer_many(self, items: Sequence[Received]) -> int:
-        block, intake = self._block, self._intake
-        stats, limit = block.stats, block.max_messages
-        if limit is not None:
-            items = items[: max(0, limit - stats.received)]
-        before = intake.held_bytes
-        taken = intake.offer_many(items)
-        if taken:
-            stats.received += taken
-            stats.received_bytes += intake.held_bytes - before
-            stats.last_received = time.time()
-            if limit is not None and stats.received >= limit:
-                self._limit_reached()
-        return taken
-
-    def full(self) -> bool:
-        return self._intake.full()
-
-    def hand_back(self, which: Callable[[Received], bool]) -> list[Received]:
-        back = self._intake.hand_back(which)
-        self._block.stats.handed_back += len(back)
-        return back
-
-    async def acknowledged(self) -> None:
-        await self._block._settler.acknowledged()

@@ -1,12 +1,18 @@
-"""The Block's bounded queue: admission control for everything received and not yet done."""
+"""The Block's bounded queue (admission control for everything received and not yet
+done), and the intake as the listener sees it (counting what comes in)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from arroyo.runtime.listener import Received
+
+if TYPE_CHECKING:
+    from arroyo.runtime.block import Block
 
 
 class BoundedIntake:
@@ -164,6 +170,68 @@ class BoundedIntake:
         for waiters in (self._getters, self._putters):
             while waiters:
                 _wake(waiters)
+
+
+class CountingIntake:
+    """The intake as the listener sees it: counts what comes in, stops at max_messages."""
+
+    def __init__(self, block: Block) -> None:
+        self._block = block
+        self._intake = block.intake
+
+    def _count(self, received: Received) -> None:
+        block = self._block
+        block.stats.received += 1
+        block.stats.received_bytes += received.size
+        block.stats.last_received = time.time()
+        if block.max_messages is not None and block.stats.received >= block.max_messages:
+            self._limit_reached()
+
+    def _limit_reached(self) -> None:
+        """``max_messages`` were received: take no more, stop the listener."""
+        self._intake.close()
+        # A task of the Block's: the loop holds a task only weakly, so one nobody holds
+        # could be collected while its stop() waits, and never end.
+        self._block._task(self._block.listener.stop())
+
+    async def put(self, received: Received) -> None:
+        if self._intake.offer(received):
+            self._count(received)
+            return
+        if await self._intake.put(received):
+            self._count(received)
+
+    def offer(self, received: Received) -> bool:
+        if self._intake.offer(received):
+            self._count(received)
+            return True
+        return False
+
+    def offer_many(self, items: Sequence[Received]) -> int:
+        block, intake = self._block, self._intake
+        stats, limit = block.stats, block.max_messages
+        if limit is not None:
+            items = items[: max(0, limit - stats.received)]
+        before = intake.held_bytes
+        taken = intake.offer_many(items)
+        if taken:
+            stats.received += taken
+            stats.received_bytes += intake.held_bytes - before
+            stats.last_received = time.time()
+            if limit is not None and stats.received >= limit:
+                self._limit_reached()
+        return taken
+
+    def full(self) -> bool:
+        return self._intake.full()
+
+    def hand_back(self, which: Callable[[Received], bool]) -> list[Received]:
+        back = self._intake.hand_back(which)
+        self._block.stats.handed_back += len(back)
+        return back
+
+    async def acknowledged(self) -> None:
+        await self._block._settler.acknowledged()
 
 
 def _wake(waiters: deque[asyncio.Future[None]]) -> None:
