@@ -216,8 +216,13 @@ class Producer:
             except ck.KafkaException as exc:
                 # A fatal error (a transactional producer fenced) comes out of poll too:
                 # the loop is told once, and this thread goes on serving the reports.
-                if self.fatal is None:
-                    self._on_fatal(exc.args[0])
+                error = exc.args[0] if exc.args else None
+                if not isinstance(error, ck.KafkaError) or error.fatal():
+                    if self.fatal is None:
+                        self._on_fatal(error or ck.KafkaError(ck.KafkaError._FATAL, str(exc)))
+                else:
+                    text = self.hide(error.str())
+                    self._repeats(log, logging.WARNING, text, "%s: %s", self.name, text)
                 time.sleep(0.1)  # poll raises at once while the error stands
             if self._reports and not self._scheduled:
                 self._scheduled = True

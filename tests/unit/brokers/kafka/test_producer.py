@@ -195,3 +195,28 @@ async def test_a_fatal_error_raised_by_poll_is_reported_and_polling_goes_on(
         ]
     finally:
         await core._stop_polling()
+
+
+async def test_an_error_poll_raises_that_is_not_fatal_is_logged_and_fails_nothing(
+    fake_kafka: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    core, fake = producer(fake_kafka)
+    served, raised = fake.poll, []
+
+    def poll(timeout: float = 0) -> int:
+        if not raised:
+            raised.append(1)
+            raise ck.KafkaException(ck.KafkaError(ck.KafkaError._TRANSPORT, "broker down"))
+        return served(timeout)
+
+    monkeypatch.setattr(fake, "poll", poll)
+    failures: list[BaseException] = []
+    core.on_failure = failures.append
+    core._started = True
+    core._start_polling()
+    try:
+        await asyncio.wait_for(core.produce("out", b"m0", None, [], "m0"), 10)
+        assert not failures and core.fatal is None
+        assert "kafka://h:9092/out: broker down" in caplog.messages
+    finally:
+        await core._stop_polling()
