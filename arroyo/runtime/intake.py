@@ -173,7 +173,8 @@ class BoundedIntake:
 
 
 class CountingIntake:
-    """The intake as the listener sees it: counts what comes in, stops at max_messages."""
+    """The intake as the listener sees it: counts what comes in, stops at max_messages
+    (messages handed back do not count towards it: they come again)."""
 
     def __init__(self, block: Block) -> None:
         self._block = block
@@ -184,7 +185,11 @@ class CountingIntake:
         block.stats.received += 1
         block.stats.received_bytes += received.size
         block.stats.last_received = time.time()
-        if block.max_messages is not None and block.stats.received >= block.max_messages:
+        stats = block.stats
+        if (
+            block.max_messages is not None
+            and stats.received - stats.handed_back >= block.max_messages
+        ):
             self._limit_reached()
 
     def _limit_reached(self) -> None:
@@ -211,14 +216,14 @@ class CountingIntake:
         block, intake = self._block, self._intake
         stats, limit = block.stats, block.max_messages
         if limit is not None:
-            items = items[: max(0, limit - stats.received)]
+            items = items[: max(0, limit - stats.received + stats.handed_back)]
         before = intake.held_bytes
         taken = intake.offer_many(items)
         if taken:
             stats.received += taken
             stats.received_bytes += intake.held_bytes - before
             stats.last_received = time.time()
-            if limit is not None and stats.received >= limit:
+            if limit is not None and stats.received - stats.handed_back >= limit:
                 self._limit_reached()
         return taken
 

@@ -582,3 +582,25 @@ async def test_a_batch_handed_over_at_once_is_counted_and_cut_at_max_messages(
     assert listener.acked == list(range(expected))
     assert stats.received == stats.acknowledged == expected
     assert stats.received_bytes == sum(len(encode(m)) for m in sent[:expected])
+
+
+class _HandsBack(_OneBatch):
+    """Hands 3 messages over, takes the last 2 back (as a revoked Kafka partition's are),
+    then hands over everything from the second on."""
+
+    async def start(self, intake: Intake) -> None:
+        items = [Received(d, {"url": "test://", "i": i}, i) for i, d in enumerate(self.data)]
+        assert intake.offer_many(items[:3]) == 3
+        self.back = [r.handle for r in intake.hand_back(lambda r: r.handle >= 1)]
+        self.taken = intake.offer_many(items[1:])
+
+
+async def test_messages_handed_back_do_not_count_towards_max_messages() -> None:
+    sent = make_run(6)
+    listener, out = _HandsBack([encode(m) for m in sent]), Recorder()
+    stats = await Block(listener, publishers=[out], max_messages=4).run()
+    assert listener.back == [1, 2]
+    assert listener.taken == 3
+    assert out.published == sent[:4]
+    assert listener.acked == [0, 1, 2, 3]
+    assert (stats.received, stats.handed_back, stats.acknowledged) == (6, 2, 4)
