@@ -89,7 +89,8 @@ class KafkaListener(Listener):
         self._consumer: Any = None
         self._intake: Intake | None = None
         self._backlog: deque[tuple[list[Any], dict[Key, int]]] = deque()
-        self._blocked: tuple[asyncio.Task[None], Key, int] | None = None
+        self._blocked: tuple[asyncio.Task[None], Key] | None = None
+        """A put waiting for room in the Block, and the partition of its message."""
         self._stopping = False
         # consumer-thread state
         self._paused = False
@@ -230,9 +231,8 @@ class KafkaListener(Listener):
     async def _wait(self, intake: Intake, received: Received) -> bool:
         """put() ``received``; if that takes longer than pause_after, pause the partitions
         and keep polling until it is in. False when stopping."""
-        key, offset = received.handle
         put = asyncio.ensure_future(intake.put(received))
-        self._blocked = (put, key, offset)
+        self._blocked = (put, received.handle[0])
         try:
             timeout = self.pause_after
             while True:
@@ -280,11 +280,11 @@ class KafkaListener(Listener):
         blocked = self._blocked
         if blocked is not None and blocked[1] in keys and not blocked[0].done():
             blocked[0].cancel()
-            self.partitions.cancelled_put = (blocked[1], blocked[2])
+            self.partitions.handed_back([blocked[1]])
         if self._intake is not None:
             revoked = set(keys)
             back = self._intake.hand_back(lambda received: received.handle[0] in revoked)
-            self.partitions.handed_back(back)
+            self.partitions.handed_back([received.handle[0] for received in back])
         return await self.partitions.revoked(keys, lost, metadata)
 
     async def close(self) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import confluent_kafka as ck
@@ -36,7 +36,6 @@ from arroyo.brokers.kafka.transactions import TransactionError, Transactions
 from arroyo.errors import ArroyoError
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.offsets import OffsetTracker
-from arroyo.runtime.received import Received
 
 log = logging.getLogger("arroyo.brokers.kafka")
 
@@ -76,12 +75,10 @@ class Partitions:
         """The exactly-once transactions (set by :func:`~.exactly_once.exactly_once`)."""
         self.failure: BaseException | None = None
         self.closing = False
-        self.cancelled_put: tuple[Key, int] | None = None
-        """A message of a revoked partition whose hand-over was cancelled: handed to
-        nobody, it stays uncommitted, for the new owner."""
         self._handed_back: collections.Counter[Key] = collections.Counter()
-        """Messages of partitions being revoked that the Block gave back unprocessed:
-        not in flight any more, and not finished (the commit stops before the first)."""
+        """Messages of partitions being revoked that nobody processes (the Block gave
+        them back, or their hand-over was cancelled), per partition: not in flight any
+        more, and not finished (the commit stops before the first), for the new owner."""
         self.commit_failures = 0
         """Failed asynchronous commits (counted in the consumer's thread)."""
         self._commit_failures_seen = 0
@@ -170,16 +167,14 @@ class Partitions:
                 return False
         return True
 
-    def handed_back(self, back: Sequence[Received]) -> None:
-        """The Block gave ``back`` (of partitions being revoked) unprocessed."""
-        self._handed_back.update(received.handle[0] for received in back)
+    def handed_back(self, keys: Iterable[Key]) -> None:
+        """A message of each of ``keys`` (partitions being revoked) will be processed by
+        nobody here: the Block gave it back unprocessed, or its hand-over was cancelled."""
+        self._handed_back.update(keys)
 
     def in_flight(self, keys: list[Key]) -> int:
         """Messages of ``keys`` handed over, not handed back, and not acknowledged yet."""
-        count = self.tracker.in_flight(keys) - sum(self._handed_back[key] for key in keys)
-        if self.cancelled_put is not None and self.cancelled_put[0] in keys:
-            count -= 1  # handed to nobody: it stays uncommitted, for the new owner
-        return count
+        return self.tracker.in_flight(keys) - sum(self._handed_back[key] for key in keys)
 
     def assigned(self, keys: list[Key]) -> None:
         """``keys`` are this consumer's now."""
@@ -237,8 +232,6 @@ class Partitions:
             self.tracker.forget(keys)
             for key in keys:
                 self._handed_back.pop(key, None)
-            if self.cancelled_put is not None and self.cancelled_put[0] in keys:
-                self.cancelled_put = None
             log.info("%s: revoked %s", self.name, partitions_text(keys))
 
     async def close(self, commit: Callable[[dict[Key, int]], Awaitable[None]]) -> None:

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from arroyo.runtime.listener import Received
 from tests.unit.brokers.kafka.endpoints import make_listener
 
 pytest.importorskip("confluent_kafka")
@@ -43,7 +42,7 @@ async def test_a_revocation_waits_for_the_work_under_way_not_for_what_was_handed
     partitions.tracker.started_many([(key, offset) for offset in range(5)])
     partitions.acked(key, 0)
     partitions.revoke([key])
-    partitions.handed_back([Received(b"", {}, (key, offset)) for offset in (2, 3, 4)])
+    partitions.handed_back([key] * 3)  # offsets 2, 3 and 4
     assert partitions.in_flight([key]) == 1
     revoking = asyncio.ensure_future(partitions.revoked([key], False, None))
     await asyncio.sleep(0)
