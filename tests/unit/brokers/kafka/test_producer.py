@@ -162,61 +162,49 @@ async def test_a_block_keeps_input_order_when_a_delivery_fails(
     assert [decode(v).id for v in fake_kafka.topics["out"]] == [m.id for m in messages]
 
 
-async def test_a_fatal_error_raised_by_poll_is_reported_and_polling_goes_on(
-    fake_kafka: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("error", "failures"),
+    [
+        (
+            ck.KafkaError(ck.KafkaError._FENCED, "fenced by newer producer", fatal=True),
+            ["kafka://h:9092/out: fatal producer error: fenced by newer producer"],
+        ),
+        (ck.KafkaError(ck.KafkaError._TRANSPORT, "broker down"), []),
+    ],
+)
+async def test_an_error_raised_by_poll_leaves_the_thread_serving_delivery_reports(
+    fake_kafka: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Any,
+    failures: list[str],
 ) -> None:
-    """librdkafka's poll raises a fatal error (a fenced transactional producer) instead
-    of only calling error_cb. The polling thread died of it, and no delivery report was
-    served after: the loop is told once, and reports are still served."""
+    """librdkafka's poll raises an error (a fatal one: a fenced transactional producer)
+    instead of only calling error_cb. The polling thread died of it, and no delivery
+    report was served after. Now a fatal error tells the loop once; another is logged
+    and fails nothing; reports are still served."""
     core, fake = producer(fake_kafka)
-    fenced = ck.KafkaError(ck.KafkaError._FENCED, "fenced by newer producer", fatal=True)
-    raised = 0
-    served = fake.poll
+    raised, served = 0, fake.poll
 
     def poll(timeout: float = 0) -> int:
         nonlocal raised
         if raised < 3:
             raised += 1
-            raise ck.KafkaException(fenced)
+            raise ck.KafkaException(error)
         return served(timeout)
 
     monkeypatch.setattr(fake, "poll", poll)
-    failures: list[BaseException] = []
-    core.on_failure = failures.append
-    core._started = True
-    core._start_polling()
-    try:
-        sent = core.produce("out", b"m0", None, [], "m0")
-        await asyncio.wait_for(sent, 10)
-        assert core._thread is not None and core._thread.is_alive()
-        assert raised == 3
-        assert [str(f) for f in failures] == [
-            "kafka://h:9092/out: fatal producer error: fenced by newer producer"
-        ]
-    finally:
-        await core._stop_polling()
-
-
-async def test_an_error_poll_raises_that_is_not_fatal_is_logged_and_fails_nothing(
-    fake_kafka: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    core, fake = producer(fake_kafka)
-    served, raised = fake.poll, []
-
-    def poll(timeout: float = 0) -> int:
-        if not raised:
-            raised.append(1)
-            raise ck.KafkaException(ck.KafkaError(ck.KafkaError._TRANSPORT, "broker down"))
-        return served(timeout)
-
-    monkeypatch.setattr(fake, "poll", poll)
-    failures: list[BaseException] = []
-    core.on_failure = failures.append
+    failed: list[BaseException] = []
+    core.on_failure = failed.append
     core._started = True
     core._start_polling()
     try:
         await asyncio.wait_for(core.produce("out", b"m0", None, [], "m0"), 10)
-        assert not failures and core.fatal is None
-        assert "kafka://h:9092/out: broker down" in caplog.messages
+        assert core._thread is not None and core._thread.is_alive()
+        assert raised == 3
+        assert [str(f) for f in failed] == failures
+        if not failures:
+            assert core.fatal is None
+            assert "kafka://h:9092/out: broker down" in caplog.messages
     finally:
         await core._stop_polling()
