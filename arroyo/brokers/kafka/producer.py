@@ -43,10 +43,10 @@ from arroyo.brokers.kafka.connection import (
     reach,
     unreachable,
 )
+from arroyo.brokers.kafka.delivery import breaks, failure, purged, refusal
 from arroyo.errors import (
     ConfigError,
     ConnectError,
-    MessageTooLargeError,
     PermanentError,
     PublishError,
 )
@@ -63,13 +63,6 @@ Entry = tuple[bytes, bytes | None, list[Any], str]
 
 _Queued = tuple[str, bytes, bytes | None, list[Any], asyncio.Future[None]]
 """A message waiting to be handed to librdkafka: topic, value, key, headers, its future."""
-
-
-def _breaks(error: Any) -> bool:
-    """True for a failed delivery after which later messages must not be written: not
-    one librdkafka refused for its size (dead-lettered, nothing waits for it), not one
-    purged from the queue (it was not written)."""
-    return bool(error.code() not in (ck.KafkaError.MSG_SIZE_TOO_LARGE, ck.KafkaError._PURGE_QUEUE))
 
 
 class Producer:
@@ -240,25 +233,19 @@ class Producer:
         what: str,
         done: asyncio.Future[None] | None = None,
     ) -> asyncio.Future[None]:
-        """Enqueue now; the future (``done``, or a new one) completes with the delivery
-        report, or fails with NotSent when an earlier message failed and must be sent
-        again first (see the module docstring). Raises MessageTooLargeError /
-        PublishError when librdkafka refuses the message at once."""
+        """Enqueue now, as :meth:`produce_many` does one entry; the future (``done``, or a
+        new one) completes with the delivery report, or fails with NotSent when an
+        earlier message failed and must be sent again first (see the module docstring).
+        Raises MessageTooLargeError / PublishError when librdkafka refuses the message
+        at once."""
         if self.producer is None or self._loop is None:
             raise PublishError(f"{self.name}: not started (or already closed)")
-        if done is None:
-            done = self._loop.create_future()
-        if self.on_failure is None and (
-            self._halts != self._halts_seen or not self._fail_stop.given()
-        ):
-            done.set_exception(self._fail_stop.not_sent())
-            return done
-        try:
-            if self._backlog or not self._produce(topic, value, key, headers, done, what):
-                self._backlog.append((topic, value, key, headers, done))
-        except NotSent as exc:  # the thread serving reports saw a failure meanwhile
-            done.set_exception(exc)
-        return done
+        (sent,) = self._produce_many(topic, ((value, key, headers, what),), done)
+        if sent.done() and not sent.cancelled():
+            refused = sent.exception()
+            if refused is not None and not isinstance(refused, NotSent):
+                raise refused
+        return sent
 
     def produce_many(self, topic: str, entries: Iterable[Entry]) -> list[asyncio.Future[None]]:
         """:meth:`produce` each ``(value, key, headers, what)`` of ``entries``, in order,
@@ -269,12 +256,18 @@ class Producer:
         future that failed at once with an error a retry may cure (NotSent, a
         PublishError that is not a PermanentError): the later entries are not taken.
         """
+        return self._produce_many(topic, entries, None)
+
+    def _produce_many(
+        self, topic: str, entries: Iterable[Entry], first: asyncio.Future[None] | None
+    ) -> list[asyncio.Future[None]]:
+        """:meth:`produce_many`, with ``first`` (when given) as the first entry's future."""
         sent: list[asyncio.Future[None]] = []
         producer, loop = self.producer, self._loop
         if producer is None or loop is None:
             if loop is None:
                 loop = asyncio.get_running_loop()
-            done: asyncio.Future[None] = loop.create_future()
+            done: asyncio.Future[None] = loop.create_future() if first is None else first
             done.set_exception(PublishError(f"{self.name}: not started (or already closed)"))
             return [done]
         backlog, fail_stop, future = self._backlog, self._fail_stop, asyncio.Future
@@ -282,7 +275,10 @@ class Producer:
         report = functools.partial(self._report, self._reports, producer, stops)
         with self._halting:  # as _produce: no purge between a check and its produce
             for value, key, headers, what in entries:
-                done = future(loop=loop)  # loop.create_future, inlined
+                if first is None:
+                    done = future(loop=loop)  # loop.create_future, inlined
+                else:
+                    done, first = first, None
                 sent.append(done)
                 if stops and (self._halts != self._halts_seen or not fail_stop.given()):
                     done.set_exception(fail_stop.not_sent())
@@ -322,7 +318,7 @@ class Producer:
     ) -> None:
         """(The thread serving delivery reports) The delivery report of ``done``'s
         message: purge at once after a failure (fail-stop), queue it for the loop."""
-        if error is not None and stops and _breaks(error):
+        if error is not None and stops and breaks(error):
             self._halt(producer)
         reports.append((done, error, msg if error is not None else None))
 
@@ -335,8 +331,9 @@ class Producer:
         done: asyncio.Future[None],
         what: str,
     ) -> bool:
-        """Hand one message to librdkafka; False when its queue is full. Raises NotSent
-        instead of writing it after a failure (fail-stop), or what librdkafka refused."""
+        """Hand one message of the backlog to librdkafka; False when its queue is full.
+        Raises NotSent instead of writing it after a failure (fail-stop), or what
+        librdkafka refused."""
         reports, producer, stops = self._reports, self.producer, self.on_failure is None
         report = functools.partial(self._report, reports, producer, stops, done)
         try:
@@ -370,31 +367,12 @@ class Producer:
             self._fail_stop.completed(error)
 
     def _refused(self, exc: BaseException, size: int, what: str) -> PublishError:
-        error = exc.args[0] if exc.args else None
-        if error is not None and error.code() == ck.KafkaError.MSG_SIZE_TOO_LARGE:
-            return MessageTooLargeError(
-                f"{self.name}: {what} is {size} bytes, more than the producer allows "
-                f"(message.max.bytes={self.limit}). To send it, raise the producer's "
-                "message.max.bytes (a setting next to the publisher's URL) and the topic's "
-                "max.message.bytes (or the broker's message.max.bytes); consumers of large "
-                "messages may need a larger fetch.max.bytes too"
-            )
-        return PublishError(f"{self.name}: cannot produce {what}: {self.hide(error_text(exc))}")
+        return refusal(self.name, self.limit, self.hide, exc, size, what)
 
     def _delivery_error(self, error: Any, msg: Any) -> PublishError:
-        where = f"{msg.topic()}[{msg.partition()}]" if msg is not None else self.name
-        if error.code() == ck.KafkaError.MSG_SIZE_TOO_LARGE:
-            size = len(msg) if msg is not None else "?"
-            return MessageTooLargeError(
-                f"{self.name}: the broker refused a message of {size} bytes for {where} as "
-                "too large: raise the topic's max.message.bytes (or the broker's "
-                f"message.max.bytes); the producer's message.max.bytes is {self.limit}"
-            )
-        if error.code() == ck.KafkaError._PURGE_QUEUE and self.on_failure is None:
+        if self.on_failure is None and purged(error):
             return self._fail_stop.not_sent()
-        return PublishError(
-            f"{self.name}: delivery to {where} failed: {error.name()}: {self.hide(error.str())}"
-        )
+        return failure(self.name, self.limit, self.hide, error, msg)
 
     def _resolve(self) -> None:
         """Complete the futures of the delivery reports received so far (loop thread)."""
@@ -406,7 +384,7 @@ class Producer:
             failure = None if error is None else self._delivery_error(error, msg)
             if stops:
                 self._fail_stop.completed(failure)
-                if error is not None and _breaks(error):
+                if error is not None and breaks(error):
                     self._halts_seen += 1
             if done.done():
                 continue
