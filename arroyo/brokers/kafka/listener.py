@@ -5,7 +5,8 @@ listener; a whole batch (``batch_size``, taken with ``consume()``) comes over to
 event loop per call, and commits ride along with the next call. Payloads are not copied
 beyond what confluent-kafka does (``Received.data`` is ``msg.value()``). What the
 listener owns and commits, and how it handles rebalances, is in
-:mod:`arroyo.brokers.kafka.partitions`.
+:mod:`arroyo.brokers.kafka.partitions`; the consumer and the calls made on it, in
+:mod:`arroyo.brokers.kafka.consumer`.
 """
 
 from __future__ import annotations
@@ -22,22 +23,18 @@ import confluent_kafka as ck
 from arroyo.brokers import BrokerURL
 from arroyo.brokers.kafka.connection import (
     Key,
-    Reachability,
-    callbacks,
     error_text,
     hider,
-    reach,
-    unreachable,
 )
+from arroyo.brokers.kafka.consumer import Consumer
 from arroyo.brokers.kafka.lag import LagReader
 from arroyo.brokers.kafka.partitions import Partitions
 from arroyo.brokers.kafka.settings import KafkaListenerSettings, check_settings, topics
-from arroyo.errors import ArroyoError, ConfigError, ConnectError
+from arroyo.errors import ArroyoError
 from arroyo.runtime import tracing
 from arroyo.runtime.journal import from_option
 from arroyo.runtime.lag import Source, source
 from arroyo.runtime.listener import Intake, Listener, Received
-from arroyo.runtime.logs import Throttle
 from arroyo.runtime.parser import AvroParser, Parser
 
 log = logging.getLogger("arroyo.brokers.kafka")
@@ -80,24 +77,30 @@ class KafkaListener(Listener):
             commit_interval=settings.commit_interval_ms / 1000,
             commit_every=max(1, settings.commit_every),
             drain_timeout=settings.drain_timeout_ms / 1000,
-            group_metadata=lambda: self._call(self._group_metadata),
+            group_metadata=lambda: self._call(self.consumer.group_metadata),
             acknowledged=self._acknowledged,
         )
+        self.consumer = Consumer(
+            self._name,
+            topics,
+            config,
+            self.hide,
+            batch_size=self.batch_size,
+            poll_timeout=self.poll_timeout,
+            connect_timeout=self.connect_timeout,
+            on_commit=self.partitions.on_commit,
+            assigned=self._on_assigned,
+            revoked=self._on_revoked,
+        )
+        """The consumer, all of whose calls run in :attr:`_executor`'s one thread."""
         # loop-thread state
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._consumer: Any = None
         self._intake: Intake | None = None
         self._backlog: deque[tuple[list[Any], dict[Key, int]]] = deque()
         self._blocked: tuple[asyncio.Task[None], Key] | None = None
         """A put waiting for room in the Block, and the partition of its message."""
         self._stopping = False
-        # consumer-thread state
-        self._paused = False
-        self._revoked_during: set[Key] = set()
-        self._fatal: Any = None
-        self._repeats = Throttle(30.0)
-        self._reachability = Reachability()
         # the lag's own thread (lag.py)
         self._lag = LagReader(self.connect_timeout, config.get("auto.offset.reset", "earliest"))
         self._lag_executor: ThreadPoolExecutor | None = None
@@ -114,7 +117,7 @@ class KafkaListener(Listener):
     def connected(self) -> bool:
         """False while the consumer reaches no broker of the cluster (librdkafka's
         statistics, every second; the consumer keeps polling while the Block is full)."""
-        return self._reachability.up
+        return self.consumer.reachability.up
 
     # -- running (event loop) ----------------------------------------------------------
 
@@ -130,26 +133,27 @@ class KafkaListener(Listener):
         """Make the consumer and wait (up to connect_timeout) until the cluster answers;
         raises ConnectError saying why it did not. Subscribes, but joins the group only
         once :meth:`start` polls."""
-        if self._consumer is not None:
+        if self.consumer.client is not None:
             return
         self._loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-consumer")
         try:
-            await self._call(self._open)
+            await self._call(self.consumer.open)
         except ck.KafkaException as exc:
             raise ArroyoError(f"{self.name}: {self.hide(error_text(exc))}") from None
 
     async def lag(self) -> dict[Source, int] | None:
         """Log end offset minus the group's committed offset of each partition assigned
         to this consumer, read in a thread of its own (:mod:`arroyo.brokers.kafka.lag`)."""
-        if self._consumer is None or self._loop is None:
+        if self.consumer.client is None or self._loop is None:
             return None
         if self._lag_executor is None:
             self._lag_executor = ThreadPoolExecutor(1, thread_name_prefix="arroyo-kafka-lag")
         keys = list(self.partitions.owned)
         read = self._lag.read
-        lag = await self._loop.run_in_executor(self._lag_executor, read, self._consumer, keys)
+        client = self.consumer.client
+        lag = await self._loop.run_in_executor(self._lag_executor, read, client, keys)
         if lag is None:
             return None
         return {source(topic=t, partition=p): n for (t, p), n in lag.items()}
@@ -170,7 +174,7 @@ class KafkaListener(Listener):
             idle = False
             while not self._stopping:
                 self._check()
-                batch = await self._call(self._fetch, self.partitions.due(idle))
+                batch = await self._call(self.consumer.fetch, self.partitions.due(idle))
                 idle = not batch
                 if batch:
                     self._backlog.append((batch, self.partitions.owned))
@@ -180,8 +184,9 @@ class KafkaListener(Listener):
             raise ArroyoError(f"{self.name}: {self.hide(error_text(exc))}") from None
 
     def _check(self) -> None:
-        if self._fatal is not None:
-            raise ArroyoError(f"{self.name}: fatal Kafka error: {self.hide(self._fatal.str())}")
+        fatal = self.consumer.fatal
+        if fatal is not None:
+            raise ArroyoError(f"{self.name}: fatal Kafka error: {self.hide(fatal.str())}")
         if self.partitions.failure is not None:
             raise self.partitions.failure
         txn = self.partitions.txn
@@ -242,7 +247,7 @@ class KafkaListener(Listener):
                     return False
                 if put.done():
                     return True
-                batch = await self._call(self._hold, self.partitions.due())
+                batch = await self._call(self.consumer.hold, self.partitions.due())
                 if batch:
                     self._backlog.append((batch, self.partitions.owned))
                 timeout = max(self.poll_timeout, 0.05)
@@ -289,13 +294,13 @@ class KafkaListener(Listener):
 
     async def close(self) -> None:
         """Commit every acknowledged offset (or the last transaction), leave the group."""
-        if self._consumer is None:
+        if self.consumer.client is None:
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
             return
 
         async def commit(offsets: dict[Key, int]) -> None:
-            await self._call(self.partitions.commit_now, self._consumer, offsets)
+            await self._call(self.partitions.commit_now, self.consumer.client, offsets)
 
         try:
             await self.partitions.close(commit)
@@ -310,94 +315,6 @@ class KafkaListener(Listener):
 
     # -- the consumer thread -----------------------------------------------------------
 
-    def _open(self) -> None:
-        config: dict[str, Any] = {
-            **self.config,
-            **callbacks(self.name, self.hide, self._on_fatal, self._repeats, self._reachability),
-            "on_commit": self.partitions.on_commit,
-        }
-        try:
-            consumer = ck.Consumer(config)
-        except (ck.KafkaException, ValueError, TypeError) as exc:
-            raise ConfigError(f"{self.name}: {self.hide(error_text(exc))}") from None
-        said = config["logger"]
-        try:
-            reach(consumer, self.connect_timeout, lambda: self._fatal is not None, said, config)
-        except ck.KafkaException:
-            # What librdkafka said until now, before close() serves more of its reports
-            # (newer failures would push the reason out of those unreachable() reads).
-            reports = list(said.reports)
-            consumer.close()
-            line = unreachable(self.name, self.config, reports, self.connect_timeout)
-            raise ConnectError(self.hide(line)) from None
-        consumer.subscribe(
-            list(self.topics),
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
-        self._consumer = consumer
-
-    def _on_fatal(self, error: Any) -> None:
-        self._fatal = error
-
-    def _fetch(self, commit: list[Any] | None) -> list[Any]:
-        """Commit (asynchronously) what is due, then take what is there, or wait up to
-        poll_timeout for the first message and take what came with it."""
-        consumer = self._consumer
-        if commit:
-            consumer.commit(offsets=commit, asynchronous=True)
-        if self._paused:
-            consumer.resume(consumer.assignment())
-            self._paused = False
-        msgs = consumer.consume(self.batch_size, 0)
-        if not msgs:
-            first = consumer.poll(self.poll_timeout)
-            if first is None:
-                return []
-            msgs = [first]
-            if self.batch_size > 1:
-                # Only a revocation served by the next call makes ``first`` stale. One
-                # served by the calls above came before it: ``first`` is then the first
-                # message of the new assignment, and dropping it would skip it for good
-                # (the offsets after it get committed).
-                self._revoked_during.clear()
-                more = consumer.consume(self.batch_size - 1, 0)
-                if self._revoked_during:  # a rebalance between poll and consume
-                    revoked = self._revoked_during
-                    msgs = [m for m in msgs if (m.topic(), m.partition()) not in revoked]
-                msgs += more
-        return self._good(msgs)
-
-    def _hold(self, commit: list[Any] | None) -> list[Any]:
-        """Pause the assigned partitions and poll (serves rebalances, keeps membership)."""
-        consumer = self._consumer
-        if commit:
-            consumer.commit(offsets=commit, asynchronous=True)
-        assignment = consumer.assignment()
-        if assignment:
-            consumer.pause(assignment)
-        self._paused = True
-        return self._good(consumer.consume(self.batch_size, 0))
-
-    def _good(self, msgs: list[Any]) -> list[Any]:
-        bad = [m for m in msgs if m.error() is not None]
-        if not bad:
-            return msgs
-        for msg in bad:
-            error = msg.error()
-            if error.code() == ck.KafkaError._PARTITION_EOF:
-                continue
-            if error.fatal():
-                raise ck.KafkaException(error)
-            # e.g. a topic that does not exist yet
-            text = self.hide(error.str())
-            self._repeats(log, logging.WARNING, text, "%s: %s", self.name, text)
-        return [m for m in msgs if m.error() is None]
-
-    def _group_metadata(self) -> Any:
-        return self._consumer.consumer_group_metadata()
-
     def _run_on_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -407,27 +324,16 @@ class KafkaListener(Listener):
             future.cancel()
             raise
 
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        # librdkafka keeps a partition paused across a rebalance: one that _hold paused
-        # and that was revoked before _fetch resumed the assignment would never be read
-        # again once assigned back. A new assignment starts unpaused (_hold pauses it
-        # again while the Block is full).
-        consumer.resume(partitions)
-        keys = [(p.topic, p.partition) for p in partitions]
+    def _on_assigned(self, consumer: Any, keys: list[Key]) -> None:
+        """(Consumer thread) ``keys`` were assigned: :meth:`_assigned` on the loop."""
         try:
             self._run_on_loop(self._assigned(keys), 30)
         except Exception as exc:
             log.error("%s: handling the assignment failed: %s", self.name, self.hide(repr(exc)))
 
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self._revoke(consumer, partitions, lost=False)
-
-    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        self._revoke(consumer, partitions, lost=True)
-
-    def _revoke(self, consumer: Any, partitions: list[Any], lost: bool) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
-        self._revoked_during.update(keys)
+    def _on_revoked(self, consumer: Any, keys: list[Key], lost: bool) -> None:
+        """(Consumer thread) ``keys`` were revoked (or lost): :meth:`_revoked` on the
+        loop, then commit what it says."""
         txn = self.partitions.txn
         metadata = None
         if txn is not None and not lost and not self.partitions.closing:
@@ -443,9 +349,7 @@ class KafkaListener(Listener):
 
     def _close_consumer(self) -> None:
         self._lag.closing()
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            consumer.close()
+        self.consumer.close()
 
 
 def listener(url: BrokerURL, options: dict[str, Any], parser: Parser) -> KafkaListener:

@@ -214,7 +214,7 @@ async def test_a_stalled_block_pauses_the_partitions_and_stays_in_the_group(
     assert isinstance(listener, KafkaListener)
     block = Block(listener, Stall(release, seen), queue_size=2, max_messages=len(messages))
     task = asyncio.create_task(block.run())
-    await until(lambda: listener._paused, 20, "the listener pauses while the Block is full")
+    await until(lambda: listener.consumer.paused, 20, "the listener pauses while the Block is full")
     # The condition under test is time passing: stay stalled past max.poll.interval.ms.
     await asyncio.sleep(8)
     release.set()
@@ -335,7 +335,7 @@ async def test_a_partition_paused_before_a_rebalance_is_read_when_it_comes_back(
 
     try:
         await until(
-            lambda: listener._paused and len(listener.partitions.owned) == 2,
+            lambda: listener.consumer.paused and len(listener.partitions.owned) == 2,
             20,
             "both partitions paused",
         )
