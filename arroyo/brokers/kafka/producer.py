@@ -237,7 +237,7 @@ class Producer:
         new one) completes with the delivery report, or fails with NotSent when an
         earlier message failed and must be sent again first (see the module docstring).
         Raises MessageTooLargeError / PublishError when librdkafka refuses the message
-        at once."""
+        at once (the future has failed with it too)."""
         if self.producer is None or self._loop is None:
             raise PublishError(f"{self.name}: not started (or already closed)")
         (sent,) = self._produce_many(topic, ((value, key, headers, what),), done)

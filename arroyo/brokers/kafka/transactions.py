@@ -20,7 +20,8 @@ from arroyo.errors import ArroyoError, PublishError
 
 log = logging.getLogger("arroyo.brokers.kafka")
 
-_Held = tuple[str, bytes, bytes | None, list[Any], asyncio.Future[None]]
+_Held = tuple[str, bytes, bytes | None, list[Any], str, asyncio.Future[None]]
+"""A message held during a commit: topic, value, key, headers, what it is, its future."""
 
 STUCK_GRACE = 5.0
 """Seconds a transaction call may overrun its own timeout before it counts as stuck."""
@@ -79,7 +80,7 @@ class Transactions:
         if self.failure is not None:
             done.cancel()
         elif self._gate or self._held:
-            self._held.append((topic, value, key, headers, done))
+            self._held.append((topic, value, key, headers, what, done))
         elif self._begin():
             self.core.produce(topic, value, key, headers, what, done)
         else:
@@ -115,16 +116,17 @@ class Transactions:
     def _release(self) -> None:
         """Produce what was held during a commit, in order, in a new transaction."""
         while self._held and not self._gate and self.failure is None:
-            topic, value, key, headers, done = self._held.popleft()
+            topic, value, key, headers, what, done = self._held.popleft()
             if done.done():
                 continue
             if not self._begin():
                 done.cancel()
                 continue
             try:
-                self.core.produce(topic, value, key, headers, "a message", done)
-            except PublishError as exc:
-                done.set_exception(exc)
+                self.core.produce(topic, value, key, headers, what, done)
+            except PublishError as exc:  # refused at once: ``done`` failed with it
+                if not done.done():
+                    done.set_exception(exc)
 
     async def commit(
         self,

@@ -13,14 +13,15 @@ import pytest
 
 from arroyo import decode, encode
 from arroyo.brokers.kafka import KafkaListener, exactly_once
+from arroyo.brokers.kafka.transactions import Transactions
 from arroyo.brokers.memory import MemoryPublisher
-from arroyo.errors import ConfigError, DecodeError
+from arroyo.errors import ConfigError, DecodeError, MessageTooLargeError
 from arroyo.runtime import Block
 from arroyo.runtime.listener import Received
 from arroyo.testing import make_run
 from tests.unit.brokers.kafka.endpoints import make_listener, make_publisher
 
-pytest.importorskip("confluent_kafka")
+ck = pytest.importorskip("confluent_kafka")
 
 
 def test_exactly_once_needs_kafka_publishers_on_the_listener_cluster() -> None:
@@ -197,3 +198,24 @@ async def test_a_transaction_call_that_never_returns_stops_the_worker(
     assert calls == ["send_offsets_to_transaction"]  # no abort queued behind it
     txn = listener.partitions.txn
     assert txn is not None and txn.stuck
+
+
+async def test_a_held_message_librdkafka_refuses_fails_alone_when_released(
+    fake_kafka: Any,
+) -> None:
+    """Messages sent while a commit is under way are held, then produced in a new
+    transaction. One that librdkafka refuses at once (too large) fails its own future
+    with MessageTooLargeError when it is released; the one held behind it is produced."""
+    txn = Transactions("kafka://h:9092/out", {"bootstrap.servers": "h:9092"}, str, "g")
+    txn.core.producer = fake = ck.Producer({})
+    txn.core._loop = asyncio.get_running_loop()
+    fake.max_size = 10
+    txn._gate = True  # a commit is under way
+    big = txn.send("out", b"x" * 11, None, [], "big")
+    small = txn.send("out", b"ok", None, [], "small")
+    assert not big.done() and fake.queue == []
+    txn._gate = False
+    txn._release()
+    assert isinstance(big.exception(), MessageTooLargeError)
+    assert "big is 11 bytes" in str(big.exception())
+    assert not small.done() and [m.value() for m, _ in fake.queue] == [b"ok"]
