@@ -106,13 +106,12 @@ class DeadLetters:
             try:
                 if isinstance(first, PermanentError):
                     raise first
-                self._retried(1, first)
                 if self.readiness is not None:
                     self.readiness.retrying(destination, first)
-                try:
+                try:  # the send that failed was attempt 1
                     await self.retry.call(
                         lambda: destination.publish_dead_letter(letter),
-                        lambda n, e: self._retried(n + 1, e),
+                        self._retried,
                         failed=first,
                     )
                 finally:

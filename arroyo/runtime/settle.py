@@ -382,11 +382,11 @@ class Settler:
                     self.readiness.retrying(publisher, error)
                     marked = True
 
-            if not isinstance(first, NotSent):  # a NotSent one was never tried: no retry
-                failed(1, first)
             try:
+                # The send that failed was attempt 1; a NotSent one was never tried.
+                tried = None if isinstance(first, NotSent) else first
                 await self.publish_retry.call(
-                    lambda: publisher.publish(message), lambda n, e: failed(n + 1, e)
+                    lambda: publisher.publish(message), failed, failed=tried
                 )
                 if tries > 1:  # more than the send that failed: it was out for a while
                     self.throttle(
