@@ -5,8 +5,8 @@ The Block hands over each received message with its result (:meth:`Settler.publi
 its outputs go to each publisher at once, without waiting for earlier confirmations
 (:class:`~arroyo.runtime.ordering.OrderedSends` keeps their order when one fails), or
 its dead letter is sent. :meth:`Settler.run` waits for those confirmations in input
-order, re-publishes what failed (with ``publish_retry``; what still fails is
-dead-lettered) and hands settled messages in batches to the
+order, re-publishes what failed (:mod:`arroyo.runtime.republish`; what still fails
+is dead-lettered) and hands settled messages in batches to the
 :class:`~arroyo.runtime.acks.Acknowledger`, which acknowledges them in order while
 settling goes on. A listener that must know what is acknowledged at some point (a Kafka
 transaction takes the offsets of what its outputs complete) awaits
@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from arroyo.errors import PermanentError, PublishError
+from arroyo.errors import PublishError
 from arroyo.message import Message
 from arroyo.runtime import tracing
 from arroyo.runtime.acks import ACK_BATCH, Acknowledger
@@ -31,11 +31,12 @@ from arroyo.runtime.intake import BoundedIntake
 from arroyo.runtime.listener import Listener, Received
 from arroyo.runtime.logs import Throttle
 from arroyo.runtime.metrics import BlockMetrics, BlockStats
-from arroyo.runtime.ordering import NotSent, OrderedSends
+from arroyo.runtime.ordering import OrderedSends
 from arroyo.runtime.process import Forward, Outcome
 from arroyo.runtime.publisher import DeadLetter, Publisher
 from arroyo.runtime.readiness import Readiness
-from arroyo.runtime.retry import RetryPolicy, note_retry
+from arroyo.runtime.republish import Republisher
+from arroyo.runtime.retry import RetryPolicy
 from arroyo.runtime.tasks import cancelling, retrieve
 
 log = logging.getLogger("arroyo.block")
@@ -79,11 +80,16 @@ class Settler:
         self.name = name
         self.publishers = publishers
         self.dead = dead
-        self.publish_retry = publish_retry
         self.stats = stats
         self.metrics = metrics
         self.throttle = throttle
-        self.readiness = readiness if readiness is not None else Readiness()
+        self._again = Republisher(
+            name,
+            publish_retry,
+            stats,
+            throttle,
+            readiness if readiness is not None else Readiness(),
+        )
         self._pending: deque[tuple[Received, _Sends | _Dead]] = deque()
         self._more = asyncio.Event()
         self._all_given = False
@@ -354,70 +360,12 @@ class Settler:
             except Exception as first:
                 if failure is not None:
                     continue
-                failure = await self._publish_again(received, gate, message, first)
+                failure = await self._again.publish(received, gate, message, first)
                 if failure is not None:
                     continue
             self._published(message, time.time())
         if failure is not None:
             await self.dead.confirm(failure, self.dead.send(failure))
-
-    async def _publish_again(
-        self, received: Received, gate: OrderedSends, message: Message, first: Exception
-    ) -> DeadLetter | None:
-        """Publish ``message`` again after its send failed with ``first``, holding later
-        sends to that publisher back meanwhile; the dead letter when it still fails."""
-        publisher = gate.publisher
-        try:
-            if isinstance(first, PermanentError):
-                raise first
-            gate.hold()
-            marked = False  # the Block is not ready while a failed publish is retried
-            tries, since = 0, time.monotonic()
-
-            def failed(attempt: int, error: BaseException) -> None:
-                nonlocal marked, tries
-                tries = attempt
-                self._retried(attempt, error)
-                if not marked:
-                    self.readiness.retrying(publisher, error)
-                    marked = True
-
-            try:
-                # The send that failed was attempt 1; a NotSent one was never tried.
-                tried = None if isinstance(first, NotSent) else first
-                await self.publish_retry.call(
-                    lambda: publisher.publish(message), failed, failed=tried
-                )
-                if tries > 1:  # more than the send that failed: it was out for a while
-                    self.throttle(
-                        log,
-                        logging.INFO,
-                        f"back:{publisher.name}",
-                        "publisher %s works again: published after %d failed attempts (%.1f s)",
-                        publisher.name,
-                        tries,
-                        time.monotonic() - since,
-                    )
-            finally:
-                if marked:
-                    self.readiness.retried(publisher)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.throttle(
-                log,
-                logging.ERROR,
-                f"publish-failed:{publisher.name}:{type(exc).__name__}",
-                "publisher %s could not publish %s: %s",
-                publisher.name,
-                describe(message),
-                exc,
-            )
-            return DeadLetter.from_exception(exc, received.data, received.source, 1, self.name)
-        return None
-
-    def _retried(self, attempt: int, error: BaseException) -> None:
-        note_retry(self.stats, self.throttle, "publish", attempt, error)
 
     def _acknowledged(self, count: int) -> None:
         """``count`` more were acknowledged (or failed to be): wake who waits for them."""

@@ -15,7 +15,7 @@ from arroyo.message import Message
 from arroyo.runtime import Block, Publisher, RetryPolicy
 from arroyo.runtime.listener import Intake, Received
 from arroyo.runtime.publisher import DeadLetter
-from arroyo.testing import Recorder, make_run
+from arroyo.testing import make_run
 
 
 class Slow(MemoryListener):
@@ -182,33 +182,3 @@ async def test_an_acknowledgement_that_waits_does_not_hold_back_a_retry(
     assert block.stats.acknowledged == 2
     block.stop()
     await asyncio.wait_for(running, 10)
-
-
-class Down(Recorder):
-    """Refuses every output (a destination that is down), counting the attempts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attempts = 0
-
-    async def publish(self, message: Message) -> None:
-        self.attempts += 1
-        raise ConnectionError("destination unavailable")
-
-
-async def test_publish_retry_attempts_count_the_send_that_failed(topic: Any) -> None:
-    """``publish_retry: {attempts: 3}`` sends an output three times in all, as it sends
-    a dead letter: the send that failed is attempt 1. It was sent four times (the
-    failed send, then three more), and each failure but the last counts a retry."""
-    topic.put(make_run(1)[0])
-    down, dead = Down(), Recorder()
-    block = Block(
-        MemoryListener(topic.name, stop_at_end=True),
-        publishers=[down],
-        dead_letter=dead,
-        publish_retry=RetryPolicy(attempts=3, initial=0.001, maximum=0.002),
-    )
-    stats = await asyncio.wait_for(block.run(), 30)
-    assert down.attempts == 3
-    assert (stats.retried, stats.dead_lettered) == (2, 1)
-    assert "destination unavailable" in dead.dead_letters[0].reason
