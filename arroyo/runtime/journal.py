@@ -21,7 +21,8 @@ it was processing the message:
 - A file whose lock is free belongs to a worker that died. Any worker of the folder
   (at its start, then about every second, and at once when the broker says a message
   is a redelivery) adds one crash for every key in use in such a file to the folder's
-  ``crashes.json`` (under a lock, written atomically) and deletes the file. A worker
+  ``crashes.json`` (under a lock, written atomically: :mod:`arroyo.runtime.crashes`)
+  and deletes the file. A worker
   that stops while it is still processing a message (the grace period ran out: it may
   hang every worker) counts it the same way.
 - A message's ``deliveries`` is then 1 + its crashes, whatever the broker counted.
@@ -41,9 +42,7 @@ times on it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
 import mmap
 import os
@@ -51,17 +50,15 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from arroyo.errors import ConfigError
+from arroyo.runtime.crashes import SLOT, SUFFIX, CrashCounts, Crashes
 from arroyo.runtime.received import Received
 
 log = logging.getLogger("arroyo.journal")
-
-SLOT = 256
-"""Bytes per slot: a flag byte, then the key (UTF-8) and a newline."""
 
 _INITIAL_SLOTS = 16
 _REFRESH = 1.0
@@ -69,10 +66,6 @@ _REFRESH = 1.0
 clock is read every 64 messages)."""
 _REFRESH_REDELIVERED = 0.05
 """The same when the broker says a message is a redelivery (a worker may just have died)."""
-_EXPIRE = 7 * 24 * 3600.0
-"""Seconds after which the crash count of a message never seen again is dropped."""
-_SUFFIX = ".inflight"
-_CRASHES = "crashes.json"
 
 Key = Callable[[Received], "str | None"]
 """Gives the key of a received message: the same on every delivery of that message; None
@@ -120,7 +113,8 @@ class DeliveryJournal:
         self.key = key
         self.explicit = explicit
         self.folder = root / _folder_name(scope)
-        self.crashes: dict[str, list[float]] = {}
+        self._counts = CrashCounts(root, self.folder, scope)
+        self.crashes: Crashes = {}
         """key -> [crashes, time of the last one] (as in crashes.json)."""
         self._fd = -1
         self._map: mmap.mmap | None = None
@@ -244,15 +238,17 @@ class DeliveryJournal:
         self._map.close()
         self._map = None
         try:
-            with self._locked():
+            with self._counts.locked():
                 if self._path is not None:
-                    crashes = self._read()
+                    crashes = self._counts.read()
                     before = {k: v[0] for k, v in crashes.items()}
-                    in_use = self._count(self._path, crashes, "stopped while still processing")
+                    in_use = self._counts.count(
+                        self._path, crashes, "stopped while still processing"
+                    )
                     for key in self._settled.difference(in_use):
                         crashes.pop(key, None)
                     if {k: v[0] for k, v in crashes.items()} != before:
-                        self._write(crashes)
+                        self.crashes = self._counts.write(crashes)
                     self._path.unlink(missing_ok=True)
                 left = os.listdir(self.folder)
                 if not left:
@@ -275,15 +271,16 @@ class DeliveryJournal:
         now = time.monotonic()
         self._next_refresh, self._soon = now + _REFRESH, now + _REFRESH_REDELIVERED
         try:
-            if self._dead_files():
-                with self._locked():
-                    crashes, dead = self._read(), self._dead_files()
+            counts = self._counts
+            if counts.dead_files(self._path):
+                with counts.locked():
+                    crashes, dead = counts.read(), counts.dead_files(self._path)
                     for path in dead:
-                        self._count(path, crashes, "a worker died while processing")
-                    self._write(crashes)
+                        counts.count(path, crashes, "a worker died while processing")
+                    self.crashes = counts.write(crashes)
                     for path in dead:
                         path.unlink(missing_ok=True)
-            stat = os.stat(self.folder / _CRASHES)
+            stat = counts.stat()
         except FileNotFoundError:
             self.crashes, self._seen = {}, None
             return
@@ -292,105 +289,23 @@ class DeliveryJournal:
             return
         seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if seen != self._seen:
-            self.crashes, self._seen = self._read(), seen
-
-    def _dead_files(self) -> list[Path]:
-        """The files of this folder whose worker is gone (their lock is free)."""
-        import fcntl
-
-        dead = []
-        for name in os.listdir(self.folder):
-            path = self.folder / name
-            if not name.endswith(_SUFFIX) or path == self._path:
-                continue
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # alive
-            finally:
-                os.close(fd)
-            dead.append(path)
-        return dead
-
-    def _count(self, path: Path, crashes: dict[str, list[float]], how: str) -> list[str]:
-        """Add one delivery to every key in use in the file ``path`` (a worker that
-        died, or this one stopping while it was still processing them: ``how``); those
-        keys."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return []
-        now, keys = time.time(), []
-        for at in range(0, len(data) - SLOT + 1, SLOT):
-            if data[at] == 1:
-                keys.append(data[at + 1 : at + SLOT].split(b"\n", 1)[0].decode("utf-8", "replace"))
-        for key in keys:
-            entry = crashes.setdefault(key, [0, now])
-            entry[0] += 1
-            entry[1] = now
-        if keys:
-            counts = ", ".join(f"{k} ({int(crashes[k][0])} so far)" for k in keys[:5])
-            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
-            log.warning("%s: %s %s%s", self.scope, how, counts, more)
-        return keys
-
-    def _read(self) -> dict[str, list[float]]:
-        try:
-            raw = json.loads((self.folder / _CRASHES).read_text())
-        except FileNotFoundError:
-            return {}
-        except ValueError:
-            log.warning(
-                "delivery journal %s: %s is damaged; starting afresh", self.folder, _CRASHES
-            )
-            return {}
-        return {str(k): [float(v[0]), float(v[1])] for k, v in raw.items()}
-
-    def _write(self, crashes: dict[str, list[float]]) -> None:
-        now = time.time()
-        crashes = {k: v for k, v in crashes.items() if now - v[1] < _EXPIRE}
-        path = self.folder / _CRASHES
-        if not crashes:
-            path.unlink(missing_ok=True)
-        else:
-            temporary = self.folder / f".crashes-{uuid.uuid4().hex}"
-            temporary.write_text(json.dumps(crashes))
-            os.replace(temporary, path)
-        self.crashes = crashes
+            self.crashes, self._seen = self._counts.read(), seen
 
     # -- files -------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the journal root's lock (never deleted, so it is always the same file)."""
-        import fcntl
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            yield
-        finally:
-            os.close(fd)
 
     def _start_file(self) -> None:
         """Create this process's file, lock and map it, and only then give it the name
         other workers look at (so they never take a live worker's file for a dead one's)."""
         import fcntl  # Unix only
 
-        with self._locked():
+        with self._counts.locked():
             hidden = self.folder / f".new-{uuid.uuid4().hex}"
             fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.ftruncate(fd, _INITIAL_SLOTS * SLOT)
                 self._map = mmap.mmap(fd, _INITIAL_SLOTS * SLOT)
-                path = self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+                path = self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SUFFIX}"
                 os.rename(hidden, path)
             except BaseException:
                 os.close(fd)
